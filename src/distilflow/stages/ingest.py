@@ -1,0 +1,122 @@
+"""ingest: bring the chosen source into ``data/raw/`` in the GLUE download layout, byte for byte.
+
+Files are copied verbatim (optionally cut to the first N rows, whole lines only) rather than parsed,
+so that validation sees exactly what the user has: encoding errors and ragged rows survive to be reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from distilflow.config import Params
+from distilflow.paths import Paths
+from distilflow.tasks import GlueTask, get_task
+from distilflow.tracking import stage_run, write_json, write_lineage
+
+SECTIONS = ("data",)
+
+
+class IngestError(RuntimeError):
+    """The data source is missing or cannot be read."""
+
+
+def source_dir(params: Params, paths: Paths, task: GlueTask) -> Path:
+    if params.data.source == "demo":
+        folder = paths.demo_dir / task.name
+        if not folder.is_dir():
+            raise IngestError(
+                f"no demo data for task {task.name!r} in {folder}; the demo ships sst2 only. "
+                "Set data.source: local and data.path: /path/to/glue/" + task.dir_name
+            )
+        return folder
+    assert params.data.path is not None
+    folder = Path(params.data.path)
+    if not folder.is_absolute():
+        folder = paths.root / folder
+    if not folder.is_dir():
+        raise IngestError(f"data.path {params.data.path!r} is not a folder (resolved to {folder})")
+    return folder
+
+
+def copy_rows(source: Path, target: Path, task: GlueTask, max_rows: int | None) -> int:
+    """Copy whole lines; returns the number of data rows written."""
+    if max_rows is None:
+        shutil.copyfile(source, target)
+        with source.open("rb") as handle:
+            lines = sum(1 for _ in handle)
+        return lines - (1 if task.header else 0)
+    keep = max_rows + (1 if task.header else 0)
+    with source.open("rb") as reader, target.open("wb") as writer:
+        written = 0
+        for written, line in enumerate(reader, start=1):
+            if written > keep:
+                written -= 1
+                break
+            writer.write(line)
+    return written - (1 if task.header else 0)
+
+
+def from_hub(task: GlueTask, target: Path, params: Params) -> dict[str, int]:
+    """Download ``nyu-mll/glue`` and write it in the GLUE file layout; needs a network."""
+    import datasets
+
+    from distilflow.glue_io import write_split
+
+    try:
+        dataset = datasets.load_dataset("nyu-mll/glue", task.name)
+    except Exception as error:  # the hub raises many types; all mean the same to the user
+        raise IngestError(
+            f"could not download nyu-mll/glue/{task.name} from the Hugging Face hub ({type(error).__name__}: "
+            f"{error}). Without a network use data.source: demo or local."
+        ) from None
+    hub_split = {"train": "train", "dev": "validation", "dev_matched": "validation_matched",
+                 "dev_mismatched": "validation_mismatched"}
+    rows: dict[str, int] = {}
+    for split in task.splits:
+        frame = dataset[hub_split[split]].to_pandas()
+        limit = params.data.max_train_rows if split == "train" else params.data.max_dev_rows
+        if limit is not None:
+            frame = frame.head(limit)
+        write_split(task, frame, target / f"{split}.tsv")
+        rows[split] = len(frame)
+    return rows
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    task = get_task(params.task)
+    target = paths.raw_dir
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    with stage_run("ingest", params, paths, SECTIONS) as tracked:
+        if params.data.source == "hub":
+            rows = from_hub(task, target, params)
+            origin = f"hub:nyu-mll/glue/{task.name}"
+        else:
+            folder = source_dir(params, paths, task)
+            rows = {}
+            for split in task.splits:
+                source = folder / f"{split}.tsv"
+                if not source.is_file():
+                    raise IngestError(f"{source}: missing; a {task.dir_name} folder needs {', '.join(task.splits)}")
+                limit = params.data.max_train_rows if split == "train" else params.data.max_dev_rows
+                rows[split] = copy_rows(source, target / f"{split}.tsv", task, limit)
+            origin = str(folder)
+        manifest = {
+            "task": task.name,
+            "source": params.data.source,
+            "origin": origin,
+            "files": {
+                split: hashlib.sha256((target / f"{split}.tsv").read_bytes()).hexdigest() for split in task.splits
+            },
+            "rows": rows,
+        }
+        write_json(target / "manifest.json", manifest)
+        write_lineage(target, {"ingest": tracked.run_id})
+        metrics = {f"rows_{split}": count for split, count in rows.items()}
+        tracked.log_metrics(metrics)
+        tracked.log_dict(manifest, "manifest.json")
+    return {"metrics": metrics, "manifest": manifest}

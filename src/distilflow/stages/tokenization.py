@@ -1,0 +1,99 @@
+"""tokenize: validated text → token ids with the teacher's fast tokenizer, saved once as Arrow.
+
+No padding here: batches are padded to their own longest row at training time, which on SST-2
+(median ~10 tokens) saves most of the compute that padding to ``max_length`` would waste.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from datasets import Dataset, DatasetDict
+
+from distilflow.config import Params
+from distilflow.modeling import load_tokenizer, resolve_teacher
+from distilflow.paths import Paths
+from distilflow.tasks import LABEL, LINE, GlueTask, get_task
+from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+
+SECTIONS = ("model", "tokenize")
+META_FILE = "meta.json"
+
+
+def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int) -> str:
+    """Hash of exactly what determines the output: the text and labels, the vocabulary and the settings."""
+    digest = hashlib.sha256()
+    for split in sorted(frames):
+        digest.update(split.encode())
+        digest.update(pd.util.hash_pandas_object(frames[split], index=False).values.tobytes())
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+        file = Path(tokenizer_dir) / name
+        if file.is_file():
+            digest.update(file.read_bytes())
+    digest.update(f"max_length={max_length}".encode())
+    return digest.hexdigest()
+
+
+def encode(frame: pd.DataFrame, task: GlueTask, tokenizer: Any, max_length: int) -> Dataset:
+    texts = [frame[field].tolist() for field in task.fields]
+    encoded = tokenizer(*texts, truncation=True, max_length=max_length, return_attention_mask=False)
+    columns: dict[str, Any] = {
+        "input_ids": encoded["input_ids"],
+        "token_type_ids": encoded["token_type_ids"],
+        "labels": frame[LABEL].tolist(),
+        LINE: frame[LINE].tolist(),
+    }
+    columns["length"] = [len(ids) for ids in columns["input_ids"]]
+    return Dataset.from_dict(columns)
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    task = get_task(params.task)
+    frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in task.splits}
+    tokenizer_dir = resolve_teacher(params.model.teacher)
+    with stage_run("tokenize", params, paths, SECTIONS) as tracked:
+        tokenizer = load_tokenizer(tokenizer_dir)
+        splits = DatasetDict(
+            {split: encode(frame, task, tokenizer, params.tokenize.max_length) for split, frame in frames.items()}
+        )
+        out = paths.tokenized_dir
+        if out.exists():
+            shutil.rmtree(out)
+        splits.save_to_disk(str(out))
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+        lengths = {split: splits[split]["length"] for split in splits}
+        truncated = {
+            split: sum(length >= params.tokenize.max_length for length in values) for split, values in lengths.items()
+        }
+        meta = {
+            "content_hash": content_hash(frames, tokenizer_dir, params.tokenize.max_length),
+            "tokenizer": tokenizer_dir if params.model.teacher != "packaged-minilm" else "packaged-minilm",
+            "max_length": params.tokenize.max_length,
+            "rows": {split: len(dataset) for split, dataset in splits.items()},
+        }
+        write_json(out / META_FILE, meta)
+        write_lineage(out, {**read_lineage(paths.validated_dir), "tokenize": tracked.run_id})
+
+        histogram = Counter(lengths["train"])
+        plot_rows = [{"tokens": length, "examples": histogram[length]} for length in sorted(histogram)]
+        paths.plots_dir.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(plot_rows).to_csv(paths.plots_dir / "token_lengths.csv", index=False)
+
+        train_lengths = pd.Series(lengths["train"])
+        metrics = {
+            "train_rows": len(splits["train"]),
+            "tokens_mean": float(train_lengths.mean()),
+            "tokens_p95": float(train_lengths.quantile(0.95)),
+            "tokens_max": int(train_lengths.max()),
+            "truncated_train": truncated["train"],
+            "padding_saved_pct": float(100 * (1 - train_lengths.mean() / params.tokenize.max_length)),
+        }
+        write_json(paths.metrics_file("tokenize"), metrics)
+        tracked.log_metrics(metrics)
+        tracked.log_dict(meta, "tokenize_meta.json")
+    return {"metrics": metrics, "meta": meta}

@@ -1,0 +1,87 @@
+"""validate: the gate between ``data/raw`` and tokenization.
+
+Bad data stops the pipeline here with a message naming file, line, column, rule and value. On failure the
+report and JSON summary are still written (they are how a person finds the problem) but ``data/validated``
+is left untouched, so no later stage can pick up half-checked data.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from distilflow.config import Params
+from distilflow.paths import Paths
+from distilflow.tasks import get_task
+from distilflow.tracking import read_lineage, write_lineage
+from distilflow.validation import DataValidationError, ValidationReport, summary_json, validate_folder
+
+REPORT_FOLDER = "validation"
+
+
+def report_dir(paths: Paths) -> Path:
+    return paths.reports_dir / REPORT_FOLDER
+
+
+def stage_metrics(report: ValidationReport) -> dict[str, float]:
+    """Flat numbers for MLflow: verdict, counts, rows and class shares per split, time taken."""
+    summary = report.summary
+    metrics: dict[str, float] = {
+        "ok": float(report.ok),
+        "errors": float(report.errors),
+        "warnings": float(report.warnings),
+        "elapsed_seconds": float(summary["elapsed_seconds"]),
+    }
+    for split, entry in summary["splits"].items():
+        metrics[f"rows_{split}"] = float(entry["rows"])
+        for label, share in entry.get("class_shares", {}).items():
+            metrics[f"class_share_{split}_{label}"] = float(share)
+    for rule, entry in summary["rules"].items():
+        if entry["errors"] or entry["warnings"]:
+            metrics[f"rule_{rule}"] = float(entry["errors"] + entry["warnings"])
+    return metrics
+
+
+def _write_splits(report: ValidationReport, target: Path) -> list[Path]:
+    """Write every split to a sibling folder first, then swap it in: a crash never leaves a mix of old and new."""
+    staging = target.with_name(target.name + ".tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for split, frame in report.frames.items():
+        frame.to_parquet(staging / f"{split}.parquet", index=False)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    return sorted(target.glob("*.parquet"))
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    """Validate ``data/raw`` for ``params.task``; raise DataValidationError (message = findings) when it fails.
+
+    Returns ``metrics`` (flat numbers) and ``artifacts`` (report page and JSON summary) for the caller to log.
+    """
+    task = get_task(params.task)
+    settings = params.validate_
+    reports = report_dir(paths)
+    if reports.exists():
+        shutil.rmtree(reports)  # a stale page from an earlier run must not pass for this one
+    max_rows = {
+        split: limit
+        for split in task.splits
+        if (limit := params.data.max_train_rows if split == "train" else params.data.max_dev_rows) is not None
+    }
+    report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
+    metrics_file = paths.metrics_file("validate")
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    metrics_file.write_text(summary_json(report.summary), encoding="utf-8")
+    artifacts = [reports / "index.html", metrics_file]
+    if not report.ok:
+        raise DataValidationError(report.format_findings(settings.max_errors_reported), report)
+
+    _write_splits(report, paths.validated_dir)
+    # Carry the ingest run's id forward: tokenize reads lineage from data/validated, not data/raw.
+    write_lineage(paths.validated_dir, read_lineage(paths.raw_dir))
+    return {"metrics": stage_metrics(report), "artifacts": artifacts, "summary": report.summary}

@@ -1,0 +1,158 @@
+"""MLflow bookkeeping shared by all stages: one run per stage, lineage tags, the project's local store.
+
+Each stage writes ``lineage.json`` next to its outputs: its own MLflow run id merged with those of the
+inputs it read. The chain travels with the data through DVC, so the register stage can tag a model with
+the run of every stage that produced it, even when DVC skipped some of them this time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distilflow.config import Params, section_dict
+from distilflow.paths import Paths
+
+LINEAGE_FILE = "lineage.json"
+PIPELINE_ID_ENV = "DISTILFLOW_PIPELINE_ID"
+
+
+def tracking_uri(params: Params, paths: Paths) -> str:
+    """MLFLOW_TRACKING_URI wins, then params, then the project's own sqlite store."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or params.register_.tracking_uri
+        or f"sqlite:///{paths.mlflow_db}"
+    )
+
+
+def configure_mlflow(params: Params, paths: Paths) -> str:
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking_uri(params, paths)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = f"distilflow-{params.task}"
+    if mlflow.get_experiment_by_name(name) is None:
+        # Artifacts sit beside the sqlite store, not in ./mlruns of whatever the cwd happens to be.
+        location = paths.mlflow_artifacts.as_uri() if uri.startswith("sqlite") else None
+        # A concurrent stage may create it first; either way it exists afterwards.
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            mlflow.create_experiment(name, artifact_location=location)
+    mlflow.set_experiment(name)
+    return uri
+
+
+def git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def dvc_lock_data_hash(root: Path) -> str:
+    """The md5 DVC recorded for data/raw in dvc.lock; 'unknown' before the first repro."""
+    lock = root / "dvc.lock"
+    if not lock.is_file():
+        return "unknown"
+    content = yaml.safe_load(lock.read_text()) or {}
+    for out in content.get("stages", {}).get("ingest", {}).get("outs", []):
+        if out.get("path") == "data/raw":
+            return str(out.get("md5", "unknown"))
+    return "unknown"
+
+
+def params_hash(params: Params) -> str:
+    text = json.dumps(params.model_dump(by_alias=True), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pipeline_id() -> str:
+    """Groups the stage runs of one pipeline execution; flows and `make pipeline` set it, else per process."""
+    value = os.environ.get(PIPELINE_ID_ENV)
+    if not value:
+        value = uuid.uuid4().hex[:12]
+        os.environ[PIPELINE_ID_ENV] = value
+    return value
+
+
+def read_lineage(*folders: Path) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for folder in folders:
+        file = folder / LINEAGE_FILE
+        if file.is_file():
+            merged.update(json.loads(file.read_text()))
+    return merged
+
+
+def write_lineage(folder: Path, lineage: Mapping[str, str]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / LINEAGE_FILE).write_text(json.dumps(dict(lineage), indent=2, sort_keys=True) + "\n")
+
+
+class StageRun:
+    """What a stage sees of its MLflow run: log numbers and files without importing mlflow itself."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        clean = {key: float(value) for key, value in metrics.items() if isinstance(value, int | float)}
+        if clean:
+            mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        import mlflow
+
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=folder)
+        elif path.is_file():
+            mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_dict(self, data: dict[str, Any], file_name: str) -> None:
+        import mlflow
+
+        mlflow.log_dict(data, file_name)
+
+
+@contextmanager
+def stage_run(stage: str, params: Params, paths: Paths, sections: tuple[str, ...] = ()) -> Iterator[StageRun]:
+    """One MLflow run for one stage, tagged with the pipeline id, git commit, data and params hashes."""
+    import mlflow
+
+    configure_mlflow(params, paths)
+    tags = {
+        "distilflow.stage": stage,
+        "distilflow.task": params.task,
+        "distilflow.pipeline_id": pipeline_id(),
+        "mlflow.source.git.commit": git_commit(paths.root),
+        "distilflow.dvc_data_md5": dvc_lock_data_hash(paths.root),
+        "distilflow.params_hash": params_hash(params),
+    }
+    with mlflow.start_run(run_name=f"{stage}-{tags['distilflow.pipeline_id']}", tags=tags) as run:
+        logged: dict[str, Any] = {"task": params.task, "seed": params.seed}
+        for section in sections:
+            logged.update(section_dict(params, section))
+        mlflow.log_params({key: str(value)[:500] for key, value in logged.items()})
+        yield StageRun(run.info.run_id)
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(data), indent=2, sort_keys=True, allow_nan=False) + "\n")

@@ -1,0 +1,333 @@
+"""The training loop shared by fine-tuning and distillation: readable in one screen, no wrapper framework.
+
+What it does, in order: pick the device and precision, build AdamW (no decay on bias/LayerNorm) with
+linear warmup/decay, then loop over length-grouped batches with gradient accumulation and clipping,
+evaluate every ``eval_every`` steps, keep the best weights, stop early, and checkpoint every
+``checkpoint_every`` steps so a killed run resumes exactly where it was.
+Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank takes its share of batches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from distilflow.batching import BATCH_COLUMNS, Collator, LengthGroupedBatches, pad_batch
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+EvalFn = Callable[[torch.nn.Module], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_ratio: float
+    max_grad_norm: float
+    eval_every: int
+    early_stopping_patience: int
+    primary_metric: str
+    seed: int
+    grad_accum_steps: int = 1
+    max_steps: int | None = None
+    checkpoint_every: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    greater_is_better: bool = True
+
+
+@dataclass
+class LoopResult:
+    best_metric: float
+    best_step: int
+    steps: int
+    samples: int
+    train_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_step: int = 0
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def choose_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("finetune.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device("cuda", local_rank)
+
+
+def choose_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """None means fp32. bf16 needs no loss scaling; fp16 (pre-Ampere GPUs) does."""
+    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: decaying biases and LayerNorm gains just hurts (BERT's recipe)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "bias" in name else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) under torchrun; (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group(backend=backend)
+
+
+# --- checkpoints: safetensors for tensors, JSON for the rest; no pickles to trust ---------------------------
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            name = f"{index}.{key}"
+            if torch.is_tensor(value):
+                tensors[name] = value.detach().cpu().contiguous()
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, progress: dict[str, Any]) -> None:
+    """Write to a temporary folder and rename: a kill mid-write leaves the previous checkpoint intact."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, tmp / "optimizer.safetensors")
+    save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+    state = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict()}
+    (tmp / "state.json").write_text(json.dumps(state, default=float))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any) -> dict[str, Any]:
+    model.load_state_dict(load_file(folder / "model.safetensors"))
+    state = json.loads((folder / "state.json").read_text())
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state["optimizer"]))
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(load_file(folder / "rng.safetensors")["torch_rng"])
+    progress: dict[str, Any] = state["progress"]
+    return progress
+
+
+def _cycle(dataset: Dataset, sampler: LengthGroupedBatches, collate: Collator,
+           start_epoch: int, skip: int) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+    """(epoch, batch index, batch) forever; on resume the first ``skip`` batches of the epoch are not loaded."""
+    epoch = start_epoch
+    columns = dataset.select_columns([c for c in BATCH_COLUMNS if c in dataset.column_names])
+    while True:
+        batches = sampler.batches(epoch)
+        for index in range(skip, len(batches)):
+            yield epoch, index, collate([columns[i] for i in batches[index]])
+        skip = 0
+        epoch += 1
+
+
+def train(
+    model: torch.nn.Module,
+    train_set: Dataset,
+    loss_fn: LossFn,
+    eval_fn: EvalFn,
+    settings: LoopSettings,
+    pad_id: int,
+    regression: bool,
+    checkpoint_dir: Path | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+    description: str = "train",
+) -> tuple[torch.nn.Module, LoopResult]:
+    """Train ``model`` in place; returns the best weights (by the primary dev metric) and a summary."""
+    seed_everything(settings.seed)
+    device = choose_device(settings.device)
+    init_distributed(device)
+    rank, world = distributed()
+    dtype = choose_dtype(device, settings.precision)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model.to(device)
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index else None)
+
+    sampler = LengthGroupedBatches(train_set["length"], settings.batch_size, settings.seed, rank=rank, world_size=world)
+    batches_per_epoch = len(sampler)
+    steps_per_epoch = max(1, batches_per_epoch // settings.grad_accum_steps)
+    total = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
+    optimizer = torch.optim.AdamW(optimizer_groups(model, settings.weight_decay), lr=settings.learning_rate,
+                                  fused=device.type == "cuda")
+    scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total), total)
+    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+
+    # "epoch"/"batch": the next batch to draw, so a resumed run continues with exactly that batch.
+    progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": 0, "bad_evals": 0,
+                                "samples": 0, "seconds": 0.0, "history": []}
+    last = checkpoint_dir / "last" if checkpoint_dir else None
+    best_dir = checkpoint_dir / "best" if checkpoint_dir else None
+    if last is not None and (last / "state.json").is_file():
+        progress = load_checkpoint(last, model, optimizer, scheduler)
+    resumed_from = progress["step"]
+    best_state = None
+    if best_dir is not None and (best_dir / "model.safetensors").is_file() and resumed_from:
+        best_state = load_file(best_dir / "model.safetensors")
+
+    sign = 1.0 if settings.greater_is_better else -1.0
+    batches = _cycle(train_set, sampler, Collator(pad_id, regression), progress["epoch"], progress["batch"])
+    pin = device.type == "cuda"
+    bar = tqdm(total=total, initial=progress["step"], desc=description, disable=rank != 0, dynamic_ncols=True)
+    net.train()
+    started = time.perf_counter() - progress["seconds"]
+    stop = False
+    while progress["step"] < total and not stop:
+        for _ in range(settings.grad_accum_steps):
+            epoch, index, batch = next(batches)
+            # Pinned host memory lets the copy to the GPU overlap with compute.
+            batch = {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = loss_fn(net, batch) / settings.grad_accum_steps
+            scaler.scale(loss).backward()
+            progress["samples"] += len(batch["labels"]) * world
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        progress["step"] += 1
+        progress["epoch"], progress["batch"] = (epoch, index + 1) if index + 1 < batches_per_epoch else (epoch + 1, 0)
+        step = progress["step"]
+        progress["seconds"] = time.perf_counter() - started
+        rate = progress["samples"] / max(progress["seconds"], 1e-9)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item() * settings.grad_accum_steps:.4f}", samples_s=f"{rate:.0f}")
+        point: dict[str, float] = {"step": step, "train_loss": loss.item() * settings.grad_accum_steps,
+                                   "learning_rate": scheduler.get_last_lr()[0]}
+        if step % settings.eval_every == 0 or step == total:
+            net.eval()
+            scores = eval_fn(model)
+            net.train()
+            point.update({f"dev_{k}": v for k, v in scores.items()})
+            metric = scores[settings.primary_metric]
+            if progress["best"] is None or sign * metric > sign * progress["best"]:
+                progress.update(best=metric, best_step=step, bad_evals=0)
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                if best_dir is not None and rank == 0:
+                    best_dir.mkdir(parents=True, exist_ok=True)
+                    save_file(best_state, best_dir / "model.safetensors")
+            else:
+                progress["bad_evals"] += 1
+                patience = settings.early_stopping_patience
+                stop = patience > 0 and progress["bad_evals"] >= patience
+            if on_eval is not None and rank == 0:
+                on_eval(step, point)
+        progress["history"].append(point)
+        if last is not None and rank == 0 and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+            save_checkpoint(last, model, optimizer, scheduler, progress)
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to("cpu")
+    result = LoopResult(
+        best_metric=float(progress["best"]) if progress["best"] is not None else float("nan"),
+        best_step=progress["best_step"],
+        steps=progress["step"],
+        samples=progress["samples"],
+        train_seconds=progress["seconds"],
+        history=progress["history"],
+        resumed_from_step=resumed_from,
+    )
+    return model, result
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, pad_id: int,
+                   device: torch.device | None = None) -> np.ndarray:
+    """Logits in the dataset's row order; batches are formed by length so little time goes on padding."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    columns = dataset.select_columns(["input_ids", "token_type_ids", "labels"])
+    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(order), batch_size):
+        rows = [columns[int(i)] for i in order[start : start + batch_size]]
+        batch = pad_batch(rows, pad_id, regression=False)
+        batch.pop("labels")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        outputs.append(logits.float().cpu().numpy())
+    model.train(was_training)
+    stacked = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result
+
+
+def logits_to_predictions(logits: np.ndarray, regression: bool) -> np.ndarray:
+    if regression:
+        return np.clip(logits[:, 0], 0.0, 5.0)
+    return logits.argmax(axis=-1)

@@ -1,0 +1,385 @@
+"""Validate a GLUE task folder: strict read, GX suite per split, cross-split checks, summary and report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from distilflow.config import ValidateParams
+from distilflow.glue_io import RawSplit, display_column, normalise, read_raw, split_path
+from distilflow.tasks import LABEL, LINE, GlueTask
+from distilflow.validation.findings import Finding, RuleCount, ValidationReport
+from distilflow.validation.rules import ERROR, OFF, RULES, WARNING
+from distilflow.validation.suites import (
+    CONFLICT_WITH,
+    DUP_OF,
+    ID,
+    PIECES,
+    SCORE,
+    TRAIN_LINE,
+    GxSuite,
+    Outcome,
+    class_column,
+    suite_name,
+)
+
+# BERT's basic tokenizer splits on whitespace and around punctuation before WordPiece, so this count is a
+# lower bound on the tokens a text becomes: anything above the budget is certainly truncated.
+_PIECE_REGEX = r"\w+|[^\w\s]"
+_VALUE_CHARS = 80
+_HISTOGRAM_BINS = 20
+
+
+def _value(text: object) -> str:
+    """A value as the message shows it: quoted (so whitespace is visible) and cut to a readable length."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return "''"
+    text = str(text)
+    if len(text) > _VALUE_CHARS:
+        text = text[: _VALUE_CHARS - 1] + "…"
+    return repr(text)
+
+
+def _text_key(frame: pd.DataFrame, task: GlueTask) -> pd.Series:
+    """Whitespace-normalised text(s) of each row; NA where a text is missing, so such rows never match."""
+    key: pd.Series | None = None
+    for name in task.fields:
+        part = frame[name].str.strip().str.replace(r"\s+", " ", regex=True)
+        part = part.where(part != "")
+        key = part if key is None else key + "\t" + part
+    assert key is not None
+    return key
+
+
+@dataclass
+class _Prepared:
+    raw: RawSplit
+    frame: pd.DataFrame
+    """The GX view: raw text with empty fields as NA, plus the derived per-row columns the suite checks."""
+    key: pd.Series
+
+
+def _prepare(task: GlueTask, raw: RawSplit, train: _Prepared | None) -> _Prepared:
+    frame = raw.frame.copy()
+    columns = [*task.fields, LABEL, *([ID] if task.id_column else [])]
+    for name in columns:
+        frame[name] = frame[name].where(frame[name] != "")
+    pieces = sum(
+        (frame[name].fillna("").str.count(_PIECE_REGEX) for name in task.fields), start=pd.Series(0, index=frame.index)
+    )
+    frame[PIECES] = pieces.astype("int64")
+    key = _text_key(frame, task)
+    labelled_key = key + "\t" + frame[LABEL]
+    first = frame.groupby(labelled_key, dropna=True, sort=False)[LINE].transform("first")
+    frame[DUP_OF] = first.where(first != frame[LINE]).astype("Int64")
+    if task.labels is None:
+        frame[SCORE] = pd.to_numeric(frame[LABEL], errors="coerce").astype("float64")
+    else:
+        frame[CONFLICT_WITH] = _conflicts(frame, key)
+        valid = frame[LABEL].isin(task.labels)
+        for index, label in enumerate(task.labels):
+            frame[class_column(index)] = (frame[LABEL] == label).astype("float64").where(valid)
+    if train is None:
+        frame[TRAIN_LINE] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    else:
+        first_in_train = train.frame[LINE].groupby(train.key, dropna=True, sort=False).first()
+        frame[TRAIN_LINE] = key.map(first_in_train).astype("Int64")
+    return _Prepared(raw, frame, key)
+
+
+def _conflicts(frame: pd.DataFrame, key: pd.Series) -> pd.Series:
+    """For rows whose text also appears with another label: the first line carrying a different label."""
+    labels_per_key = frame[LABEL].groupby(key, dropna=True, sort=False).transform("nunique")
+    out = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+    suspects = frame.loc[labels_per_key > 1, [LINE, LABEL]]
+    for _, group in suspects.groupby(key[suspects.index], sort=False):
+        pairs = list(zip(group.index, group[LINE], group[LABEL], strict=True))
+        for index, _line, label in pairs:
+            out[index] = next(other_line for _, other_line, other in pairs if other != label)
+    return out
+
+
+class _Collector:
+    """Turns reader problems and GX outcomes into capped findings plus exact counts."""
+
+    def __init__(self, task: GlueTask, settings: ValidateParams) -> None:
+        self.task = task
+        self.settings = settings
+        self.findings: list[Finding] = []
+        self.counts: list[RuleCount] = []
+
+    def add(self, finding: Finding, count: int = 1) -> None:
+        self.findings.append(finding)
+        self.counts.append(
+            RuleCount(finding.split, finding.file, finding.rule, finding.column, finding.severity, count)
+        )
+
+    def add_reader_problems(self, raw: RawSplit) -> None:
+        limit = self.settings.max_errors_reported
+        by_rule: dict[tuple[str, str | None], int] = {}
+        for problem in raw.problems:
+            key = (problem.rule, problem.column)
+            by_rule[key] = by_rule.get(key, 0) + 1
+            if by_rule[key] <= limit:
+                self.findings.append(
+                    Finding(
+                        str(raw.path),
+                        problem.line,
+                        problem.column,
+                        problem.rule,
+                        problem.value,
+                        ERROR,
+                        raw.split,
+                        problem.detail,
+                    )
+                )
+        self.counts += [
+            RuleCount(raw.split, str(raw.path), rule, column, ERROR, count) for (rule, column), count in by_rule.items()
+        ]
+
+    def add_outcome(self, prepared: _Prepared, outcome: Outcome, train_file: str) -> None:
+        if outcome.success:
+            return
+        task, settings, raw = self.task, self.settings, prepared.raw
+        file, split = str(raw.path), raw.split
+        severity, tolerance_note = outcome.severity, ""
+        rows = max(len(prepared.frame), 1)
+        share_max = {"conflicting_labels": settings.conflict_share_max, "train_dev_leakage": settings.leakage_share_max}
+        if outcome.rule in share_max and severity == ERROR and outcome.count / rows <= share_max[outcome.rule]:
+            severity = WARNING
+            name = "conflict_share_max" if outcome.rule == "conflicting_labels" else "leakage_share_max"
+            tolerance_note = f"; {outcome.count / rows:.2%} of rows, within validate.{name}={share_max[outcome.rule]:g}"
+
+        if outcome.rule == "class_balance":
+            assert task.labels is not None and outcome.column is not None
+            index = int(outcome.column.removeprefix("class_"))
+            share = outcome.observed or 0.0
+            detail = (
+                f"class share {share:.1%} outside the allowed band "
+                f"{settings.class_share_min:.0%}..{settings.class_share_max:.0%}"
+            )
+            self.add(
+                Finding(
+                    file, None, task.label_column, "class_balance", _value(task.labels[index]), severity, split, detail
+                )
+            )
+            return
+
+        column = self._column(outcome.column)
+        frame = prepared.frame.set_index(LINE, drop=False)
+        source = raw.frame.set_index(LINE)
+        for line in outcome.lines:
+            row = frame.loc[line]
+            value, detail = self._describe(outcome, row, source.loc[line], train_file)
+            self.findings.append(
+                Finding(file, line, column, outcome.rule, value, severity, split, detail + tolerance_note)
+            )
+        self.counts.append(RuleCount(split, file, outcome.rule, column, severity, outcome.count))
+
+    def _column(self, column: str | None) -> str | None:
+        if column == PIECES:
+            return "+".join(self.task.file_columns)
+        if column in (DUP_OF, CONFLICT_WITH, TRAIN_LINE):
+            return "+".join(self.task.file_columns)
+        if column == SCORE:
+            return self.task.label_column
+        return None if column is None else display_column(self.task, column)
+
+    def _describe(self, outcome: Outcome, row: pd.Series, source: pd.Series, train_file: str) -> tuple[str, str]:
+        task, settings = self.task, self.settings
+        column = outcome.column or ""
+        texts = " | ".join(str(source[name]) for name in task.fields)
+        rule = outcome.rule
+        if rule == "empty_text":
+            return "''", "text is empty"
+        if rule == "blank_text":
+            return _value(source[column]), f"only whitespace ({len(source[column])} characters)"
+        if rule == "text_too_short":
+            return _value(
+                source[column]
+            ), f"{len(source[column])} characters, fewer than validate.min_chars={settings.min_chars}"
+        if rule == "text_too_long":
+            return _value(
+                source[column]
+            ), f"{len(source[column])} characters, more than validate.max_chars={settings.max_chars}"
+        if rule == "long_text":
+            return _value(
+                texts
+            ), f"{row[PIECES]} pieces, more than validate.long_text_tokens={settings.long_text_tokens}"
+        if rule in ("missing_label", "missing_id"):
+            return "''", f"{self._column(column)} is empty"
+        if rule == "label_not_in_set":
+            return _value(source[LABEL]), f"allowed labels: {', '.join(task.labels or ())}"
+        if rule == "score_not_numeric":
+            return _value(source[LABEL]), "not a decimal number"
+        if rule == "score_out_of_range":
+            low, high = task.score_range
+            return _value(source[LABEL]), f"allowed range {low:g}..{high:g}"
+        if rule == "duplicate_id":
+            return _value(source[ID]), "the same id is on another row"
+        if rule == "duplicate_example":
+            return _value(texts), f"same text and label as line {row[DUP_OF]}"
+        if rule == "conflicting_labels":
+            return _value(texts), f"labelled {source[LABEL]!r} here, differently at line {row[CONFLICT_WITH]}"
+        if rule == "train_dev_leakage":
+            return _value(texts), f"same text at {train_file}:{row[TRAIN_LINE]}"
+        return _value(source.get(column, "")), RULES[rule].description
+
+
+def _histogram(values: pd.Series) -> dict[str, list[float]]:
+    if values.empty:
+        return {"edges": [], "counts": []}
+    counts, edges = np.histogram(values.to_numpy(dtype="float64"), bins=_HISTOGRAM_BINS)
+    return {"edges": [float(edge) for edge in edges], "counts": [int(count) for count in counts]}
+
+
+def _split_stats(task: GlueTask, prepared: _Prepared) -> dict[str, Any]:
+    frame = prepared.frame
+    chars = sum((frame[name].fillna("").str.len() for name in task.fields), start=pd.Series(0, index=frame.index))
+    stats: dict[str, Any] = {
+        "chars": {"min": int(chars.min()), "mean": round(float(chars.mean()), 2), "max": int(chars.max())}
+        if len(frame)
+        else {"min": 0, "mean": 0.0, "max": 0},
+        "pieces_p95": int(frame[PIECES].quantile(0.95)) if len(frame) else 0,
+        "pieces_max": int(frame[PIECES].max()) if len(frame) else 0,
+    }
+    if task.labels is not None:
+        valid = frame[LABEL][frame[LABEL].isin(task.labels)]
+        total = max(len(valid), 1)
+        stats["class_counts"] = {label: int((valid == label).sum()) for label in task.labels}
+        stats["class_shares"] = {label: round(int((valid == label).sum()) / total, 4) for label in task.labels}
+    else:
+        scores = frame[SCORE].dropna()
+        stats["score"] = (
+            {"min": float(scores.min()), "mean": round(float(scores.mean()), 4), "max": float(scores.max())}
+            if len(scores)
+            else {"min": 0.0, "mean": 0.0, "max": 0.0}
+        )
+    stats["_chars_histogram"] = _histogram(chars)
+    if task.labels is None:
+        stats["_score_histogram"] = _histogram(frame[SCORE].dropna())
+    return stats
+
+
+def validate_folder(
+    task: GlueTask,
+    data_dir: Path,
+    settings: ValidateParams,
+    *,
+    report_dir: Path | None = None,
+    max_rows: dict[str, int] | None = None,
+) -> ValidationReport:
+    """Run every rule on the task's split files in ``data_dir``; write ``index.html`` and ``summary.json`` to
+    ``report_dir`` when given. Never raises for bad data: the report says what is wrong (``ok`` is False)."""
+    started = time.perf_counter()
+    data_dir = Path(data_dir)
+    collector = _Collector(task, settings)
+    raws: dict[str, RawSplit] = {}
+    for split in task.splits:
+        path = split_path(data_dir, split)
+        if not path.is_file():
+            detail = f"expected {path.name} for task {task.name} in {data_dir}"
+            collector.add(Finding(str(path), None, None, "missing_file", _value(path.name), ERROR, split, detail))
+            continue
+        limit = (max_rows or {}).get(split)
+        raws[split] = read_raw(task, path, split, max_rows=limit)
+        collector.add_reader_problems(raws[split])
+
+    prepared: dict[str, _Prepared] = {}
+    train = None
+    for split, raw in raws.items():
+        if not raw.readable:
+            continue
+        if raw.frame.empty:
+            severity = settings.severity.get("empty_split", RULES["empty_split"].severity)
+            if severity != OFF:
+                detail = "the file has a header but no data rows" if task.header else "the file has no rows"
+                collector.add(Finding(str(raw.path), None, None, "empty_split", "'0 rows'", severity, split, detail))
+            continue
+        prepared[split] = _prepare(task, raw, train if split != "train" else None)
+        if split == "train":
+            train = prepared[split]
+
+    suite = GxSuite(task, settings) if prepared else None
+    train_file = str(split_path(data_dir, "train"))
+    for item in prepared.values():
+        assert suite is not None
+        for outcome in suite.run(item.frame):
+            collector.add_outcome(item, outcome, train_file)
+
+    frames = {split: normalise(task, raw.frame)[0] for split, raw in raws.items() if raw.readable}
+    stats = {split: _split_stats(task, item) for split, item in prepared.items()}
+    report = ValidationReport(
+        task=task.name,
+        data_dir=data_dir,
+        ok=not any(count.severity == ERROR and count.count > 0 for count in collector.counts),
+        summary={},
+        findings=sorted(collector.findings, key=lambda f: (f.severity != ERROR, f.split, f.rule, f.line or 0)),
+        counts=collector.counts,
+        frames=frames,
+    )
+    report.summary = _summary(task, settings, report, raws, stats, suite, time.perf_counter() - started)
+    if report_dir is not None:
+        from distilflow.validation.report import write_report
+
+        report.report_path = write_report(report, Path(report_dir), stats)
+        report.summary["elapsed_seconds"] = round(time.perf_counter() - started, 3)
+        (Path(report_dir) / "summary.json").write_text(summary_json(report.summary), encoding="utf-8")
+    return report
+
+
+def _summary(
+    task: GlueTask,
+    settings: ValidateParams,
+    report: ValidationReport,
+    raws: dict[str, RawSplit],
+    stats: dict[str, dict[str, Any]],
+    suite: GxSuite | None,
+    elapsed: float,
+) -> dict[str, Any]:
+    rules: dict[str, dict[str, Any]] = {}
+    for name, rule in RULES.items():
+        effective = settings.severity.get(name, rule.severity)
+        rules[name] = {"severity": effective, "errors": 0, "warnings": 0}
+    for count in report.counts:
+        rules[count.rule]["errors" if count.severity == ERROR else "warnings"] += count.count
+    splits: dict[str, Any] = {}
+    for split in task.splits:
+        raw = raws.get(split)
+        entry: dict[str, Any] = {
+            "file": str(raw.path) if raw else str(split_path(report.data_dir, split)),
+            "rows": len(raw.frame) if raw else 0,
+            "errors": sum(c.count for c in report.counts if c.split == split and c.severity == ERROR),
+            "warnings": sum(c.count for c in report.counts if c.split == split and c.severity == WARNING),
+        }
+        entry.update({key: value for key, value in stats.get(split, {}).items() if not key.startswith("_")})
+        splits[split] = entry
+    return {
+        "task": task.name,
+        "kind": task.kind,
+        "data_dir": str(report.data_dir),
+        "ok": report.ok,
+        "errors": report.errors,
+        "warnings": report.warnings,
+        "rows": {split: entry["rows"] for split, entry in splits.items()},
+        "elapsed_seconds": round(elapsed, 3),
+        "splits": splits,
+        "rules": rules,
+        "suite": {
+            "name": suite_name(task),
+            "expectations": suite.size if suite else 0,
+            "great_expectations": suite.gx_version if suite else None,
+        },
+        "settings": settings.model_dump(),
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    # allow_nan=False: DVC and MLflow both choke on NaN, so a stray one must fail here, loudly.
+    return json.dumps(summary, indent=2, sort_keys=False, allow_nan=False) + "\n"

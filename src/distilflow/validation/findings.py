@@ -1,0 +1,129 @@
+"""Findings (one failing row, or one whole-file fact) and the report that gathers them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from distilflow.validation.rules import ERROR, RULES, WARNING
+
+
+class DataValidationError(Exception):
+    """The data failed an error-severity rule; ``str()`` is the message a person acts on."""
+
+    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int | None
+    """1-based line in the file, as an editor shows it; None for facts about the whole file."""
+    column: str | None
+    rule: str
+    value: str
+    severity: str
+    split: str
+    detail: str = ""
+
+    @property
+    def location(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+    def format(self) -> str:
+        parts = [self.location]
+        if self.column is not None:
+            parts.append(f"column={self.column}")
+        parts += [f"rule={self.rule}", f"value={self.value}", f"severity={self.severity}"]
+        text = " ".join(parts)
+        return f"{text} ({self.detail})" if self.detail else text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "rule": self.rule,
+            "value": self.value,
+            "severity": self.severity,
+            "split": self.split,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """How many rows of one split failed one rule on one column: exact, unlike the capped finding list."""
+
+    split: str
+    file: str
+    rule: str
+    column: str | None
+    severity: str
+    count: int
+
+
+@dataclass
+class ValidationReport:
+    task: str
+    data_dir: Path
+    ok: bool
+    summary: dict[str, Any]
+    findings: list[Finding]
+    counts: list[RuleCount]
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    report_path: Path | None = None
+
+    @property
+    def errors(self) -> int:
+        return sum(count.count for count in self.counts if count.severity == ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return sum(count.count for count in self.counts if count.severity == WARNING)
+
+    def format_findings(self, limit: int | None = None) -> str:
+        """The human message: failing rows (errors first, at most ``limit`` per rule and file), then counts."""
+        lines: list[str] = []
+        for severity in (ERROR, WARNING):
+            groups: dict[tuple[str, str], list[Finding]] = {}
+            for finding in self.findings:
+                if finding.severity == severity:
+                    groups.setdefault((finding.file, finding.rule), []).append(finding)
+            totals: dict[tuple[str, str], int] = {}
+            for count in self.counts:
+                if count.severity == severity:
+                    key = (count.file, count.rule)
+                    totals[key] = totals.get(key, 0) + count.count
+            for key, group in groups.items():
+                shown = group if limit is None else group[:limit]
+                lines += [finding.format() for finding in shown]
+                hidden = totals.get(key, len(group)) - len(shown)
+                if hidden > 0:
+                    lines.append(f"  ... and {hidden} more {key[1]} {severity}s in {key[0]} (see the report)")
+        lines.append(self.headline())
+        for rule, by_severity in self._per_rule().items():
+            for level, total in by_severity.items():
+                lines.append(f"  {level:<8}{rule:<20}{total:>8}  {RULES[rule].description}")
+        if self.report_path is not None:
+            lines.append(f"report: {self.report_path}")
+        return "\n".join(lines)
+
+    def headline(self) -> str:
+        verdict = "passed" if self.ok else "FAILED"
+        return (
+            f"validation of {self.task} in {self.data_dir} {verdict}: "
+            f"{self.errors} error(s), {self.warnings} warning(s)"
+        )
+
+    def _per_rule(self) -> dict[str, dict[str, int]]:
+        per_rule: dict[str, dict[str, int]] = {}
+        for count in sorted(self.counts, key=lambda item: (item.severity != ERROR, item.rule)):
+            by_severity = per_rule.setdefault(count.rule, {})
+            by_severity[count.severity] = by_severity.get(count.severity, 0) + count.count
+        return per_rule
