@@ -1,0 +1,85 @@
+"""params.yaml is parsed into typed models; mistakes fail with the key and the file named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distilflow.config import ParamsError, load_params, parse_params
+from tests.conftest import REPO_ROOT, run
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_project_params_load_with_the_documented_defaults() -> None:
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.task == "sst2"
+    assert params.model.teacher == "packaged-minilm"
+    assert params.distill.student.hidden_size == 128
+    assert params.distill.student.num_layers == 2
+
+
+def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "task: sst2\ndistill:\n  temprature: 3.0\n")
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert "distill.temprature" in message
+    assert "unknown key" in message
+    assert str(path) in message
+
+
+def test_ill_typed_value_names_the_key_and_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, "finetune:\n  batch_size: many\n")
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    assert "finetune.batch_size" in str(error.value)
+    assert "'many'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"task": "sst3"}, "task"),
+        ({"data": {"source": "local"}}, "data"),
+        ({"distill": {"alpha": 1.5}}, "distill.alpha"),
+        ({"distill": {"student": {"init": "magic"}}}, "distill.student.init"),
+        ({"unknown_section": {}}, "unknown_section"),
+    ],
+)
+def test_invalid_settings_are_rejected(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_not_a_mapping_and_missing_file_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "absent.yaml")
+
+
+def test_cli_exits_2_with_the_message_on_a_bad_key(tmp_path: Path) -> None:
+    write(tmp_path, "task: sst2\nfinetune:\n  lr: 0.1\n")
+    process = run(["distilflow", "stage", "finetune", "--root", str(tmp_path)], tmp_path, check=False)
+    assert process.returncode == 2
+    assert "finetune.lr: unknown key" in process.stderr
+
+
+def test_every_dvc_params_key_exists_in_the_typed_config() -> None:
+    """dvc.yaml and config.py must agree, or DVC would track a key the code never reads."""
+    params = load_params(REPO_ROOT / "params.yaml").model_dump(by_alias=True)
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        for key in body.get("params", []):
+            node: object = params
+            for part in str(key).split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: params key {key} not in config"
+                node = node[part]
