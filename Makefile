@@ -27,7 +27,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project (CPU torch)
 
-pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data (dvc repro)
+# The pull is best effort: outputs that `make push` stored for this dvc.lock are fetched instead of recomputed;
+# with no remote, an empty one or no dvc.lock yet, dvc repro computes whatever is still missing.
+pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data (dvc pull what the remote has, then dvc repro)
+	@echo "dvc pull: fetching what DVC remote '$$(dvc remote default 2>/dev/null)' holds for this dvc.lock"
+	@dvc pull --quiet || echo "dvc pull: the remote lacks some outputs (or is unreachable); dvc repro computes them"
 	dvc repro
 	@echo
 	@echo "Results: metrics/*.json (dvc metrics show), plots/ (dvc plots show), reports/, models/"
@@ -43,3 +47,71 @@ lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests flows bench
 	$(BIN)/ruff format --check src tests flows bench
 	$(BIN)/mypy
+
+# --- Prefect orchestration (docs/orchestration.md) ------------------------------------------------------------
+PREFECT_PORT ?= 4200
+PREFECT_LOCAL_API := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT_POOL ?= distilflow-process
+.PHONY: flow ui deploy worker bench-flow
+
+flow: $(STAMP) ## run the pipeline as a Prefect flow, no server needed (e.g. ARGS='--profile smoke')
+	$(BIN)/python flows/pipeline.py $(ARGS)
+
+ui-prefect: $(STAMP) ## Prefect UI only, on http://127.0.0.1:4200 (Ctrl-C stops it); `make ui` starts it with MLflow's
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+deploy: $(STAMP) ## create the nightly Prefect deployment (cron, process pool); needs `make ui` running
+	PREFECT_API_URL=$${PREFECT_API_URL:-$(PREFECT_LOCAL_API)} $(BIN)/python flows/deploy.py --pool $(PREFECT_POOL) $(ARGS)
+
+worker: $(STAMP) ## run the deployment's flow runs here; stop with Ctrl-C (SIGINT: the worker ignores SIGTERM)
+	PREFECT_API_URL=$${PREFECT_API_URL:-$(PREFECT_LOCAL_API)} $(BIN)/prefect worker start --pool $(PREFECT_POOL)
+
+bench-flow: $(STAMP) ## flow overhead over a bare dvc repro -> bench/results/flow-overhead.json
+	nice -n 10 $(BIN)/python bench/flow_overhead.py $(ARGS)
+
+# --- Fine-tuning benchmark (docs/finetune.md) ------------------------------------------------------------------------
+.PHONY: bench-finetune
+BENCH_FINETUNE_ARGS ?= --epochs 1 --batch-size 32 --learning-rate 1e-4 --warmup-ratio 0.06 --eval-every 250 --subset 1000
+
+bench-finetune: $(STAMP) ## SST-2: teacher accuracy + speed vs transformers.Trainer -> bench/results/finetune-sst2.json
+	nice -n 5 $(BIN)/python bench/finetune.py $(BENCH_FINETUNE_ARGS) $(ARGS)
+
+# --- Distillation benchmark (docs/distillation.md); needs bench/cache/teacher-sst2 from bench-finetune ----------------
+.PHONY: bench-distill
+BENCH_DISTILL_ARGS ?= --threads 1
+
+bench-distill: $(STAMP) ## SST-2: BERT-tiny student, ablations, exports, throughput -> bench/results/distill-sst2.json
+	nice -n 5 $(BIN)/python bench/distill.py $(BENCH_DISTILL_ARGS) $(ARGS)
+
+# --- DVC: remote storage and experiments (docs/dvc.md) ---------------------------------------------------------------
+.PHONY: push pull sweep
+SWEEP_TEMPERATURE ?= 1.0,4.0
+SWEEP_ALPHA ?= 0.5,0.9
+
+push: ## upload data and models of this dvc.lock to the DVC remote (default ~/.cache/distilflow/dvc-remote)
+	dvc push
+
+pull: ## fetch data and models of this dvc.lock from the DVC remote
+	dvc pull
+
+sweep: $(STAMP) ## DVC experiments over distill.temperature x alpha (SWEEP_TEMPERATURE, SWEEP_ALPHA), then compare
+	python scripts/sweep.py --temperature '$(SWEEP_TEMPERATURE)' --alpha '$(SWEEP_ALPHA)' $(SWEEP_ARGS)
+
+# --- MLflow UI, serving and load test (docs/registry.md) -------------------------------------------------------------
+.PHONY: ui-mlflow ui-prefect serve bench-serve
+MLFLOW_UI_PORT ?= 5000
+# `make ui` runs these side by side (make -j); each is a plain foreground server, so Ctrl-C stops them all.
+UI_TARGETS ?= ui-mlflow ui-prefect
+
+ui: $(STAMP) ## MLflow UI (http://127.0.0.1:5000) and Prefect UI (http://127.0.0.1:4200) together; Ctrl-C stops both
+	@$(MAKE) --no-print-directory -j $(words $(UI_TARGETS)) $(UI_TARGETS)
+
+ui-mlflow: $(STAMP) ## MLflow UI only, on http://127.0.0.1:5000: runs, registry, model cards, lineage links
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db \
+		--default-artifact-root $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --workers 1
+
+serve: $(STAMP) ## mlflow models serve distilflow-<task>-student@champion on 127.0.0.1 (SERVE_PORT=, default 5001)
+	$(BIN)/distilflow serve $(if $(SERVE_PORT),--port $(SERVE_PORT))
+
+bench-serve: $(STAMP) ## load test of the served champion at concurrency 1 and 8 -> bench/results/serve-load.json
+	$(BIN)/python bench/serve_load.py --root . $(ARGS)

@@ -1,68 +1,598 @@
-"""Prefect flow for distilflow: one task per dvc.yaml stage, in dvc.yaml's order.
+"""Prefect flow for distilflow: one task per dvc.yaml stage, in dvc.yaml's order, DVC deciding what reruns.
 
-The graph is read from dvc.yaml, never written here a second time; each task runs ``dvc repro -s STAGE`` so
-DVC still decides what is up to date and skips it. Run it without a server: ``python flows/pipeline.py``.
+The graph is read from dvc.yaml, never written here a second time. One in-process DVC status check at the start
+finds the stages whose code, params or dependencies changed; those, and any stage downstream of one that really
+ran, go through ``dvc repro --single-item STAGE`` so that DVC decides and records everything in dvc.lock. The
+others become Completed tasks named "STAGE: skipped (up to date)" without starting DVC once per stage, which
+keeps the flow close to a bare ``dvc repro`` on an unchanged workspace (bench/flow_overhead.py measures it).
+
+Without a server: ``python flows/pipeline.py --help``. Scheduled: ``make deploy`` (flows/deploy.py).
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
+import json
+import logging
 import os
+import re
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-# Prefect's temporary server needs more than its default 20 s to migrate a fresh database on 2 cores.
+# Prefect's temporary server needs far more than its default 20 s to migrate a fresh database on a small machine.
+# Set before Prefect is imported so that `python flows/pipeline.py` works without a started server.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.runtime import flow_run as current_flow_run
+from prefect.tasks import exponential_backoff
+
+from distilflow.config import PACKAGED_TEACHER, ParamsError, load_params
+from distilflow.locking import LOCK_DIR, LockHolder, workspace_lock
+from distilflow.paths import Paths
+from distilflow.tracking import PIPELINE_ID_ENV, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FLOW_NAME = "distilflow-pipeline"
+PROFILES_DIR = "flows/profiles"
+# Transient failures (a hub download, a remote MLflow or DVC remote) get this many retries, 10 s, 20 s, 40 s apart.
+RETRIES = 3
+BACKOFF_S = 10.0
+DEFAULT_LOCK_TIMEOUT_S = 6 * 3600.0
+# MLflow stores that live on this machine: their failures are not network hiccups.
+LOCAL_TRACKING_SCHEMES = {"", "file", "sqlite"}
+MLFLOW_UI_ENV = "DISTILFLOW_MLFLOW_UI"
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
+SKIPPED = "skipped (up to date)"
+# DVC's words for an output absent from the workspace or from the local cache: a remote may have it.
+MISSING_STATES = {"deleted", "not in cache"}
+RAN = "ran"
+UNCHANGED = "unchanged (DVC skipped it)"
 
 
-def stage_order(root: Path) -> list[str]:
-    """dvc.yaml's stages in dependency order (foreach stages expand to NAME@KEY), ties kept in file order."""
+class StageFailed(RuntimeError):
+    """A stage's ``dvc repro`` exited non-zero; ``deterministic`` marks failures a retry cannot fix."""
+
+    def __init__(self, stage: str, exit_code: int | None, output: str, deterministic: bool) -> None:
+        super().__init__(f"stage {stage} failed (stage command exit code {exit_code}):\n{output}")
+        self.stage = stage
+        self.exit_code = exit_code
+        self.deterministic = deterministic
+
+
+class ValidationFailed(RuntimeError):
+    """The data did not pass the validate stage; the message is the validation summary."""
+
+
+class SettingsRejected(ValueError):
+    """The requested params (profile, overrides) are not valid settings; nothing was changed."""
+
+
+@dataclass
+class StagePlan:
+    """What DVC knows before anything runs: the stage order, each stage's upstream stages, what changed."""
+
+    order: list[str]
+    upstream: dict[str, list[str]]
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    missing_outputs: list[str] = field(default_factory=list)
+    remote: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- DVC plumbing
+
+
+def _addressing(stage: Any) -> str:
+    return str(stage.addressing)
+
+
+def read_plan(root: Path) -> StagePlan:
+    """dvc.yaml's stages in dependency order (foreach stages expand to NAME@KEY, ties in file order) and status."""
     import networkx as nx
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
+        stages = list(repo.index.stages)
+        position = {_addressing(stage): index for index, stage in enumerate(stages)}
         graph = repo.index.graph
-        declared = [stage.addressing for stage in repo.index.stages]
-        position = {name: index for index, name in enumerate(declared)}
-        by_name = {stage.addressing: stage for stage in repo.index.stages}
-        # DVC's graph points from a stage to the stages it depends on.
+        # DVC's graph points from a stage to the stages it depends on; reversed, a topological order runs them.
         forward = graph.reverse(copy=True)
-        order = list(nx.lexicographical_topological_sort(forward, key=lambda s: position[s.addressing]))
-        return [stage.addressing for stage in order if stage.addressing in by_name]
+        ordered = [_addressing(stage) for stage in nx.lexicographical_topological_sort(
+            forward, key=lambda stage: position[_addressing(stage)]) if _addressing(stage) in position]
+        upstream = {_addressing(stage): sorted(_addressing(dep) for dep in graph.successors(stage)
+                                               if _addressing(dep) in position) for stage in stages}
+        changed: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for name, entries in repo.status().items():
+            changed[name] = [_describe_change(entry) for entry in entries] or ["changed"]
+            outs = [entry["changed outs"] for entry in entries if isinstance(entry, dict) and "changed outs" in entry]
+            missing += [path for detail in outs for path, state in detail.items() if state in MISSING_STATES]
+        remote = repo.config.get("core", {}).get("remote")
+    return StagePlan(order=ordered, upstream=upstream, changed=changed, missing_outputs=missing, remote=remote)
 
 
-class StageFailed(RuntimeError):
-    pass
+def _describe_change(entry: Any) -> str:
+    if isinstance(entry, dict):
+        return "; ".join(f"{kind}: {', '.join(sorted(map(str, detail)))}" if isinstance(detail, dict) else kind
+                         for kind, detail in entry.items())
+    return str(entry)
 
 
-@task(task_run_name="{stage}")
-def run_stage(stage: str, root: str) -> str:
-    """``dvc repro -s``: runs the stage only if its deps, params or code changed."""
-    logger = get_run_logger()
-    process = subprocess.run(
-        ["dvc", "repro", "--single-item", stage], cwd=root, capture_output=True, text=True, check=False
-    )
-    output = process.stdout + process.stderr
-    logger.info(output[-5000:])
-    if process.returncode != 0:
-        raise StageFailed(f"stage {stage} failed (exit {process.returncode}):\n{output[-5000:]}")
-    return "skipped" if "didn't change, skipping" in output else "ran"
+def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
+    """The stage commands need this interpreter's console scripts (``distilflow``) even when a worker runs us."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if pipeline_id:
+        env[PIPELINE_ID_ENV] = pipeline_id
+    return env
 
 
-@flow(name="distilflow-pipeline", log_prints=True)
-def pipeline(root: str = str(PROJECT_ROOT)) -> dict[str, str]:
-    """Run every stage of dvc.yaml in order; DVC skips the ones that are up to date."""
+def run_logged(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run a command, streaming every line to the Prefect log (the UI shows progress live); return code and tail."""
+    logger = run_logger()
+    tail: collections.deque[str] = collections.deque(maxlen=60)
+    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip()
+            if line:
+                logger.info(line)
+                tail.append(line)
+    return process.returncode, "\n".join(tail)
+
+
+def run_logger() -> Any:
+    """The flow/task run's logger (its lines reach the UI); the module logger when called outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
+def dvc_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dvc", *args]
+
+
+# ---------------------------------------------------------------------------------------------- retry policy
+
+
+def transient_reasons(stage: str, root: Path) -> list[str]:
+    """Why a failure of ``stage`` could be transient under the current params; empty means never retry it.
+
+    Decided from the stage name and params.yaml: ingest with ``data.source: hub`` downloads GLUE; tokenize and
+    finetune download the teacher when ``model.teacher`` is a hub id; every stage that logs to MLflow talks to a
+    server when the tracking URI is remote. validate reads local files only, so its failures (bad data) are
+    always deterministic and never retried.
+    """
+    base = stage.split("@", 1)[0]
+    if base == "validate":
+        return []
+    try:
+        params = load_params(root / "params.yaml")
+    except ParamsError:
+        return []  # the stage itself will report the bad settings; retrying cannot fix them
+    reasons: list[str] = []
+    uri = tracking_uri(params, Paths.at(root))
+    if urlsplit(uri).scheme not in LOCAL_TRACKING_SCHEMES:
+        reasons.append(f"logs to the remote MLflow server {uri}")
+    if base == "ingest" and params.data.source == "hub":
+        reasons.append("downloads nyu-mll/glue from the Hugging Face hub")
+    teacher = params.model.teacher
+    if base in ("tokenize", "finetune") and teacher != PACKAGED_TEACHER and not (
+        Path(teacher).exists() or (root / teacher).exists()
+    ):
+        reasons.append(f"downloads the teacher {teacher} from the Hugging Face hub")
+    return reasons
+
+
+def retry_unless_deterministic(task_: Any, task_run: Any, state: Any) -> bool:
+    """Retry a transient-capable stage, except when it failed in a way no retry can fix (rejected settings)."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return not (isinstance(error, StageFailed) and error.deterministic)
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+
+
+@task(name="apply settings", cache_policy=NO_CACHE)
+def apply_settings(root: str, overrides: list[str]) -> bool:
+    """Apply ``KEY=VALUE`` overrides to params.yaml the way ``dvc exp run --set-param`` does (Hydra syntax,
+    comments kept), after checking the result against distilflow's settings; returns whether anything changed."""
+    from dvc.utils.hydra import apply_overrides
+
+    logger = run_logger()
+    params_file = Path(root) / "params.yaml"
+    before = params_file.read_text(encoding="utf-8")
+    # The candidate sits on the same filesystem, in the (git-ignored) lock folder, so the swap is one rename.
+    scratch_parent = Path(root) / LOCK_DIR
+    scratch_parent.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_parent) as scratch:
+        candidate = Path(scratch) / "params.yaml"
+        candidate.write_text(before, encoding="utf-8")
+        try:
+            apply_overrides(str(candidate), overrides)
+            load_params(candidate)
+        except ParamsError as error:
+            raise SettingsRejected(f"{error}\nparams.yaml was left unchanged.") from None
+        except Exception as error:  # DVC/Hydra raise their own types for a malformed or unknown KEY=VALUE
+            raise SettingsRejected(
+                f"cannot apply {overrides}: {error} {error.__cause__ or ''}".strip()
+                + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. params.yaml was left "
+                "unchanged."
+            ) from None
+        after = candidate.read_text(encoding="utf-8")
+        if after == before:
+            logger.info("settings already as requested: %s", ", ".join(overrides))
+            return False
+        os.replace(candidate, params_file)
+    logger.info("params.yaml updated: %s", ", ".join(overrides))
+    return True
+
+
+@task(name="plan (dvc status)", cache_policy=NO_CACHE)
+def plan_stages(root: str) -> StagePlan:
+    plan = read_plan(Path(root))
+    logger = run_logger()
+    logger.info("stages in dvc.yaml order: %s", " → ".join(plan.order))
+    for stage, changes in plan.changed.items():
+        logger.info("%s changed: %s", stage, "; ".join(changes))
+    if not plan.changed:
+        logger.info("every stage is up to date")
+    return plan
+
+
+@task(task_run_name="{stage}", cache_policy=NO_CACHE)
+def run_stage(stage: str, root: str, pipeline_id: str | None = None) -> str:
+    """``dvc repro --single-item STAGE``: DVC reruns it only if its deps, params or code changed."""
+    code, tail = run_logged(dvc_command("repro", "--single-item", stage), Path(root), subprocess_env(pipeline_id))
+    if code != 0:
+        exited = re.findall(r"exited with (-?\d+)", tail)
+        stage_code = int(exited[-1]) if exited else None
+        # distilflow exits 2 when it rejects its settings: the same settings fail the same way on every retry.
+        raise StageFailed(stage, stage_code, tail, deterministic=stage_code == 2)
+    # "is cached - skipping run, checking out outputs" restores outputs, which downstream stages must then check.
+    return UNCHANGED if "didn't change, skipping" in tail else RAN
+
+
+@task(task_run_name="{stage}: " + SKIPPED, cache_policy=NO_CACHE)
+def skip_stage(stage: str) -> str:
+    """DVC's status found nothing changed for this stage or upstream of it: nothing to do."""
+    return SKIPPED
+
+
+@task(name="dvc fetch", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
+def fetch_remote(root: str, remote: str) -> None:
+    """Bring the remote's cache and run-cache down, so a fresh worker restores unchanged stages instead of
+    recomputing them (``dvc repro`` checks outputs out of the run-cache)."""
+    code, tail = run_logged(dvc_command("fetch", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
+    if code != 0:
+        raise RuntimeError(f"dvc fetch from remote {remote!r} failed:\n{tail}")
+
+
+@task(name="dvc push", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
+def push_remote(root: str, remote: str) -> None:
+    code, tail = run_logged(dvc_command("push", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
+    if code != 0:
+        raise RuntimeError(f"dvc push to remote {remote!r} failed:\n{tail}")
+
+
+@task(name="dvc exp save", cache_policy=NO_CACHE)
+def save_experiment(root: str, name: str) -> str:
+    """Record this run's params, dvc.lock and metrics as a DVC experiment (``dvc exp show`` lists it)."""
+    # Outputs that git does not track yet (dvc.lock before its first commit, DVC's uncached metrics) would be
+    # left out of the experiment's commit: name them.
+    include = [path for path in ("dvc.lock", "metrics", "reports/promotion.json") if (Path(root) / path).exists()]
+    command = dvc_command("exp", "save", "--force", "--name", name)
+    for path in include:
+        command += ["--include-untracked", path]
+    code, tail = run_logged(command, Path(root), subprocess_env(None))
+    if code != 0:
+        raise RuntimeError(f"dvc exp save failed:\n{tail}")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------- artifacts
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def validation_markdown(summary: dict[str, Any], root: Path, findings: str | None = None) -> str:
+    verdict = "passed" if summary.get("ok") else "FAILED"
+    lines = [
+        f"# Data validation {verdict}",
+        "",
+        f"Task **{summary.get('task')}**, data `{summary.get('data_dir')}`: **{summary.get('errors', 0)} error(s)**, "
+        f"{summary.get('warnings', 0)} warning(s).",
+        "",
+        "| split | file | rows | errors | warnings |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for split, entry in (summary.get("splits") or {}).items():
+        lines.append(f"| {split} | `{Path(str(entry.get('file', ''))).name}` | {entry.get('rows', 0)} | "
+                     f"{entry.get('errors', 0)} | {entry.get('warnings', 0)} |")
+    hits = {name: entry for name, entry in (summary.get("rules") or {}).items()
+            if entry.get("errors") or entry.get("warnings")}
+    if hits:
+        lines += ["", "| rule | severity | errors | warnings |", "|---|---|---:|---:|"]
+        lines += [f"| {name} | {entry.get('severity')} | {entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
+                  for name, entry in hits.items()]
+    if findings:
+        lines += ["", "Failing rows (first of each rule):", "", "```", findings.strip(), "```"]
+    report = root / "reports" / "validation" / "index.html"
+    lines += ["", f"Full report: `{report}` (open it in a browser)."]
+    return "\n".join(lines)
+
+
+def evaluation_table(root: Path) -> list[dict[str, Any]] | None:
+    """One row per metric, teacher and student side by side."""
+    paths = Paths.at(root)
+    teacher = _read_json(paths.metrics_file("eval_teacher"))
+    student = _read_json(paths.metrics_file("eval_student"))
+    if teacher is None or student is None:
+        return None
+    keys = [key for key in teacher if key in student] + [key for key in student if key not in teacher]
+    return [{"metric": key, "teacher": _number(teacher.get(key, "")), "student": _number(student.get(key, ""))}
+            for key in keys]
+
+
+def mlflow_ui() -> str:
+    return os.environ.get(MLFLOW_UI_ENV, DEFAULT_MLFLOW_UI).rstrip("/")
+
+
+def promotion_markdown(root: Path, register_outcome: str) -> str | None:
+    paths = Paths.at(root)
+    decision = _read_json(paths.reports_dir / "promotion.json")
+    if decision is None:
+        return None
+    ui = mlflow_ui()
+    name = str(decision.get("model", ""))
+    version = str(decision.get("version", ""))
+    promoted = bool(decision.get("promote"))
+    headline = "promoted to @champion" if promoted else "not promoted"
+    lines = [f"# {name} v{version}: {headline}", ""]
+    if register_outcome != RAN:
+        lines += ["_register was up to date in this run: this is the decision recorded when it last ran._", ""]
+    lines += [f"- {reason}" for reason in decision.get("reasons", [])]
+    previous = decision.get("previous_champion_version")
+    lines += [
+        "",
+        f"- Model version: [{name} v{version}]({ui}/#/models/{quote(name)}/versions/{version})",
+        f"- Previous champion: {f'v{previous}' if previous else 'none'}",
+        f"- Register run: [{decision.get('run_id')}]({ui}/#/runs/{decision.get('run_id')})",
+    ]
+    lineage = {}
+    for role in ("teacher", "student"):
+        lineage.update(_read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
+    if lineage:
+        lines += ["", "| stage | MLflow run |", "|---|---|"]
+        lines += [f"| {stage} | [{run_id}]({ui}/#/runs/{run_id}) |" for stage, run_id in sorted(lineage.items())]
+    lines += ["", f"Links open the MLflow UI at {ui} (`make ui`); set {MLFLOW_UI_ENV} to point elsewhere."]
+    return "\n".join(lines)
+
+
+@task(name="publish validation summary", cache_policy=NO_CACHE)
+def publish_validation(root: str, findings: str | None = None) -> dict[str, Any] | None:
+    summary = _read_json(Paths.at(root).metrics_file("validate"))
+    if summary is None:
+        run_logger().warning("no metrics/validate.json to publish")
+        return None
+    create_markdown_artifact(validation_markdown(summary, Path(root), findings), key="validation-summary",
+                             description="Great Expectations validation of the input data")
+    return summary
+
+
+@task(name="publish evaluation and promotion", cache_policy=NO_CACHE)
+def publish_results(root: str, register_outcome: str) -> None:
+    table = evaluation_table(Path(root))
+    if table is not None:
+        create_table_artifact(table, key="evaluation-metrics",
+                              description="GLUE dev metrics, latency and size of teacher and student")
+    markdown = promotion_markdown(Path(root), register_outcome)
+    if markdown is not None:
+        create_markdown_artifact(markdown, key="promotion-decision",
+                                 description="Promotion gate decision and MLflow links")
+
+
+# ---------------------------------------------------------------------------------------------- the flow
+
+
+def settings_overrides(task_name: str | None, data_source: str | None, data_path: str | None, profile: str | None,
+                       overrides: list[str] | None, promote: bool | None, root: Path) -> list[str]:
+    """Every requested change as ``KEY=VALUE``: the profile first, then the named parameters, then ``overrides``."""
+    result: list[str] = []
+    if profile:
+        result += profile_overrides(profile, root)
+    if task_name is not None:
+        result.append(f"task={task_name}")
+    if data_source is not None:
+        result.append(f"data.source={data_source}")
+    if data_path is not None:
+        result.append(f"data.path={json.dumps(data_path)}")
+    if promote is not None:
+        result.append(f"register.promote={str(promote).lower()}")
+    return result + list(overrides or [])
+
+
+def profile_overrides(profile: str, root: Path) -> list[str]:
+    """A profile is a YAML file of params to change: NAME in flows/profiles/, or a path."""
+    import yaml
+
+    candidates = [root / PROFILES_DIR / f"{profile}.yaml", Path(profile), root / profile]
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
+        known = sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
+        raise SettingsRejected(f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
+                               f"(in {root / PROFILES_DIR}), or give a YAML file's path")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
+    flat: list[str] = []
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict) and node:
+            for key, child in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), child)
+        else:
+            flat.append(f"{prefix}={json.dumps(node)}")
+
+    walk("", data)
+    return flat
+
+
+def lock_owner() -> str:
+    name, run_id = current_flow_run.get_name(), current_flow_run.get_id()
+    return f"flow run {name!r} ({run_id})" if run_id else f"process {os.getpid()}"
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def pipeline(
+    task: str | None = None,
+    data_source: str | None = None,
+    data_path: str | None = None,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    promote: bool | None = None,
+    root: str = str(PROJECT_ROOT),
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    sync_remote: bool = True,
+) -> dict[str, str]:
+    """Run dvc.yaml's stages in order; DVC skips the ones that are up to date.
+
+    Args:
+        task: GLUE task (sst2, cola, mrpc, stsb, qqp, mnli, qnli, rte, wnli); empty keeps params.yaml's.
+        data_source: demo, local or hub; empty keeps params.yaml's.
+        data_path: the GLUE task folder for data_source=local.
+        profile: a params profile: NAME of flows/profiles/NAME.yaml, or a YAML file's path.
+        overrides: params changes as KEY=VALUE, the syntax of `dvc exp run --set-param`, e.g. distill.alpha=0.5.
+        promote: whether the register stage may move @champion; empty keeps params.yaml's register.promote.
+        root: the project workspace (git + DVC) to run in.
+        lock_timeout_s: how long to wait for another run holding this workspace before failing.
+        sync_remote: with a default DVC remote configured, fetch its cache first and push results at the end.
+    """
+    logger = run_logger()
+    workspace = Path(root).resolve()
+    if not (workspace / "dvc.yaml").is_file():
+        raise FileNotFoundError(f"{workspace} has no dvc.yaml: point root at a distilflow workspace")
+    changes = settings_overrides(task, data_source, data_path, profile, overrides, promote, workspace)
+    pipeline_id = str(current_flow_run.get_id() or "") or None
+
+    def waiting(holder: LockHolder | None) -> None:
+        who = holder.describe() if holder else "another run"
+        logger.warning("workspace %s is in use by %s; waiting up to %g s", workspace, who, lock_timeout_s)
+
     results: dict[str, str] = {}
-    for stage in stage_order(Path(root)):
-        results[stage] = run_stage(stage, root)
+    with workspace_lock(workspace, lock_owner(), timeout_s=lock_timeout_s, on_wait=waiting):
+        changed_settings = apply_settings(str(workspace), changes) if changes else False
+        plan = plan_stages(str(workspace))
+        remote = plan.remote if sync_remote else None
+        # Only a workspace missing outputs (a fresh clone, a new worker) has anything to gain from the remote;
+        # fetching on every run would cost a DVC start and a remote listing for nothing.
+        if remote and plan.missing_outputs:
+            fetch_remote(str(workspace), remote)
+        ran: set[str] = set()
+        for stage in plan.order:
+            due = stage in plan.changed or any(up in ran for up in plan.upstream.get(stage, []))
+            if not due:
+                results[stage] = skip_stage(stage)
+            else:
+                reasons = transient_reasons(stage, workspace)
+                runner = run_stage.with_options(
+                    retries=RETRIES if reasons else 0,
+                    retry_delay_seconds=exponential_backoff(BACKOFF_S) if reasons else 0,
+                    retry_condition_fn=retry_unless_deterministic,
+                )
+                if reasons:
+                    logger.info("%s may fail transiently (%s): up to %d retries", stage, "; ".join(reasons), RETRIES)
+                try:
+                    results[stage] = runner(stage, str(workspace), pipeline_id)
+                except StageFailed as failure:
+                    if stage.split("@", 1)[0] == "validate":
+                        summary = publish_validation(str(workspace), findings_text(str(failure)))
+                        raise ValidationFailed(validation_message(summary, failure)) from None
+                    raise
+                if results[stage] == RAN:
+                    ran.add(stage)
+            if stage.split("@", 1)[0] == "validate":
+                publish_validation(str(workspace))
+        publish_results(str(workspace), results.get("register", SKIPPED))
+        if remote and ran:  # new outputs exist only when a stage really ran
+            push_remote(str(workspace), remote)
+        if changed_settings:
+            save_experiment(str(workspace), experiment_name())
+    logger.info("pipeline finished: %s", ", ".join(f"{stage}: {outcome}" for stage, outcome in results.items()))
     return results
 
 
+def validation_message(summary: dict[str, Any] | None, failure: StageFailed) -> str:
+    if summary is None:
+        return f"validation failed before writing its summary:\n{failure}"
+    rules = ", ".join(f"{name} ({entry.get('errors', 0)})" for name, entry in (summary.get("rules") or {}).items()
+                      if entry.get("errors"))
+    return (f"data validation FAILED for {summary.get('task')} in {summary.get('data_dir')}: "
+            f"{summary.get('errors', 0)} error(s), {summary.get('warnings', 0)} warning(s); failing rules: "
+            f"{rules or 'none recorded'}. See the 'validation-summary' artifact and reports/validation/index.html.")
+
+
+def findings_text(output: str) -> str:
+    """The validator's own message (from "validate failed:" on), without DVC's lines around it."""
+    start = output.find("validate failed:")
+    text = output[start:] if start >= 0 else output
+    return "\n".join(line for line in text.splitlines() if not line.startswith("ERROR: failed to reproduce"))
+
+
+def experiment_name() -> str:
+    """DVC experiment names must be valid git ref names; Prefect's run names are, once spaces are replaced."""
+    name = current_flow_run.get_name() or f"flow-{os.getpid()}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "flow-run"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the distilflow pipeline as a Prefect flow (no server needed).")
+    parser.add_argument("root", nargs="?", default=str(PROJECT_ROOT), help="workspace (default: this project)")
+    parser.add_argument("--task", help="GLUE task, e.g. sst2 or cola")
+    parser.add_argument("--data-source", choices=("demo", "local", "hub"))
+    parser.add_argument("--data-path", help="GLUE task folder for --data-source local")
+    parser.add_argument("--profile", help="params profile: NAME in flows/profiles/ or a YAML path")
+    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="params.yaml change, as in `dvc exp run --set-param` (repeatable)")
+    parser.add_argument("--promote", action=argparse.BooleanOptionalAction, default=None,
+                        help="allow or forbid moving @champion (default: params.yaml's register.promote)")
+    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS")
+    parser.add_argument("--no-sync-remote", dest="sync_remote", action="store_false")
+    args = parser.parse_args(argv)
+    state = pipeline(task=args.task, data_source=args.data_source, data_path=args.data_path, profile=args.profile,
+                     overrides=args.overrides, promote=args.promote, root=args.root, lock_timeout_s=args.lock_timeout,
+                     sync_remote=args.sync_remote, return_state=True)
+    print(f"flow run {state.state_details.flow_run_id}", file=sys.stderr)
+    if not state.is_completed():
+        print(f"pipeline {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(state.result(), indent=2))
+    return 0
+
+
 if __name__ == "__main__":
-    outcome = pipeline(root=sys.argv[1] if len(sys.argv) > 1 else str(PROJECT_ROOT))
-    print(outcome)
+    sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +25,10 @@ STAGE_MODULES = {
     "tokenize": "tokenization",
     "finetune": "finetune",
     "evaluate": "evaluation",
+    "augment": "augment",
+    "pretrain": "pretrain",
     "distill": "distill",
+    "report": "report",
     "register": "register",
 }
 
@@ -99,46 +101,156 @@ def validate(
     _fail(report.format_findings(limit))
 
 
-def _registry(root: Path, role: str) -> tuple[Any, str]:
+RoleOption = Annotated[str, typer.Option(help="student or teacher")]
+
+
+def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
+    """The MLflow client on the project's store, the registered model name for ROLE, and the params."""
     import mlflow
 
     from distilflow.registry import model_name
     from distilflow.tracking import configure_mlflow
 
+    if role not in ("student", "teacher"):
+        _fail(f"--role must be student or teacher, not {role!r}", 2)
     paths = Paths.at(root)
-    params = load_params(paths.params_file)
+    try:
+        params = load_params(paths.params_file)
+    except ParamsError as error:
+        _fail(str(error), 2)
     configure_mlflow(params, paths)
-    return mlflow.MlflowClient(), model_name(params.task, role)
+    return mlflow.MlflowClient(), model_name(params.task, role), params
 
 
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="model version to make champion")],
-    role: Annotated[str, typer.Option(help="student or teacher")] = "student",
+    force: Annotated[bool, typer.Option("--force", help="promote even if the gate refuses (recorded in tags)")] = False,
+    role: RoleOption = "student",
     root: RootOption = Path("."),
 ) -> None:
-    """Make VERSION the champion by hand (the gate is for automatic promotion; people may overrule it)."""
+    """Make VERSION the champion. A student version must pass the promotion gate unless --force is given."""
+    from distilflow.registry import RegistryError, gate_version, record_decision
     from distilflow.registry import promote as promote_version
 
-    client, name = _registry(root, role)
-    previous = promote_version(client, name, version)
+    client, name, params = _registry(root, role)
+    how = "manual"
+    try:
+        if role == "student":
+            decision = gate_version(client, name, version, params.register_.promotion)
+            for reason in decision.reasons:
+                typer.echo(f"  {'✓' if decision.promote else '·'} {reason}")
+            if not decision.promote:
+                if not force:
+                    _fail(f"the gate refuses {name} v{version}; champion unchanged (--force overrules it)")
+                how = "manual --force over a refusing gate"
+            record_decision(client, name, version, decision)
+        previous = promote_version(client, name, version, how=how)
+    except RegistryError as error:
+        _fail(str(error), 2)
     typer.echo(f"{name}@champion → v{version} (was {f'v{previous}' if previous else 'none'})")
 
 
 @app.command()
 def rollback(
-    role: Annotated[str, typer.Option(help="student or teacher")] = "student",
+    role: RoleOption = "student",
     root: RootOption = Path("."),
 ) -> None:
-    """Point champion back at the version it replaced."""
+    """Point champion back at the version it replaced (recorded in a tag when it was promoted)."""
+    from distilflow.registry import RegistryError
     from distilflow.registry import rollback as rollback_version
 
-    client, name = _registry(root, role)
+    client, name, _ = _registry(root, role)
     try:
-        version = rollback_version(client, name)
-    except ValueError as error:
+        demoted, restored = rollback_version(client, name)
+    except RegistryError as error:
         _fail(str(error))
-    typer.echo(f"{name}@champion → v{version}")
+    typer.echo(f"{name}@champion → v{restored} (was v{demoted})")
+
+
+@app.command()
+def models(
+    role: RoleOption = "student",
+    root: RootOption = Path("."),
+) -> None:
+    """List the registered versions: aliases, primary metric, latency, the gate's verdict."""
+    from distilflow.registry import RegistryError, version_rows
+
+    client, name, _ = _registry(root, role)
+    try:
+        rows = version_rows(client, name)
+    except RegistryError as error:
+        _fail(str(error))
+    typer.echo(name)
+    headers = ["version", "aliases", "metric", "p95_ms", "gate", "previous", "created"]
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in headers}
+    typer.echo("  ".join(key.ljust(widths[key]) for key in headers))
+    for row in rows:
+        typer.echo("  ".join(row[key].ljust(widths[key]) for key in headers))
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="default: env DISTILFLOW_SERVE_PORT, else register.serving.port")]
+    = None,
+    alias: Annotated[str, typer.Option(help="registry alias to serve")] = "champion",
+    role: RoleOption = "student",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the command, do not start it")] = False,
+    root: RootOption = Path("."),
+) -> None:
+    """Serve NAME@ALIAS with `mlflow models serve --env-manager local` on 127.0.0.1 (what `make serve` runs)."""
+    import os
+    import shlex
+
+    from distilflow.registry import current_champion
+    from distilflow.serving import serve_command, serve_env
+    from distilflow.tracking import tracking_uri
+
+    client, name, params = _registry(root, role)
+    settings = params.register_.serving
+    chosen = port or int(os.environ.get("DISTILFLOW_SERVE_PORT") or settings.port)
+    try:
+        found = (current_champion(client, name) if alias == "champion"
+                 else client.get_model_version_by_alias(name, alias))
+    except Exception:
+        found = None
+    if found is None:
+        _fail(f"{name} has no @{alias} in {tracking_uri(params, Paths.at(root))}: run the pipeline (make pipeline) "
+              "or `distilflow promote VERSION`")
+    assert found is not None
+    command = serve_command(f"models:/{name}@{alias}", chosen, workers=settings.workers)
+    uri = tracking_uri(params, Paths.at(root))
+    typer.echo(f"serving {name}@{alias} (v{found.version}) from {uri}\n$ {shlex.join(command)}", err=True)
+    if dry_run:
+        return
+    os.execvpe(command[0], command, serve_env(uri))
+
+
+@app.command()
+def lineage(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS or NAME/VERSION, e.g. distilflow-sst2-student@champion")],
+    root: RootOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """Which data version (DVC md5, manifest, git commit of dvc.lock), params and commit made a registered model."""
+    import json
+
+    import mlflow
+
+    from distilflow.lineage import LineageError, format_lineage, model_lineage
+    from distilflow.tracking import configure_mlflow
+
+    paths = Paths.at(root)
+    try:
+        params = load_params(paths.params_file)
+    except ParamsError as error:
+        _fail(str(error), 2)
+    configure_mlflow(params, paths)
+    try:
+        found = model_lineage(mlflow.MlflowClient(), model, paths.root)
+    except LineageError as error:
+        _fail(str(error), 2)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else format_lineage(found))
 
 
 def main() -> None:
@@ -146,4 +258,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

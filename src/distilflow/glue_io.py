@@ -276,8 +276,11 @@ def _label_text(task: GlueTask, labels: pd.Series) -> list[str]:
     if task.labels is None:
         return [repr(value) for value in labels.astype("float64").tolist()]
     if pd.api.types.is_numeric_dtype(labels):
-        names = task.labels
-        return [names[index] for index in labels.astype("int64").tolist()]
+        names, ids = task.labels, labels.astype("int64").tolist()
+        bad = [value for value in ids if not 0 <= value < len(names)]
+        if bad:  # the hub marks unlabelled test rows -1, which indexing would quietly turn into the last class
+            raise ValueError(f"label ids {sorted(set(bad))} outside 0..{len(names) - 1} for task {task.name}")
+        return [names[index] for index in ids]
     return [str(value) for value in labels.tolist()]  # already the file's label strings
 
 

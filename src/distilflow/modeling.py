@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -76,10 +77,10 @@ def load_classifier(path: str | Path) -> PreTrainedModel:
     return model
 
 
-def student_config(teacher_config: BertConfig, student: StudentParams, task: GlueTask) -> BertConfig:
+def student_config(teacher_config: Any, student: StudentParams, task: GlueTask) -> BertConfig:
     """BERT-tiny shape with the teacher's vocabulary, so both read the same token ids."""
     id2label, label2id = label_maps(task)
-    return BertConfig(
+    config = BertConfig(
         vocab_size=teacher_config.vocab_size,
         hidden_size=student.hidden_size,
         num_hidden_layers=student.num_layers,
@@ -88,11 +89,13 @@ def student_config(teacher_config: BertConfig, student: StudentParams, task: Glu
         max_position_embeddings=teacher_config.max_position_embeddings,
         type_vocab_size=teacher_config.type_vocab_size,
         pad_token_id=teacher_config.pad_token_id,
-        num_labels=task.num_labels,
-        id2label=id2label,
-        label2id=label2id,
-        problem_type="regression" if task.is_regression else "single_label_classification",
     )
+    # Set after construction: BertConfig's typed signature does not list the generic classifier fields.
+    config.num_labels = task.num_labels
+    config.id2label = id2label
+    config.label2id = label2id
+    config.problem_type = "regression" if task.is_regression else "single_label_classification"
+    return config
 
 
 def pca_directions(weight: torch.Tensor, dim: int) -> torch.Tensor:
@@ -100,9 +103,42 @@ def pca_directions(weight: torch.Tensor, dim: int) -> torch.Tensor:
 
     Projecting onto them keeps nearest neighbours in the student's space close to the teacher's.
     """
+    if dim > min(weight.shape):
+        raise ValueError(f"cannot project {weight.shape[1]}-dimensional embeddings onto {dim} directions")
     centred = weight.float() - weight.float().mean(dim=0, keepdim=True)
     _, _, v = torch.linalg.svd(centred, full_matrices=False)
     return v[:dim]
+
+
+def _embedding_tables(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    embeddings = getattr(model.base_model, "embeddings", None)
+    tables = {name: getattr(getattr(embeddings, name, None), "weight", None)
+              for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
+    missing = [name for name, table in tables.items() if not isinstance(table, torch.Tensor)]
+    if missing:
+        raise ValueError(f"teacher-projected init needs BERT-style embedding tables; the teacher has no "
+                         f"{', '.join(missing)}")
+    return {name: table for name, table in tables.items() if isinstance(table, torch.Tensor)}
+
+
+def project_embeddings(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
+    """Start the student with the teacher's lexical knowledge: its three embedding tables, PCA-projected.
+
+    One linear map for all three tables: BERT sums them, so they must share a space.
+    """
+    source = _embedding_tables(teacher)
+    target = _embedding_tables(student)
+    hidden = student.config.hidden_size
+    with torch.no_grad():
+        directions = pca_directions(source["word_embeddings"], hidden)
+        words = source["word_embeddings"].float() @ directions.T
+        # Rescale to the student's init range so its LayerNorm and attention start in familiar territory.
+        scale = student.config.initializer_range / words.std()
+        for name, table in source.items():
+            if table.shape[0] != target[name].shape[0]:
+                raise ValueError(f"teacher and student {name} sizes differ ({table.shape[0]} vs "
+                                 f"{target[name].shape[0]})")
+            target[name].copy_(table.float() @ directions.T * scale)
 
 
 def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTask, seed: int) -> PreTrainedModel:
@@ -115,21 +151,52 @@ def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTa
             resolve_teacher(path), num_labels=task.num_labels, id2label=id2label, label2id=label2id
         )
         return model
-    config = student_config(teacher.config, student, task)
-    model = BertForSequenceClassification(config)
+    model = BertForSequenceClassification(student_config(teacher.config, student, task))
     if student.init == "teacher-projected":
-        teacher_embeddings = teacher.base_model.embeddings
-        student_embeddings = model.bert.embeddings
-        with torch.no_grad():
-            # One linear map for all three tables: BERT sums them, so they must share a space.
-            directions = pca_directions(teacher_embeddings.word_embeddings.weight, config.hidden_size)
-            words = teacher_embeddings.word_embeddings.weight.float() @ directions.T
-            # Rescale to the student's init range so its LayerNorm and attention start in familiar territory.
-            scale = config.initializer_range / words.std()
-            for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-                source = getattr(teacher_embeddings, name).weight.float()
-                getattr(student_embeddings, name).weight.copy_(source @ directions.T * scale)
+        project_embeddings(teacher, model)
     return model
+
+
+PRETRAINED_WEIGHTS = "model.safetensors"
+
+
+def load_pretrained_encoder(student: PreTrainedModel, folder: str | Path) -> int:
+    """Copy the encoder (embeddings and layers) of an MLM-pre-trained student into ``student``; returns tensors copied.
+
+    The pre-training stage saves a BertForMaskedLM whose ``bert.*`` weights have the classifier's names; its
+    MLM head and the classifier's pooler and head have no counterpart and keep their initial values.
+    """
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(folder) / PRETRAINED_WEIGHTS))
+    own = student.state_dict()
+    encoder = {name: tensor for name, tensor in weights.items() if name.startswith("bert.") and name in own}
+    if not encoder:
+        raise ValueError(f"{folder}: no encoder weights named like the student's (bert.*)")
+    mismatched = [name for name, tensor in encoder.items() if tensor.shape != own[name].shape]
+    if mismatched:
+        raise ValueError(f"{folder}: pre-trained weights do not fit the student ({', '.join(mismatched[:3])}...); "
+                         "was it pre-trained with other distill.student settings?")
+    student.load_state_dict(encoder, strict=False)
+    return len(encoder)
+
+
+def neighbourhood_overlap(reference: torch.Tensor, candidate: torch.Tensor, ids: torch.Tensor, k: int) -> float:
+    """Mean share of each word's ``k`` nearest neighbours (cosine) in ``reference`` also nearest in ``candidate``.
+
+    Measures how much of the teacher's lexical structure an initialisation keeps: 1.0 keeps every
+    neighbourhood, a random table about k / len(ids).
+    """
+
+    def nearest(table: torch.Tensor) -> torch.Tensor:
+        vectors = torch.nn.functional.normalize(table.detach().float()[ids], dim=-1)
+        similarity = vectors @ vectors.T
+        similarity.fill_diagonal_(-2.0)
+        return similarity.topk(k, dim=-1).indices
+
+    ours, theirs = nearest(reference), nearest(candidate)
+    shared = [len(set(a.tolist()) & set(b.tolist())) for a, b in zip(ours, theirs, strict=True)]
+    return float(sum(shared) / (k * len(shared)))
 
 
 def count_parameters(model: torch.nn.Module) -> int:

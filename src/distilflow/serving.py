@@ -1,85 +1,303 @@
 """The MLflow pyfunc that serves a distilflow model: raw text in, label and score out.
 
-The tokenizer and weights travel inside the logged model (artifact ``model``), so
-``mlflow models serve -m models:/distilflow-sst2-student@champion`` needs nothing but this package.
+Everything the server needs travels inside the logged model (artifact ``model``): the tokenizer
+(``tokenizer.json``), the weights (safetensors, or an ONNX file when an export was chosen) and
+``distilflow_serving.json``, which says how to read requests. So
+``mlflow models serve -m models:/distilflow-sst2-student@champion --env-manager local`` needs only this package.
+
+Request handling is built for batch-1 latency: the Rust tokenizer is called once per request (it reports
+truncation itself, so nothing is tokenized twice), and the forward pass runs with a fixed thread count.
+Everything a client can get wrong raises :class:`BadRequest`, an ``MlflowException`` with
+``INVALID_PARAMETER_VALUE``, which MLflow's scoring server answers with HTTP 400 and our message.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.pyfunc import PythonModel
 
-MAX_ROWS = 256
+SERVING_CONFIG = "distilflow_serving.json"
+MODEL_ARTIFACT = "model"
+THREADS_ENV = "DISTILFLOW_SERVE_THREADS"
+PAIR_ALIASES = ("sentence1", "sentence2")
+# Present in sys.modules only inside `mlflow models serve` (its uvicorn app module loads the model while importing).
+SCORING_APP_MODULE = "mlflow.pyfunc.scoring_server.app"
+Backend = Literal["torch", "torch-int8", "onnx"]
 
 
-class BadRequest(ValueError):
-    """Input a client can fix; MLflow's server turns this into a 4xx with our message."""
+class BadRequest(MlflowException):
+    """Input a client can fix; MLflow's scoring server answers it with HTTP 400 and this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-class TextClassifier(mlflow.pyfunc.PythonModel):
-    """Wraps a Hugging Face sequence classifier and its tokenizer."""
+@dataclass(frozen=True)
+class ServingConfig:
+    """What the server must know to turn a request into model inputs; written next to the weights."""
+
+    task: str
+    fields: tuple[str, ...]
+    labels: tuple[str, ...] | None
+    max_length: int
+    max_rows: int = 256
+    max_chars: int = 20_000
+    """Texts are cut to this many characters before tokenizing, so a huge string cannot stall a worker."""
+    backend: Backend = "torch"
+    weights_file: str | None = None
+    """For torch-int8 (a state dict) and onnx (a graph): the file, relative to the model folder."""
+    export: str = "none"
+    """Which export of the student this is (none, int8, onnx, onnx-int8); recorded for people, not read."""
+    threads: int = 1
+    """Intra-op threads per forward pass while serving; 0 keeps the library default."""
+    score_range: tuple[float, float] = (0.0, 5.0)
+    aliases: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    """Other accepted column names, e.g. sentence1/sentence2 for every pair task."""
+
+    @property
+    def regression(self) -> bool:
+        return self.labels is None
+
+    def write(self, folder: Path) -> None:
+        (folder / SERVING_CONFIG).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, folder: Path) -> ServingConfig:
+        raw = json.loads((folder / SERVING_CONFIG).read_text())
+        raw["fields"] = tuple(raw["fields"])
+        raw["labels"] = tuple(raw["labels"]) if raw["labels"] is not None else None
+        raw["score_range"] = tuple(raw["score_range"])
+        raw["aliases"] = tuple(tuple(names) for names in raw.get("aliases", ()))
+        return cls(**raw)
+
+
+def pair_aliases(fields: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """Pair tasks also accept sentence1/sentence2, whatever their own column names are."""
+    return (PAIR_ALIASES,) if len(fields) == 2 and fields != PAIR_ALIASES else ()
+
+
+class TextClassifier(PythonModel):
+    """A Hugging Face sequence classifier (torch or ONNX Runtime) behind a Rust tokenizer."""
+
+    config: ServingConfig
 
     def load_context(self, context: Any) -> None:
+        in_server = SCORING_APP_MODULE in sys.modules
+        self.setup(Path(context.artifacts[MODEL_ARTIFACT]), apply_threads=in_server or THREADS_ENV in os.environ)
+
+    @classmethod
+    def from_folder(cls, folder: Path, apply_threads: bool = False) -> TextClassifier:
+        """In-process use (tests, the register stage) without going through MLflow."""
+        model = cls()
+        model.setup(folder, apply_threads)
+        return model
+
+    def setup(self, folder: Path, apply_threads: bool) -> None:
+        from tokenizers import Tokenizer
+
+        self.config = ServingConfig.read(folder)
+        threads = int(os.environ.get(THREADS_ENV, self.config.threads))
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # Same rules as the training tokenizer: longest-first truncation, dynamic padding to the longest row.
+        self.tokenizer.enable_truncation(self.config.max_length)
+        pad_token = pad_token_of(folder)
+        pad_id = self.tokenizer.token_to_id(pad_token)
+        self.tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
+        self.backend: Backend = self.config.backend
+        self.input_names = ["input_ids", "attention_mask", "token_type_ids"]
+        if self.backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads > 0:
+                # Per-session setting: no side effect on the rest of the process.
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(folder / self._weights_file()), options,
+                                                providers=["CPUExecutionProvider"])
+            declared = {node.name for node in self.session.get_inputs()}
+            self.input_names = [name for name in self.input_names if name in declared]
+            return
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForSequenceClassification
 
-        folder = context.artifacts["model"]
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForSequenceClassification.from_pretrained(folder)
-        self.model.eval()
-        config = self.model.config
-        self.fields: list[str] = list(config.distilflow_fields)
-        self.regression = config.problem_type == "regression"
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.max_length: int = int(getattr(config, "distilflow_max_length", 128))
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-
-    def _texts(self, model_input: Any) -> list[list[str]]:
-        if isinstance(model_input, pd.DataFrame):
-            frame = model_input
-        elif isinstance(model_input, list | np.ndarray | pd.Series):
-            frame = pd.DataFrame({self.fields[0]: list(model_input)})
-        elif isinstance(model_input, str):
-            frame = pd.DataFrame({self.fields[0]: [model_input]})
+        if self.backend == "torch-int8":
+            # Rebuild the architecture, quantize it the way the export did, then load the int8 weights.
+            skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
+            self.model = quantize_dynamic_int8(skeleton.eval())
+            self.model.load_state_dict(torch.load(folder / self._weights_file(), weights_only=True))
         else:
-            raise BadRequest(f"expected a list of strings or a table with columns {self.fields}")
-        if len(frame) == 0:
-            raise BadRequest("no rows to predict")
-        if len(frame) > MAX_ROWS:
-            raise BadRequest(f"{len(frame)} rows in one request; send at most {MAX_ROWS}")
-        if len(self.fields) == 1 and list(frame.columns) == [0]:
-            frame = frame.rename(columns={0: self.fields[0]})
-        missing = [field for field in self.fields if field not in frame.columns]
-        if missing:
-            raise BadRequest(f"missing column(s) {missing}; this model reads {self.fields}")
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+        self.model.eval()
+        # torch's thread count is process-wide, so only a serving process (or an explicit env) changes it:
+        # many small concurrent requests are faster on one thread each than fighting over all cores.
+        if apply_threads and threads > 0:
+            torch.set_num_threads(threads)
+
+    def _weights_file(self) -> str:
+        if not self.config.weights_file:
+            raise ValueError(f"{SERVING_CONFIG}: backend {self.backend} needs weights_file")
+        return self.config.weights_file
+
+    # --- request parsing -------------------------------------------------------------------------------------
+
+    def _frame(self, model_input: Any) -> pd.DataFrame:
+        if isinstance(model_input, pd.DataFrame):
+            return model_input
+        if isinstance(model_input, str):
+            return pd.DataFrame({0: [model_input]})
+        if isinstance(model_input, dict):
+            try:
+                return pd.DataFrame({key: list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
+                                     for key, value in model_input.items()})
+            except ValueError as error:
+                raise BadRequest(f"columns of different lengths: {error}") from None
+        if isinstance(model_input, list | tuple | np.ndarray | pd.Series):
+            rows = list(model_input)
+            width = len(self.config.fields)
+            if width > 1 and rows and all(isinstance(row, list | tuple | np.ndarray) and len(row) == width
+                                          for row in rows):
+                return pd.DataFrame([list(row) for row in rows])
+            return pd.DataFrame({0: rows})
+        raise BadRequest(f"expected a list of strings or a table with columns {list(self.config.fields)}, "
+                         f"got {type(model_input).__name__}")
+
+    def _columns(self, frame: pd.DataFrame) -> list[list[str]]:
+        fields = self.config.fields
+        present = list(frame.columns)
+        chosen: tuple[Any, ...] | None = None
+        for names in (fields, *self.config.aliases):
+            if all(name in present for name in names):
+                chosen = names
+                break
+        # A bare list (or list of pairs) arrives as positional columns 0..n-1.
+        if chosen is None and present[: len(fields)] == list(range(len(fields))):
+            chosen = tuple(range(len(fields)))
+        if chosen is None:
+            accepted = " or ".join(str(list(names)) for names in (fields, *self.config.aliases))
+            raise BadRequest(f"this {self.config.task} model reads columns {accepted} "
+                             f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}")
+        rows = len(frame)
+        if rows == 0:
+            raise BadRequest("no rows to predict: send at least one text")
+        if rows > self.config.max_rows:
+            raise BadRequest(f"{rows} rows in one request; send at most {self.config.max_rows}")
         columns = []
-        for field in self.fields:
-            values = frame[field].tolist()
+        for name in chosen:
+            values = frame[name].tolist()
             bad = [i for i, value in enumerate(values) if not isinstance(value, str) or not value.strip()]
             if bad:
-                raise BadRequest(f"column {field!r}: rows {bad[:10]} are not non-empty strings")
+                shown = ", ".join(f"row {i}: {_describe(values[i])}" for i in bad[:5])
+                more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+                raise BadRequest(f"column {name!r} must hold non-empty strings; {shown}{more}")
             columns.append(values)
         return columns
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # --- inference ---------------------------------------------------------------------------------------------
+
+    def _encode(self, columns: list[list[str]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        limit = self.config.max_chars
+        cut = np.zeros(len(columns[0]), dtype=bool)
+        for column in columns:
+            for i, text in enumerate(column):
+                if len(text) > limit:
+                    column[i] = text[:limit]
+                    cut[i] = True
+        batch = list(zip(*columns, strict=True)) if len(columns) == 2 else columns[0]
+        encodings = self.tokenizer.encode_batch(batch)
+        truncated = cut | np.fromiter((bool(enc.overflowing) for enc in encodings), dtype=bool, count=len(encodings))
+        arrays = {
+            "input_ids": np.array([enc.ids for enc in encodings], dtype=np.int64),
+            "attention_mask": np.array([enc.attention_mask for enc in encodings], dtype=np.int64),
+            "token_type_ids": np.array([enc.type_ids for enc in encodings], dtype=np.int64),
+        }
+        return arrays, truncated
+
+    def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
+        if self.backend == "onnx":
+            outputs = self.session.run(None, {name: arrays[name] for name in self.input_names})
+            return np.asarray(outputs[0], dtype=np.float32)
         import torch
 
-        texts = self._texts(model_input)
-        encoded = self.tokenizer(*texts, truncation=True, max_length=self.max_length, padding=True,
-                                 return_tensors="pt", return_overflowing_tokens=False, return_length=True)
-        full_lengths = [len(ids) for ids in self.tokenizer(*texts, truncation=False)["input_ids"]]
-        encoded.pop("length", None)
         with torch.inference_mode():
-            logits = self.model(**encoded).logits.float()
-        result = pd.DataFrame({"truncated": [length > self.max_length for length in full_lengths]})
-        if self.regression:
-            result.insert(0, "score", logits[:, 0].clamp(0.0, 5.0).numpy())
-            return result
-        probabilities = torch.softmax(logits, dim=-1)
-        score, index = probabilities.max(dim=-1)
-        result.insert(0, "label", [self.labels[i] for i in index.tolist()])
-        result.insert(1, "score", score.numpy())
-        return result
+            tensors = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
+            return self.model(**tensors).logits.float().numpy()
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Under the logged (column-based) signature MLflow hands over a DataFrame; called directly, a list of
+        strings (or of pairs) works too."""
+        columns = self._columns(self._frame(model_input))
+        arrays, truncated = self._encode(columns)
+        logits = self.logits(arrays)
+        if self.config.regression:
+            low, high = self.config.score_range
+            return pd.DataFrame({"score": np.clip(logits[:, 0], low, high).astype(np.float64),
+                                 "truncated": truncated})
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+        index = probabilities.argmax(axis=-1)
+        assert self.config.labels is not None
+        return pd.DataFrame({
+            "label": [self.config.labels[i] for i in index],
+            "score": probabilities[np.arange(len(index)), index].astype(np.float64),
+            "truncated": truncated,
+        })
+
+
+def pad_token_of(folder: Path) -> str:
+    """The padding token as the saved Hugging Face tokenizer names it (either file, either format)."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        file = folder / name
+        if file.is_file():
+            token = json.loads(file.read_text()).get("pad_token")
+            if token:
+                return str(token["content"]) if isinstance(token, dict) else str(token)
+    return "[PAD]"
+
+
+def quantize_dynamic_int8(model: Any) -> Any:
+    """Dynamic int8 on every Linear layer: the same transform the int8 export applied before saving."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao warns that eager quantization moves to torchao
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _describe(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "missing"
+    if isinstance(value, str):
+        return "empty string"
+    return f"{type(value).__name__} {str(value)[:40]!r}"
+
+
+# --- `mlflow models serve` --------------------------------------------------------------------------------------
+
+def serve_command(model_uri: str, port: int, host: str = "127.0.0.1", workers: int = 1,
+                  timeout_s: int = 60) -> list[str]:
+    """The exact command ``make serve``, the tests and the load test run."""
+    return ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port),
+            "--workers", str(workers), "--timeout", str(timeout_s)]
+
+
+def serve_env(tracking_uri: str, threads: int | None = None) -> dict[str, str]:
+    """Environment for the serving process: where the registry is, and quiet, offline libraries."""
+    env = dict(os.environ)
+    env.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, TOKENIZERS_PARALLELISM="false",
+               HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    if threads is not None:
+        env[THREADS_ENV] = str(threads)
+    return env

@@ -9,6 +9,7 @@ Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from distilflow.batching import BATCH_COLUMNS, Collator, LengthGroupedBatches, pad_batch
+from distilflow.batching import Collator, Columns, LengthGroupedBatches, pad_columns
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
@@ -118,11 +119,17 @@ def distributed() -> tuple[int, int]:
 
 
 def init_distributed(device: torch.device) -> None:
+    """Join the process group torchrun describes (WORLD_SIZE > 1); a no-op otherwise or when already joined."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
         torch.distributed.init_process_group(backend=backend)
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 # --- checkpoints: safetensors for tensors, JSON for the rest; no pickles to trust ---------------------------
@@ -149,42 +156,100 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, progress: dict[str, Any]) -> None:
-    """Write to a temporary folder and rename: a kill mid-write leaves the previous checkpoint intact."""
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every generator a step can draw from: torch (dropout), CUDA, numpy and Python's ``random``."""
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["cuda"] = torch.cuda.get_rng_state()
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    python_version, python_state, python_gauss = random.getstate()
+    meta = {"numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+            "python": [python_version, list(python_state), python_gauss]}
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    if "cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["cuda"])
+    kind, keys, position, has_gauss, gauss = meta["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
+    version, state, python_gauss = meta["python"]
+    random.setstate((version, tuple(state), python_gauss))
+
+
+def _atomic_folder(folder: Path) -> Path:
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    return tmp
+
+
+def _commit_folder(tmp: Path, folder: Path) -> None:
+    """Swap the finished folder in; a kill at any point leaves either the old or the new one readable."""
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _readable(folder: Path) -> Path | None:
+    """The committed folder, or the previous one when a kill landed between the two renames."""
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        if (candidate / "state.json").is_file():
+            return candidate
+    return None
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, progress: dict[str, Any], scaler: torch.amp.GradScaler | None = None) -> None:
+    """Write to a temporary folder and rename: a kill mid-write leaves the previous checkpoint intact."""
+    tmp = _atomic_folder(folder)
+    save_file(_cpu_state(model), tmp / "model.safetensors")
     tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(tensors, tmp / "optimizer.safetensors")
-    save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
-    state = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict()}
+    rng_tensors, rng_meta = _rng_state()
+    save_file(rng_tensors, tmp / "rng.safetensors")
+    state = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta,
+             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None}
     (tmp / "state.json").write_text(json.dumps(state, default=float))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    _commit_folder(tmp, folder)
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any) -> dict[str, Any]:
+                    scheduler: Any, scaler: torch.amp.GradScaler | None = None) -> dict[str, Any]:
     model.load_state_dict(load_file(folder / "model.safetensors"))
     state = json.loads((folder / "state.json").read_text())
     optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state["optimizer"]))
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(load_file(folder / "rng.safetensors")["torch_rng"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    _set_rng_state(load_file(folder / "rng.safetensors"), state["rng"])
     progress: dict[str, Any] = state["progress"]
     return progress
 
 
-def _cycle(dataset: Dataset, sampler: LengthGroupedBatches, collate: Collator,
+def save_best(folder: Path, weights: dict[str, torch.Tensor], step: int, metric: float) -> None:
+    tmp = _atomic_folder(folder)
+    save_file(weights, tmp / "model.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "metric": metric}))
+    _commit_folder(tmp, folder)
+
+
+def _cycle(columns: Columns, sampler: LengthGroupedBatches, collate: Collator,
            start_epoch: int, skip: int) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
     """(epoch, batch index, batch) forever; on resume the first ``skip`` batches of the epoch are not loaded."""
     epoch = start_epoch
-    columns = dataset.select_columns([c for c in BATCH_COLUMNS if c in dataset.column_names])
     while True:
         batches = sampler.batches(epoch)
         for index in range(skip, len(batches)):
-            yield epoch, index, collate([columns[i] for i in batches[index]])
+            yield epoch, index, collate.columns(columns.take(batches[index]))
         skip = 0
         epoch += 1
 
@@ -201,57 +266,73 @@ def train(
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
     description: str = "train",
 ) -> tuple[torch.nn.Module, LoopResult]:
-    """Train ``model`` in place; returns the best weights (by the primary dev metric) and a summary."""
-    seed_everything(settings.seed)
+    """Train ``model`` in place; returns the best weights (by the primary dev metric) and a summary.
+
+    With ``checkpoint_dir`` set, ``checkpoint_dir/last`` holds the state every ``checkpoint_every`` steps and a
+    call that finds it there continues from it; the result equals that of an uninterrupted run.
+    """
     device = choose_device(settings.device)
     init_distributed(device)
     rank, world = distributed()
+    # Every rank starts from the same weights (the caller seeded the model's construction); dropout then
+    # differs per rank, as it would on one device seeing the whole batch.
+    seed_everything(settings.seed + rank)
     dtype = choose_dtype(device, settings.precision)
     if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")  # TF32 matmuls on Ampere and later
         torch.backends.cudnn.allow_tf32 = True
     model.to(device)
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.index else None)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
 
     sampler = LengthGroupedBatches(train_set["length"], settings.batch_size, settings.seed, rank=rank, world_size=world)
     batches_per_epoch = len(sampler)
     steps_per_epoch = max(1, batches_per_epoch // settings.grad_accum_steps)
     total = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
+    # fused kernels on CUDA; foreach (one kernel per op over all tensors) on CPU, several times faster than a loop
     optimizer = torch.optim.AdamW(optimizer_groups(model, settings.weight_decay), lr=settings.learning_rate,
-                                  fused=device.type == "cuda")
+                                  fused=device.type == "cuda" or None, foreach=None if device.type == "cuda" else True)
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total), total)
-    scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     # "epoch"/"batch": the next batch to draw, so a resumed run continues with exactly that batch.
     progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": 0, "bad_evals": 0,
                                 "samples": 0, "seconds": 0.0, "history": []}
-    last = checkpoint_dir / "last" if checkpoint_dir else None
+    last = _readable(checkpoint_dir / "last") if checkpoint_dir else None
     best_dir = checkpoint_dir / "best" if checkpoint_dir else None
-    if last is not None and (last / "state.json").is_file():
-        progress = load_checkpoint(last, model, optimizer, scheduler)
+    if last is not None:
+        progress = load_checkpoint(last, model, optimizer, scheduler, scaler)
     resumed_from = progress["step"]
     best_state = None
-    if best_dir is not None and (best_dir / "model.safetensors").is_file() and resumed_from:
-        best_state = load_file(best_dir / "model.safetensors")
+    best_saved = _readable(best_dir) if best_dir is not None and resumed_from else None
+    if best_saved is not None:
+        # It may be newer than the checkpoint; the replayed steps then rewrite it with the same weights.
+        best_state = load_file(best_saved / "model.safetensors")
 
     sign = 1.0 if settings.greater_is_better else -1.0
-    batches = _cycle(train_set, sampler, Collator(pad_id, regression), progress["epoch"], progress["batch"])
+    collate = Collator(pad_id, regression)
+    batches = _cycle(Columns(train_set), sampler, collate, progress["epoch"], progress["batch"])
     pin = device.type == "cuda"
-    bar = tqdm(total=total, initial=progress["step"], desc=description, disable=rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=progress["step"], desc=description, disable=rank != 0, dynamic_ncols=True,
+               unit="step")
     net.train()
     started = time.perf_counter() - progress["seconds"]
     stop = False
     while progress["step"] < total and not stop:
-        for _ in range(settings.grad_accum_steps):
+        for micro in range(settings.grad_accum_steps):
             epoch, index, batch = next(batches)
             # Pinned host memory lets the copy to the GPU overlap with compute.
             batch = {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = loss_fn(net, batch) / settings.grad_accum_steps
-            scaler.scale(loss).backward()
-            progress["samples"] += len(batch["labels"]) * world
+            # Under DDP, all-reduce only on the last micro-batch: the gradients just add up until then.
+            last_micro = micro == settings.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if world == 1 or last_micro else net.no_sync()  # type: ignore[operator]
+            with sync:
+                with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = loss_fn(net, batch) / settings.grad_accum_steps
+                scaler.scale(loss).backward()
+            progress["samples"] += len(batch["input_ids"]) * world
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         scaler.step(optimizer)
@@ -262,11 +343,11 @@ def train(
         progress["epoch"], progress["batch"] = (epoch, index + 1) if index + 1 < batches_per_epoch else (epoch + 1, 0)
         step = progress["step"]
         progress["seconds"] = time.perf_counter() - started
-        rate = progress["samples"] / max(progress["seconds"], 1e-9)
+        train_loss = loss.item() * settings.grad_accum_steps
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item() * settings.grad_accum_steps:.4f}", samples_s=f"{rate:.0f}")
-        point: dict[str, float] = {"step": step, "train_loss": loss.item() * settings.grad_accum_steps,
-                                   "learning_rate": scheduler.get_last_lr()[0]}
+        bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{progress['samples'] / progress['seconds']:.1f}")
+        point: dict[str, float] = {"step": step, "train_loss": train_loss, "learning_rate": scheduler.get_last_lr()[0],
+                                   "samples_per_s": progress["samples"] / progress["seconds"]}
         if step % settings.eval_every == 0 or step == total:
             net.eval()
             scores = eval_fn(model)
@@ -275,10 +356,9 @@ def train(
             metric = scores[settings.primary_metric]
             if progress["best"] is None or sign * metric > sign * progress["best"]:
                 progress.update(best=metric, best_step=step, bad_evals=0)
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.clone() for k, v in _cpu_state(model).items()}  # .cpu() of a CPU tensor aliases
                 if best_dir is not None and rank == 0:
-                    best_dir.mkdir(parents=True, exist_ok=True)
-                    save_file(best_state, best_dir / "model.safetensors")
+                    save_best(best_dir, best_state, step, metric)
             else:
                 progress["bad_evals"] += 1
                 patience = settings.early_stopping_patience
@@ -286,8 +366,12 @@ def train(
             if on_eval is not None and rank == 0:
                 on_eval(step, point)
         progress["history"].append(point)
-        if last is not None and rank == 0 and settings.checkpoint_every and step % settings.checkpoint_every == 0:
-            save_checkpoint(last, model, optimizer, scheduler, progress)
+        if checkpoint_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+            if rank == 0:
+                save_checkpoint(checkpoint_dir / "last", model, optimizer, scheduler, progress, scaler)
+            barrier()  # no rank runs ahead of a checkpoint it might have to resume from
+        # Evaluation and checkpoints are not training: keep them out of samples/s (the Trainer comparison does too).
+        started = time.perf_counter() - progress["seconds"]
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -311,13 +395,11 @@ def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, pa
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    columns = dataset.select_columns(["input_ids", "token_type_ids", "labels"])
+    columns = Columns(dataset, names=("input_ids", "token_type_ids"))
     order = np.argsort(np.asarray(dataset["length"]), kind="stable")
     outputs: list[np.ndarray] = []
     for start in range(0, len(order), batch_size):
-        rows = [columns[int(i)] for i in order[start : start + batch_size]]
-        batch = pad_batch(rows, pad_id, regression=False)
-        batch.pop("labels")
+        batch = pad_columns(columns.take(order[start : start + batch_size].tolist()), pad_id, regression=False)
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         outputs.append(logits.float().cpu().numpy())
     model.train(was_training)

@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from validation_helpers import (
+
+from distilflow.config import Params, ParamsError, ValidateParams, parse_params
+from distilflow.paths import Paths
+from distilflow.tasks import LABEL, LINE, TASKS
+from distilflow.validation import RULES, DataValidationError, validate_folder
+from tests.data.validation_helpers import (
     FIXTURES,
     CliResult,
     Project,
@@ -23,11 +28,6 @@ from validation_helpers import (
     run_cli_in_process,
     run_cli_subprocess,
 )
-
-from distilflow.config import Params, ParamsError, ValidateParams, parse_params
-from distilflow.paths import Paths
-from distilflow.tasks import LABEL, LINE, TASKS
-from distilflow.validation import RULES, DataValidationError, validate_folder
 
 
 def _set_field(project: Project, name: str, line: int, column: int, value: str) -> None:
@@ -82,7 +82,9 @@ class Case:
 
 
 CASES = [
-    Case("missing-column", "sst2", lambda p: _set_field(p, "train.tsv", 1, 1, "labl"), "train.tsv", 1, "missing_column"),
+    Case(
+        "missing-column", "sst2", lambda p: _set_field(p, "train.tsv", 1, 1, "labl"), "train.tsv", 1, "missing_column"
+    ),
     Case("empty-text", "sst2", lambda p: _set_field(p, "train.tsv", 3, 0, ""), "train.tsv", 3, "empty_text"),
     Case("whitespace-only-text", "rte", lambda p: _set_field(p, "dev.tsv", 3, 2, "   "), "dev.tsv", 3, "blank_text"),
     Case("empty-label-field", "qnli", lambda p: _set_field(p, "train.tsv", 4, 3, ""), "train.tsv", 4, "missing_label"),
@@ -94,12 +96,28 @@ CASES = [
         3,
         "label_not_in_set",
     ),
-    Case("score-above-range", "stsb", lambda p: _set_field(p, "train.tsv", 5, 9, "5.5"), "train.tsv", 5, "score_out_of_range"),
-    Case("score-not-numeric", "stsb", lambda p: _set_field(p, "dev.tsv", 2, 9, "n/a"), "dev.tsv", 2, "score_not_numeric"),
+    Case(
+        "score-above-range",
+        "stsb",
+        lambda p: _set_field(p, "train.tsv", 5, 9, "5.5"),
+        "train.tsv",
+        5,
+        "score_out_of_range",
+    ),
+    Case(
+        "score-not-numeric", "stsb", lambda p: _set_field(p, "dev.tsv", 2, 9, "n/a"), "dev.tsv", 2, "score_not_numeric"
+    ),
     Case("empty-id", "stsb", lambda p: _set_field(p, "train.tsv", 3, 0, ""), "train.tsv", 3, "missing_id"),
     Case("duplicate-id", "qqp", lambda p: _set_field(p, "train.tsv", 6, 0, "402555"), "train.tsv", 6, "duplicate_id"),
     Case("conflicting-labels", "sst2", _flip_label, "train.tsv", 14, "conflicting_labels"),
-    Case("train-dev-leakage", "mrpc", lambda p: _copy_line(p, "train.tsv", 2, "dev.tsv"), "dev.tsv", 6, "train_dev_leakage"),
+    Case(
+        "train-dev-leakage",
+        "mrpc",
+        lambda p: _copy_line(p, "train.tsv", 2, "dev.tsv"),
+        "dev.tsv",
+        6,
+        "train_dev_leakage",
+    ),
     Case(
         "class-imbalance-as-error",
         "cola",
@@ -112,7 +130,14 @@ CASES = [
     Case("invalid-utf8", "cola", _invalid_utf8, "train.tsv", 7, "invalid_utf8"),
     Case("ragged-row", "qqp", lambda p: _set_field(p, "dev.tsv", 3, 5, "0\textra"), "dev.tsv", 3, "ragged_row"),
     Case("blank-line", "sst2", _insert_blank_line, "train.tsv", 5, "ragged_row"),
-    Case("text-too-long", "rte", lambda p: _set_field(p, "train.tsv", 2, 1, "word " * 500), "train.tsv", 2, "text_too_long"),
+    Case(
+        "text-too-long",
+        "rte",
+        lambda p: _set_field(p, "train.tsv", 2, 1, "word " * 500),
+        "train.tsv",
+        2,
+        "text_too_long",
+    ),
     Case(
         "text-too-short",
         "sst2",
@@ -148,7 +173,14 @@ CASES = [
         None,
         "missing_file",
     ),
-    Case("header-only-file", "sst2", lambda p: p.write_lines("dev.tsv", ["sentence\tlabel", ""]), "dev.tsv", None, "empty_split"),
+    Case(
+        "header-only-file",
+        "sst2",
+        lambda p: p.write_lines("dev.tsv", ["sentence\tlabel", ""]),
+        "dev.tsv",
+        None,
+        "empty_split",
+    ),
 ]
 
 
@@ -165,7 +197,8 @@ def _check_failure(case: Case, project: Project, result: CliResult, before: dict
     path = str(project.file(case.file))
     location = path if case.line is None else f"{path}:{case.line}"
     assert f"rule={case.rule}" in message
-    assert any(line.startswith(location + " ") and f"rule={case.rule}" in line for line in message.splitlines()), message
+    lines = message.splitlines()
+    assert any(line.startswith(location + " ") and f"rule={case.rule}" in line for line in lines), message
     assert "FAILED" in message
     assert project.snapshot() == before, "a failed validation changed downstream outputs"
     summary = json.loads((project.report_dir / "summary.json").read_text())
@@ -268,7 +301,7 @@ def test_findings_are_capped_but_counted(tmp_path: Path) -> None:
 def test_report_renders_offline(tmp_path: Path) -> None:
     project = make_project(tmp_path, "SST-2")
     _flip_label(project)
-    report = validate_folder(TASKS["sst2"], project.raw, ValidateParams(), report_dir=project.report_dir)
+    validate_folder(TASKS["sst2"], project.raw, ValidateParams(), report_dir=project.report_dir)
     html = (project.report_dir / "index.html").read_text(encoding="utf-8")
     # No network: nothing fetched from a CDN, no scripts, every chart inline.
     assert "http://" not in html and "https://" not in html and "<script" not in html and "<link" not in html
@@ -305,17 +338,19 @@ def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path) -> None
     assert all(Path(artifact).is_file() for artifact in result["artifacts"])
 
 
-def test_stage_failure_leaves_downstream_alone(tmp_path: Path) -> None:
+def test_stage_failure_leaves_downstream_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from distilflow.stages import validate as stage
 
     project = make_project(tmp_path, "SST-2")
     _set_field(project, "train.tsv", 7, 1, "positive")
     before = project.snapshot()
     params, paths = _params(tmp_path)
+    monkeypatch.chdir(project.root)  # as DVC runs stages: paths in the message are then relative to the project
     with pytest.raises(DataValidationError) as raised:
         stage.run(params, paths)
-    assert f"{project.file('train.tsv')}:7 column=label rule=label_not_in_set value='positive'" in str(raised.value)
+    assert "data/raw/train.tsv:7 column=label rule=label_not_in_set value='positive'" in str(raised.value)
     assert project.snapshot() == before
     metric = json.loads(paths.metrics_file("validate").read_text())
     assert metric["ok"] is False and metric["errors"] == 1
     assert (project.report_dir / "index.html").is_file()
+    assert [path.name for path in raised.value.artifacts] == ["index.html", "validate.json"]

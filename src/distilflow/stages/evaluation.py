@@ -2,11 +2,24 @@
 
 dvc.yaml runs it once per model (``evaluate@teacher`` after fine-tuning, ``evaluate@student`` after
 distillation), so each model is scored as soon as it exists and a distillation change re-scores only the student.
+
+Outputs per model (``<m>`` is teacher or student):
+
+- ``metrics/eval_<m>.json``: the task's GLUE metrics exactly as ``distilflow.metrics`` defines them, plus
+  calibration (ECE, classification) or error (MSE/MAE, regression), size and CPU speed;
+- ``predictions/<m>_dev.csv``: one row per dev example with text, gold, prediction and confidence, for error
+  analysis and for ``dvc plots``' confusion matrix (columns ``actual``/``predicted``);
+- ``plots/eval_<m>/*.png``: confusion matrix, reliability diagram (classification) or predicted-vs-gold scatter
+  (regression), and quality by input length; ``plots/eval_<m>_length.csv`` is the length table as data.
+
+The report stage (distilflow.report) then times both models back to back in one process for a fair ratio.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +28,9 @@ import pandas as pd
 import torch
 from datasets import Dataset, load_from_disk
 
+from distilflow import plots
 from distilflow.batching import pad_batch
-from distilflow.config import Params
+from distilflow.config import EvaluateParams, Params
 from distilflow.metrics import compute_glue_metrics
 from distilflow.modeling import count_parameters, load_classifier, load_tokenizer
 from distilflow.paths import Paths
@@ -26,6 +40,7 @@ from distilflow.training import logits_to_predictions, predict_logits
 
 SECTIONS = ("evaluate",)
 MODELS = ("teacher", "student")
+ID = "id"  # the validated frames' id column (distilflow.glue_io.ID), for tasks whose files carry one
 
 
 def model_dir(paths: Paths, which: str) -> Path:
@@ -34,88 +49,340 @@ def model_dir(paths: Paths, which: str) -> Path:
     return paths.teacher_dir if which == "teacher" else paths.student_dir
 
 
+def predictions_file(paths: Paths, which: str) -> Path:
+    return paths.predictions_dir / f"{which}_dev.csv"
+
+
+def plot_dir(paths: Paths, which: str) -> Path:
+    return paths.plots_dir / f"eval_{which}"
+
+
+def length_file(paths: Paths, which: str) -> Path:
+    return paths.plots_dir / f"eval_{which}_length.csv"
+
+
 def folder_megabytes(folder: Path) -> float:
-    return sum(file.stat().st_size for file in folder.glob("*.safetensors")) / 1e6
+    """Size of the weights on disk (safetensors files), in MB (10^6 bytes)."""
+    files = list(folder.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no *.safetensors weights to measure")
+    return sum(file.stat().st_size for file in files) / 1e6
+
+
+# --- speed ---------------------------------------------------------------------------------------------------
+
+
+def _inputs(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    batch = pad_batch(rows, pad_id, regression=False)
+    batch.pop("labels")
+    return batch
+
+
+def speed_inputs(dev: Dataset, pad_id: int, settings: EvaluateParams) -> tuple[list[dict[str, torch.Tensor]],
+                                                                               list[dict[str, torch.Tensor]]]:
+    """Batch-1 requests (the first ``latency_examples`` dev rows) and full batches cycling through dev."""
+    # Labels ride along because pad_batch reads them; STS-B's float scores become ints here, harmlessly,
+    # since they are dropped before the forward pass.
+    columns = dev.select_columns(["input_ids", "token_type_ids", "labels"])
+    count = min(settings.latency_examples, len(dev))
+    singles = [_inputs([columns[i]], pad_id) for i in range(count)]
+    size = settings.throughput_batch_size
+    rows = [columns[i % len(dev)] for i in range(size * settings.throughput_batches)]
+    batches = [_inputs(rows[i : i + size], pad_id) for i in range(0, len(rows), size)]
+    return singles, batches
 
 
 @torch.inference_mode()
-def measure_speed(model: torch.nn.Module, dev: Dataset, pad_id: int, params: Params) -> dict[str, float]:
-    """Batch-1 latency percentiles and batch-N throughput of the forward pass on CPU."""
-    settings = params.evaluate
-    model.eval()
-    columns = dev.select_columns(["input_ids", "token_type_ids", "labels"])
-    count = min(settings.latency_examples, len(dev))
-    singles = [pad_batch([columns[i]], pad_id, regression=False) for i in range(count)]
-    for batch in singles[:5]:  # warm-up: first calls pay for allocation and kernel selection
-        batch.pop("labels", None)
-        model(**batch)
-    timings = []
-    for batch in singles:
-        batch.pop("labels", None)
-        start = time.perf_counter()
-        model(**batch)
-        timings.append((time.perf_counter() - start) * 1000)
-    size = settings.throughput_batch_size
-    rows = [columns[i % len(dev)] for i in range(size * settings.throughput_batches)]
-    batches = [pad_batch(rows[i : i + size], pad_id, regression=False) for i in range(0, len(rows), size)]
-    for batch in batches:
-        batch.pop("labels")
-    model(**batches[0])
+def _forward_seconds(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
     start = time.perf_counter()
-    for batch in batches:
-        model(**batch)
-    elapsed = time.perf_counter() - start
+    model(**batch)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def measure_speed_together(models: Mapping[str, torch.nn.Module], dev: Dataset, pad_id: int,
+                           settings: EvaluateParams) -> dict[str, dict[str, float]]:
+    """CPU latency (batch 1, p50/p95) and throughput (batch N) of each model's forward pass, interleaved.
+
+    The models take turns request by request, and the order alternates, so a burst of load from elsewhere on
+    the machine hits all of them alike: their ratio is meaningful even where the absolute numbers are noisy.
+    Tokenization is excluded (it is the same for all models that share a tokenizer).
+    """
+    singles, batches = speed_inputs(dev, pad_id, settings)
+    names = list(models)
+    for model in models.values():
+        model.eval()
+        # Warm-up: the first calls pay for allocation and kernel selection.
+        for batch in singles[:5]:
+            model(**batch)
+        model(**batches[0])
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    for index, batch in enumerate(singles):
+        for name in names if index % 2 == 0 else reversed(names):
+            latencies[name].append(_forward_seconds(models[name], batch) * 1000)
+    elapsed = dict.fromkeys(names, 0.0)
+    for index, batch in enumerate(batches):
+        for name in names if index % 2 == 0 else reversed(names):
+            elapsed[name] += _forward_seconds(models[name], batch)
+    rows = sum(len(batch["input_ids"]) for batch in batches)
+    size = settings.throughput_batch_size
     return {
-        "latency_p50_ms": float(np.percentile(timings, 50)),
-        "latency_p95_ms": float(np.percentile(timings, 95)),
-        f"throughput_b{size}_per_s": len(rows) / elapsed,
+        name: {
+            "latency_p50_ms": float(np.percentile(latencies[name], 50)),
+            "latency_p95_ms": float(np.percentile(latencies[name], 95)),
+            f"throughput_b{size}_per_s": rows / elapsed[name],
+        }
+        for name in names
     }
 
 
-def save_predictions(path: Path, task: GlueTask, dev: Dataset, logits: np.ndarray) -> None:
-    frame = pd.DataFrame({LINE: dev[LINE], "label": dev["labels"]})
-    predictions = logits_to_predictions(logits, task.is_regression)
-    frame["prediction"] = predictions
-    if not task.is_regression:
-        probabilities = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-        frame["confidence"] = probabilities.max(axis=-1)
-    frame["tokens"] = dev["length"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(path, index=False)
+def measure_speed(model: torch.nn.Module, dev: Dataset, pad_id: int, params: Params) -> dict[str, float]:
+    """Batch-1 latency percentiles and batch-N throughput of one model's forward pass on CPU."""
+    return measure_speed_together({"model": model}, dev, pad_id, params.evaluate)["model"]
+
+
+# --- quality -------------------------------------------------------------------------------------------------
+
+
+def _prefixed(task: GlueTask, split: str, scores: Mapping[str, float]) -> dict[str, float]:
+    """Keys as they appear in eval_<m>.json: plain for one dev split, ``<split>_key`` for MNLI's two.
+
+    MNLI also gets the plain keys from dev_matched, GLUE's headline MNLI number, so every task has its
+    primary metric under the same name (the register stage's gate reads it).
+    """
+    if len(task.dev_splits) == 1:
+        return dict(scores)
+    prefixed = {f"{split}_{key}": value for key, value in scores.items()}
+    if split == task.dev_splits[0]:
+        prefixed.update(scores)
+    return prefixed
 
 
 def evaluate_model(model: torch.nn.Module, task: GlueTask, data: Any, pad_id: int,
                    batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """GLUE metrics on every dev split (MNLI has two); keys are prefixed by split when there are several."""
+    """GLUE metrics on every dev split (MNLI has two); see ``_prefixed`` for the key names."""
     metrics: dict[str, float] = {}
     all_logits: dict[str, np.ndarray] = {}
     for split in task.dev_splits:
         logits = predict_logits(model, data[split], batch_size, pad_id)
         scores = compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression),
                                       data[split]["labels"])
-        prefix = "" if len(task.dev_splits) == 1 else f"{split}_"
-        metrics.update({prefix + key: value for key, value in scores.items()})
+        metrics.update(_prefixed(task, split, scores))
         all_logits[split] = logits
     return metrics, all_logits
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    probabilities: np.ndarray = exp / exp.sum(axis=-1, keepdims=True)
+    return probabilities
+
+
+def calibration_table(confidence: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray,
+                      bins: int) -> pd.DataFrame:
+    """Equal-width confidence bins (lower, upper]: examples, mean confidence and accuracy in each.
+
+    The first bin also takes confidence 0, so every probability in [0, 1] lands in exactly one bin.
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if confidence.shape != correct.shape or confidence.ndim != 1:
+        raise ValueError(f"calibration: confidence {confidence.shape} and correct {correct.shape} must be 1-D, equal")
+    if len(confidence) == 0:
+        raise ValueError("calibration: no examples")
+    if ((confidence < 0) | (confidence > 1) | ~np.isfinite(confidence)).any():
+        raise ValueError("calibration: confidences must be probabilities in [0, 1]")
+    if bins < 1:
+        raise ValueError(f"calibration: bins must be >= 1, got {bins}")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        count = int(mask.sum())
+        rows.append({
+            "bin_lower": float(edges[b]),
+            "bin_upper": float(edges[b + 1]),
+            "examples": count,
+            "confidence": float(confidence[mask].mean()) if count else 0.0,
+            "accuracy": float(correct[mask].mean()) if count else 0.0,
+        })
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(table: pd.DataFrame) -> float:
+    """ECE (Guo et al. 2017): the example-weighted mean gap between accuracy and confidence over the bins."""
+    total = int(table["examples"].sum())
+    if total == 0:
+        raise ValueError("calibration: no examples")
+    gaps = (table["accuracy"] - table["confidence"]).abs() * table["examples"]
+    return float(gaps.sum() / total)
+
+
+def bucket_labels(edges: Sequence[int]) -> list[str]:
+    """``[8, 16]`` → ``["1-8", "9-16", "17+"]``."""
+    labels, low = [], 1
+    for edge in edges:
+        labels.append(f"{low}-{edge}")
+        low = edge + 1
+    labels.append(f"{low}+")
+    return labels
+
+
+def length_bucket(tokens: Sequence[int] | np.ndarray, edges: Sequence[int]) -> list[str]:
+    labels = bucket_labels(edges)
+    # side="left": a length equal to an edge belongs to the bucket that edge closes.
+    return [labels[i] for i in np.searchsorted(np.asarray(edges), np.asarray(tokens), side="left")]
+
+
+def length_table(frame: pd.DataFrame, edges: Sequence[int], regression: bool) -> pd.DataFrame:
+    """Quality per token-length bucket: accuracy (classification) or mean absolute error (regression).
+
+    Columns: bucket, max_tokens (the bucket's upper edge; the longest example for the open last bucket),
+    examples, then the quality column, last so that ``dvc plots`` takes it as the y axis by default.
+    Empty buckets are left out.
+    """
+    labels = bucket_labels(edges)
+    metric = "mae" if regression else "accuracy"
+    values = frame["abs_error"] if regression else frame["correct"]
+    rows = []
+    for position, label in enumerate(labels):
+        mask = frame["length_bucket"] == label
+        if not mask.any():
+            continue
+        upper = edges[position] if position < len(edges) else int(frame.loc[mask, "tokens"].max())
+        rows.append({"bucket": label, "max_tokens": int(upper), "examples": int(mask.sum()),
+                     metric: float(values[mask].mean())})
+    return pd.DataFrame(rows, columns=["bucket", "max_tokens", "examples", metric])
+
+
+def _score_bin(scores: np.ndarray) -> list[str]:
+    # Half-up rounding (np.round would send 2.5 to 2): the confusion plot's bins are 0-0.49 → "0", etc.
+    return [str(int(value)) for value in np.floor(scores + 0.5)]
+
+
+def predictions_frame(task: GlueTask, split: str, dev: Dataset, logits: np.ndarray, texts: pd.DataFrame | None,
+                      edges: Sequence[int]) -> pd.DataFrame:
+    """One row per dev example, in dev order, for error analysis and the confusion plot.
+
+    ``label``/``prediction`` are what the metric scored (class ids, or scores clipped to the task's range);
+    ``actual``/``predicted`` are the class names, or for regression the scores rounded to whole points.
+    """
+    predictions = logits_to_predictions(logits, task.is_regression)
+    frame = pd.DataFrame({"split": split, LINE: dev[LINE]})
+    if texts is not None:
+        keep = [column for column in (ID, *task.fields) if column in texts.columns]
+        by_line = texts.set_index(LINE)
+        missing = sorted(set(frame[LINE]) - set(by_line.index))
+        if missing:
+            raise ValueError(f"{split}: tokenized lines {missing[:5]} are not in the validated split; "
+                             "rerun tokenize (dvc repro) so both come from the same data")
+        for column in keep:
+            frame[column] = by_line.loc[frame[LINE], column].to_numpy()
+    gold = np.asarray(dev["labels"])
+    frame["label"] = gold
+    frame["prediction"] = predictions
+    if task.is_regression:
+        frame["actual"] = _score_bin(gold.astype(np.float64))
+        frame["predicted"] = _score_bin(predictions.astype(np.float64))
+        frame["abs_error"] = np.abs(predictions - gold)
+    else:
+        assert task.labels is not None
+        names = np.asarray(task.labels)
+        frame["actual"] = names[gold.astype(int)]
+        frame["predicted"] = names[predictions]
+        frame["correct"] = (predictions == gold).astype(int)
+        probabilities = softmax(logits.astype(np.float64))
+        frame["confidence"] = probabilities.max(axis=-1)
+        for index, label in enumerate(task.labels):
+            frame[f"p_{label}"] = probabilities[:, index]
+    frame["tokens"] = dev["length"]
+    frame["length_bucket"] = length_bucket(frame["tokens"].to_numpy(), edges)
+    return frame
+
+
+def analysis_metrics(task: GlueTask, frame: pd.DataFrame, bins: int) -> dict[str, float]:
+    """Beyond GLUE: expected calibration error (classification) or MSE/MAE of the clipped scores (regression)."""
+    if task.is_regression:
+        errors = frame["abs_error"].to_numpy(dtype=np.float64)
+        return {"mse": float(np.mean(errors**2)), "mae": float(np.mean(errors))}
+    table = calibration_table(frame["confidence"].to_numpy(), frame["correct"].to_numpy(), bins)
+    return {"ece": expected_calibration_error(table)}
+
+
+def draw_plots(task: GlueTask, frame: pd.DataFrame, which: str, folder: Path, settings: EvaluateParams,
+               scores: Mapping[str, float]) -> list[Path]:
+    """The PNGs for one model over all its dev rows; returns their paths."""
+    if folder.exists():
+        shutil.rmtree(folder)  # a figure from an earlier task (say, a scatter after a switch to sst2) must go
+    folder.mkdir(parents=True)
+    title = f"{task.name} dev, {which}"
+    written = []
+    if task.is_regression:
+        low, high = task.score_range
+        written.append(plots.score_scatter(frame["label"], frame["prediction"], folder / "scatter.png", title,
+                                           task.score_range, {k: scores[k] for k in task.metrics}))
+        bins = [str(value) for value in range(int(low), int(high) + 1)]
+        written.append(plots.confusion_matrix(frame["actual"], frame["predicted"], bins,
+                                              folder / "confusion_matrix.png", f"{title} (scores rounded)"))
+    else:
+        assert task.labels is not None
+        written.append(plots.confusion_matrix(frame["actual"], frame["predicted"], task.labels,
+                                              folder / "confusion_matrix.png", title))
+        table = calibration_table(frame["confidence"].to_numpy(), frame["correct"].to_numpy(),
+                                  settings.calibration_bins)
+        written.append(plots.reliability_diagram(table, expected_calibration_error(table),
+                                                 folder / "reliability.png", title))
+    lengths = length_table(frame, settings.length_buckets, task.is_regression)
+    metric = "mae" if task.is_regression else "accuracy"
+    written.append(plots.length_buckets(lengths, metric, folder / "length_buckets.png", f"{title}: {metric} by length"))
+    return written
+
+
+def read_texts(paths: Paths, split: str) -> pd.DataFrame:
+    file = paths.validated_dir / f"{split}.parquet"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: missing; the predictions file joins texts from the validated data "
+                                "(run `dvc repro validate`)")
+    return pd.read_parquet(file)
+
+
 def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
     task = get_task(params.task)
+    settings = params.evaluate
     folder = model_dir(paths, which)
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(folder))
     model = load_classifier(folder)
     with stage_run(f"evaluate-{which}", params, paths, SECTIONS) as tracked:
         metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.finetune.eval_batch_size)
+        frames = []
+        for split in task.dev_splits:
+            frame = predictions_frame(task, split, data[split], logits[split], read_texts(paths, split),
+                                      settings.length_buckets)
+            metrics.update(_prefixed(task, split, analysis_metrics(task, frame, settings.calibration_bins)))
+            frames.append(frame)
+        predictions = pd.concat(frames, ignore_index=True)
+        metrics["dev_examples"] = len(predictions)
         metrics.update(measure_speed(model, data[task.dev_splits[0]], tokenizer.pad_token_id, params))
         metrics["parameters"] = count_parameters(model)
         metrics["size_mb"] = folder_megabytes(folder)
-        for split, split_logits in logits.items():
-            save_predictions(paths.predictions_dir / f"{which}_{split}.csv", task, data[split], split_logits)
+
+        out = predictions_file(paths, which)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        predictions.to_csv(out, index=False)
+        lengths = length_table(predictions, settings.length_buckets, task.is_regression)
+        length_file(paths, which).parent.mkdir(parents=True, exist_ok=True)
+        lengths.to_csv(length_file(paths, which), index=False)
+        figures = draw_plots(task, predictions, which, plot_dir(paths, which), settings, metrics)
         write_json(paths.metrics_file(f"eval_{which}"), metrics)
+
         tracked.log_metrics(metrics)
-        for split in task.dev_splits:
-            tracked.log_artifact(paths.predictions_dir / f"{which}_{split}.csv", "predictions")
+        tracked.log_artifact(out, "predictions")
+        tracked.log_artifact(length_file(paths, which), "plots")
+        for figure in figures:
+            tracked.log_artifact(figure, "plots")
         lineage = read_lineage(folder)
         write_lineage(paths.reports_dir / f"eval_{which}", {**lineage, f"evaluate_{which}": tracked.run_id})
-    return {"metrics": metrics}
+    return {"metrics": metrics, "predictions": out, "plots": figures}

@@ -1,15 +1,19 @@
 """finetune: train the teacher (a pre-trained BERT with a fresh head) on the tokenized training split.
 
 Runs on CPU here and on CUDA with bf16/fp16 autocast when present; under ``torchrun`` it trains with DDP
-(see README). Checkpoints go to ``checkpoints/teacher/<fingerprint>``: a rerun after a kill resumes from
-the last one, and a change of settings or data starts afresh instead of resuming a stale run.
+(docs/finetune.md has the command) and only rank 0 writes outputs and talks to MLflow. Checkpoints go to
+``checkpoints/teacher/<fingerprint>``: a rerun after a kill resumes from the last one, and a change of
+settings or data starts afresh instead of resuming a stale run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -26,9 +30,13 @@ from distilflow.training import (
     EvalFn,
     LoopResult,
     LoopSettings,
+    barrier,
+    choose_device,
     distributed,
+    init_distributed,
     logits_to_predictions,
     predict_logits,
+    seed_everything,
     train,
 )
 
@@ -41,13 +49,25 @@ def supervised_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
 
 
 def dev_scorer(task: GlueTask, dev: Any, batch_size: int, pad_id: int) -> EvalFn:
-    references = dev["labels"]
+    references = list(dev["labels"])
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         logits = predict_logits(model, dev, batch_size, pad_id)
         return compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression), references)
 
     return score
+
+
+def freeze_word_embeddings(model: torch.nn.Module) -> int:
+    """Stop training the token embedding table; returns how many parameters that freezes.
+
+    It is half of MiniLM's weights but only the rows of the batch's tokens get a gradient, so on a CPU its
+    dense AdamW update costs as much as the whole forward and backward pass of a short-sentence batch.
+    """
+    embeddings = model.get_input_embeddings()  # type: ignore[operator]
+    weight: torch.nn.Parameter = embeddings.weight
+    weight.requires_grad_(False)
+    return weight.numel()
 
 
 def fingerprint(params: Params, data_hash: str) -> str:
@@ -57,9 +77,16 @@ def fingerprint(params: Params, data_hash: str) -> str:
 
 
 def log_history(tracked: StageRun, result: LoopResult) -> None:
-    for point in result.history:
-        step = int(point["step"])
-        tracked.log_metrics({k: v for k, v in point.items() if k != "step"}, step=step)
+    """Per-step curves in batches of 1,000 values: one MLflow call per point would cost minutes on sqlite."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    points = [Metric(key, float(value), now, int(point["step"]))
+              for point in result.history for key, value in point.items() if key != "step"]
+    client = MlflowClient()
+    for start in range(0, len(points), 1000):
+        client.log_batch(tracked.run_id, metrics=points[start : start + 1000], synchronous=True)
 
 
 def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
@@ -74,16 +101,31 @@ def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
                                             columns=["step", *dev_columns])
 
 
+@contextlib.contextmanager
+def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[StageRun | None]:
+    """One MLflow run per stage, not one per process: the other ranks train without tracking."""
+    if rank != 0:
+        yield None
+        return
+    with stage_run("finetune", params, paths, SECTIONS) as tracked:
+        yield tracked
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     config = params.finetune
+    # Join the process group first (under torchrun) so each process knows whether it is rank 0.
+    init_distributed(choose_device(config.device))
+    rank, world = distributed()
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
     data_hash = json.loads((paths.tokenized_dir / META_FILE).read_text())["content_hash"]
     checkpoints = paths.teacher_checkpoints_dir / fingerprint(params, data_hash)
-    for stale in paths.teacher_checkpoints_dir.glob("*"):
-        if stale != checkpoints:
-            shutil.rmtree(stale, ignore_errors=True)
+    if rank == 0:
+        for stale in paths.teacher_checkpoints_dir.glob("*"):
+            if stale != checkpoints:
+                shutil.rmtree(stale, ignore_errors=True)
+    barrier()
 
     settings = LoopSettings(
         epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
@@ -95,31 +137,40 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     )
     dev = data[task.dev_splits[0]]
     pad_id = tokenizer.pad_token_id
+    # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
+    seed_everything(params.seed)
     model = load_teacher_for_finetuning(params.model.teacher, task)
-    rank, _ = distributed()
-    with stage_run("finetune", params, paths, SECTIONS) as tracked:
+    if config.freeze_embeddings:
+        freeze_word_embeddings(model)
+    metrics: dict[str, Any] = {}
+    with _tracked_on_rank0(rank, params, paths) as tracked:
         model, result = train(
             model, data["train"], supervised_loss, dev_scorer(task, dev, config.eval_batch_size, pad_id),
             settings, pad_id, task.is_regression, checkpoint_dir=checkpoints, description="finetune teacher",
         )
-        if rank != 0:
-            return {}
-        paths.teacher_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
-        tokenizer.save_pretrained(str(paths.teacher_dir))
-        write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
-        metrics = {
-            f"best_dev_{task.primary_metric}": result.best_metric,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "train_samples_per_s": result.samples_per_s,
-            "train_seconds": result.train_seconds,
-            "resumed_from_step": result.resumed_from_step,
-            "parameters": count_parameters(model),
-        }
-        write_json(paths.metrics_file("finetune"), metrics)
-        write_curve(paths, "finetune", result)
-        tracked.log_metrics(metrics)
-        log_history(tracked, result)
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; the model in models/teacher is the result
+        if tracked is not None:
+            paths.teacher_dir.mkdir(parents=True, exist_ok=True)
+            model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
+            tokenizer.save_pretrained(str(paths.teacher_dir))
+            write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
+            metrics = {
+                f"best_dev_{task.primary_metric}": result.best_metric,
+                "best_step": result.best_step,
+                "steps": result.steps,
+                "train_samples_per_s": result.samples_per_s,
+                "train_seconds": result.train_seconds,
+                "resumed_from_step": result.resumed_from_step,
+                "parameters": count_parameters(model),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "world_size": world,
+            }
+            write_json(paths.metrics_file("finetune"), metrics)
+            write_curve(paths, "finetune", result)
+            tracked.log_metrics(metrics)
+            log_history(tracked, result)
+    barrier()  # every rank is done with the checkpoints before rank 0 removes them
+    if rank == 0:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; models/teacher holds the result
+    if world > 1:
+        torch.distributed.destroy_process_group()
     return {"metrics": metrics}

@@ -1,104 +1,339 @@
-"""register: log teacher and student as MLflow models that take raw text, and gate the student's promotion."""
+"""register: log teacher and student as MLflow models that take raw text, and gate the student's promotion.
+
+Each model is an MLflow pyfunc (:class:`distilflow.serving.TextClassifier`) with an explicit signature, an input
+example, the tokenizer and safetensors weights inside, and pinned pip requirements (MLflow's own guess imports
+torchvision and fails). The student may be served from one of its exports (``models/student/export``, written by
+the distill stage): ``register.serving.export`` picks one, or ``auto`` picks the fastest that passed its agreement
+check, timed here through the real request path.
+
+Each version is tagged with the git commit, the DVC md5 of the data, the params hash and the MLflow run of every
+stage that produced it; its description is a generated model card whose lineage section links to those runs.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from distilflow.config import Params
 from distilflow.paths import Paths
-from distilflow.registry import CHALLENGER, LATENCY_TAG, METRIC_TAG, gate, model_name, promote
+from distilflow.registry import (
+    CHALLENGER,
+    DATA_TAG,
+    LATENCY_TAG,
+    METRIC_NAME_TAG,
+    METRIC_TAG,
+    gate_version,
+    model_name,
+    promote,
+    record_decision,
+)
+from distilflow.serving import MODEL_ARTIFACT, Backend, ServingConfig, TextClassifier, pair_aliases
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking import dvc_lock_data_hash, git_commit, params_hash, read_lineage, stage_run, write_json
 
 SECTIONS = ("register",)
-PIP_REQUIREMENTS = ["torch==2.13.0", "transformers==5.23.0", "pandas", "numpy", "safetensors"]
+EXPORT_DIR = "export"
+# Export format (distilflow.export's layout under models/student/export) → serving backend and weights file.
+EXPORTS: dict[str, tuple[Backend, str]] = {
+    "int8": ("torch-int8", "int8/model.pt"),
+    "onnx": ("onnx", "onnx/model.onnx"),
+    "onnx-int8": ("onnx", "onnx-int8/model.onnx"),
+}
+TIMING_ROUNDS = 60
+
+
+def pip_requirements(backend: Backend) -> list[str]:
+    """Exact versions of what the pyfunc imports; local version suffixes (+cpu) dropped so pip can resolve them."""
+    packages = ["mlflow", "cloudpickle", "numpy", "pandas", "tokenizers", "safetensors", "torch", "transformers"]
+    if backend == "onnx":
+        packages.append("onnxruntime")
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={package_version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            pins.append(package)
+    return pins
 
 
 def example_input(task: GlueTask) -> pd.DataFrame:
-    samples = {
-        "single": {task.fields[0]: ["a gripping , beautifully acted film .", "a tedious mess ."]},
-        "pair": {task.fields[0]: ["A man is playing a guitar."] * 2,
-                 task.fields[-1]: ["A person plays an instrument.", "Nobody is making music."]},
-    }
-    return pd.DataFrame(samples["single" if not task.is_pair else "pair"])
+    if task.is_pair:
+        return pd.DataFrame({task.fields[0]: ["A man is playing a guitar.", "A man is playing a guitar."],
+                             task.fields[1]: ["A person plays an instrument.", "Nobody is making music."]})
+    return pd.DataFrame({task.fields[0]: ["a gripping , beautifully acted film .", "a tedious mess ."]})
 
 
-def packaged_model_dir(source: Path, task: GlueTask, max_length: int, target: Path) -> Path:
-    """Copy the model and tokenizer, recording in config.json what the server needs to read raw text."""
+def signature(task: GlueTask) -> Any:
+    """Unnamed input columns of type Any, one per text field.
+
+    Unnamed, so a bare list of strings (or of pairs) works in process and over HTTP, and the model checks the
+    column names itself (the task's own, or sentence1/sentence2 for pairs) with a clear message. Any, because
+    for a string column MLflow's server casts JSON values to str before the model sees them (null becomes
+    "None", 5 becomes "5"); the model rejects anything but non-empty strings instead.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+    from mlflow.types.schema import AnyType
+
+    outputs: list[ColSpec | TensorSpec] = [ColSpec("double", "score"), ColSpec("boolean", "truncated")]
+    if not task.is_regression:
+        outputs.insert(0, ColSpec("string", "label"))
+    inputs: list[ColSpec | TensorSpec] = [ColSpec(AnyType()) for _ in task.fields]
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def serving_config(task: GlueTask, params: Params, backend: Backend = "torch", weights_file: str | None = None,
+                   export: str = "none") -> ServingConfig:
+    settings = params.register_.serving
+    return ServingConfig(task=task.name, fields=task.fields, labels=task.labels, max_length=params.tokenize.max_length,
+                         max_rows=settings.max_rows, max_chars=settings.max_chars, backend=backend,
+                         weights_file=weights_file, export=export, threads=settings.threads,
+                         score_range=task.score_range, aliases=pair_aliases(task.fields))
+
+
+def package(source: Path, config: ServingConfig, target: Path, export_file: Path | None = None) -> Path:
+    """The folder logged as the model's artifact: tokenizer, config, safetensors weights, serving config."""
     target.mkdir(parents=True, exist_ok=True)
     for file in source.iterdir():
         if file.is_file() and file.name != "lineage.json":
             shutil.copy2(file, target / file.name)
-    config = json.loads((target / "config.json").read_text())
-    config["distilflow_fields"] = list(task.fields)
-    config["distilflow_max_length"] = max_length
-    config["distilflow_task"] = task.name
-    (target / "config.json").write_text(json.dumps(config, indent=2))
+    if export_file is not None:
+        assert config.weights_file is not None
+        (target / config.weights_file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(export_file, target / config.weights_file)
+    config.write(target)
     return target
 
 
-def model_card(task: GlueTask, role: str, metrics: dict[str, Any], params: Params) -> str:
+@dataclass
+class ServingChoice:
+    export: str = "none"
+    backend: Backend = "torch"
+    export_file: Path | None = None
+    reasons: list[str] = field(default_factory=list)
+    latency_p50_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def weights_file(self) -> str | None:
+        return EXPORTS[self.export][1] if self.export in EXPORTS else None
+
+
+def agreeing_exports(export_dir: Path, reasons: list[str]) -> list[str]:
+    """Exports whose files exist and whose agreement check (summary.json) passed, in EXPORTS order."""
+    summary_file = export_dir / "summary.json"
+    if not summary_file.is_file():
+        reasons.append(f"no export summary at {summary_file}")
+        return []
+    summary = json.loads(summary_file.read_text())
+    usable = []
+    for name, (_, relative) in EXPORTS.items():
+        entry = summary.get(name)
+        if entry is None:
+            continue
+        if entry.get("agrees") is not True:
+            reasons.append(f"{name}: failed its agreement check ({entry.get('metric', 'metric')} "
+                           f"{entry.get('accuracy')} vs fp32 {entry.get('fp32_accuracy')})")
+        elif not (export_dir / relative).is_file():
+            reasons.append(f"{name}: summary says it agrees but {export_dir / relative} is missing")
+        else:
+            usable.append(name)
+    return usable
+
+
+def time_predict(models: dict[str, TextClassifier], example: pd.DataFrame) -> dict[str, float]:
+    """Median batch-1 latency of the full predict path, candidates interleaved so machine noise hits all alike."""
+    single = example.iloc[:1]
+    timings: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        for _ in range(5):
+            model.predict(None, single)
+    for _ in range(TIMING_ROUNDS):
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.predict(None, single)
+            timings[name].append((time.perf_counter() - start) * 1000)
+    return {name: float(np.median(values)) for name, values in timings.items()}
+
+
+def choose_serving(params: Params, paths: Paths, task: GlueTask, workdir: Path) -> ServingChoice:
+    """Which form of the student to serve: the setting, or for ``auto`` the fastest agreeing one (fp32 included)."""
+    setting = params.register_.serving.export
+    choice = ServingChoice()
+    if setting == "none":
+        choice.reasons.append("register.serving.export is none: serving the fp32 torch model")
+        return choice
+    usable = agreeing_exports(paths.student_dir / EXPORT_DIR, choice.reasons)
+    candidates = usable if setting == "auto" else [name for name in usable if name == setting]
+    if setting != "auto" and not candidates:
+        choice.reasons.append(f"register.serving.export is {setting} but it is not usable: serving fp32 torch")
+        return choice
+    example = example_input(task)
+    models: dict[str, TextClassifier] = {
+        "none": TextClassifier.from_folder(package(paths.student_dir, serving_config(task, params),
+                                                   workdir / "candidate-none"), apply_threads=True)}
+    reference = models["none"].predict(None, example)
+    for name in candidates:
+        backend, relative = EXPORTS[name]
+        folder = package(paths.student_dir, serving_config(task, params, backend, relative, name),
+                         workdir / f"candidate-{name}", paths.student_dir / EXPORT_DIR / relative)
+        try:
+            model = TextClassifier.from_folder(folder, apply_threads=True)
+            output = model.predict(None, example)
+        except Exception as error:  # a broken export must not stop registration; fp32 is always there
+            choice.reasons.append(f"{name}: could not be served ({type(error).__name__}: {error})")
+            continue
+        column = "score" if task.is_regression else "label"
+        if not task.is_regression and list(output[column]) != list(reference[column]):
+            choice.reasons.append(f"{name}: labels differ from fp32 on the input example; not served")
+            continue
+        models[name] = model
+    choice.latency_p50_ms = time_predict(models, example) if len(models) > 1 else {}
+    if setting == "auto":
+        best = min(choice.latency_p50_ms, key=choice.latency_p50_ms.__getitem__) if choice.latency_p50_ms else "none"
+        if choice.latency_p50_ms:
+            timings = ", ".join(f"{name} {ms:.2f} ms" for name, ms in sorted(choice.latency_p50_ms.items()))
+            choice.reasons.append(f"auto: fastest batch-1 predict p50 of {timings}")
+    else:
+        best = setting if setting in models else "none"
+    choice.export = best
+    if best != "none":
+        choice.backend, _ = EXPORTS[best]
+        choice.export_file = paths.student_dir / EXPORT_DIR / EXPORTS[best][1]
+    choice.reasons.append(f"serving {'fp32 torch' if best == 'none' else best} ({choice.backend})")
+    return choice
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def run_link(client: Any, run_id: str) -> str:
+    """A markdown link the MLflow UI follows (its pages are hash routes), or plain text if the run is not here."""
+    try:
+        run = client.get_run(run_id)
+    except Exception:
+        return f"`{run_id}` (not in this tracking store)"
+    return f"[{run.info.run_name or run_id}](#/experiments/{run.info.experiment_id}/runs/{run_id})"
+
+
+def model_card(task: GlueTask, role: str, metrics: dict[str, Any], params: Params, paths: Paths,
+               config: ServingConfig, choice: ServingChoice | None) -> str:
     primary = task.primary_metric
-    rows = "\n".join(f"| {key} | {value:.4g} |" for key, value in sorted(metrics.items())
-                     if isinstance(value, int | float))
+    validation = paths.metrics_file("validate")
+    rows = json.loads(validation.read_text()).get("rows", {}) if validation.is_file() else {}
+    row_text = ", ".join(f"{split} {count}" for split, count in rows.items()) or "see metrics/validate.json"
+    table = "\n".join(f"| {key} | {_fmt(value)} |" for key, value in sorted(metrics.items())
+                      if isinstance(value, int | float) and not isinstance(value, bool))
+    columns = " and ".join(f"`{name}`" for name in task.fields)
+    if task.is_pair:
+        request = json.dumps({"dataframe_records": [{task.fields[0]: "A man is playing a guitar.",
+                                                     task.fields[1]: "A person plays an instrument."}]})
+    else:
+        request = json.dumps({"inputs": ["a gripping , beautifully acted film ."]})
+    output = "`score` (0..5)" if task.is_regression else "`label` and `score` (softmax confidence)"
+    serving = (f"{choice.export} export ({choice.backend})" if choice and choice.export != "none" else "fp32 torch")
+    speed = ""
+    if choice and choice.latency_p50_ms:
+        speed = "; predict p50 at registration: " + ", ".join(
+            f"{'fp32' if name == 'none' else name} {ms:.2f} ms" for name, ms in sorted(choice.latency_p50_ms.items()))
     return f"""# distilflow {task.name} {role}
 
-- **Task**: GLUE {task.name} ({task.kind}); labels: {", ".join(task.labels or ("score 0..5",))}
-- **Data**: source `{params.data.source}` {params.data.path or ""}
-- **Dev {primary}**: {metrics.get(primary, float("nan")):.4f}
-- **Input**: raw text; columns {list(task.fields)}; texts longer than {params.tokenize.max_length} tokens are truncated.
-- **Limits**: trained on {task.name} only; scores are uncalibrated softmax confidences; English, uncased.
+**Task**: GLUE {task.name} ({task.kind}); output {output}{"; labels " + ", ".join(task.labels) if task.labels else ""}.
+
+## Data
+- source `{params.data.source}` {params.data.path or ""}; rows: {row_text}
+- DVC md5 of data/raw: `{dvc_lock_data_hash(paths.root)}`
+
+## Metrics (dev)
+- **{primary}: {metrics.get(primary, float("nan")):.4f}**
+- size: {_fmt(metrics.get("parameters", "?"))} parameters, {_fmt(metrics.get("size_mb", "?"))} MB of weights
+- latency (batch 1, forward pass, CPU): p50 {_fmt(metrics.get("latency_p50_ms", "?"))} ms, \
+p95 {_fmt(metrics.get("latency_p95_ms", "?"))} ms
+- served as: {serving}{speed}
 
 | metric | value |
 |---|---|
-{rows}
+{table}
+
+## Input
+Raw text, columns {columns}{" (or `sentence1`/`sentence2`)" if config.aliases else ""}, at most {config.max_rows} rows
+per request. Texts longer than {config.max_length} tokens (or {config.max_chars} characters) are truncated, and
+the response says so in `truncated`. Example request to `mlflow models serve`:
+
+    curl -s http://127.0.0.1:{params.register_.serving.port}/invocations -H 'Content-Type: application/json' \\
+         -d '{request}'
+
+## Limits
+- Trained on GLUE {task.name} only ({params.data.source} data); English, lower-cased WordPiece vocabulary.
+- Scores are uncalibrated; see the evaluate stage's reliability diagram before thresholding them.
+- Dev-set metrics; the GLUE test labels are not public, so no test score is claimed.
 """
 
 
-def log_and_register(role: str, folder: Path, params: Params, paths: Paths, task: GlueTask,
-                     metrics: dict[str, Any], lineage: dict[str, str]) -> Any:
-    import mlflow
-    from mlflow.models import infer_signature
+def lineage_section(client: Any, lineage: dict[str, str]) -> str:
+    lines = ["", "## Lineage", "The MLflow run of every stage that produced this model:", ""]
+    lines += [f"- {stage}: {run_link(client, run_id)}" for stage, run_id in lineage.items()]
+    return "\n".join(lines) + "\n"
 
-    from distilflow.serving import TextClassifier
+
+def log_and_register(role: str, folder: Path, params: Params, paths: Paths, task: GlueTask, metrics: dict[str, Any],
+                     lineage: dict[str, str], choice: ServingChoice | None, workdir: Path) -> Any:
+    import mlflow
 
     name = model_name(task.name, role)
-    with tempfile.TemporaryDirectory() as tmp:
-        packaged = packaged_model_dir(folder, task, params.tokenize.max_length, Path(tmp) / "model")
-        example = example_input(task)
-        classifier = TextClassifier()
-        classifier.load_context(type("Context", (), {"artifacts": {"model": str(packaged)}})())
-        signature = infer_signature(example, classifier.predict(None, example))
-        info = mlflow.pyfunc.log_model(
-            name=role,
-            python_model=classifier.__class__(),
-            artifacts={"model": str(packaged)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=PIP_REQUIREMENTS,
-            code_paths=[str(Path(__file__).resolve().parents[1])],
-        )
-    card = model_card(task, role, metrics, params)
+    backend: Backend = choice.backend if choice else "torch"
+    config = serving_config(task, params, backend, choice.weights_file if choice else None,
+                            choice.export if choice else "none")
+    # The folder's name is what the logged model shows under artifacts/: keep it "model", one folder per role.
+    packaged = package(folder, config, workdir / role / MODEL_ARTIFACT, choice.export_file if choice else None)
+    info = mlflow.pyfunc.log_model(
+        name=role,
+        python_model=TextClassifier(),
+        artifacts={MODEL_ARTIFACT: str(packaged)},
+        signature=signature(task),
+        input_example=example_input(task),
+        pip_requirements=pip_requirements(backend),
+        code_paths=[str(Path(__file__).resolve().parents[1])],
+    )
+    client = mlflow.MlflowClient()
+    card = model_card(task, role, metrics, params, paths, config, choice)
     mlflow.log_text(card, f"{role}_model_card.md")
     version = mlflow.register_model(info.model_uri, name)
-    client = mlflow.MlflowClient()
+    latency = metrics.get("latency_p95_ms", math.nan)
     tags = {
         "git_commit": git_commit(paths.root),
-        "dvc_data_md5": dvc_lock_data_hash(paths.root),
+        DATA_TAG: dvc_lock_data_hash(paths.root),
         "params_hash": params_hash(params),
-        METRIC_TAG: str(metrics[task.primary_metric]),
-        LATENCY_TAG: str(metrics.get("latency_p95_ms", "nan")),
+        "distilflow.task": task.name,
+        "distilflow.role": role,
+        METRIC_NAME_TAG: task.primary_metric,
+        METRIC_TAG: str(metrics.get(task.primary_metric, math.nan)),
+        LATENCY_TAG: str(latency),
+        "distilflow.serving_backend": backend,
+        "distilflow.serving_export": config.export,
         **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()},
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
-    client.update_model_version(name, version.version, description=card)
+    client.update_model_version(name, version.version, description=card + lineage_section(client, lineage))
     return version
 
 
@@ -107,37 +342,44 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     task = get_task(params.task)
     evaluations = {role: json.loads(paths.metrics_file(f"eval_{role}").read_text()) for role in ("teacher", "student")}
-    outputs: dict[str, Any] = {}
-    with stage_run("register", params, paths, SECTIONS) as tracked:
+    settings = params.register_
+    with stage_run("register", params, paths, SECTIONS) as tracked, tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
         client = mlflow.MlflowClient()
-        roles = ("teacher", "student") if params.register_.register_teacher else ("student",)
-        versions = {}
+        choice = choose_serving(params, paths, task, workdir)
+        roles = ("teacher", "student") if settings.register_teacher else ("student",)
+        versions, lineages = {}, {}
         for role in roles:
-            lineage = {**read_lineage(paths.reports_dir / f"eval_{role}"), "register": tracked.run_id}
+            lineages[role] = {**read_lineage(paths.reports_dir / f"eval_{role}"), "register": tracked.run_id}
             folder = paths.teacher_dir if role == "teacher" else paths.student_dir
-            versions[role] = log_and_register(role, folder, params, paths, task, evaluations[role], lineage)
+            versions[role] = log_and_register(role, folder, params, paths, task, evaluations[role], lineages[role],
+                                              choice if role == "student" else None, workdir)
+        # The register run's description (rendered as markdown in the MLflow UI) links each model's lineage.
+        client.set_tag(tracked.run_id, "mlflow.note.content", "\n".join(
+            f"## {model_name(task.name, role)} v{versions[role].version}\n{lineage_section(client, lineages[role])}"
+            for role in roles))
         student_name = model_name(task.name, "student")
         student = versions["student"]
         client.set_registered_model_alias(student_name, CHALLENGER, student.version)
-        from distilflow.registry import current_champion
-
-        champion = current_champion(client, student_name)
-        champion_metric = float(champion.tags[METRIC_TAG]) if champion is not None else None
+        decision = gate_version(client, student_name, student.version, settings.promotion)
+        record_decision(client, student_name, student.version, decision)
+        promoted = decision.promote and settings.promote
+        if promoted:
+            promote(client, student_name, student.version, how=f"gate in register run {tracked.run_id}")
+        elif decision.promote:
+            decision.reasons.append("register.promote is false: champion left where it was")
         metrics = evaluations["student"]
-        decision = gate(metrics[task.primary_metric], metrics["latency_p95_ms"], champion_metric,
-                        params.register_.promotion, task.primary_metric)
-        decision.champion_version = champion.version if champion is not None else None
-        if decision.promote:
-            promote(client, student_name, student.version)
-        summary = {"student_version": int(student.version), "promoted": int(decision.promote),
+        summary = {"student_version": int(student.version), "promoted": int(promoted),
                    f"student_{task.primary_metric}": metrics[task.primary_metric]}
-        report = {"model": student_name, "version": student.version, **decision.as_dict(),
+        report = {"model": student_name, "version": str(student.version), **decision.as_dict(), "promoted": promoted,
+                  "serving": {"export": choice.export, "backend": choice.backend, "reasons": choice.reasons,
+                              "predict_p50_ms": choice.latency_p50_ms},
                   "run_id": tracked.run_id}
         write_json(paths.metrics_file("register"), summary)
         write_json(paths.reports_dir / "promotion.json", report)
         tracked.log_dict(report, "promotion.json")
         tracked.log_metrics(summary)
-        print(("PROMOTED " if decision.promote else "NOT PROMOTED ") + f"{student_name} v{student.version}: "
+        print(("PROMOTED " if promoted else "NOT PROMOTED ") + f"{student_name} v{student.version}: "
               + "; ".join(decision.reasons))
-        outputs = {"metrics": summary, "decision": report}
-    return outputs
+        print("serving: " + "; ".join(choice.reasons))
+    return {"metrics": summary, "decision": report}

@@ -2,11 +2,15 @@
 
 No padding here: batches are padded to their own longest row at training time, which on SST-2
 (median ~10 tokens) saves most of the compute that padding to ``max_length`` would waste.
+Pair tasks are encoded as ``[CLS] a [SEP] b [SEP]`` with token type ids 0 then 1. ``meta.json`` records a
+hash of everything the output depends on (text, labels, vocabulary, settings); DVC skips the stage when
+those are unchanged, and a manual rerun that finds the same hash on disk reuses the output as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -25,13 +29,14 @@ SECTIONS = ("model", "tokenize")
 META_FILE = "meta.json"
 
 
-def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int) -> str:
+def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "") -> str:
     """Hash of exactly what determines the output: the text and labels, the vocabulary and the settings."""
     digest = hashlib.sha256()
+    digest.update(f"task={task}".encode())
     for split in sorted(frames):
         digest.update(split.encode())
         digest.update(pd.util.hash_pandas_object(frames[split], index=False).values.tobytes())
-    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"):
+    for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         file = Path(tokenizer_dir) / name
         if file.is_file():
             digest.update(file.read_bytes())
@@ -40,6 +45,13 @@ def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length
 
 
 def encode(frame: pd.DataFrame, task: GlueTask, tokenizer: Any, max_length: int) -> Dataset:
+    """One row per example: input_ids, token_type_ids, labels, the source line and the token count."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{type(tokenizer).__name__} is a slow (Python) tokenizer; tokenize needs a fast one "
+                         "(a tokenizer.json next to the model, or a model with a Rust tokenizer)")
+    missing = [column for column in (*task.fields, LABEL, LINE) if column not in frame.columns]
+    if missing:
+        raise ValueError(f"validated {task.name} data lacks column(s) {', '.join(missing)}")
     texts = [frame[field].tolist() for field in task.fields]
     encoded = tokenizer(*texts, truncation=True, max_length=max_length, return_attention_mask=False)
     columns: dict[str, Any] = {
@@ -56,6 +68,13 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in task.splits}
     tokenizer_dir = resolve_teacher(params.model.teacher)
+    digest = content_hash(frames, tokenizer_dir, params.tokenize.max_length, task.name)
+    meta_file = paths.tokenized_dir / META_FILE
+    complete = meta_file.is_file() and (paths.tokenized_dir / "dataset_dict.json").is_file()
+    if complete and json.loads(meta_file.read_text()).get("content_hash") == digest and \
+            paths.metrics_file("tokenize").is_file():
+        return {"metrics": json.loads(paths.metrics_file("tokenize").read_text()),
+                "meta": json.loads(meta_file.read_text()), "reused": True}
     with stage_run("tokenize", params, paths, SECTIONS) as tracked:
         tokenizer = load_tokenizer(tokenizer_dir)
         splits = DatasetDict(
@@ -71,10 +90,12 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             split: sum(length >= params.tokenize.max_length for length in values) for split, values in lengths.items()
         }
         meta = {
-            "content_hash": content_hash(frames, tokenizer_dir, params.tokenize.max_length),
+            "content_hash": digest,
             "tokenizer": tokenizer_dir if params.model.teacher != "packaged-minilm" else "packaged-minilm",
             "max_length": params.tokenize.max_length,
             "rows": {split: len(dataset) for split, dataset in splits.items()},
+            "fast_tokenizer": True,
+            "pair_encoding": "[CLS] a [SEP] b [SEP]" if task.is_pair else "[CLS] a [SEP]",
         }
         write_json(out / META_FILE, meta)
         write_lineage(out, {**read_lineage(paths.validated_dir), "tokenize": tracked.run_id})
@@ -96,4 +117,4 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         write_json(paths.metrics_file("tokenize"), metrics)
         tracked.log_metrics(metrics)
         tracked.log_dict(meta, "tokenize_meta.json")
-    return {"metrics": metrics, "meta": meta}
+    return {"metrics": metrics, "meta": meta, "reused": False}

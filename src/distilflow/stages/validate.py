@@ -79,7 +79,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     metrics_file.write_text(summary_json(report.summary), encoding="utf-8")
     artifacts = [reports / "index.html", metrics_file]
     if not report.ok:
-        raise DataValidationError(report.format_findings(settings.max_errors_reported), report)
+        raise DataValidationError(report.format_findings(settings.max_errors_reported), report, artifacts)
 
     _write_splits(report, paths.validated_dir)
     # Carry the ingest run's id forward: tokenize reads lineage from data/validated, not data/raw.

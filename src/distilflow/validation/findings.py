@@ -11,12 +11,31 @@ import pandas as pd
 from distilflow.validation.rules import ERROR, RULES, WARNING
 
 
+def shown(path: Path) -> str:
+    """A path as messages and the summary show it: relative to the working folder when inside it.
+
+    DVC runs stages from the project root, so findings read ``data/raw/train.tsv:12`` and the committed
+    metric file does not change with the folder the project was cloned into.
+    """
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+    return str(path)
+
+
 class DataValidationError(Exception):
     """The data failed an error-severity rule; ``str()`` is the message a person acts on."""
 
-    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+    def __init__(
+        self, message: str, report: ValidationReport | None = None, artifacts: list[Path] | None = None
+    ) -> None:
         super().__init__(message)
         self.report = report
+        # The report page and JSON summary are written even on failure; a tracking wrapper should still log them.
+        self.artifacts = artifacts or []
 
 
 @dataclass(frozen=True)
@@ -88,36 +107,39 @@ class ValidationReport:
         return sum(count.count for count in self.counts if count.severity == WARNING)
 
     def format_findings(self, limit: int | None = None) -> str:
-        """The human message: failing rows (errors first, at most ``limit`` per rule and file), then counts."""
+        """The human message: failing rows (at most ``limit`` per rule and file), then counts per rule.
+
+        When there are errors only they are listed row by row: warnings would bury them, and the summary
+        and the report still count every warning.
+        """
         lines: list[str] = []
-        for severity in (ERROR, WARNING):
-            groups: dict[tuple[str, str], list[Finding]] = {}
-            for finding in self.findings:
-                if finding.severity == severity:
-                    groups.setdefault((finding.file, finding.rule), []).append(finding)
-            totals: dict[tuple[str, str], int] = {}
-            for count in self.counts:
-                if count.severity == severity:
-                    key = (count.file, count.rule)
-                    totals[key] = totals.get(key, 0) + count.count
-            for key, group in groups.items():
-                shown = group if limit is None else group[:limit]
-                lines += [finding.format() for finding in shown]
-                hidden = totals.get(key, len(group)) - len(shown)
-                if hidden > 0:
-                    lines.append(f"  ... and {hidden} more {key[1]} {severity}s in {key[0]} (see the report)")
+        severity = ERROR if self.errors else WARNING
+        listed: dict[tuple[str, str], int] = {}
+        for finding in self.findings:  # already in file order: a person fixes a file top to bottom
+            key = (finding.file, finding.rule)
+            if finding.severity != severity or (limit is not None and listed.get(key, 0) >= limit):
+                continue
+            listed[key] = listed.get(key, 0) + 1
+            lines.append(finding.format())
+        totals: dict[tuple[str, str], int] = {}
+        for count in self.counts:
+            if count.severity == severity:
+                totals[(count.file, count.rule)] = totals.get((count.file, count.rule), 0) + count.count
+        for (file, rule), total in totals.items():
+            if total > listed.get((file, rule), 0):
+                lines.append(f"  ... and {total - listed.get((file, rule), 0)} more {rule} {severity}s in {file}")
         lines.append(self.headline())
         for rule, by_severity in self._per_rule().items():
             for level, total in by_severity.items():
                 lines.append(f"  {level:<8}{rule:<20}{total:>8}  {RULES[rule].description}")
         if self.report_path is not None:
-            lines.append(f"report: {self.report_path}")
+            lines.append(f"report: {shown(self.report_path)}")
         return "\n".join(lines)
 
     def headline(self) -> str:
         verdict = "passed" if self.ok else "FAILED"
         return (
-            f"validation of {self.task} in {self.data_dir} {verdict}: "
+            f"validation of {self.task} in {shown(self.data_dir)} {verdict}: "
             f"{self.errors} error(s), {self.warnings} warning(s)"
         )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.validation.findings import Finding, ValidationReport
-from distilflow.validation.rules import RULES
+from distilflow.validation.rules import ERROR, RULES, WARNING
 
 _CSS = """
 body{font:14px/1.45 -apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;margin:24px;color:#1f2328;
@@ -32,7 +32,7 @@ tr.zero td{color:#8c959f}
 .sev.error{background:#ffebe9;color:#cf222e}.sev.warning{background:#fff8c5;color:#9a6700}.sev.off{background:#eee;color:#666}
 code,.value{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;white-space:pre-wrap;
 word-break:break-word}
-.charts{display:flex;gap:18px;flex-wrap:wrap}
+.charts{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
 .chart{border:1px solid #d0d7de;border-radius:6px;padding:6px 10px}
 .more{color:#57606a;font-style:italic}
 """
@@ -45,7 +45,8 @@ def _severity_badge(severity: str) -> str:
 def _bar_chart(title: str, labels: list[str], values: list[float], band: tuple[float, float] | None) -> str:
     """Horizontal bars of class shares, with the allowed band drawn as a shaded strip."""
     width, left, bar, gap = 360, 110, 22, 8
-    height = 30 + len(labels) * (bar + gap)
+    plot_bottom = 24 + len(labels) * (bar + gap)
+    height = plot_bottom + (18 if band is not None else 4)
     scale = width - left - 50
     parts = [
         f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
@@ -53,10 +54,12 @@ def _bar_chart(title: str, labels: list[str], values: list[float], band: tuple[f
     ]
     if band is not None:
         low, high = band
-        parts.append(
-            f'<rect x="{left + low * scale:.1f}" y="22" width="{(high - low) * scale:.1f}" '
-            f'height="{height - 26}" fill="#dafbe1"/>'
-        )
+        parts += [
+            f'<rect x="{left + low * scale:.1f}" y="20" width="{(high - low) * scale:.1f}" '
+            f'height="{plot_bottom - 24}" fill="#dafbe1"/>',
+            f'<text x="{left}" y="{plot_bottom + 10}" font-size="11" fill="#57606a">'
+            f"green band: allowed share {low:.0%}–{high:.0%}</text>",
+        ]
     for index, (label, value) in enumerate(zip(labels, values, strict=True)):
         y = 24 + index * (bar + gap)
         inside = band is None or band[0] <= value <= band[1]
@@ -108,22 +111,26 @@ def _histogram(title: str, histogram: dict[str, list[float]], marker: float | No
     return "".join(parts)
 
 
-def _findings_tables(report: ValidationReport) -> str:
-    if not report.findings:
-        return "<p>No findings: every rule passed on every split.</p>"
-    totals: dict[tuple[str, str, str], int] = {}
+def _findings_tables(report: ValidationReport, severity: str, anchors: set[str]) -> str:
+    """Tables of the listed rows, one per rule and file; ``anchors`` keeps each rule's link target unique."""
+    findings_of = [finding for finding in report.findings if finding.severity == severity]
+    if not findings_of:
+        return f"<p>No {severity}s.</p>"
+    totals: dict[tuple[str, str], int] = {}
     for count in report.counts:
-        key = (count.rule, count.file, count.severity)
-        totals[key] = totals.get(key, 0) + count.count
-    groups: dict[tuple[str, str, str], list[Finding]] = {}
-    for finding in report.findings:
-        groups.setdefault((finding.rule, finding.file, finding.severity), []).append(finding)
+        if count.severity == severity:
+            totals[(count.rule, count.file)] = totals.get((count.rule, count.file), 0) + count.count
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings_of:
+        groups.setdefault((finding.rule, finding.file), []).append(finding)
     html = []
-    for (rule, file, severity), findings in groups.items():
-        total = totals.get((rule, file, severity), len(findings))
+    for (rule, file), findings in groups.items():
+        total = totals.get((rule, file), len(findings))
+        anchor = "" if rule in anchors else f' id="rule-{escape(rule)}"'
+        anchors.add(rule)
         html.append(
-            f'<h3 id="{escape(rule)}">{_severity_badge(severity)} <code>{escape(rule)}</code> in '
-            f"<code>{escape(file)}</code>: {total} row(s)</h3><p>{escape(RULES[rule].description)}</p>"
+            f"<h3{anchor}>{_severity_badge(severity)} <code>{escape(rule)}</code> in "
+            f"<code>{escape(file)}</code>: {total}</h3><p>{escape(RULES[rule].description)}</p>"
         )
         html.append("<table><tr><th>line</th><th>column</th><th>value</th><th>detail</th></tr>")
         for finding in findings:
@@ -135,8 +142,8 @@ def _findings_tables(report: ValidationReport) -> str:
         html.append("</table>")
         if total > len(findings):
             html.append(
-                f'<p class="more">{total - len(findings)} more row(s) not listed '
-                f"(validate.max_errors_reported caps the list)</p>"
+                f'<p class="more">{total - len(findings)} more not listed '
+                f"(validate.max_errors_reported caps the list; summary.json has the counts)</p>"
             )
     return "".join(html)
 
@@ -161,6 +168,9 @@ def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> s
     for split, rows in summary["rows"].items():
         html.append(f"<div class='card'>{escape(split)} rows<b>{rows:,}</b></div>")
     html.append(f"<div class='card'>seconds<b>{summary['elapsed_seconds']:.1f}</b></div></div>")
+
+    anchors: set[str] = set()
+    html.append(f"<h2>Errors</h2>{_findings_tables(report, ERROR, anchors)}")
 
     html.append(
         "<h2>Splits</h2><table><tr><th>split</th><th>file</th><th>rows</th><th>errors</th><th>warnings</th>"
@@ -197,17 +207,16 @@ def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> s
     )
     for name, entry in summary["rules"].items():
         zero = entry["errors"] == 0 and entry["warnings"] == 0
-        link = (
-            f"<a href='#{escape(name)}'><code>{escape(name)}</code></a>" if not zero else f"<code>{escape(name)}</code>"
-        )
+        code = f"<code>{escape(name)}</code>"
+        link = code if zero else f"<a href='#rule-{escape(name)}'>{code}</a>"
+        severity = _severity_badge(entry["severity"]) if entry["checked"] else "not for this task"
         html.append(
-            f"<tr class='{'zero' if zero else ''}'><td>{link}</td><td>{_severity_badge(entry['severity'])}</td>"
+            f"<tr class='{'zero' if zero else ''}'><td>{link}</td><td>{severity}</td>"
             f"<td>{escape(RULES[name].description)}</td><td class='num'>{entry['errors']}</td>"
             f"<td class='num'>{entry['warnings']}</td></tr>"
         )
     html.append("</table>")
-
-    html.append(f"<h2>Findings</h2>{_findings_tables(report)}")
+    html.append(f"<h2>Warnings</h2>{_findings_tables(report, WARNING, anchors)}")
     html.append("<h2>Settings</h2><table>")
     for key, value in settings.items():
         html.append(f"<tr><th>validate.{escape(key)}</th><td><code>{escape(str(value))}</code></td></tr>")

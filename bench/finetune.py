@@ -1,0 +1,254 @@
+"""Fine-tune the packaged MiniLM teacher on the real SST-2 and compare its speed with transformers.Trainer.
+
+Two parts, one process, so the speed ratio is measured under the same machine load:
+
+1. Accuracy: our loop (distilflow.training.train) on the full training set; dev accuracy, wall time, samples/s.
+   The fine-tuned teacher is saved to bench/cache/teacher-sst2/ (save_pretrained + tokenizer) for the
+   distillation benchmark. Checkpoints go to bench/cache/, so a killed benchmark resumes where it was.
+2. Speed: the same model, epochs, batch size and learning rate on the first ``--subset`` training rows for one
+   epoch, through our loop and through ``transformers.Trainer`` with every example padded to ``--max-length``
+   (what run_glue.py does with pad_to_max_length). Ours runs before and after the Trainer and the two are
+   averaged, so a change of load during the Trainer run biases neither side.
+
+    make bench-finetune        # or: python bench/finetune.py --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Before torch loads OpenMP: on a shared, oversubscribed CPU, spinning threads wait for a descheduled peer and
+# burn the time slice (measured here: 2 spinning threads took ~5x longer per step than 2 passive ones).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from datasets import Dataset
+
+from distilflow.modeling import hub_offline_by_default, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.stages.finetune import dev_scorer, freeze_word_embeddings, supervised_loss
+from distilflow.stages.tokenization import encode
+from distilflow.tasks import LABEL, LINE, get_task
+from distilflow.training import LoopResult, LoopSettings, seed_everything, train
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2", help="folder with train.tsv, dev.tsv")
+    parser.add_argument("--teacher", default="packaged-minilm")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--warmup-ratio", type=float, default=0.06)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--eval-every", type=int, default=300, help="optimizer steps between dev evaluations")
+    parser.add_argument("--patience", type=int, default=0, help="early stopping, in evaluations; 0: off")
+    parser.add_argument("--max-train-rows", type=int, default=None, help="accuracy run on the first N rows only")
+    parser.add_argument("--subset", type=int, default=4000, help="training rows for the speed comparison")
+    parser.add_argument("--part", choices=("all", "accuracy", "speed"), default="all",
+                        help="all: the accuracy run in a child process while this one measures the speed ratio")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--save-to", type=Path, default=ROOT / "bench" / "cache" / "teacher-sst2")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune-sst2.json")
+    return parser.parse_args(argv)
+
+
+def read_split(folder: Path, split: str) -> pd.DataFrame:
+    file = folder / f"{split}.tsv"
+    if not file.is_file():
+        raise SystemExit(f"{file} not found: point --data-dir (or DISTILFLOW_GLUE_DIR) at the GLUE SST-2 folder")
+    frame = pd.read_csv(file, sep="\t", quoting=3, keep_default_na=False)
+    frame[LABEL] = frame[LABEL].astype(int)
+    frame[LINE] = np.arange(2, len(frame) + 2)  # 1-based, after the header
+    return frame
+
+
+def settings_for(args: argparse.Namespace, epochs: float, eval_every: int,
+                 checkpoint_every: int | None) -> LoopSettings:
+    return LoopSettings(
+        epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio, max_grad_norm=1.0, eval_every=eval_every,
+        early_stopping_patience=args.patience, primary_metric="accuracy", seed=args.seed,
+        checkpoint_every=checkpoint_every, device="cpu" if not torch.cuda.is_available() else "auto",
+    )
+
+
+def fresh_model(args: argparse.Namespace) -> torch.nn.Module:
+    seed_everything(args.seed)  # the new classification head is drawn from torch's generator
+    model = load_teacher_for_finetuning(args.teacher, get_task("sst2"))
+    if args.freeze_embeddings:
+        freeze_word_embeddings(model)
+    return model
+
+
+def run_ours(args: argparse.Namespace, train_set: Dataset, dev: Dataset, epochs: float, eval_every: int,
+             pad_id: int, checkpoint_dir: Path | None = None, checkpoint_every: int | None = None,
+             on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
+             ) -> tuple[torch.nn.Module, LoopResult]:
+    score = dev_scorer(get_task("sst2"), dev, 256, pad_id)
+    settings = settings_for(args, epochs, eval_every, checkpoint_every)
+    model = fresh_model(args)
+    best = [float("-inf")]
+
+    def on_eval(step: int, point: dict[str, float]) -> None:
+        if on_best is not None and point["dev_accuracy"] > best[0]:
+            best[0] = point["dev_accuracy"]
+            on_best(model, step, point["dev_accuracy"])
+
+    return train(model, train_set, supervised_loss, score, settings, pad_id, regression=False,
+                 checkpoint_dir=checkpoint_dir, on_eval=on_eval, description="distilflow")
+
+
+def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+    """run_glue.py's recipe: pad every example to max_length, default collator, Trainer's own loop."""
+    encoded = tokenizer(frame["sentence"].tolist(), padding="max_length", truncation=True, max_length=args.max_length)
+    dataset = Dataset.from_dict({**encoded, "labels": frame[LABEL].tolist()})
+    steps = int(np.ceil(len(dataset) / args.batch_size))
+    training_args = transformers.TrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+        warmup_steps=int(args.warmup_ratio * steps), lr_scheduler_type="linear", max_grad_norm=1.0,
+        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", seed=args.seed,
+        dataloader_num_workers=0, disable_tqdm=False,
+    )
+    trainer = transformers.Trainer(model=fresh_model(args), args=training_args, train_dataset=dataset)
+    metrics = trainer.train().metrics
+    return {"samples_per_s": float(metrics["train_samples_per_second"]), "seconds": float(metrics["train_runtime"]),
+            "tokens_per_example": float(args.max_length)}
+
+
+def save_teacher(model: torch.nn.Module, tokenizer: Any, target: Path, summary: dict[str, Any]) -> None:
+    """Write beside the target and rename, so a reader never sees half a model."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))  # type: ignore[operator]
+    tokenizer.save_pretrained(str(tmp))
+    (tmp / "bench_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    hub_offline_by_default()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    task = get_task("sst2")
+    tokenizer = load_tokenizer(resolve_teacher(args.teacher))
+    train_frame, dev_frame = read_split(args.data_dir, "train"), read_split(args.data_dir, "dev")
+    train_set = encode(train_frame, task, tokenizer, args.max_length)
+    dev = encode(dev_frame, task, tokenizer, args.max_length)
+    pad_id = tokenizer.pad_token_id
+    command = "python bench/finetune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    result: dict[str, Any] = {
+        "command": command.strip(),
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "load_average_at_start": list(os.getloadavg()), "cuda": torch.cuda.is_available()},
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "train_rows": len(train_set), "dev_rows": len(dev),
+        "train_tokens_mean": float(np.mean(train_set["length"])),
+    }
+    child = None
+    if args.part == "all":
+        # The accuracy run takes most of the hour; run it beside the speed comparison instead of before it.
+        # Both sides of the speed ratio run in this process, one after the other, under the same load.
+        accuracy_json = args.out.with_name(args.out.stem + ".accuracy.json")
+        accuracy_json.unlink(missing_ok=True)
+        child_args = [*(argv if argv is not None else sys.argv[1:]), "--part", "accuracy", "--out", str(accuracy_json)]
+        child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_args])
+
+    if args.part == "accuracy":
+        rows = train_set if args.max_train_rows is None else train_set.select(range(args.max_train_rows))
+        key = hashlib.sha256(json.dumps(result["settings"], sort_keys=True).encode()).hexdigest()[:12]
+        checkpoints = ROOT / "bench" / "cache" / f"checkpoints-{key}"
+
+        def keep_best(model: torch.nn.Module, step: int, accuracy: float) -> None:
+            # Saved at every new best, so the distillation benchmark can start before this run ends.
+            save_teacher(model, tokenizer, args.save_to, {"dev_accuracy": accuracy, "step": step, "final": False,
+                                                          "command": command})
+
+        model, full = run_ours(args, rows, dev, args.epochs, args.eval_every, pad_id, checkpoints, args.eval_every,
+                               on_best=keep_best)
+        curve = [{k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
+                 for p in full.history if "dev_accuracy" in p]
+        result.update({
+            "teacher_dev_accuracy": full.best_metric,
+            "best_step": full.best_step,
+            "steps": full.steps,
+            "samples_per_s": full.samples_per_s,
+            "train_seconds": full.train_seconds,
+            "accuracy_run_wall_s": time.perf_counter() - started,
+            "resumed_from_step": full.resumed_from_step,
+            "dev_curve": curve,
+            "train_loss_every_100_steps": [
+                {"step": p["step"], "train_loss": p["train_loss"]} for p in full.history if p["step"] % 100 == 0
+            ],
+            "teacher_dir": str(args.save_to.relative_to(ROOT) if args.save_to.is_relative_to(ROOT) else args.save_to),
+        })
+        save_teacher(model, tokenizer, args.save_to, {"dev_accuracy": full.best_metric, "step": full.best_step,
+                                                      "final": True, "command": command})
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        print(f"accuracy run: dev accuracy {full.best_metric:.4f}, {full.samples_per_s:.1f} samples/s", flush=True)
+
+    if args.part in ("all", "speed"):
+        subset_frame = train_frame.iloc[: args.subset]
+        subset = train_set.select(range(min(args.subset, len(train_set))))
+        no_eval = 10**9  # one evaluation, at the last step, outside the timed training
+        _, ours_before = run_ours(args, subset, dev, 1.0, no_eval, pad_id)
+        trainer = run_trainer(args, subset_frame, tokenizer, ROOT / "bench" / "cache" / "trainer")
+        _, ours_after = run_ours(args, subset, dev, 1.0, no_eval, pad_id)
+        ours_rate = (ours_before.samples_per_s + ours_after.samples_per_s) / 2
+        result.update({
+            "subset_rows": len(subset),
+            "subset_samples_per_s": ours_rate,
+            "subset_samples_per_s_runs": [ours_before.samples_per_s, ours_after.samples_per_s],
+            "subset_dev_accuracy": [ours_before.best_metric, ours_after.best_metric],
+            "trainer_samples_per_s": trainer["samples_per_s"],
+            "trainer_seconds": trainer["seconds"],
+            "speedup_vs_trainer": ours_rate / trainer["samples_per_s"],
+            "speed_measured_beside_accuracy_run": child is not None,
+        })
+        print(f"speed: ours {ours_rate:.1f} samples/s, Trainer {trainer['samples_per_s']:.1f} samples/s", flush=True)
+
+    if child is not None:
+        if child.wait() != 0:
+            raise SystemExit(f"the accuracy run failed (exit {child.returncode}); rerun resumes from its checkpoint")
+        accuracy = json.loads(accuracy_json.read_text())
+        result.update({k: v for k, v in accuracy.items() if k not in result or k == "machine"})
+        accuracy_json.unlink()
+    result["wall_s"] = time.perf_counter() - started
+    result["load_average_at_end"] = list(os.getloadavg())
+    write_result(args.out, result)
+    print(json.dumps({k: result.get(k) for k in ("teacher_dev_accuracy", "samples_per_s", "trainer_samples_per_s",
+                                                 "speedup_vs_trainer", "wall_s")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Load test of the served model: a real `mlflow models serve` on loopback, a real HTTP client, bounded runs.
+
+Starts ``mlflow models serve -m models:/distilflow-<task>-student@champion --env-manager local -h 127.0.0.1``
+(the same command as ``make serve``), warms it up, then sends single-sentence POSTs at concurrency 1 and 8:
+each level stops after ``--requests`` requests or ``--max-seconds``, whichever comes first. Latency is
+measured per request by the client (send to full response), so it includes HTTP, JSON and MLflow's scoring
+server, not just the model. Results (with the exact command) go to bench/results/serve-load.json.
+
+    python bench/serve_load.py --root .                 # the project's champion
+    python bench/serve_load.py --root /path/to/project --requests 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from distilflow.config import load_params
+from distilflow.paths import Paths
+from distilflow.registry import model_name
+from distilflow.serving import serve_command, serve_env
+from distilflow.tasks import get_task
+from distilflow.tracking import tracking_uri
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "serve-load.json"
+TARGETS = {"c1_p50_ms": 10.0, "c1_p99_ms": 30.0, "c8_errors": 0, "min_requests": 2000}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("."), help="project folder (params.yaml, mlruns.db)")
+    parser.add_argument("--model-uri", help="default: models:/distilflow-<task>-student@champion")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--max-seconds", type=float, default=180.0, help="time bound per concurrency level")
+    parser.add_argument("--warmup", type=int, default=100, help="sequential requests before measuring")
+    parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for /ping")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    return parser.parse_args(argv)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dev_sentences(paths: Paths, field: str) -> list[str]:
+    """The project's validated dev texts (what the model was scored on), else the demo dev set."""
+    validated = paths.validated_dir / "dev.parquet"
+    if validated.is_file():
+        texts = pd.read_parquet(validated)[field].astype(str).tolist()
+    else:
+        demo = REPO_ROOT / "data" / "demo" / "sst2" / "dev.tsv"
+        texts = pd.read_csv(demo, sep="\t")["sentence"].astype(str).tolist()
+    return [text for text in texts if text.strip()]
+
+
+def start(command: list[str], env: dict[str, str], url: str, timeout_s: float, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited {process.returncode}; log: {log}\n{log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    stop(process)
+    raise SystemExit(f"no /ping answer within {timeout_s:.0f} s; log: {log}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server session this script started (the CLI and its uvicorn child)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def load_level(url: str, texts: list[str], concurrency: int, requests: int, max_seconds: float,
+               labels: set[str] | None) -> dict[str, Any]:
+    """``requests`` single-sentence POSTs from ``concurrency`` threads, each with its own keep-alive client."""
+    lock = threading.Lock()
+    issued = 0
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + max_seconds
+
+    def next_index() -> int | None:
+        nonlocal issued
+        with lock:
+            if issued >= requests or time.monotonic() > deadline:
+                return None
+            issued += 1
+            return issued - 1
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=10.0) as client:
+            while (index := next_index()) is not None:
+                body = json.dumps({"inputs": [texts[index % len(texts)]]})
+                start = time.perf_counter()
+                try:
+                    response = client.post("/invocations", content=body,
+                                           headers={"Content-Type": "application/json"})
+                    elapsed = (time.perf_counter() - start) * 1000
+                    problem = None
+                    if response.status_code != 200:
+                        problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                    else:
+                        rows = response.json()["predictions"]
+                        if len(rows) != 1 or (labels is not None and rows[0].get("label") not in labels):
+                            problem = f"unexpected answer {rows!r:.200}"
+                except (httpx.HTTPError, ValueError, KeyError) as error:
+                    elapsed = (time.perf_counter() - start) * 1000
+                    problem = f"{type(error).__name__}: {error}"
+                with lock:
+                    latencies.append(elapsed)
+                    if problem is not None:
+                        errors.append(problem)
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    wall = time.perf_counter() - began
+    values = np.asarray(latencies)
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:5],
+        "p50_ms": round(float(np.percentile(values, 50)), 3),
+        "p95_ms": round(float(np.percentile(values, 95)), 3),
+        "p99_ms": round(float(np.percentile(values, 99)), 3),
+        "mean_ms": round(float(values.mean()), 3),
+        "max_ms": round(float(values.max()), 3),
+        "rps": round(len(latencies) / wall, 1),
+        "seconds": round(wall, 2),
+        "stopped_by": "requests" if len(latencies) >= requests else "time bound",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    paths = Paths.at(args.root)
+    params = load_params(paths.params_file)
+    task = get_task(params.task)
+    if task.is_pair:
+        raise SystemExit(f"{task.name} is a pair task; this load test sends single sentences (use sst2 or cola)")
+    uri = tracking_uri(params, paths)
+    model_uri = args.model_uri or f"models:/{model_name(task.name, 'student')}@champion"
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    model: dict[str, Any] = {"uri": model_uri}
+    if model_uri.startswith("models:/") and "@" in model_uri:
+        name, alias = model_uri.removeprefix("models:/").split("@")
+        version = client.get_model_version_by_alias(name, alias)
+        model.update(version=str(version.version), serving_backend=version.tags.get("distilflow.serving_backend"),
+                     serving_export=version.tags.get("distilflow.serving_export"),
+                     metric={version.tags.get("distilflow.primary_metric", "metric"):
+                             float(version.tags.get("distilflow.primary_metric_value", "nan"))})
+    texts = dev_sentences(paths, task.fields[0])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = serve_command(model_uri, port, workers=params.register_.serving.workers)
+    env = serve_env(uri)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = args.out.with_suffix(".server.log")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    began = time.perf_counter()
+    server = start(command, env, url, args.start_timeout, log)
+    startup_s = time.perf_counter() - began
+    print(f"server up in {startup_s:.1f} s: {shlex.join(command)}", flush=True)
+    labels = set(task.labels) if task.labels else None
+    try:
+        load_level(url, texts, 1, args.warmup, args.max_seconds, labels)
+        levels = {}
+        for concurrency in args.concurrency:
+            levels[f"c{concurrency}"] = load_level(url, texts, concurrency, args.requests, args.max_seconds, labels)
+            print(json.dumps(levels[f"c{concurrency}"]), flush=True)
+    finally:
+        stop(server)
+    load_after = os.getloadavg()
+    c1, c8 = levels.get("c1"), levels.get("c8")
+    checks = {}
+    if c1:
+        checks["c1_p50_within_10ms"] = c1["p50_ms"] <= TARGETS["c1_p50_ms"]
+        checks["c1_p99_within_30ms"] = c1["p99_ms"] <= TARGETS["c1_p99_ms"]
+    if c8:
+        checks["c8_no_errors_over_2000"] = c8["errors"] == 0 and c8["requests"] >= TARGETS["min_requests"]
+    result = {
+        "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv]),
+        "server_command": shlex.join(command),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model,
+        "request": "POST /invocations {\"inputs\": [<one dev sentence>]}, a new sentence each request",
+        "server": {"workers": params.register_.serving.workers, "threads": params.register_.serving.threads,
+                   "startup_s": round(startup_s, 1)},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "warmup_requests": args.warmup,
+        "max_seconds_per_level": args.max_seconds,
+        **levels,
+        "targets": TARGETS,
+        "checks": checks,
+    }
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""augment: build the transfer set once — the training split plus word-level rewrites, labelled by the teacher.
+
+Running the teacher is the expensive part of distillation, so its logits on every transfer example are
+computed here, once, and saved with the examples (``data/transfer``); the distill stage never runs the
+teacher for soft targets, however many epochs it trains. A change of distill settings reuses this output.
+
+Columns: input_ids, token_type_ids, labels, length (as in data/tokenized), teacher_logits, source (row of the
+training split the example comes from) and augmented. Gold labels stay on original rows; a rewrite carries
+the teacher's prediction instead, since a rewrite may no longer mean what its source meant.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from datasets import Dataset, concatenate_datasets, load_from_disk
+
+from distilflow.augment import Vocabulary, augment_rows
+from distilflow.config import Params
+from distilflow.modeling import load_classifier, load_tokenizer
+from distilflow.paths import Paths
+from distilflow.tasks import get_task
+from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+from distilflow.training import logits_to_predictions, predict_logits
+
+SECTIONS = ("augment",)
+COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
+
+
+def transfer_dir(paths: Paths) -> Path:
+    return paths.root / "data" / "transfer"
+
+
+def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params) -> tuple[Dataset, dict[str, Any]]:
+    """The training split and its rewrites, each with the teacher's logits; returns the set and its statistics."""
+    task = get_task(params.task)
+    config = params.augment
+    started = time.perf_counter()
+    originals = train.select_columns(list(COLUMNS))
+    originals = originals.add_column("source", list(range(len(originals))))
+    originals = originals.add_column("augmented", [False] * len(originals))
+    parts = [originals]
+    if config.copies > 0:
+        vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, config.neighbours)
+        ids, types, sources = augment_rows(train["input_ids"], vocab, config, params.seed, params.tokenize.max_length)
+        if ids:
+            # Placeholder labels until the teacher has spoken (below); the column type must match the originals'.
+            placeholder = [0.0 if task.is_regression else 0] * len(ids)
+            rewrites = Dataset.from_dict(
+                {"input_ids": ids, "token_type_ids": types, "labels": placeholder,
+                 "length": [len(row) for row in ids], "source": sources, "augmented": [True] * len(ids)},
+                features=originals.features,
+            )
+            parts.append(rewrites)
+    augment_seconds = time.perf_counter() - started
+    transfer = concatenate_datasets(parts)
+    started = time.perf_counter()
+    logits = predict_logits(teacher, transfer, config.teacher_batch_size, tokenizer.pad_token_id)
+    teacher_seconds = time.perf_counter() - started
+    predictions = logits_to_predictions(logits, task.is_regression)
+    augmented = np.asarray(transfer["augmented"], dtype=bool)
+    labels = np.asarray(transfer["labels"])
+    labels = np.where(augmented, predictions, labels).astype(labels.dtype)
+    transfer = transfer.remove_columns("labels").add_column("labels", labels.tolist())
+    transfer = transfer.add_column("teacher_logits", logits.tolist())
+    stats = {
+        "train_rows": len(train),
+        "augmented_rows": int(augmented.sum()),
+        "transfer_rows": len(transfer),
+        "sources_rewritten": len(set(np.asarray(transfer["source"])[augmented].tolist())),
+        "augment_seconds": augment_seconds,
+        "teacher_seconds": teacher_seconds,
+        "teacher_examples_per_s": len(transfer) / max(teacher_seconds, 1e-9),
+    }
+    if not task.is_regression:
+        gold = np.asarray(train["labels"])
+        stats["teacher_train_accuracy"] = float((predictions[: len(train)] == gold).mean())
+    return transfer, stats
+
+
+def run(params: Params, paths: Paths) -> dict[str, Any]:
+    data = load_from_disk(str(paths.tokenized_dir))
+    tokenizer = load_tokenizer(str(paths.teacher_dir))
+    teacher = load_classifier(paths.teacher_dir)
+    with stage_run("augment", params, paths, SECTIONS) as tracked:
+        transfer, stats = build_transfer_set(data["train"], teacher, tokenizer, params)
+        out = transfer_dir(paths)
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        transfer.save_to_disk(str(tmp))  # write aside, then swap: a kill never leaves half a transfer set
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        write_lineage(out, {**read_lineage(paths.teacher_dir), "augment": tracked.run_id})
+        write_json(paths.metrics_file("augment"), stats)
+        tracked.log_metrics(stats)
+    return {"metrics": stats}

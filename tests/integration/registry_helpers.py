@@ -1,0 +1,92 @@
+"""Tiny real models and a project folder around them, so registry and serving tests need no pipeline run.
+
+The models are randomly initialised BERTs with the packaged teacher's tokenizer: real safetensors weights and a
+real tokenizer, small enough to save, log and load in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from distilflow.config import Params, load_params
+from distilflow.paths import Paths
+from distilflow.tasks import GlueTask, get_task
+from tests.conftest import REPO_ROOT, deep_update
+
+REGISTRY_OVERRIDES: dict[str, Any] = {
+    "register": {"register_teacher": False, "serving": {"export": "none"},
+                 "promotion": {"min_metric": 0.6, "tolerance": 0.01, "max_latency_ms": 50.0}},
+}
+
+
+def tiny_model(folder: Path, task: GlueTask, seed: int = 0, hidden: int = 32) -> Path:
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from distilflow.modeling import label_maps, resolve_teacher
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_teacher("packaged-minilm"))
+    id2label, label2id = label_maps(task)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=hidden * 2, num_labels=task.num_labels,
+                        id2label=id2label, label2id=label2id,
+                        problem_type="regression" if task.is_regression else "single_label_classification")
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An sqlite MLflow store with its schema in place: creating one runs ~50 migrations, copying one is instant."""
+    db = tmp_path_factory.mktemp("store") / "mlruns.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+def project(root: Path, task: str = "sst2", overrides: dict[str, Any] | None = None,
+            store: Path | None = None) -> tuple[Params, Paths]:
+    """A project folder with params.yaml and a tiny student (and teacher): what the register stage reads."""
+    root.mkdir(parents=True, exist_ok=True)
+    if store is not None:
+        shutil.copy2(store, root / "mlruns.db")
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw = deep_update(raw, deep_update({"task": task, **REGISTRY_OVERRIDES}, overrides or {}))
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    paths = Paths.at(root)
+    glue_task = get_task(task)
+    tiny_model(paths.student_dir, glue_task, seed=1)
+    tiny_model(paths.teacher_dir, glue_task, seed=2, hidden=64)
+    return load_params(paths.params_file), paths
+
+
+def set_student(paths: Paths, task: GlueTask, metric: float, latency_p95_ms: float = 2.0,
+                lineage: dict[str, str] | None = None, seed: int = 1) -> None:
+    """A new student 'trained' to the given dev metric: new weights, evaluation and lineage files."""
+    tiny_model(paths.student_dir, task, seed=seed)
+    for role in ("teacher", "student"):
+        evaluation = {task.primary_metric: metric if role == "student" else 0.9, "latency_p50_ms": 1.0,
+                      "latency_p95_ms": latency_p95_ms, "parameters": 1_000_000, "size_mb": 4.0}
+        paths.metrics_file(f"eval_{role}").parent.mkdir(parents=True, exist_ok=True)
+        paths.metrics_file(f"eval_{role}").write_text(json.dumps(evaluation))
+        folder = paths.reports_dir / f"eval_{role}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "lineage.json").write_text(json.dumps(lineage or {}))
+
+
+def client_for(paths: Paths) -> MlflowClient:
+    uri = f"sqlite:///{paths.mlflow_db}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

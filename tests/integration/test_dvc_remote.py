@@ -1,0 +1,108 @@
+"""DVC remote round trip and a fresh clone: push, delete outputs and cache, pull, nothing left to reproduce.
+
+The workspace is a copy of the session's reproduced pipeline, committed the way the README says (dvc.lock and the
+cache: false results in git, data and models in the DVC remote). HOME points into the test folder, so the
+committed default remote ``~/.cache/distilflow/dvc-remote`` is exercised as is without touching the real home.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from dvc.repo import Repo
+
+from tests import conftest
+from tests.conftest import make_workspace
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def sh(cmd: list[str], cwd: Path, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = conftest.test_env(cwd)  # imported via the module: pytest would collect a bare test_env
+    env["HOME"] = str(home)
+    process = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    if check and process.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {process.returncode}\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}"
+        )
+    return process
+
+
+def cached_outputs(root: Path) -> list[str]:
+    with Repo(str(root)) as repo:
+        return sorted(out.def_path for out in repo.index.outs if out.use_cache)
+
+
+def ran(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+def committed_copy(source: Path, target: Path, home: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True)
+    sh([*GIT, "add", "-A"], target, home)
+    sh([*GIT, "commit", "-qm", "pipeline results"], target, home)
+    return target
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    folder = tmp_path / "home"
+    folder.mkdir()
+    return folder
+
+
+def test_push_delete_pull_then_a_fresh_clone_makes_pipeline_with_nothing_to_do(
+    pipeline_workspace: Path, tmp_path: Path, home: Path
+) -> None:
+    root = committed_copy(pipeline_workspace, tmp_path / "project", home)
+    assert sh(["git", "status", "--porcelain"], root, home).stdout == ""
+    tracked = sh(["git", "ls-files"], root, home).stdout.splitlines()
+    cached = cached_outputs(root)
+    assert {"data/raw", "data/tokenized", "models/teacher", "models/student"} <= set(cached)
+    leaked = [file for file in tracked if any(file == out or file.startswith(out + "/") for out in cached)]
+    assert leaked == [], f"DVC-cached outputs committed to git: {leaked[:10]}"
+    assert {"dvc.lock", "metrics/eval_student.json", "data/.gitignore", "models/.gitignore"} <= set(tracked)
+
+    pushed = sh(["make", "-o", ".venv/.installed", "push"], root, home)
+    remote = home / ".cache" / "distilflow" / "dvc-remote"
+    assert any(remote.rglob("*")), f"make push wrote nothing to {remote}:\n{pushed.stdout}"
+
+    # Outputs and cache gone: dvc pull brings back exactly what dvc.lock names, so repro has nothing to do.
+    for out in cached:
+        target = root / out
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    shutil.rmtree(root / ".dvc" / "cache")
+    missing = sh(["dvc", "status"], root, home).stdout
+    assert "deleted:" in missing and "models/student" in missing, missing
+    sh(["dvc", "pull"], root, home)
+    for out in cached:
+        assert (root / out).exists(), f"dvc pull did not restore {out}"
+    assert UP_TO_DATE in sh(["dvc", "status"], root, home).stdout
+    again = sh(["dvc", "repro"], root, home).stdout
+    assert ran(again) == [] and UP_TO_DATE in again, again
+    assert sh(["git", "status", "--porcelain"], root, home).stdout == ""
+
+    # A fresh clone on the same machine: `make pipeline` pulls from the default remote and reproduces nothing.
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(root), str(clone)], tmp_path, home)
+    assert not (clone / "models" / "student").exists()
+    # -o: the test interpreter's environment stands in for `make setup`'s .venv
+    made = sh(["make", "-o", ".venv/.installed", "pipeline"], clone, home)
+    assert ran(made.stdout) == [], made.stdout
+    assert (clone / "models" / "student" / "config.json").is_file()
+    assert UP_TO_DATE in sh(["dvc", "status"], clone, home).stdout
+    assert sh(["git", "status", "--porcelain", "--untracked-files=all"], clone, home).stdout == ""
+
+
+@pytest.mark.slow
+def test_make_pipeline_without_a_remote_still_reproduces(tmp_path: Path, home: Path) -> None:
+    """The best-effort pull must not break a machine without the remote: repro computes everything."""
+    root = make_workspace(tmp_path / "ws")
+    made = sh(["make", "-o", ".venv/.installed", "pipeline"], root, home)
+    assert "ingest" in ran(made.stdout) and "register" in ran(made.stdout), made.stdout
+    assert not (home / ".cache" / "distilflow" / "dvc-remote").exists()
+    assert sh(["dvc", "status"], root, home).stdout.strip().endswith(UP_TO_DATE)

@@ -1,0 +1,75 @@
+"""`kill -9` in the middle of `distilflow stage finetune`, then a rerun: it resumes and ends where an
+uninterrupted run ends (same best dev metric, same weights)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import run, test_env
+
+STEPS = 16
+SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8,
+                         "device": "cpu"}}
+
+
+def finetune(root: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    run(["distilflow", "stage", "finetune"], root)
+    metrics = json.loads((root / "metrics" / "finetune.json").read_text())
+    weights = load_file(root / "models" / "teacher" / "model.safetensors")
+    shutil.rmtree(root / "models" / "teacher")
+    (root / "metrics" / "finetune.json").unlink()
+    return metrics, weights
+
+
+def kill_after_first_checkpoint(root: Path) -> int:
+    """Start the stage, SIGKILL it once a checkpoint is on disk; the step it had checkpointed."""
+    env = test_env(root)
+    env["OMP_NUM_THREADS"] = "1"  # steady, slow steps: the kill lands well before the last one
+    process = subprocess.Popen(["distilflow", "stage", "finetune"], cwd=root, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            states = list((root / "checkpoints" / "teacher").glob("*/last/state.json"))
+            if states:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                return int(json.loads(states[0].read_text())["progress"]["step"])
+            time.sleep(0.02)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    raise AssertionError(f"no checkpoint appeared before the stage ended (exit {process.returncode})")
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(workspace_factory: Any) -> None:
+    root = workspace_factory("resume", SETTINGS)
+    run(["dvc", "repro", "tokenize"], root)
+    expected_metrics, expected_weights = finetune(root)
+    assert expected_metrics["resumed_from_step"] == 0 and expected_metrics["steps"] == STEPS
+
+    checkpointed = kill_after_first_checkpoint(root)
+    assert 0 < checkpointed < STEPS
+    assert not (root / "models" / "teacher" / "model.safetensors").exists(), "the kill came after the stage ended"
+
+    metrics, weights = finetune(root)
+    assert metrics["resumed_from_step"] >= checkpointed
+    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert (metrics["best_step"], metrics["steps"]) == (expected_metrics["best_step"], expected_metrics["steps"])
+    assert weights.keys() == expected_weights.keys()
+    for name, value in expected_weights.items():
+        assert torch.equal(weights[name], value), name
+    assert not list((root / "checkpoints" / "teacher").glob("*")), "a finished run leaves no checkpoint behind"

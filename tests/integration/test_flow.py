@@ -1,0 +1,344 @@
+"""The Prefect flow against a real Prefect server started on loopback, a real worker and real `dvc repro`.
+
+One whole-pipeline run (the module fixture ``deployed``): the scheduled deployment is created with flows/deploy.py,
+a process worker picks up two overlapping runs of it, and the second waits for the first's workspace lock. The
+other tests reuse that workspace (copies of it) or a fresh one, so the module runs the pipeline only once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from distilflow.locking import read_holder, workspace_lock
+from tests.conftest import REPO_ROOT, make_workspace, run, test_env
+
+POOL = "distilflow-test-pool"
+DEPLOYMENT = "distilflow-pipeline/test-nightly"
+CRON = "0 3 * * *"
+ARTIFACT_KEYS = {"validation-summary", "evaluation-metrics", "promotion-decision"}
+STUDENT = "distilflow-sst2-student"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+
+    def client(self) -> Any:
+        from prefect.client.orchestration import SyncPrefectClient
+
+        return SyncPrefectClient(self.url)
+
+
+def stop(process: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float = 60) -> None:
+    """`prefect worker` ignores SIGTERM: SIGINT it; kill its process group only if it will not stop."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = test_env()
+    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO",
+               PREFECT_WORKER_QUERY_SECONDS="2")
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"Prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield Server(url=url, env=env)
+    finally:
+        stop(server)
+        log.close()
+
+
+def run_flow(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[int, str, UUID | None]:
+    """`python flows/pipeline.py ...` as a user runs it; returns exit code, output and the flow run id."""
+    process = subprocess.run([sys.executable, str(cwd / "flows" / "pipeline.py"), *args], cwd=cwd, env=env,
+                             capture_output=True, text=True, timeout=timeout, check=False)
+    output = process.stdout + process.stderr
+    found = re.findall(r"^flow run ([0-9a-f-]{36})$", output, re.MULTILINE)
+    return process.returncode, output, UUID(found[-1]) if found else None
+
+
+def wait_final(server: Server, run_id: UUID, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    with server.client() as client:
+        while True:
+            flow_run = client.read_flow_run(run_id)
+            if flow_run.state is not None and flow_run.state.is_final():
+                return flow_run
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flow run {run_id} still {flow_run.state} after {timeout} s")
+            time.sleep(3)
+
+
+def task_runs(server: Server, run_id: UUID, expected: int = 1) -> list[Any]:
+    """Task runs reach the server as events, a moment after the flow run ends: poll for them."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + 60
+    with server.client() as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            final = [r for r in runs if r.state is not None and r.state.is_final()]
+            if len(final) >= expected or time.monotonic() > deadline:
+                return final
+            time.sleep(1)
+
+
+def artifacts(server: Server, run_id: UUID) -> dict[str, Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with server.client() as client:
+        found = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    return {artifact.key: artifact for artifact in found if artifact.key}
+
+
+def log_text(server: Server, run_id: UUID) -> str:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with server.client() as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])), limit=200)
+    return "\n".join(entry.message for entry in logs)
+
+
+def registry(root: Path) -> MlflowClient:
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def versions(root: Path) -> list[tuple[str, str]]:
+    return sorted((v.name, v.version) for v in registry(root).search_model_versions())
+
+
+@dataclass
+class Deployed:
+    root: Path
+    remote: Path
+    deployment: Any
+    first: Any
+    second: Any
+    worker_log: Path
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """`flows/deploy.py` creates the cron deployment; a worker runs two overlapping runs of the whole flow."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    base = tmp_path_factory.mktemp("deployed")
+    root = make_workspace(base / "ws")
+    remote = base / "dvc-remote"
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)
+    env = prefect_server.env
+    deploy = subprocess.run([sys.executable, "flows/deploy.py", "--root", str(root), "--name", "test-nightly", "--pool",
+                             POOL, "--cron", CRON], cwd=root, env=env, capture_output=True, text=True, timeout=600,
+                            check=False)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    assert f"prefect deployment run '{DEPLOYMENT}'" in deploy.stdout
+
+    worker_log = base / "worker.log"
+    with worker_log.open("w") as log:
+        worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL,
+                                   "--type", "process", "--name", "test-worker"], cwd=base, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
+                first = run_deployment(DEPLOYMENT, timeout=0)
+                deadline = time.monotonic() + 600
+                while (holder := read_holder(root)) is None or str(first.id) not in holder.owner:
+                    assert time.monotonic() < deadline, f"first run never took the lock:\n{worker_log.read_text()}"
+                    assert worker.poll() is None, worker_log.read_text()
+                    time.sleep(1)
+                # The first run holds the workspace for the whole pipeline (minutes); this one must wait for it.
+                second = run_deployment(DEPLOYMENT, timeout=0)
+                with prefect_server.client() as client:
+                    deployment = client.read_deployment_by_name(DEPLOYMENT)
+            first = wait_final(prefect_server, first.id, 1800)
+            second = wait_final(prefect_server, second.id, 600)
+        finally:
+            stop(worker)
+    yield Deployed(root=root, remote=remote, deployment=deployment, first=first, second=second, worker_log=worker_log)
+
+
+def test_scheduled_deployment_runs_the_whole_flow_with_artifacts_and_a_registered_model(
+    deployed: Deployed, prefect_server: Server
+) -> None:
+    deployment = deployed.deployment
+    assert deployment.work_pool_name == POOL
+    assert [schedule.schedule.cron for schedule in deployment.schedules] == [CRON]
+    assert deployment.parameters["root"] == str(deployed.root)
+
+    first = deployed.first
+    assert first.state.is_completed(), f"{first.state}\n{deployed.worker_log.read_text()[-5000:]}"
+    stages = yaml.safe_load((deployed.root / "dvc.lock").read_text())["stages"]
+    names = {run.name for run in task_runs(prefect_server, first.id, expected=len(stages))}
+    # One task per dvc.yaml stage, each of which really ran on this fresh workspace.
+    assert set(stages) <= names, names
+
+    found = artifacts(prefect_server, first.id)
+    assert set(found) >= ARTIFACT_KEYS
+    table = found["evaluation-metrics"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    rows = {row["metric"]: row for row in table}
+    assert {"accuracy", "latency_p95_ms", "parameters"} <= set(rows)
+    assert int(rows["parameters"]["student"]) < int(rows["parameters"]["teacher"])
+    promotion = found["promotion-decision"].data
+    decision = json.loads((deployed.root / "reports" / "promotion.json").read_text())
+    assert f"{STUDENT} v{decision['version']}" in promotion
+    assert f"/#/runs/{decision['run_id']}" in promotion
+    assert "passed" in found["validation-summary"].data
+
+    champion = registry(deployed.root).get_model_version_by_alias(STUDENT, "champion")
+    assert champion.version == str(decision["version"]) == "1"
+    assert any(deployed.remote.rglob("*")), "results were not pushed to the DVC remote"
+    assert "up to date" in run(["dvc", "status"], deployed.root).stdout
+
+
+def test_overlapping_deployment_run_waits_for_the_lock_and_finds_everything_up_to_date(
+    deployed: Deployed, prefect_server: Server
+) -> None:
+    second = deployed.second
+    assert second.state.is_completed(), f"{second.state}\n{deployed.worker_log.read_text()[-5000:]}"
+    assert f"in use by flow run '{deployed.first.name}'" in log_text(prefect_server, second.id)
+
+    stages = yaml.safe_load((deployed.root / "dvc.lock").read_text())["stages"]
+    first_tasks = task_runs(prefect_server, deployed.first.id, expected=len(stages))
+    second_tasks = task_runs(prefect_server, second.id, expected=len(stages))
+    first_done = max(run.end_time for run in first_tasks)
+    second_began = min(run.start_time for run in second_tasks if run.start_time is not None)
+    assert second_began >= first_done, "the second run started work while the first still held the workspace"
+    skipped = sorted(run.name.split(":")[0] for run in second_tasks if run.name.endswith("skipped (up to date)"))
+    assert skipped == sorted(stages)
+    # The second run registered nothing: one student and one teacher version, from the first run.
+    assert [name for name, _ in versions(deployed.root)] == ["distilflow-sst2-student", "distilflow-sst2-teacher"]
+
+
+def test_validation_failure_ends_failed_without_retries_or_registry_change(
+    deployed: Deployed, prefect_server: Server, tmp_path: Path
+) -> None:
+    root = tmp_path / "ws"
+    shutil.copytree(deployed.root, root, symlinks=True)
+    before = versions(root)
+    champion = registry(root).get_model_version_by_alias(STUDENT, "champion").version
+    # Every demo sentence is longer than 5 characters: text_too_long fails every row.
+    code, output, run_id = run_flow([str(root), "-S", "validate.max_chars=5", "--no-sync-remote"],
+                                    prefect_server.env, root)
+    assert code == 1, output
+    assert run_id is not None, output
+    flow_run = wait_final(prefect_server, run_id, 60)
+    assert flow_run.state.is_failed()
+    assert "data validation FAILED" in flow_run.state.message and "text_too_long" in flow_run.state.message
+
+    by_name = {run.name: run for run in task_runs(prefect_server, run_id, expected=3)}
+    validate = by_name["validate"]
+    assert validate.state.is_failed()
+    assert validate.run_count == 1 and validate.empirical_policy.retries == 0
+    assert not any(name.startswith(("tokenize", "finetune", "distill", "register")) for name in by_name)
+
+    summary = artifacts(prefect_server, run_id)["validation-summary"].data
+    assert "Data validation FAILED" in summary and "text_too_long" in summary
+    assert versions(root) == before
+    assert registry(root).get_model_version_by_alias(STUDENT, "champion").version == champion
+
+
+def test_flow_fails_clearly_when_the_workspace_stays_locked(prefect_server: Server, tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "ws")
+    params_before = (root / "params.yaml").read_text()
+    with workspace_lock(root, "flow run 'long-job' (1234)"):
+        code, output, run_id = run_flow([str(root), "--lock-timeout", "2", "--no-sync-remote", "-S", "seed=7"],
+                                        prefect_server.env, root, timeout=300)
+    assert code == 1, output
+    assert run_id is not None
+    message = wait_final(prefect_server, run_id, 60).state.message
+    assert "is locked by flow run 'long-job' (1234)" in message and "gave up after waiting 2 s" in message
+    # It touched nothing: no settings applied, no stage run.
+    assert (root / "params.yaml").read_text() == params_before
+    assert not (root / "dvc.lock").exists()
+
+
+def test_serverless_run_on_an_up_to_date_workspace_skips_every_stage(deployed: Deployed, tmp_path: Path) -> None:
+    """No server: Prefect starts its temporary one (on a fresh database here, hence the long startup timeout)."""
+    env = {key: value for key, value in test_env().items() if key != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    code, output, _ = run_flow([str(deployed.root), "--no-sync-remote"], env, deployed.root)
+    assert code == 0, output
+    outcome = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    assert outcome and set(outcome.values()) == {"skipped (up to date)"}
+
+
+def test_settings_are_validated_before_params_yaml_changes(tmp_path: Path) -> None:
+    """Profiles and overrides go through DVC's --set-param machinery, then distilflow's settings check."""
+    from flows.pipeline import SettingsRejected, apply_settings, profile_overrides
+
+    root = make_workspace(tmp_path / "ws")
+    original = (root / "params.yaml").read_text()
+    with pytest.raises(SettingsRejected, match=r"distill\.temprature"):
+        apply_settings.fn(str(root), ["distill.temprature=3.0"])
+    with pytest.raises(SettingsRejected, match=r"finetune\.max_steps"):
+        apply_settings.fn(str(root), ["finetune.max_steps=-1"])
+    assert (root / "params.yaml").read_text() == original
+
+    assert apply_settings.fn(str(root), [*profile_overrides("smoke", root), "distill.temperature=3.0"])
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["register"]["promote"] is False and params["distill"]["temperature"] == 3.0
+    assert not apply_settings.fn(str(root), ["distill.temperature=3.0"])  # already so: nothing to change
+    with pytest.raises(SettingsRejected, match="no params profile 'nope'; known: smoke"):
+        profile_overrides("nope", root)
+
+
+def test_settings_keep_params_yaml_comments(tmp_path: Path) -> None:
+    from flows.pipeline import apply_settings
+
+    shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
+    assert apply_settings.fn(str(tmp_path), ["distill.alpha=0.5", "data.path=\"../glue data/SST-2\""])
+    text = (tmp_path / "params.yaml").read_text()
+    assert "# The one place for settings" in text and "# GLUE task: sst2" in text
+    params = yaml.safe_load(text)
+    assert params["distill"]["alpha"] == 0.5 and params["data"]["path"] == "../glue data/SST-2"
