@@ -48,7 +48,7 @@ def stage(
     params_file: Annotated[Path | None, typer.Option("--params", help="default: ROOT/params.yaml")] = None,
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
-    from distilflow.modeling import hub_offline_by_default
+    from distilflow.environment import configure_hub
 
     if name not in STAGE_MODULES:
         _fail(f"unknown stage {name!r}; stages: {', '.join(STAGE_MODULES)}", 2)
@@ -57,7 +57,7 @@ def stage(
         params = load_params(params_file or paths.params_file)
     except ParamsError as error:
         _fail(str(error), 2)
-    hub_offline_by_default()
+    configure_hub(params, paths.root)
     module = importlib.import_module(f"distilflow.stages.{STAGE_MODULES[name]}")
     kwargs: dict[str, Any] = {"which": model} if name == "evaluate" else {}
     try:

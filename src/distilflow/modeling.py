@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from distilflow.config import PACKAGED_TEACHER, StudentParams
+from distilflow.environment import hub_offline_by_default  # noqa: F401 - re-exported for scripts
 from distilflow.tasks import GlueTask
 
 
@@ -37,14 +38,6 @@ def resolve_teacher(name: str) -> str:
             "downloading it; unset HF_HUB_OFFLINE on a machine with a network, or point model.teacher at a folder"
         )
     return name
-
-
-def hub_offline_by_default() -> None:
-    """Without a network, hub look-ups hang on retries; default to offline unless the user chose otherwise."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def label_maps(task: GlueTask) -> tuple[dict[int, str], dict[str, int]]:

@@ -15,10 +15,11 @@ from typing import Any
 from distilflow.config import Params
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking import read_lineage, write_lineage
+from distilflow.tracking import read_lineage, stage_run, write_lineage
 from distilflow.validation import DataValidationError, ValidationReport, summary_json, validate_folder
 
 REPORT_FOLDER = "validation"
+SECTIONS = ("data", "validate")
 
 
 def report_dir(paths: Paths) -> Path:
@@ -73,15 +74,21 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         for split in task.splits
         if (limit := params.data.max_train_rows if split == "train" else params.data.max_dev_rows) is not None
     }
-    report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
-    metrics_file = paths.metrics_file("validate")
-    metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    metrics_file.write_text(summary_json(report.summary), encoding="utf-8")
-    artifacts = [reports / "index.html", metrics_file]
-    if not report.ok:
-        raise DataValidationError(report.format_findings(settings.max_errors_reported), report, artifacts)
+    # A failing validation is still a run worth keeping: MLflow marks it FAILED, with the report attached.
+    with stage_run("validate", params, paths, SECTIONS) as tracked:
+        report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
+        metrics_file = paths.metrics_file("validate")
+        metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        metrics_file.write_text(summary_json(report.summary), encoding="utf-8")
+        artifacts = [reports / "index.html", metrics_file]
+        metrics = stage_metrics(report)
+        tracked.log_metrics(metrics)
+        for artifact in artifacts:
+            tracked.log_artifact(artifact, "validation")
+        if not report.ok:
+            raise DataValidationError(report.format_findings(settings.max_errors_reported), report, artifacts)
 
-    _write_splits(report, paths.validated_dir)
-    # Carry the ingest run's id forward: tokenize reads lineage from data/validated, not data/raw.
-    write_lineage(paths.validated_dir, read_lineage(paths.raw_dir))
-    return {"metrics": stage_metrics(report), "artifacts": artifacts, "summary": report.summary}
+        _write_splits(report, paths.validated_dir)
+        # Carry the ingest run's id forward: tokenize reads lineage from data/validated, not data/raw.
+        write_lineage(paths.validated_dir, {**read_lineage(paths.raw_dir), "validate": tracked.run_id})
+    return {"metrics": metrics, "artifacts": artifacts, "summary": report.summary}
