@@ -78,13 +78,13 @@ bench-finetune: $(STAMP) ## SST-2: teacher accuracy + speed vs transformers.Trai
 
 # --- Distillation benchmark (docs/distillation.md); needs bench/cache/teacher-sst2 from bench-finetune ----------------
 .PHONY: bench-distill
-BENCH_DISTILL_ARGS ?= --threads 1
+BENCH_DISTILL_ARGS ?= --copies 1 --max-source-rows 8000 --min-words 5 --main-steps 2500 --ablation-steps 500 --mlm-steps 400 --intermediate-steps 150 --eval-every 250 --threads 1 --workers 2
 
 bench-distill: $(STAMP) ## SST-2: BERT-tiny student, ablations, exports, throughput -> bench/results/distill-sst2.json
 	nice -n 5 $(BIN)/python bench/distill.py $(BENCH_DISTILL_ARGS) $(ARGS)
 
 # --- DVC: remote storage and experiments (docs/dvc.md) ---------------------------------------------------------------
-.PHONY: push pull sweep
+.PHONY: push pull sweep exps
 SWEEP_TEMPERATURE ?= 1.0,4.0
 SWEEP_ALPHA ?= 0.5,0.9
 
@@ -96,6 +96,9 @@ pull: ## fetch data and models of this dvc.lock from the DVC remote
 
 sweep: $(STAMP) ## DVC experiments over distill.temperature x alpha (SWEEP_TEMPERATURE, SWEEP_ALPHA), then compare
 	python scripts/sweep.py --temperature '$(SWEEP_TEMPERATURE)' --alpha '$(SWEEP_ALPHA)' $(SWEEP_ARGS)
+
+exps: ## compare DVC experiments: swept params, teacher and student GLUE score, accuracy, size, p95 latency
+	dvc exp show --md --drop '.*' --keep 'Experiment$$|Created$$|distill\.(temperature|alpha)$$|metrics/eval_(teacher|student)\.json:(accuracy|glue_score|latency_p95_ms|size_mb)$$'
 
 # --- MLflow UI, serving and load test (docs/registry.md) -------------------------------------------------------------
 .PHONY: ui-mlflow ui-prefect serve bench-serve

@@ -23,6 +23,8 @@ import json
 import os
 import platform
 import shlex
+import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -86,6 +88,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="main run: train on the rewrites too")
     parser.add_argument("--intermediate", action=argparse.BooleanOptionalAction, default=False,
                         help="main run: TinyBERT hidden-state and attention losses (teacher in the loop)")
+    parser.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=False,
+                        help="keep the word embeddings fixed (teacher-projected init only; random init always trains "
+                        "them)")
     parser.add_argument("--hidden-weight", type=float, default=1.0)
     parser.add_argument("--attention-weight", type=float, default=1.0)
     parser.add_argument("--mlm-steps", type=int, default=1500)
@@ -103,6 +108,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--throughput-rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads (default: torch's)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes: teacher labelling is split across them, and the ablations run in a second "
+                        "process beside the main run")
+    parser.add_argument("--part", choices=("all", "label", "ablation"), default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "cache" / "distill-sst2")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill-sst2.json")
@@ -130,20 +140,55 @@ def file_digest(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: Path, chunk: int = 4096) -> np.ndarray:
-    """Teacher logits in chunks saved as they finish: the most expensive step survives a kill."""
+def label_chunks(teacher: Any, rows: Dataset, pad_id: int, folder: Path, shard: int, shards: int,
+                 chunk: int = 2048) -> None:
+    """Teacher logits in chunks saved as they finish (a killed run resumes); chunk i goes to shard i % shards."""
     folder.mkdir(parents=True, exist_ok=True)
-    parts = []
     for index, start in enumerate(range(0, len(rows), chunk)):
         file = folder / f"{index:05d}.npy"
-        if not file.is_file():
-            started = time.perf_counter()
-            logits = predict_logits(teacher, rows.select(range(start, min(start + chunk, len(rows)))), 128, pad_id)
-            np.save(file, logits)
-            log(f"  teacher logits {min(start + chunk, len(rows))}/{len(rows)} "
-                f"({len(logits) / (time.perf_counter() - started):.0f} examples/s)")
-        parts.append(np.load(file))
-    return np.concatenate(parts)
+        if index % shards != shard or file.is_file():
+            continue
+        started = time.perf_counter()
+        logits = predict_logits(teacher, rows.select(range(start, min(start + chunk, len(rows)))), 128, pad_id)
+        np.save(file.with_suffix(".tmp.npy"), logits)
+        file.with_suffix(".tmp.npy").rename(file)
+        log(f"  [shard {shard}] teacher logits {min(start + chunk, len(rows))}/{len(rows)} "
+            f"({len(logits) / (time.perf_counter() - started):.0f} examples/s)")
+
+
+def child(part: str, *extra: str) -> subprocess.Popen[bytes]:
+    # The snapshot, not the live folder: every process must see the same teacher.
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--teacher",
+                             str(ARGS.teacher), "--part", part, *extra])
+
+
+def snapshot_teacher(source: Path) -> Path:
+    """Copy the teacher first: bench/finetune.py replaces its folder at every new best while it trains."""
+    for _ in range(5):
+        try:
+            digest = file_digest(source)
+            target = ARGS.cache / f"teacher-{digest}"
+            if not (target / "config.json").is_file():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+            if file_digest(target) == digest:
+                return target
+        except (FileNotFoundError, shutil.Error):
+            pass
+        time.sleep(5)  # the source was being replaced; try again
+    raise SystemExit(f"could not take a stable copy of {source}")
+
+
+def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: Path) -> np.ndarray:
+    if ARGS.part == "label":
+        label_chunks(teacher, rows, pad_id, folder, ARGS.shard, ARGS.workers)
+        raise SystemExit(0)
+    helpers = [child("label", "--shard", str(k)) for k in range(1, ARGS.workers)]
+    label_chunks(teacher, rows, pad_id, folder, 0, ARGS.workers)
+    if any(helper.wait() != 0 for helper in helpers):
+        raise SystemExit("a labelling process failed; rerun to resume from the saved chunks")
+    files = sorted(folder.glob("[0-9]*[0-9].npy"))
+    return np.concatenate([np.load(file) for file in files])
 
 
 def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, key: str) -> tuple[Dataset, dict]:
@@ -197,6 +242,7 @@ def distill_params(variant: Variant) -> DistillParams:
         "max_steps": variant.steps, "batch_size": ARGS.batch_size, "learning_rate": ARGS.learning_rate,
         "warmup_ratio": 0.06, "eval_every": ARGS.eval_every, "early_stopping_patience": 0,
         "augmented": variant.augmented, **weights,
+        "freeze_word_embeddings": ARGS.freeze_embeddings and variant.init != "random",
     }}).distill
 
 
@@ -216,7 +262,8 @@ def run_variant(variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, A
     log(f"  {variant.name}: dev accuracy {result.best_metric:.4f} (step {result.best_step}) in {seconds:.0f}s")
     return student, {
         "name": variant.name, "student_dev_accuracy": result.best_metric, "best_step": result.best_step,
-        "steps": result.steps, "init": variant.init, "mlm_pretraining": variant.mlm,
+        "steps": result.steps, "init": variant.init, "frozen_word_embeddings": config.freeze_word_embeddings,
+        "mlm_pretraining": variant.mlm,
         "augmentation": variant.augmented, "intermediate_losses": variant.intermediate,
         "train_rows": len(rows), "wall_seconds": seconds,
         "dev_curve": [{"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history
@@ -260,6 +307,31 @@ def throughput_table(forwards: dict[str, Any], dev: Dataset, pad_id: int) -> dic
     return {name: examples / seconds for name, seconds in best.items()}
 
 
+def run_ablations(main_variant: Variant, ctx: dict[str, Any]) -> list[dict[str, Any]]:
+    """The main configuration at the ablation budget, then one row per flipped factor."""
+    flips = [] if ARGS.ablations == "none" else [name.strip() for name in ARGS.ablations.split(",")]
+    if not flips:
+        return []
+    base = replace(main_variant, name="main @ ablation budget", steps=ARGS.ablation_steps)
+    rows = [run_variant(base, ctx)[1]]
+    for flip in flips:
+        if flip == "init":
+            other = "random" if base.init == "teacher-projected" else "teacher-projected"
+            variant = replace(base, name=f"init: {other}", init=other)
+        elif flip == "mlm":
+            variant = replace(base, name=f"MLM pre-training: {'off' if base.mlm else 'on'}", mlm=not base.mlm)
+        elif flip == "augmentation":
+            variant = replace(base, name=f"augmentation: {'off' if base.augmented else 'on'}",
+                              augmented=not base.augmented)
+        elif flip == "intermediate":
+            variant = replace(base, name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
+                              intermediate=not base.intermediate, steps=ARGS.intermediate_steps or ARGS.ablation_steps)
+        else:
+            raise SystemExit(f"unknown ablation {flip!r}; known: init, mlm, augmentation, intermediate")
+        rows.append(run_variant(variant, ctx)[1])
+    return rows
+
+
 ARGS = parse_args([])
 
 
@@ -273,14 +345,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{ARGS.teacher}: no fine-tuned teacher there; run bench/finetune.py first")
     wall = time.perf_counter()
     ARGS.cache.mkdir(parents=True, exist_ok=True)
+    teacher_source = ARGS.teacher
+    if ARGS.part == "all":
+        ARGS.teacher = snapshot_teacher(ARGS.teacher)
+    summary_file = ARGS.teacher / "bench_summary.json"
+    teacher_info = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     tokenizer = load_tokenizer(str(ARGS.teacher))
     teacher = load_classifier(ARGS.teacher)
     pad_id = tokenizer.pad_token_id
     train = load_split("train", tokenizer, ARGS.max_train_rows)
     dev = load_split("dev", tokenizer, None)
     score_dev = dev_scorer(TASK, dev, 256, pad_id)
-    teacher_dev = score_dev(teacher)["accuracy"]
-    log(f"teacher dev accuracy {teacher_dev:.4f}; {len(train)} training rows")
+    teacher_dev = score_dev(teacher)["accuracy"] if ARGS.part == "all" else float("nan")
+    log(f"[{ARGS.part}] teacher dev accuracy {teacher_dev:.4f}; {len(train)} training rows")
 
     augment = {"copies": ARGS.copies, "min_words": ARGS.min_words, "max_source_rows": ARGS.max_source_rows}
     params = parse_params({"seed": ARGS.seed, "augment": augment})
@@ -294,6 +371,15 @@ def main(argv: list[str] | None = None) -> None:
                            "originals": originals, "score_dev": score_dev, "key": key}
 
     main_variant = Variant("main", ARGS.init, ARGS.mlm, ARGS.augmented, ARGS.intermediate, ARGS.main_steps)
+    ablation_json = ARGS.out.with_name(ARGS.out.stem + ".ablation.json")
+    if ARGS.part == "ablation":
+        ablation_json.write_text(json.dumps({"ablation": run_ablations(main_variant, ctx), "mlm": ctx.get("mlm", {})}))
+        return
+    ablation_process = None
+    if ARGS.ablations != "none" and ARGS.workers > 1:
+        # Beside the main run: on a shared CPU a second process finishes both sooner than running them in turn.
+        ablation_json.unlink(missing_ok=True)
+        ablation_process = child("ablation")
     student, main_row = run_variant(main_variant, ctx)
 
     export_dir = ARGS.cache / "student-export"
@@ -304,27 +390,14 @@ def main(argv: list[str] | None = None) -> None:
                              .distill.export, ARGS.batch_size)
     log("exports: " + ", ".join(f"{k} {v['accuracy']:.4f} agrees={v['agrees']}" for k, v in exports.items()))
 
-    ablation: list[dict[str, Any]] = []
-    flips = [] if ARGS.ablations == "none" else [name.strip() for name in ARGS.ablations.split(",")]
-    if flips:
-        base = replace(main_variant, name="main @ ablation budget", steps=ARGS.ablation_steps)
-        ablation.append(run_variant(base, ctx)[1])
-        for flip in flips:
-            if flip == "init":
-                other = "random" if base.init == "teacher-projected" else "teacher-projected"
-                variant = replace(base, name=f"init: {other}", init=other)
-            elif flip == "mlm":
-                variant = replace(base, name=f"MLM pre-training: {'off' if base.mlm else 'on'}", mlm=not base.mlm)
-            elif flip == "augmentation":
-                variant = replace(base, name=f"augmentation: {'off' if base.augmented else 'on'}",
-                                  augmented=not base.augmented)
-            elif flip == "intermediate":
-                variant = replace(base, name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
-                                  intermediate=not base.intermediate,
-                                  steps=ARGS.intermediate_steps or ARGS.ablation_steps)
-            else:
-                raise SystemExit(f"unknown ablation {flip!r}")
-            ablation.append(run_variant(variant, ctx)[1])
+    if ablation_process is not None:
+        if ablation_process.wait() != 0:
+            raise SystemExit("the ablation process failed; rerun (cached steps are reused)")
+        child_result = json.loads(ablation_json.read_text())
+        ablation, ctx["mlm"] = child_result["ablation"], {**ctx.get("mlm", {}), **child_result["mlm"]}
+        ablation_json.unlink()
+    else:
+        ablation = run_ablations(main_variant, ctx)
 
     log("throughput")
     forwards = {"teacher_fp32": torch_forward(teacher), "student_fp32": torch_forward(student),
@@ -345,7 +418,9 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python " + " ".join(shlex.quote(a) for a in ["bench/distill.py", *(argv or sys.argv[1:])]),
         "task": "sst2",
         "data": str(ARGS.data_dir),
-        "teacher": str(ARGS.teacher),
+        "teacher": str(teacher_source),
+        "teacher_snapshot": str(ARGS.teacher),
+        "teacher_finetune_summary": teacher_info,
         "teacher_parameters": count_parameters(teacher),
         "student_parameters": count_parameters(student),
         "teacher_dev_accuracy": teacher_dev,

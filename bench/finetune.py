@@ -39,7 +39,8 @@ import torch
 import transformers
 from datasets import Dataset
 
-from distilflow.modeling import hub_offline_by_default, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.environment import hub_offline_by_default
+from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.stages.finetune import dev_scorer, freeze_word_embeddings, supervised_loss
 from distilflow.stages.tokenization import encode
 from distilflow.tasks import LABEL, LINE, get_task

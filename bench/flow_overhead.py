@@ -2,7 +2,10 @@
 
 Both commands are run as a user runs them, alternately, ``--rounds`` times after one warm-up each; medians are
 compared. The flow talks to a Prefect server started here on loopback (its start-up is reported separately as
-``server_start_s``), and one serverless run (Prefect's temporary server, fresh database) is timed as well.
+``server_start_s``). ``flow_s`` is the flow run's wall time as Prefect records it (Running to Completed); the whole
+``python flows/pipeline.py`` process is reported too (``flow_process_s``): the difference is the interpreter,
+Prefect's import and the flow run's creation, a fixed start-up cost like the server's. One serverless run
+(Prefect's temporary server on a fresh database) is timed as well.
 
     python bench/flow_overhead.py [--workspace DIR] [--rounds 5] [--out bench/results/flow-overhead.json]
 
@@ -59,9 +62,21 @@ def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[byte
     url = f"http://127.0.0.1:{port}/api"
     server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_UI_ENABLED": "false"}
     started = time.perf_counter()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host",
-                                "127.0.0.1", "--port", str(port), "--no-ui"], env=server_env,
-                               stdout=(home / "server.log").open("wb"), stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-ui",
+        ],
+        env=server_env,
+        stdout=(home / "server.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     while True:
         try:
             if httpx.get(f"{url}/health", timeout=5).status_code == 200:
@@ -88,7 +103,7 @@ def flow_run_seconds(url: str, output: str) -> float:
 
 def check_all_skipped(output: str) -> None:
     start, end = output.find("{"), output.rfind("}")
-    outcome = json.loads(output[start:end + 1])
+    outcome = json.loads(output[start : end + 1])
     if set(outcome.values()) != {SKIPPED}:
         raise SystemExit(f"the workspace is not up to date, the comparison would be unfair: {outcome}")
 
@@ -130,8 +145,11 @@ def main() -> None:
             dvc_times.append(dvc_s)
             process_times.append(process_s)
             run_times.append(flow_run_seconds(url, output))
-            print(f"round {round_ + 1}: dvc repro {dvc_s:.2f} s, flow run {run_times[-1]:.2f} s "
-                  f"(process {process_s:.2f} s)", flush=True)
+            print(
+                f"round {round_ + 1}: dvc repro {dvc_s:.2f} s, flow run {run_times[-1]:.2f} s "
+                f"(process {process_s:.2f} s)",
+                flush=True,
+            )
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(60)
@@ -146,11 +164,11 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": shlex.join(["python", *sys.argv]),
         "what": "medians on one unchanged workspace (every stage up to date), the two commands alternating: "
-                "bare `dvc repro` (whole process) vs `python flows/pipeline.py` against a started Prefect server; "
-                "flow_s is the flow run's wall time as Prefect recorded it (Running to Completed), flow_process_s "
-                "the whole process including the interpreter, Prefect's import and the flow run's creation",
+        "bare `dvc repro` (whole process) vs `python flows/pipeline.py` against a started Prefect server; "
+        "flow_s is the flow run's wall time as Prefect recorded it (Running to Completed), flow_process_s "
+        "the whole process including the interpreter, Prefect's import and the flow run's creation",
         "rounds": args.rounds,
-        "stages": len(json.loads(output[output.find("{"):output.rfind("}") + 1])),
+        "stages": len(json.loads(output[output.find("{") : output.rfind("}") + 1])),
         "dvc_repro_s": round(dvc_repro_s, 3),
         "flow_s": round(flow_s, 3),
         "overhead_pct": round(100.0 * (flow_s - dvc_repro_s) / dvc_repro_s, 1),
@@ -166,8 +184,11 @@ def main() -> None:
         "dvc_repro_all_s": [round(value, 3) for value in dvc_times],
         "flow_all_s": [round(value, 3) for value in run_times],
         "flow_process_all_s": [round(value, 3) for value in process_times],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -102,8 +102,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def load_level(url: str, texts: list[str], concurrency: int, requests: int, max_seconds: float,
-               labels: set[str] | None) -> dict[str, Any]:
+def load_level(
+    url: str, texts: list[str], concurrency: int, requests: int, max_seconds: float, labels: set[str] | None
+) -> dict[str, Any]:
     """``requests`` single-sentence POSTs from ``concurrency`` threads, each with its own keep-alive client."""
     lock = threading.Lock()
     issued = 0
@@ -125,8 +126,7 @@ def load_level(url: str, texts: list[str], concurrency: int, requests: int, max_
                 body = json.dumps({"inputs": [texts[index % len(texts)]]})
                 start = time.perf_counter()
                 try:
-                    response = client.post("/invocations", content=body,
-                                           headers={"Content-Type": "application/json"})
+                    response = client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
                     elapsed = (time.perf_counter() - start) * 1000
                     problem = None
                     if response.status_code != 200:
@@ -182,10 +182,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if model_uri.startswith("models:/") and "@" in model_uri:
         name, alias = model_uri.removeprefix("models:/").split("@")
         version = client.get_model_version_by_alias(name, alias)
-        model.update(version=str(version.version), serving_backend=version.tags.get("distilflow.serving_backend"),
-                     serving_export=version.tags.get("distilflow.serving_export"),
-                     metric={version.tags.get("distilflow.primary_metric", "metric"):
-                             float(version.tags.get("distilflow.primary_metric_value", "nan"))})
+        model.update(
+            version=str(version.version),
+            serving_backend=version.tags.get("distilflow.serving_backend"),
+            serving_export=version.tags.get("distilflow.serving_export"),
+            metric={
+                version.tags.get("distilflow.primary_metric", "metric"): float(
+                    version.tags.get("distilflow.primary_metric_value", "nan")
+                )
+            },
+        )
     texts = dev_sentences(paths, task.fields[0])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -221,12 +227,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "server_command": shlex.join(command),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model,
-        "request": "POST /invocations {\"inputs\": [<one dev sentence>]}, a new sentence each request",
-        "server": {"workers": params.register_.serving.workers, "threads": params.register_.serving.threads,
-                   "startup_s": round(startup_s, 1)},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in load_after]},
+        "request": 'POST /invocations {"inputs": [<one dev sentence>]}, a new sentence each request',
+        "server": {
+            "workers": params.register_.serving.workers,
+            "threads": params.register_.serving.threads,
+            "startup_s": round(startup_s, 1),
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in load_after],
+        },
         "warmup_requests": args.warmup,
         "max_seconds_per_level": args.max_seconds,
         **levels,

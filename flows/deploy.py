@@ -40,8 +40,10 @@ def check_server() -> str:
     """A deployment on Prefect's throw-away temporary server would vanish with it: insist on a real one."""
     url = PREFECT_API_URL.value()
     if not url:
-        raise DeployError("PREFECT_API_URL is not set. Start the server with `make ui` and run "
-                          "`PREFECT_API_URL=http://127.0.0.1:4200/api make deploy` (make deploy sets it for you).")
+        raise DeployError(
+            "PREFECT_API_URL is not set. Start the server with `make ui` and run "
+            "`PREFECT_API_URL=http://127.0.0.1:4200/api make deploy` (make deploy sets it for you)."
+        )
     try:
         httpx.get(f"{url.rstrip('/')}/health", timeout=10).raise_for_status()
     except httpx.HTTPError as error:
@@ -57,9 +59,14 @@ def ensure_process_pool(name: str) -> None:
         try:
             pool = client.read_work_pool(name)
         except ObjectNotFound:
-            client.create_work_pool(WorkPoolCreate(
-                name=name, type="process", base_job_template=ProcessWorker.get_default_base_job_template(),
-                description="distilflow: flow runs as local processes"))
+            client.create_work_pool(
+                WorkPoolCreate(
+                    name=name,
+                    type="process",
+                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                    description="distilflow: flow runs as local processes",
+                )
+            )
             print(f"created process work pool {name!r}")
             return
     print(f"work pool {name!r} exists (type {pool.type})")
@@ -127,17 +134,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT, help="workspace the runs use (process pools)")
     parser.add_argument("--source", help="git URL of the project for Docker/Kubernetes pools (runs clone it)")
     parser.add_argument("--image", help="image with the project's dependencies, for Docker/Kubernetes pools")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="default flow parameter, e.g. --param profile=smoke (repeatable)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="default flow parameter, e.g. --param profile=smoke (repeatable)",
+    )
     parser.add_argument("--paused", action="store_true", help="create the schedule paused")
-    parser.add_argument("--concurrency-limit", type=int, help="at most N runs of this deployment at once (Prefect "
-                        "queues the rest); the workspace lock serializes runs on one checkout either way")
+    parser.add_argument(
+        "--concurrency-limit",
+        type=int,
+        help="at most N runs of this deployment at once (Prefect "
+        "queues the rest); the workspace lock serializes runs on one checkout either way",
+    )
     args = parser.parse_args(argv)
     try:
-        deployment_id = deploy(name=args.name, pool=args.pool, cron=args.cron, timezone=args.timezone,
-                               root=None if args.source else args.root, source=args.source, image=args.image,
-                               parameters=parse_assignments(args.param), paused=args.paused,
-                               concurrency_limit=args.concurrency_limit)
+        deployment_id = deploy(
+            name=args.name,
+            pool=args.pool,
+            cron=args.cron,
+            timezone=args.timezone,
+            root=None if args.source else args.root,
+            source=args.source,
+            image=args.image,
+            parameters=parse_assignments(args.param),
+            paused=args.paused,
+            concurrency_limit=args.concurrency_limit,
+        )
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -54,6 +55,7 @@ LOCAL_TRACKING_SCHEMES = {"", "file", "sqlite"}
 MLFLOW_UI_ENV = "DISTILFLOW_MLFLOW_UI"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 SKIPPED = "skipped (up to date)"
+TAIL_LINES = 200  # of a failed command's output, kept for the error message and the validation artifact
 # DVC's words for an output absent from the workspace or from the local cache: a remote may have it.
 MISSING_STATES = {"deleted", "not in cache"}
 RAN = "ran"
@@ -66,6 +68,7 @@ class StageFailed(RuntimeError):
     def __init__(self, stage: str, exit_code: int | None, output: str, deterministic: bool) -> None:
         super().__init__(f"stage {stage} failed (stage command exit code {exit_code}):\n{output}")
         self.stage = stage
+        self.output = output
         self.exit_code = exit_code
         self.deterministic = deterministic
 
@@ -101,16 +104,25 @@ def read_plan(root: Path) -> StagePlan:
     import networkx as nx
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    # DVC names stages relative to the working directory (``sub/dvc.yaml:name`` from elsewhere), and those names
+    # are what ``dvc repro`` takes in the workspace: look from there.
+    with contextlib.chdir(root), Repo(str(root)) as repo:
         stages = list(repo.index.stages)
         position = {_addressing(stage): index for index, stage in enumerate(stages)}
         graph = repo.index.graph
         # DVC's graph points from a stage to the stages it depends on; reversed, a topological order runs them.
         forward = graph.reverse(copy=True)
-        ordered = [_addressing(stage) for stage in nx.lexicographical_topological_sort(
-            forward, key=lambda stage: position[_addressing(stage)]) if _addressing(stage) in position]
-        upstream = {_addressing(stage): sorted(_addressing(dep) for dep in graph.successors(stage)
-                                               if _addressing(dep) in position) for stage in stages}
+        ordered = [
+            _addressing(stage)
+            for stage in nx.lexicographical_topological_sort(forward, key=lambda stage: position[_addressing(stage)])
+            if _addressing(stage) in position
+        ]
+        upstream = {
+            _addressing(stage): sorted(
+                _addressing(dep) for dep in graph.successors(stage) if _addressing(dep) in position
+            )
+            for stage in stages
+        }
         changed: dict[str, list[str]] = {}
         missing: list[str] = []
         for name, entries in repo.status().items():
@@ -122,16 +134,26 @@ def read_plan(root: Path) -> StagePlan:
 
 
 def _describe_change(entry: Any) -> str:
-    if isinstance(entry, dict):
-        return "; ".join(f"{kind}: {', '.join(sorted(map(str, detail)))}" if isinstance(detail, dict) else kind
-                         for kind, detail in entry.items())
-    return str(entry)
+    """DVC's status entry as one line, e.g. ``changed deps: params.yaml (distill.temperature: modified)``."""
+    if not isinstance(entry, dict):
+        return str(entry)
+
+    def detail(node: Any) -> str:
+        if not isinstance(node, dict):
+            return str(node)
+        return ", ".join(
+            f"{key} ({detail(value)})" if isinstance(value, dict) else f"{key}: {value}" for key, value in node.items()
+        )
+
+    return "; ".join(f"{kind}: {detail(value)}" for kind, value in entry.items())
 
 
 def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
     """The stage commands need this interpreter's console scripts (``distilflow``) even when a worker runs us."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    # Each progress-bar refresh becomes a log line in the UI: one every 10 s is plenty (tqdm reads TQDM_*).
+    env.setdefault("TQDM_MININTERVAL", "10")
     if pipeline_id:
         env[PIPELINE_ID_ENV] = pipeline_id
     return env
@@ -140,9 +162,10 @@ def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
 def run_logged(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run a command, streaming every line to the Prefect log (the UI shows progress live); return code and tail."""
     logger = run_logger()
-    tail: collections.deque[str] = collections.deque(maxlen=60)
-    with subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace") as process:
+    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+    with subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
         assert process.stdout is not None
         for line in process.stdout:
             line = line.rstrip()
@@ -189,8 +212,10 @@ def transient_reasons(stage: str, root: Path) -> list[str]:
     if base == "ingest" and params.data.source == "hub":
         reasons.append("downloads nyu-mll/glue from the Hugging Face hub")
     teacher = params.model.teacher
-    if base in ("tokenize", "finetune") and teacher != PACKAGED_TEACHER and not (
-        Path(teacher).exists() or (root / teacher).exists()
+    if (
+        base in ("tokenize", "finetune")
+        and teacher != PACKAGED_TEACHER
+        and not (Path(teacher).exists() or (root / teacher).exists())
     ):
         reasons.append(f"downloads the teacher {teacher} from the Hugging Face hub")
     return reasons
@@ -246,7 +271,8 @@ def plan_stages(root: str) -> StagePlan:
     logger = run_logger()
     logger.info("stages in dvc.yaml order: %s", " → ".join(plan.order))
     for stage, changes in plan.changed.items():
-        logger.info("%s changed: %s", stage, "; ".join(changes))
+        text = "; ".join(changes)
+        logger.info("%s changed: %s", stage, text if len(text) <= 400 else text[:400] + " …")
     if not plan.changed:
         logger.info("every stage is up to date")
     return plan
@@ -313,10 +339,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+def _number(value: Any) -> Any:
+    """Floats to 4 significant decimals for the table; other values (counts, names) as they are."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}") if abs(value) < 1 else round(value, 4)
+    return value
 
 
 def validation_markdown(summary: dict[str, Any], root: Path, findings: str | None = None) -> str:
@@ -331,16 +358,23 @@ def validation_markdown(summary: dict[str, Any], root: Path, findings: str | Non
         "|---|---|---:|---:|---:|",
     ]
     for split, entry in (summary.get("splits") or {}).items():
-        lines.append(f"| {split} | `{Path(str(entry.get('file', ''))).name}` | {entry.get('rows', 0)} | "
-                     f"{entry.get('errors', 0)} | {entry.get('warnings', 0)} |")
-    hits = {name: entry for name, entry in (summary.get("rules") or {}).items()
-            if entry.get("errors") or entry.get("warnings")}
+        lines.append(
+            f"| {split} | `{Path(str(entry.get('file', ''))).name}` | {entry.get('rows', 0)} | "
+            f"{entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
+        )
+    hits = {
+        name: entry
+        for name, entry in (summary.get("rules") or {}).items()
+        if entry.get("errors") or entry.get("warnings")
+    }
     if hits:
         lines += ["", "| rule | severity | errors | warnings |", "|---|---|---:|---:|"]
-        lines += [f"| {name} | {entry.get('severity')} | {entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
-                  for name, entry in hits.items()]
+        lines += [
+            f"| {name} | {entry.get('severity')} | {entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
+            for name, entry in hits.items()
+        ]
     if findings:
-        lines += ["", "Failing rows (first of each rule):", "", "```", findings.strip(), "```"]
+        lines += ["", "The validator's message:", "", "```", findings.strip(), "```"]
     report = root / "reports" / "validation" / "index.html"
     lines += ["", f"Full report: `{report}` (open it in a browser)."]
     return "\n".join(lines)
@@ -353,9 +387,16 @@ def evaluation_table(root: Path) -> list[dict[str, Any]] | None:
     student = _read_json(paths.metrics_file("eval_student"))
     if teacher is None or student is None:
         return None
+
+    def scalar(value: Any) -> bool:
+        return isinstance(value, int | float | str) and not isinstance(value, bool)
+
     keys = [key for key in teacher if key in student] + [key for key in student if key not in teacher]
-    return [{"metric": key, "teacher": _number(teacher.get(key, "")), "student": _number(student.get(key, ""))}
-            for key in keys]
+    keys = [key for key in keys if scalar(teacher.get(key, "")) and scalar(student.get(key, ""))]
+    return [
+        {"metric": key, "teacher": _number(teacher.get(key, "")), "student": _number(student.get(key, ""))}
+        for key in keys
+    ]
 
 
 def mlflow_ui() -> str:
@@ -370,8 +411,14 @@ def promotion_markdown(root: Path, register_outcome: str) -> str | None:
     ui = mlflow_ui()
     name = str(decision.get("model", ""))
     version = str(decision.get("version", ""))
-    promoted = bool(decision.get("promote"))
-    headline = "promoted to @champion" if promoted else "not promoted"
+    passed = bool(decision.get("promote"))  # the gate's verdict
+    promoted = bool(decision.get("promoted", passed))  # what happened: register.promote=false can veto the move
+    if promoted:
+        headline = "promoted to @champion"
+    elif passed:
+        headline = "not promoted (the gate passed; promotion was switched off for this run)"
+    else:
+        headline = "not promoted (the gate refused it)"
     lines = [f"# {name} v{version}: {headline}", ""]
     if register_outcome != RAN:
         lines += ["_register was up to date in this run: this is the decision recorded when it last ran._", ""]
@@ -383,6 +430,9 @@ def promotion_markdown(root: Path, register_outcome: str) -> str | None:
         f"- Previous champion: {f'v{previous}' if previous else 'none'}",
         f"- Register run: [{decision.get('run_id')}]({ui}/#/runs/{decision.get('run_id')})",
     ]
+    serving = decision.get("serving")
+    if isinstance(serving, dict) and serving.get("backend"):
+        lines.append(f"- Serving: {serving.get('export', '')} on {serving['backend']}")
     lineage = {}
     for role in ("teacher", "student"):
         lineage.update(_read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
@@ -399,8 +449,11 @@ def publish_validation(root: str, findings: str | None = None) -> dict[str, Any]
     if summary is None:
         run_logger().warning("no metrics/validate.json to publish")
         return None
-    create_markdown_artifact(validation_markdown(summary, Path(root), findings), key="validation-summary",
-                             description="Great Expectations validation of the input data")
+    create_markdown_artifact(
+        validation_markdown(summary, Path(root), findings),
+        key="validation-summary",
+        description="Great Expectations validation of the input data",
+    )
     return summary
 
 
@@ -408,19 +461,28 @@ def publish_validation(root: str, findings: str | None = None) -> dict[str, Any]
 def publish_results(root: str, register_outcome: str) -> None:
     table = evaluation_table(Path(root))
     if table is not None:
-        create_table_artifact(table, key="evaluation-metrics",
-                              description="GLUE dev metrics, latency and size of teacher and student")
+        create_table_artifact(
+            table, key="evaluation-metrics", description="GLUE dev metrics, latency and size of teacher and student"
+        )
     markdown = promotion_markdown(Path(root), register_outcome)
     if markdown is not None:
-        create_markdown_artifact(markdown, key="promotion-decision",
-                                 description="Promotion gate decision and MLflow links")
+        create_markdown_artifact(
+            markdown, key="promotion-decision", description="Promotion gate decision and MLflow links"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- the flow
 
 
-def settings_overrides(task_name: str | None, data_source: str | None, data_path: str | None, profile: str | None,
-                       overrides: list[str] | None, promote: bool | None, root: Path) -> list[str]:
+def settings_overrides(
+    task_name: str | None,
+    data_source: str | None,
+    data_path: str | None,
+    profile: str | None,
+    overrides: list[str] | None,
+    promote: bool | None,
+    root: Path,
+) -> list[str]:
     """Every requested change as ``KEY=VALUE``: the profile first, then the named parameters, then ``overrides``."""
     result: list[str] = []
     if profile:
@@ -444,8 +506,10 @@ def profile_overrides(profile: str, root: Path) -> list[str]:
     path = next((candidate for candidate in candidates if candidate.is_file()), None)
     if path is None:
         known = sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
-        raise SettingsRejected(f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
-                               f"(in {root / PROFILES_DIR}), or give a YAML file's path")
+        raise SettingsRejected(
+            f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
+            f"(in {root / PROFILES_DIR}), or give a YAML file's path"
+        )
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
@@ -505,7 +569,8 @@ def pipeline(
 
     results: dict[str, str] = {}
     with workspace_lock(workspace, lock_owner(), timeout_s=lock_timeout_s, on_wait=waiting):
-        changed_settings = apply_settings(str(workspace), changes) if changes else False
+        if changes:
+            apply_settings(str(workspace), changes)
         plan = plan_stages(str(workspace))
         remote = plan.remote if sync_remote else None
         # Only a workspace missing outputs (a fresh clone, a new worker) has anything to gain from the remote;
@@ -530,7 +595,7 @@ def pipeline(
                     results[stage] = runner(stage, str(workspace), pipeline_id)
                 except StageFailed as failure:
                     if stage.split("@", 1)[0] == "validate":
-                        summary = publish_validation(str(workspace), findings_text(str(failure)))
+                        summary = publish_validation(str(workspace), findings_text(failure.output))
                         raise ValidationFailed(validation_message(summary, failure)) from None
                     raise
                 if results[stage] == RAN:
@@ -540,7 +605,9 @@ def pipeline(
         publish_results(str(workspace), results.get("register", SKIPPED))
         if remote and ran:  # new outputs exist only when a stage really ran
             push_remote(str(workspace), remote)
-        if changed_settings:
+        # A run with its own settings is an experiment: record it as one, also when an earlier, failed run had
+        # already written the same settings to params.yaml.
+        if changes:
             save_experiment(str(workspace), experiment_name())
     logger.info("pipeline finished: %s", ", ".join(f"{stage}: {outcome}" for stage, outcome in results.items()))
     return results
@@ -549,18 +616,32 @@ def pipeline(
 def validation_message(summary: dict[str, Any] | None, failure: StageFailed) -> str:
     if summary is None:
         return f"validation failed before writing its summary:\n{failure}"
-    rules = ", ".join(f"{name} ({entry.get('errors', 0)})" for name, entry in (summary.get("rules") or {}).items()
-                      if entry.get("errors"))
-    return (f"data validation FAILED for {summary.get('task')} in {summary.get('data_dir')}: "
-            f"{summary.get('errors', 0)} error(s), {summary.get('warnings', 0)} warning(s); failing rules: "
-            f"{rules or 'none recorded'}. See the 'validation-summary' artifact and reports/validation/index.html.")
+    rules = ", ".join(
+        f"{name} ({entry.get('errors', 0)})"
+        for name, entry in (summary.get("rules") or {}).items()
+        if entry.get("errors")
+    )
+    return (
+        f"data validation FAILED for {summary.get('task')} in {summary.get('data_dir')}: "
+        f"{summary.get('errors', 0)} error(s), {summary.get('warnings', 0)} warning(s); failing rules: "
+        f"{rules or 'none recorded'}. See the 'validation-summary' artifact and reports/validation/index.html."
+    )
 
 
-def findings_text(output: str) -> str:
-    """The validator's own message (from "validate failed:" on), without DVC's lines around it."""
+def findings_text(output: str, keep: int = 20) -> str:
+    """The validator's own message without DVC's lines around it: the first ``keep`` failing rows, then its
+    per-rule totals (the HTML report lists every row)."""
     start = output.find("validate failed:")
-    text = output[start:] if start >= 0 else output
-    return "\n".join(line for line in text.splitlines() if not line.startswith("ERROR: failed to reproduce"))
+    lines = [
+        line
+        for line in (output[start:] if start >= 0 else output).splitlines()
+        if not line.startswith(("ERROR: failed to reproduce", "Running stage", "> "))
+    ]
+    headline = next((index for index, line in enumerate(lines) if line.startswith("validation of ")), len(lines))
+    rows, totals = lines[:headline], lines[headline:]
+    if len(rows) > keep:
+        rows = [*rows[:keep], f"... {len(rows) - keep} more lines: see the report"]
+    return "\n".join(rows + totals)
 
 
 def experiment_name() -> str:
@@ -576,16 +657,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-source", choices=("demo", "local", "hub"))
     parser.add_argument("--data-path", help="GLUE task folder for --data-source local")
     parser.add_argument("--profile", help="params profile: NAME in flows/profiles/ or a YAML path")
-    parser.add_argument("-S", "--set-param", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="params.yaml change, as in `dvc exp run --set-param` (repeatable)")
-    parser.add_argument("--promote", action=argparse.BooleanOptionalAction, default=None,
-                        help="allow or forbid moving @champion (default: params.yaml's register.promote)")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params.yaml change, as in `dvc exp run --set-param` (repeatable)",
+    )
+    parser.add_argument(
+        "--promote",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow or forbid moving @champion (default: params.yaml's register.promote)",
+    )
     parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS")
     parser.add_argument("--no-sync-remote", dest="sync_remote", action="store_false")
     args = parser.parse_args(argv)
-    state = pipeline(task=args.task, data_source=args.data_source, data_path=args.data_path, profile=args.profile,
-                     overrides=args.overrides, promote=args.promote, root=args.root, lock_timeout_s=args.lock_timeout,
-                     sync_remote=args.sync_remote, return_state=True)
+    state = pipeline(
+        task=args.task,
+        data_source=args.data_source,
+        data_path=args.data_path,
+        profile=args.profile,
+        overrides=args.overrides,
+        promote=args.promote,
+        root=args.root,
+        lock_timeout_s=args.lock_timeout,
+        sync_remote=args.sync_remote,
+        return_state=True,
+    )
     print(f"flow run {state.state_details.flow_run_id}", file=sys.stderr)
     if not state.is_completed():
         print(f"pipeline {state.name}: {state.message}", file=sys.stderr)

@@ -29,6 +29,7 @@ SHOW_KEEP = (
     r"|metrics/eval_(teacher|student)\.json:(accuracy|glue_score|latency_p95_ms|size_mb)$"
 )
 EVAL_COLUMNS = (
+    "glue_score",
     "accuracy",
     "f1",
     "matthews_correlation",
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         queued = time.perf_counter()
         run(["dvc", "exp", "run", "--run-all", "--jobs", str(args.jobs)], root, env=env)
         finished = time.perf_counter()
-        run(["dvc", "exp", "show", "--no-pager", "--drop", ".*", "--keep", SHOW_KEEP], root)
+        run(["dvc", "exp", "show", "--no-pager", "--md", "--drop", ".*", "--keep", SHOW_KEEP], root)
     except SweepError as error:
         print(f"sweep failed: {error}", file=sys.stderr)
         return 1

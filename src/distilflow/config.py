@@ -203,6 +203,8 @@ class DistillParams(Section):
     layer_map: list[int] = Field(default_factory=list, description="teacher layer (1-based) matched by each student "
                                  "layer; empty: evenly spaced")
     augmented: bool = Field(True, description="train on the augmented transfer set; false: the training split only")
+    freeze_word_embeddings: bool = Field(False, description="keep the (teacher-projected) word embeddings fixed: "
+                                         "they are ~90% of BERT-tiny's weights, so a step costs about half")
     export: ExportParams = ExportParams()
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1)

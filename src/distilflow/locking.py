@@ -53,8 +53,9 @@ def read_holder(root: str | Path) -> LockHolder | None:
     path = lock_path(root)
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return LockHolder(pid=int(data["pid"]), host=str(data["host"]), owner=str(data["owner"]),
-                          since=str(data["since"]))
+        return LockHolder(
+            pid=int(data["pid"]), host=str(data["host"]), owner=str(data["owner"]), since=str(data["since"])
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -101,8 +102,12 @@ def workspace_lock(
                     holder,
                 )
             time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
-        me = LockHolder(pid=os.getpid(), host=socket.gethostname(), owner=owner,
-                        since=datetime.now(UTC).isoformat(timespec="seconds"))
+        me = LockHolder(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            owner=owner,
+            since=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
         try:

@@ -32,8 +32,9 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def confusion_matrix(actual: Sequence[str], predicted: Sequence[str], labels: Sequence[str], path: Path,
-                     title: str) -> Path:
+def confusion_matrix(
+    actual: Sequence[str], predicted: Sequence[str], labels: Sequence[str], path: Path, title: str
+) -> Path:
     """Counts with row-normalised shading: each row shows where that gold class's examples went."""
     index = {label: i for i, label in enumerate(labels)}
     unknown = sorted({value for value in [*actual, *predicted] if value not in index})
@@ -52,8 +53,15 @@ def confusion_matrix(actual: Sequence[str], predicted: Sequence[str], labels: Se
     for row in range(len(labels)):
         for column in range(len(labels)):
             colour = "white" if shares[row, column] > 0.5 else "black"
-            axes.text(column, row, f"{counts[row, column]}\n{shares[row, column]:.0%}", ha="center", va="center",
-                      color=colour, fontsize=9)
+            axes.text(
+                column,
+                row,
+                f"{counts[row, column]}\n{shares[row, column]:.0%}",
+                ha="center",
+                va="center",
+                color=colour,
+                fontsize=9,
+            )
     axes.set_xticks(range(len(labels)), labels=list(labels), rotation=30 if len(labels) > 2 else 0)
     axes.set_yticks(range(len(labels)), labels=list(labels))
     axes.set_xlabel("predicted")
@@ -72,13 +80,29 @@ def reliability_diagram(table: pd.DataFrame, ece: float, path: Path, title: str)
     filled = table[table["examples"] > 0]
     width = float((table["bin_upper"] - table["bin_lower"]).iloc[0]) if len(table) else 0.1
     centres = (filled["bin_lower"] + filled["bin_upper"]) / 2
-    top.bar(centres, filled["accuracy"], width=width * 0.95, color=TEACHER_COLOUR, edgecolor="black",
-            linewidth=0.5, label="accuracy")
+    top.bar(
+        centres,
+        filled["accuracy"],
+        width=width * 0.95,
+        color=TEACHER_COLOUR,
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
     # The gap is drawn from the lower to the higher of the two, hatched, so that it reads the same whether the
     # model is over-confident (gap above the bar) or under-confident (gap inside it).
     low = np.minimum(filled["accuracy"], filled["confidence"])
-    top.bar(centres, (filled["confidence"] - filled["accuracy"]).abs(), bottom=low, width=width * 0.95,
-            facecolor="none", edgecolor="#c44e52", hatch="//", linewidth=0.8, label="gap to mean confidence")
+    top.bar(
+        centres,
+        (filled["confidence"] - filled["accuracy"]).abs(),
+        bottom=low,
+        width=width * 0.95,
+        facecolor="none",
+        edgecolor="#c44e52",
+        hatch="//",
+        linewidth=0.8,
+        label="gap to mean confidence",
+    )
     top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
@@ -92,8 +116,14 @@ def reliability_diagram(table: pd.DataFrame, ece: float, path: Path, title: str)
     return _save(figure, path)
 
 
-def score_scatter(gold: Sequence[float], predicted: Sequence[float], path: Path, title: str,
-                  score_range: tuple[float, float], scores: Mapping[str, float]) -> Path:
+def score_scatter(
+    gold: Sequence[float],
+    predicted: Sequence[float],
+    path: Path,
+    title: str,
+    score_range: tuple[float, float],
+    scores: Mapping[str, float],
+) -> Path:
     """Predicted against gold similarity with the diagonal; the title carries the correlations."""
     low, high = score_range
     figure = Figure(figsize=(5.2, 5.2))
@@ -121,8 +151,15 @@ def length_buckets(table: pd.DataFrame, metric: str, path: Path, title: str) -> 
     positions = np.arange(len(table))
     bars = axes.bar(positions, table[metric], color=TEACHER_COLOUR)
     for bar, count in zip(bars, table["examples"], strict=True):
-        axes.annotate(f"n={count}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                      va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+        axes.annotate(
+            f"n={count}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
     axes.set_xticks(positions, labels=list(table["bucket"]))
     axes.set_xlabel("tokens per example (after tokenization, incl. special tokens)")
     axes.set_ylabel(metric)
@@ -139,8 +176,15 @@ def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: st
     for axes, (name, teacher, student) in zip(axes_list, panels, strict=True):
         bars = axes.bar(["teacher", "student"], [teacher, student], color=[TEACHER_COLOUR, STUDENT_COLOUR])
         for bar in bars:
-            axes.annotate(f"{bar.get_height():.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                          ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
+            axes.annotate(
+                f"{bar.get_height():.3g}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                xytext=(0, 2),
+                textcoords="offset points",
+            )
         axes.set_title(name, fontsize=9)
         axes.margins(y=0.15)
     figure.suptitle(title)

@@ -55,8 +55,12 @@ class Decision:
     champion_metric: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"promote": self.promote, "reasons": self.reasons, "previous_champion_version": self.champion_version,
-                "previous_champion_metric": self.champion_metric}
+        return {
+            "promote": self.promote,
+            "reasons": self.reasons,
+            "previous_champion_version": self.champion_version,
+            "previous_champion_metric": self.champion_metric,
+        }
 
 
 def current_champion(client: MlflowClient, name: str) -> Any | None:
@@ -74,8 +78,9 @@ def get_version(client: MlflowClient, name: str, version: str) -> Any:
         raise RegistryError(f"{name} has no version {version!r} (versions: {known or 'none'})") from error
 
 
-def gate(metric: float, latency_p95_ms: float, champion_metric: float | None, rules: PromotionParams,
-         metric_name: str) -> Decision:
+def gate(
+    metric: float, latency_p95_ms: float, champion_metric: float | None, rules: PromotionParams, metric_name: str
+) -> Decision:
     """Every rule is checked and reported, so a refusal lists all its reasons, not just the first."""
     decision = Decision(promote=True, champion_metric=champion_metric)
     if math.isnan(metric):
@@ -90,11 +95,13 @@ def gate(metric: float, latency_p95_ms: float, champion_metric: float | None, ru
         decision.reasons.append("no current champion")
     elif metric >= champion_metric - rules.tolerance:
         decision.reasons.append(
-            f"{metric_name} {metric:.4f} ≥ champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}")
+            f"{metric_name} {metric:.4f} ≥ champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}"
+        )
     else:
         decision.promote = False
         decision.reasons.append(
-            f"{metric_name} {metric:.4f} < champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}")
+            f"{metric_name} {metric:.4f} < champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}"
+        )
     if math.isnan(latency_p95_ms):
         decision.promote = False
         decision.reasons.append("no latency measurement")
@@ -121,20 +128,27 @@ def gate_version(client: MlflowClient, name: str, version: str, rules: Promotion
     if champion is not None and champion.version == candidate.version:
         champion = None  # re-promoting the champion compares it with nothing but the floor
     champion_metric = _tag_float(champion, METRIC_TAG) if champion is not None else None
-    decision = gate(_tag_float(candidate, METRIC_TAG), _tag_float(candidate, LATENCY_TAG),
-                    None if champion_metric is not None and math.isnan(champion_metric) else champion_metric,
-                    rules, metric_name)
+    decision = gate(
+        _tag_float(candidate, METRIC_TAG),
+        _tag_float(candidate, LATENCY_TAG),
+        None if champion_metric is not None and math.isnan(champion_metric) else champion_metric,
+        rules,
+        metric_name,
+    )
     if champion is not None:
         decision.champion_version = str(champion.version)
         if champion_metric is not None and math.isnan(champion_metric):
             decision.promote = False
-            decision.reasons.append(f"champion v{champion.version} has no recorded {metric_name}; "
-                                    "cannot show the candidate is not worse")
+            decision.reasons.append(
+                f"champion v{champion.version} has no recorded {metric_name}; cannot show the candidate is not worse"
+            )
         if champion.tags.get(DATA_TAG) != candidate.tags.get(DATA_TAG):
             # Still compared (a drop on new data is worth stopping), but a person should know the scores differ
             # in what they measure.
-            decision.reasons.append(f"note: champion v{champion.version} was scored on different data "
-                                    f"({champion.tags.get(DATA_TAG)} vs {candidate.tags.get(DATA_TAG)})")
+            decision.reasons.append(
+                f"note: champion v{champion.version} was scored on different data "
+                f"({champion.tags.get(DATA_TAG)} vs {candidate.tags.get(DATA_TAG)})"
+            )
     return decision
 
 
@@ -171,8 +185,10 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
         raise RegistryError(f"{name} has no champion to roll back")
     previous = champion.tags.get(PREVIOUS_CHAMPION_TAG)
     if not previous:
-        raise RegistryError(f"{name}@champion (v{champion.version}) has no recorded previous champion: "
-                            "it was the first champion, or was itself restored by a rollback")
+        raise RegistryError(
+            f"{name}@champion (v{champion.version}) has no recorded previous champion: "
+            "it was the first champion, or was itself restored by a rollback"
+        )
     restored = get_version(client, name, previous)
     client.set_model_version_tag(name, str(champion.version), ROLLED_BACK_TAG, f"{_now()} back to v{previous}")
     client.set_registered_model_alias(name, CHAMPION, str(restored.version))
@@ -191,13 +207,15 @@ def version_rows(client: MlflowClient, name: str) -> list[dict[str, str]]:
     rows = []
     for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
         tags = version.tags
-        rows.append({
-            "version": str(version.version),
-            "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
-            "metric": f"{tags.get(METRIC_NAME_TAG, '?')}={float(tags.get(METRIC_TAG, 'nan')):.4f}",
-            "p95_ms": f"{float(tags.get(LATENCY_TAG, 'nan')):.2f}",
-            "gate": tags.get(GATE_TAG, "-"),
-            "previous": tags.get(PREVIOUS_CHAMPION_TAG, "-"),
-            "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
-        })
+        rows.append(
+            {
+                "version": str(version.version),
+                "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
+                "metric": f"{tags.get(METRIC_NAME_TAG, '?')}={float(tags.get(METRIC_TAG, 'nan')):.4f}",
+                "p95_ms": f"{float(tags.get(LATENCY_TAG, 'nan')):.2f}",
+                "gate": tags.get(GATE_TAG, "-"),
+                "previous": tags.get(PREVIOUS_CHAMPION_TAG, "-"),
+                "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
+            }
+        )
     return rows

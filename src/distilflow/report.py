@@ -3,7 +3,7 @@
 The report stage (distilflow.stages.report) feeds this module the two models' dev evaluations and a speed
 measurement of both taken back to back in one process; this module turns them into ``metrics/eval.json``'s
 content, the markdown table (``reports/comparison.md``, also published as a Prefect artifact by the flow) and
-the comparison figure's panels. It does no I/O of its own apart from ``publish_to_prefect``.
+the comparison figure's panels. It does no I/O of its own.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ def quality_columns(task: GlueTask) -> list[tuple[str, str]]:
     MNLI is reported on both dev sets, as GLUE does; its plain keys duplicate dev_matched and are not repeated.
     """
     if len(task.dev_splits) > 1:
-        return [(f"{split}_{metric}", f"{metric} ({split.removeprefix('dev_')})")
-                for metric in task.metrics for split in task.dev_splits]
+        return [
+            (f"{split}_{metric}", f"{metric} ({split.removeprefix('dev_')})")
+            for metric in task.metrics
+            for split in task.dev_splits
+        ]
     ordered = [task.primary_metric, *(m for m in task.metrics if m != task.primary_metric)]
     return [(metric, metric) for metric in ordered]
 
@@ -48,8 +51,12 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator
 
 
-def build_comparison(task: GlueTask, evaluations: Mapping[str, Mapping[str, float]],
-                     speed: Mapping[str, Mapping[str, float]], batch_size: int) -> dict[str, dict[str, float]]:
+def build_comparison(
+    task: GlueTask,
+    evaluations: Mapping[str, Mapping[str, float]],
+    speed: Mapping[str, Mapping[str, float]],
+    batch_size: int,
+) -> dict[str, dict[str, float]]:
     """``metrics/eval.json``: {teacher: {...}, student: {...}, ratios: {...}}, numbers only.
 
     Quality and size come from each model's evaluate stage; speed from the same-run measurement in ``speed``
@@ -96,42 +103,68 @@ def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def comparison_rows(task: GlueTask, comparison: Mapping[str, Mapping[str, float]], batch_size: int,
-                    references: Sequence[Reference]) -> tuple[list[str], list[list[str]]]:
+def comparison_rows(
+    task: GlueTask, comparison: Mapping[str, Mapping[str, float]], batch_size: int, references: Sequence[Reference]
+) -> tuple[list[str], list[list[str]]]:
     """The report's one table: header and rows (this run's two models, the ratio, then published results).
 
     Quality is shown x 100, the way GLUE and the papers print it, so the published rows line up.
     """
     throughput = throughput_key(batch_size)
     columns = quality_columns(task)
-    header = ["model", "split", *(label for _, label in columns), "params (M)", "size (MB)", "p50 latency (ms)",
-              "p95 latency (ms)", f"throughput (ex/s, batch {batch_size})"]
+    header = [
+        "model",
+        "split",
+        *(label for _, label in columns),
+        "params (M)",
+        "size (MB)",
+        "p50 latency (ms)",
+        "p95 latency (ms)",
+        f"throughput (ex/s, batch {batch_size})",
+    ]
     rows = []
     for role in ROLES:
         values = comparison[role]
-        rows.append([
-            f"**{role}** (this run)", "dev", *(_cell(values.get(key), 100) for key, _ in columns),
-            _cell(values["parameters"], 1e-6, 2), _cell(values["size_mb"]), _cell(values["latency_p50_ms"], digits=2),
-            _cell(values["latency_p95_ms"], digits=2), _cell(values[throughput], digits=0),
-        ])
+        rows.append(
+            [
+                f"**{role}** (this run)",
+                "dev",
+                *(_cell(values.get(key), 100) for key, _ in columns),
+                _cell(values["parameters"], 1e-6, 2),
+                _cell(values["size_mb"]),
+                _cell(values["latency_p50_ms"], digits=2),
+                _cell(values["latency_p95_ms"], digits=2),
+                _cell(values[throughput], digits=0),
+            ]
+        )
     teacher, student = comparison["teacher"], comparison["student"]
     ratios = comparison["ratios"]
-    rows.append([
-        "student ÷ teacher", "dev",
-        *(_percent(_ratio(student.get(key, math.nan), teacher.get(key, math.nan))) for key, _ in columns),
-        _times(_ratio(student["parameters"], teacher["parameters"])),
-        _times(_ratio(student["size_mb"], teacher["size_mb"])),
-        _times(_ratio(student["latency_p50_ms"], teacher["latency_p50_ms"])),
-        _times(_ratio(student["latency_p95_ms"], teacher["latency_p95_ms"])),
-        _times(ratios.get("throughput_speedup_x")),
-    ])
+    rows.append(
+        [
+            "student ÷ teacher",
+            "dev",
+            *(_percent(_ratio(student.get(key, math.nan), teacher.get(key, math.nan))) for key, _ in columns),
+            _times(_ratio(student["parameters"], teacher["parameters"])),
+            _times(_ratio(student["size_mb"], teacher["size_mb"])),
+            _times(_ratio(student["latency_p50_ms"], teacher["latency_p50_ms"])),
+            _times(_ratio(student["latency_p95_ms"], teacher["latency_p95_ms"])),
+            _times(ratios.get("throughput_speedup_x")),
+        ]
+    )
     for reference in references:
         scores = reference.scores.get(task.name, {})
-        rows.append([
-            f"{reference.model} (published)", reference.split,
-            *(_cell(scores.get(key)) for key, _ in columns),
-            _cell(reference.parameters_millions, digits=1), "–", "–", "–", "–",
-        ])
+        rows.append(
+            [
+                f"{reference.model} (published)",
+                reference.split,
+                *(_cell(scores.get(key)) for key, _ in columns),
+                _cell(reference.parameters_millions, digits=1),
+                "–",
+                "–",
+                "–",
+                "–",
+            ]
+        )
     return header, rows
 
 
@@ -145,8 +178,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(task: GlueTask, comparison: Mapping[str, Mapping[str, float]], batch_size: int,
-                    conditions: Mapping[str, Any], dev_examples: int) -> str:
+def render_markdown(
+    task: GlueTask,
+    comparison: Mapping[str, Mapping[str, float]],
+    batch_size: int,
+    conditions: Mapping[str, Any],
+    dev_examples: int,
+) -> str:
     references = references_for(task.name)
     header, rows = comparison_rows(task, comparison, batch_size, references)
     teacher, student = comparison["teacher"], comparison["student"]
@@ -163,26 +201,28 @@ def render_markdown(task: GlueTask, comparison: Mapping[str, Mapping[str, float]
     sources = sorted({reference.source for reference in references})
     extra = [key for key in EXTRA_QUALITY if key in teacher]
     diagnostics = "; ".join(f"{key}: teacher {teacher[key]:.4f}, student {student[key]:.4f}" for key in extra)
-    return "\n".join([
-        f"# distilflow {task.name}: teacher vs student",
-        "",
-        summary,
-        "",
-        markdown_table(header, rows),
-        "",
-        f"- Quality: GLUE metrics x 100 on this run's dev set ({dev_examples} examples); `metrics/eval.json` has "
-        "the unrounded values. Published rows are other people's models: test rows come from the GLUE server, "
-        "dev rows from the authors' runs; only dev rows are like for like with this run.",
-        *([f"- Diagnostics (lower is better): {diagnostics}."] if diagnostics else []),
-        f"- Speed: forward pass only (tokenization excluded), CPU, {conditions['threads']} torch thread(s), "
-        f"torch {conditions['torch']}, {conditions['machine']}; both models timed in one process, taking turns "
-        f"request by request, over {conditions['latency_examples']} batch-1 requests and "
-        f"{conditions['throughput_batches']} batch(es) of {batch_size}. Absolute times vary between machines and "
-        "with load; the ratios are the comparable part.",
-        "- Size: parameters counted in the loaded model; MB is the safetensors weights on disk (10^6 bytes).",
-        *(f"- Source: {source}." for source in sources),
-        "",
-    ])
+    return "\n".join(
+        [
+            f"# distilflow {task.name}: teacher vs student",
+            "",
+            summary,
+            "",
+            markdown_table(header, rows),
+            "",
+            f"- Quality: GLUE metrics x 100 on this run's dev set ({dev_examples} examples); `metrics/eval.json` has "
+            "the unrounded values. Published rows are other people's models: test rows come from the GLUE server, "
+            "dev rows from the authors' runs; only dev rows are like for like with this run.",
+            *([f"- Diagnostics (lower is better): {diagnostics}."] if diagnostics else []),
+            f"- Speed: forward pass only (tokenization excluded), CPU, {conditions['threads']} torch thread(s), "
+            f"torch {conditions['torch']}, {conditions['machine']}; both models timed in one process, taking turns "
+            f"request by request, over {conditions['latency_examples']} batch-1 requests and "
+            f"{conditions['throughput_batches']} batch(es) of {batch_size}. Absolute times vary between machines and "
+            "with load; the ratios are the comparable part.",
+            "- Size: parameters counted in the loaded model; MB is the safetensors weights on disk (10^6 bytes).",
+            *(f"- Source: {source}." for source in sources),
+            "",
+        ]
+    )
 
 
 def cpu_name() -> str:
@@ -205,8 +245,9 @@ def measurement_conditions(latency_examples: int, throughput_batches: int) -> di
     }
 
 
-def figure_panels(task: GlueTask, comparison: Mapping[str, Mapping[str, float]],
-                  batch_size: int) -> list[tuple[str, float, float]]:
+def figure_panels(
+    task: GlueTask, comparison: Mapping[str, Mapping[str, float]], batch_size: int
+) -> list[tuple[str, float, float]]:
     teacher, student = comparison["teacher"], comparison["student"]
     throughput = throughput_key(batch_size)
     return [
@@ -222,14 +263,3 @@ def figure_panels(task: GlueTask, comparison: Mapping[str, Mapping[str, float]],
 def flat_metrics(comparison: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """``teacher_accuracy``, ``ratios_size_smaller_x``, ...: the form MLflow metrics take."""
     return {f"{group}_{key}": value for group, values in comparison.items() for key, value in values.items()}
-
-
-def publish_to_prefect(markdown: str, task: str) -> Any:
-    """Attach the report to the current Prefect flow run as a markdown artifact (key ``distilflow-<task>-comparison``).
-
-    Call it from a flow or task; outside one, Prefect stores it unattached on whatever API it is configured for.
-    """
-    from prefect.artifacts import create_markdown_artifact
-
-    return create_markdown_artifact(markdown=markdown, key=f"distilflow-{task}-comparison",
-                                    description=f"distilflow {task}: teacher vs student on dev")

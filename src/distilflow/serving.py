@@ -13,6 +13,7 @@ Everything a client can get wrong raises :class:`BadRequest`, an ``MlflowExcepti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -91,9 +92,14 @@ class TextClassifier(PythonModel):
 
     config: ServingConfig
 
+    records_output = False
+
     def load_context(self, context: Any) -> None:
         in_server = SCORING_APP_MODULE in sys.modules
         self.setup(Path(context.artifacts[MODEL_ARTIFACT]), apply_threads=in_server or THREADS_ENV in os.environ)
+        if in_server:
+            self.records_output = True
+            _plain_pandas_strings()
 
     @classmethod
     def from_folder(cls, folder: Path, apply_threads: bool = False) -> TextClassifier:
@@ -123,8 +129,9 @@ class TextClassifier(PythonModel):
                 # Per-session setting: no side effect on the rest of the process.
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-            self.session = ort.InferenceSession(str(folder / self._weights_file()), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(folder / self._weights_file()), options, providers=["CPUExecutionProvider"]
+            )
             declared = {node.name for node in self.session.get_inputs()}
             self.input_names = [name for name in self.input_names if name in declared]
             return
@@ -158,19 +165,28 @@ class TextClassifier(PythonModel):
             return pd.DataFrame({0: [model_input]})
         if isinstance(model_input, dict):
             try:
-                return pd.DataFrame({key: list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
-                                     for key, value in model_input.items()})
+                return pd.DataFrame(
+                    {
+                        key: list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
+                        for key, value in model_input.items()
+                    }
+                )
             except ValueError as error:
                 raise BadRequest(f"columns of different lengths: {error}") from None
         if isinstance(model_input, list | tuple | np.ndarray | pd.Series):
             rows = list(model_input)
             width = len(self.config.fields)
-            if width > 1 and rows and all(isinstance(row, list | tuple | np.ndarray) and len(row) == width
-                                          for row in rows):
+            if (
+                width > 1
+                and rows
+                and all(isinstance(row, list | tuple | np.ndarray) and len(row) == width for row in rows)
+            ):
                 return pd.DataFrame([list(row) for row in rows])
             return pd.DataFrame({0: rows})
-        raise BadRequest(f"expected a list of strings or a table with columns {list(self.config.fields)}, "
-                         f"got {type(model_input).__name__}")
+        raise BadRequest(
+            f"expected a list of strings or a table with columns {list(self.config.fields)}, "
+            f"got {type(model_input).__name__}"
+        )
 
     def _columns(self, frame: pd.DataFrame) -> list[list[str]]:
         fields = self.config.fields
@@ -185,8 +201,10 @@ class TextClassifier(PythonModel):
             chosen = tuple(range(len(fields)))
         if chosen is None:
             accepted = " or ".join(str(list(names)) for names in (fields, *self.config.aliases))
-            raise BadRequest(f"this {self.config.task} model reads columns {accepted} "
-                             f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}")
+            raise BadRequest(
+                f"this {self.config.task} model reads columns {accepted} "
+                f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}"
+            )
         rows = len(frame)
         if rows == 0:
             raise BadRequest("no rows to predict: send at least one text")
@@ -233,25 +251,46 @@ class TextClassifier(PythonModel):
             tensors = {name: torch.from_numpy(arrays[name]) for name in self.input_names}
             return self.model(**tensors).logits.float().numpy()
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Under the logged (column-based) signature MLflow hands over a DataFrame; called directly, a list of
-        strings (or of pairs) works too."""
+    def outputs(self, model_input: Any) -> dict[str, list[Any]]:
+        """Columns of the answer as plain Python lists: label (classification), score, truncated."""
         columns = self._columns(self._frame(model_input))
         arrays, truncated = self._encode(columns)
         logits = self.logits(arrays)
         if self.config.regression:
             low, high = self.config.score_range
-            return pd.DataFrame({"score": np.clip(logits[:, 0], low, high).astype(np.float64),
-                                 "truncated": truncated})
+            return {"score": np.clip(logits[:, 0], low, high).tolist(), "truncated": truncated.tolist()}
         shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
         probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
         index = probabilities.argmax(axis=-1)
         assert self.config.labels is not None
-        return pd.DataFrame({
+        return {
             "label": [self.config.labels[i] for i in index],
-            "score": probabilities[np.arange(len(index)), index].astype(np.float64),
-            "truncated": truncated,
-        })
+            "score": probabilities[np.arange(len(index)), index].tolist(),
+            "truncated": truncated.tolist(),
+        }
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame | list[dict[str, Any]]:
+        """A DataFrame with columns label, score, truncated (STS-B: score, truncated).
+
+        Under the logged (column-based) signature MLflow hands over a DataFrame; called directly, a list of
+        strings (or of pairs) works too. Inside the scoring server the same rows come back as a list of
+        records: MLflow serialises that to the identical JSON without a pandas round trip, which is a good
+        part of the per-request CPU time for one sentence.
+        """
+        columns = self.outputs(model_input)
+        if self.records_output:
+            names = list(columns)
+            return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        return pd.DataFrame(columns)
+
+
+def _plain_pandas_strings() -> None:
+    """In the server process only: MLflow builds several small DataFrames per request, and pandas 3's default
+    Arrow-backed strings cost more than object columns at that size. Older pandas has no such option."""
+    with contextlib.suppress(KeyError, ValueError):  # pandas' OptionError is a KeyError
+        pd.set_option("future.infer_string", False)
 
 
 def pad_token_of(folder: Path) -> str:
@@ -286,18 +325,40 @@ def _describe(value: Any) -> str:
 
 # --- `mlflow models serve` --------------------------------------------------------------------------------------
 
-def serve_command(model_uri: str, port: int, host: str = "127.0.0.1", workers: int = 1,
-                  timeout_s: int = 60) -> list[str]:
+
+def serve_command(
+    model_uri: str, port: int, host: str = "127.0.0.1", workers: int = 1, timeout_s: int = 60
+) -> list[str]:
     """The exact command ``make serve``, the tests and the load test run."""
-    return ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", host, "-p", str(port),
-            "--workers", str(workers), "--timeout", str(timeout_s)]
+    return [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout_s),
+    ]
 
 
 def serve_env(tracking_uri: str, threads: int | None = None) -> dict[str, str]:
     """Environment for the serving process: where the registry is, and quiet, offline libraries."""
     env = dict(os.environ)
-    env.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_REGISTRY_URI=tracking_uri,
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
     if threads is not None:
         env[THREADS_ENV] = str(threads)
     return env

@@ -94,7 +94,8 @@ def choose_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only: decaying biases and LayerNorm gains just hurts (BERT's recipe)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
@@ -161,9 +162,9 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["cuda"] = torch.cuda.get_rng_state()
-    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
     python_version, python_state, python_gauss = random.getstate()
-    meta = {"numpy": [kind, keys.tolist(), position, has_gauss, gauss],
+    meta = {"numpy": [kind, np.asarray(keys).tolist(), position, has_gauss, gauss],
             "python": [python_version, list(python_state), python_gauss]}
     return tensors, meta
 
@@ -346,7 +347,8 @@ def train(
         train_loss = loss.item() * settings.grad_accum_steps
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{progress['samples'] / progress['seconds']:.1f}")
-        point: dict[str, float] = {"step": step, "train_loss": train_loss, "learning_rate": scheduler.get_last_lr()[0],
+        point: dict[str, float] = {"step": step, "train_loss": train_loss,
+                                   "learning_rate": float(scheduler.get_last_lr()[0]),
                                    "samples_per_s": progress["samples"] / progress["seconds"]}
         if step % settings.eval_every == 0 or step == total:
             net.eval()

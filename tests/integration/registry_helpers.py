@@ -22,8 +22,11 @@ from distilflow.tasks import GlueTask, get_task
 from tests.conftest import REPO_ROOT, deep_update
 
 REGISTRY_OVERRIDES: dict[str, Any] = {
-    "register": {"register_teacher": False, "serving": {"export": "none"},
-                 "promotion": {"min_metric": 0.6, "tolerance": 0.01, "max_latency_ms": 50.0}},
+    "register": {
+        "register_teacher": False,
+        "serving": {"export": "none"},
+        "promotion": {"min_metric": 0.6, "tolerance": 0.01, "max_latency_ms": 50.0},
+    },
 }
 
 
@@ -35,10 +38,17 @@ def tiny_model(folder: Path, task: GlueTask, seed: int = 0, hidden: int = 32) ->
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_teacher("packaged-minilm"))
     id2label, label2id = label_maps(task)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=hidden * 2, num_labels=task.num_labels,
-                        id2label=id2label, label2id=label2id,
-                        problem_type="regression" if task.is_regression else "single_label_classification")
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        num_labels=task.num_labels,
+        id2label=id2label,
+        label2id=label2id,
+        problem_type="regression" if task.is_regression else "single_label_classification",
+    )
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,8 +65,9 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def project(root: Path, task: str = "sst2", overrides: dict[str, Any] | None = None,
-            store: Path | None = None) -> tuple[Params, Paths]:
+def project(
+    root: Path, task: str = "sst2", overrides: dict[str, Any] | None = None, store: Path | None = None
+) -> tuple[Params, Paths]:
     """A project folder with params.yaml and a tiny student (and teacher): what the register stage reads."""
     root.mkdir(parents=True, exist_ok=True)
     if store is not None:
@@ -71,13 +82,24 @@ def project(root: Path, task: str = "sst2", overrides: dict[str, Any] | None = N
     return load_params(paths.params_file), paths
 
 
-def set_student(paths: Paths, task: GlueTask, metric: float, latency_p95_ms: float = 2.0,
-                lineage: dict[str, str] | None = None, seed: int = 1) -> None:
+def set_student(
+    paths: Paths,
+    task: GlueTask,
+    metric: float,
+    latency_p95_ms: float = 2.0,
+    lineage: dict[str, str] | None = None,
+    seed: int = 1,
+) -> None:
     """A new student 'trained' to the given dev metric: new weights, evaluation and lineage files."""
     tiny_model(paths.student_dir, task, seed=seed)
     for role in ("teacher", "student"):
-        evaluation = {task.primary_metric: metric if role == "student" else 0.9, "latency_p50_ms": 1.0,
-                      "latency_p95_ms": latency_p95_ms, "parameters": 1_000_000, "size_mb": 4.0}
+        evaluation = {
+            task.primary_metric: metric if role == "student" else 0.9,
+            "latency_p50_ms": 1.0,
+            "latency_p95_ms": latency_p95_ms,
+            "parameters": 1_000_000,
+            "size_mb": 4.0,
+        }
         paths.metrics_file(f"eval_{role}").parent.mkdir(parents=True, exist_ok=True)
         paths.metrics_file(f"eval_{role}").write_text(json.dumps(evaluation))
         folder = paths.reports_dir / f"eval_{role}"

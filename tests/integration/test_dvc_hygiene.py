@@ -121,3 +121,20 @@ def test_lineage_model_references(ref: str, expected: tuple[str, str | None, str
 def test_lineage_rejects_malformed_references(ref: str) -> None:
     with pytest.raises(LineageError, match="NAME@ALIAS"):
         parse_model_ref(ref)
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        return [key for name, child in node.items() for key in _leaf_keys(child, f"{prefix}{name}.")]
+    return [prefix.rstrip(".")]
+
+
+def test_every_param_feeds_a_stage_so_exp_set_param_reruns_something() -> None:
+    """`dvc exp run -S KEY=...` only reruns stages that list KEY (or a parent of it) under params:."""
+    with Repo(str(REPO_ROOT)) as repo:
+        listed = {name for stage in repo.index.stages for dep in stage.params for name in dep.params}
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    orphans = [
+        key for key in _leaf_keys(params) if not any(key == name or key.startswith(name + ".") for name in listed)
+    ]
+    assert orphans == [], f"params no stage reads (dvc exp run -S would change nothing): {orphans}"

@@ -28,7 +28,8 @@ import yaml
 from mlflow import MlflowClient
 
 from distilflow.locking import read_holder, workspace_lock
-from tests.conftest import REPO_ROOT, make_workspace, run, test_env
+from tests.conftest import REPO_ROOT, make_workspace, run
+from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
 
 POOL = "distilflow-test-pool"
 DEPLOYMENT = "distilflow-pipeline/test-nightly"
@@ -71,14 +72,32 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     home = tmp_path_factory.mktemp("prefect-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = test_env()
-    env.update(PREFECT_HOME=str(home), PREFECT_API_URL=url, PREFECT_SERVER_UI_ENABLED="false",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="INFO",
-               PREFECT_WORKER_QUERY_SECONDS="2")
+    env = workspace_env()
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=url,
+        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_LOGGING_LEVEL="INFO",
+        PREFECT_WORKER_QUERY_SECONDS="2",
+    )
     log = (home / "server.log").open("w")
-    server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port), "--no-ui"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-ui",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -96,10 +115,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         log.close()
 
 
-def run_flow(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 900) -> tuple[int, str, UUID | None]:
-    """`python flows/pipeline.py ...` as a user runs it; returns exit code, output and the flow run id."""
-    process = subprocess.run([sys.executable, str(cwd / "flows" / "pipeline.py"), *args], cwd=cwd, env=env,
-                             capture_output=True, text=True, timeout=timeout, check=False)
+def run_flow(
+    root: Path, args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: int = 1800
+) -> tuple[int, str, UUID | None]:
+    """`python flows/pipeline.py ROOT ...` as a user runs it; returns exit code, output and the flow run id."""
+    process = subprocess.run(
+        [sys.executable, str(root / "flows" / "pipeline.py"), str(root), *args],
+        cwd=cwd or root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     output = process.stdout + process.stderr
     found = re.findall(r"^flow run ([0-9a-f-]{36})$", output, re.MULTILINE)
     return process.returncode, output, UUID(found[-1]) if found else None
@@ -177,17 +205,49 @@ def deployed(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     remote = base / "dvc-remote"
     run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], root)
     env = prefect_server.env
-    deploy = subprocess.run([sys.executable, "flows/deploy.py", "--root", str(root), "--name", "test-nightly", "--pool",
-                             POOL, "--cron", CRON], cwd=root, env=env, capture_output=True, text=True, timeout=600,
-                            check=False)
+    deploy = subprocess.run(
+        [
+            sys.executable,
+            "flows/deploy.py",
+            "--root",
+            str(root),
+            "--name",
+            "test-nightly",
+            "--pool",
+            POOL,
+            "--cron",
+            CRON,
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     assert f"prefect deployment run '{DEPLOYMENT}'" in deploy.stdout
 
     worker_log = base / "worker.log"
     with worker_log.open("w") as log:
-        worker = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", POOL,
-                                   "--type", "process", "--name", "test-worker"], cwd=base, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        worker = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--type",
+                "process",
+                "--name",
+                "test-worker",
+            ],
+            cwd=base,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
                 first = run_deployment(DEPLOYMENT, timeout=0)
@@ -236,7 +296,7 @@ def test_scheduled_deployment_runs_the_whole_flow_with_artifacts_and_a_registere
     assert "passed" in found["validation-summary"].data
 
     champion = registry(deployed.root).get_model_version_by_alias(STUDENT, "champion")
-    assert champion.version == str(decision["version"]) == "1"
+    assert str(champion.version) == str(decision["version"]) == "1"
     assert any(deployed.remote.rglob("*")), "results were not pushed to the DVC remote"
     assert "up to date" in run(["dvc", "status"], deployed.root).stdout
 
@@ -268,8 +328,7 @@ def test_validation_failure_ends_failed_without_retries_or_registry_change(
     before = versions(root)
     champion = registry(root).get_model_version_by_alias(STUDENT, "champion").version
     # Every demo sentence is longer than 5 characters: text_too_long fails every row.
-    code, output, run_id = run_flow([str(root), "-S", "validate.max_chars=5", "--no-sync-remote"],
-                                    prefect_server.env, root)
+    code, output, run_id = run_flow(root, ["-S", "validate.max_chars=5", "--no-sync-remote"], prefect_server.env)
     assert code == 1, output
     assert run_id is not None, output
     flow_run = wait_final(prefect_server, run_id, 60)
@@ -292,8 +351,9 @@ def test_flow_fails_clearly_when_the_workspace_stays_locked(prefect_server: Serv
     root = make_workspace(tmp_path / "ws")
     params_before = (root / "params.yaml").read_text()
     with workspace_lock(root, "flow run 'long-job' (1234)"):
-        code, output, run_id = run_flow([str(root), "--lock-timeout", "2", "--no-sync-remote", "-S", "seed=7"],
-                                        prefect_server.env, root, timeout=300)
+        code, output, run_id = run_flow(
+            root, ["--lock-timeout", "2", "--no-sync-remote", "-S", "seed=7"], prefect_server.env, timeout=600
+        )
     assert code == 1, output
     assert run_id is not None
     message = wait_final(prefect_server, run_id, 60).state.message
@@ -303,13 +363,15 @@ def test_flow_fails_clearly_when_the_workspace_stays_locked(prefect_server: Serv
     assert not (root / "dvc.lock").exists()
 
 
+@pytest.mark.slow  # a minute or more: the temporary server migrates a fresh database first
 def test_serverless_run_on_an_up_to_date_workspace_skips_every_stage(deployed: Deployed, tmp_path: Path) -> None:
     """No server: Prefect starts its temporary one (on a fresh database here, hence the long startup timeout)."""
-    env = {key: value for key, value in test_env().items() if key != "PREFECT_API_URL"}
+    env = {key: value for key, value in workspace_env().items() if key != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    code, output, _ = run_flow([str(deployed.root), "--no-sync-remote"], env, deployed.root)
+    # From another folder: stage names must still come out relative to the workspace.
+    code, output, _ = run_flow(deployed.root, ["--no-sync-remote"], env, cwd=tmp_path)
     assert code == 0, output
-    outcome = json.loads(output[output.index("{"):output.rindex("}") + 1])
+    outcome = json.loads(output[output.index("{") : output.rindex("}") + 1])
     assert outcome and set(outcome.values()) == {"skipped (up to date)"}
 
 
@@ -337,8 +399,44 @@ def test_settings_keep_params_yaml_comments(tmp_path: Path) -> None:
     from flows.pipeline import apply_settings
 
     shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    assert apply_settings.fn(str(tmp_path), ["distill.alpha=0.5", "data.path=\"../glue data/SST-2\""])
+    assert apply_settings.fn(str(tmp_path), ["distill.alpha=0.5", 'data.path="../glue data/SST-2"'])
     text = (tmp_path / "params.yaml").read_text()
     assert "# The one place for settings" in text and "# GLUE task: sst2" in text
     params = yaml.safe_load(text)
     assert params["distill"]["alpha"] == 0.5 and params["data"]["path"] == "../glue data/SST-2"
+
+
+@pytest.mark.parametrize(
+    ("decision", "headline"),
+    [
+        ({"promote": True, "promoted": True}, "v3: promoted to @champion"),
+        ({"promote": True, "promoted": False}, "v3: not promoted (the gate passed; promotion was switched off"),
+        ({"promote": False, "promoted": False}, "v3: not promoted (the gate refused it)"),
+    ],
+)
+def test_promotion_artifact_tells_gate_verdict_from_what_happened(
+    tmp_path: Path, decision: dict[str, Any], headline: str
+) -> None:
+    from flows.pipeline import RAN, SKIPPED, promotion_markdown
+
+    reports = tmp_path / "reports"
+    (reports / "eval_student").mkdir(parents=True)
+    (reports / "promotion.json").write_text(
+        json.dumps(
+            {
+                "model": STUDENT,
+                "version": "3",
+                "reasons": ["accuracy 0.9 ≥ floor 0.7"],
+                "run_id": "r3",
+                "previous_champion_version": "2",
+                **decision,
+            }
+        )
+    )
+    (reports / "eval_student" / "lineage.json").write_text(json.dumps({"distill": "d1", "finetune": "f1"}))
+    text = promotion_markdown(tmp_path, RAN)
+    assert text is not None and text.startswith(f"# {STUDENT} {headline}")
+    assert f"(http://127.0.0.1:5000/#/models/{STUDENT}/versions/3)" in text
+    assert "[r3](http://127.0.0.1:5000/#/runs/r3)" in text and "| distill | [d1](" in text
+    assert "up to date in this run" not in text
+    assert "up to date in this run" in (promotion_markdown(tmp_path, SKIPPED) or "")

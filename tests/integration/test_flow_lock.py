@@ -28,8 +28,12 @@ HOLD = textwrap.dedent(
 
 def hold_in_child(root: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process takes the lock and says so on stdout once it has it."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD, str(root), str(seconds)], stdout=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")})
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(root), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")},
+    )
     assert child.stdout is not None
     assert child.stdout.readline().strip() == "held"
     return child
@@ -56,8 +60,13 @@ def test_waiter_gets_the_lock_when_the_holder_finishes(tmp_path: Path) -> None:
     child = hold_in_child(tmp_path, 2)
     waits: list[str] = []
     started = time.monotonic()
-    with workspace_lock(tmp_path, "second", timeout_s=60, poll_s=0.1,
-                        on_wait=lambda holder: waits.append(holder.owner if holder else "?")) as me:
+    with workspace_lock(
+        tmp_path,
+        "second",
+        timeout_s=60,
+        poll_s=0.1,
+        on_wait=lambda holder: waits.append(holder.owner if holder else "?"),
+    ) as me:
         held_after = time.monotonic() - started
         assert read_holder(tmp_path) == me
     assert child.wait(timeout=30) == 0

@@ -114,8 +114,7 @@ def test_gate_refuses_worse_accepts_better_rollback_restores(tmp_path: Path, emp
 
     dry = runner.invoke(app, ["serve", "--dry-run", "--port", "5123", "--root", str(paths.root)])
     assert dry.exit_code == 0
-    assert (f"mlflow models serve -m models:/{STUDENT}@champion --env-manager local -h 127.0.0.1 -p 5123"
-            in dry.output)
+    assert f"mlflow models serve -m models:/{STUDENT}@champion --env-manager local -h 127.0.0.1 -p 5123" in dry.output
 
 
 def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Path, empty_store: Path) -> None:
@@ -173,11 +172,13 @@ def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Pat
 
 
 @pytest.mark.parametrize("task_name", ["qqp", "stsb"])
-def test_pair_tasks_accept_their_columns_sentence1_2_and_pairs(tmp_path: Path, empty_store: Path,
-                                                               task_name: str) -> None:
+def test_pair_tasks_accept_their_columns_sentence1_2_and_pairs(
+    tmp_path: Path, empty_store: Path, task_name: str
+) -> None:
     task = get_task(task_name)
-    params, paths = project(tmp_path / "p", task=task_name, overrides={"register": {"promotion": {
-        "min_metric": -1.0}}}, store=empty_store)
+    params, paths = project(
+        tmp_path / "p", task=task_name, overrides={"register": {"promotion": {"min_metric": -1.0}}}, store=empty_store
+    )
     client_for(paths)
     set_student(paths, task, 0.8)
     register.run(params, paths)
@@ -217,10 +218,13 @@ def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_s
     assert client.get_model_version(STUDENT, "1").tags["distilflow.serving_backend"] == "onnx"
 
     served = mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")
-    texts = [line.split("\t")[0] for line in (Path(__file__).parents[2] / "data/demo/sst2/dev.tsv").read_text()
-             .splitlines()[1:41]]
-    fp32 = TextClassifier.from_folder(register.package(
-        paths.student_dir, register.serving_config(SST2, params), tmp_path / "fp32"))
+    texts = [
+        line.split("\t")[0]
+        for line in (Path(__file__).parents[2] / "data/demo/sst2/dev.tsv").read_text().splitlines()[1:41]
+    ]
+    fp32 = TextClassifier.from_folder(
+        register.package(paths.student_dir, register.serving_config(SST2, params), tmp_path / "fp32")
+    )
     onnx_out, torch_out = served.predict(texts), fp32.predict(None, texts)
     assert list(onnx_out["label"]) == list(torch_out["label"])
     assert np.allclose(onnx_out["score"], torch_out["score"], atol=1e-4)

@@ -43,8 +43,9 @@ def start_server(model_uri: str, tracking_uri: str, log: Path) -> tuple[subproce
     port = free_port()
     env = {**serve_env(tracking_uri), "PATH": conftest.test_env()["PATH"]}
     with log.open("wb") as out:
-        process = subprocess.Popen(serve_command(model_uri, port), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            serve_command(model_uri, port), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -91,15 +92,16 @@ def post(url: str, body: object | str, content_type: str = "application/json") -
 
 
 @pytest.mark.slow
-def test_server_answers_ping_and_predicts_like_the_in_process_model(
-        served: tuple[str, PyFuncModel]) -> None:
+def test_server_answers_ping_and_predicts_like_the_in_process_model(served: tuple[str, PyFuncModel]) -> None:
     url, model = served
     assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
     texts = dev_sentences(32)
     expected = model.predict(texts)
-    for body in ({"inputs": texts},
-                 {"dataframe_split": {"columns": ["sentence"], "data": [[text] for text in texts]}},
-                 {"dataframe_records": [{"sentence": text} for text in texts]}):
+    for body in (
+        {"inputs": texts},
+        {"dataframe_split": {"columns": ["sentence"], "data": [[text] for text in texts]}},
+        {"dataframe_records": [{"sentence": text} for text in texts]},
+    ):
         response = post(url, body)
         assert response.status_code == 200, response.text
         predictions = response.json()["predictions"]

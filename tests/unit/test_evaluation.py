@@ -116,16 +116,30 @@ def test_length_table_regression_uses_mean_absolute_error() -> None:
 
 
 def tokenized(labels: list[float], lengths: list[int]) -> Dataset:
-    return Dataset.from_dict({"labels": labels, LINE: list(range(2, 2 + len(labels))), "length": lengths,
-                              "input_ids": [[101] * n for n in lengths], "token_type_ids": [[0] * n for n in lengths]})
+    return Dataset.from_dict(
+        {
+            "labels": labels,
+            LINE: list(range(2, 2 + len(labels))),
+            "length": lengths,
+            "input_ids": [[101] * n for n in lengths],
+            "token_type_ids": [[0] * n for n in lengths],
+        }
+    )
 
 
 def test_classification_predictions_carry_names_probabilities_and_texts() -> None:
     task = get_task("rte")
     dev = tokenized([0, 1, 1], [12, 40, 70])
     logits = np.array([[2.0, 0.0], [0.1, 0.3], [3.0, -1.0]], dtype=np.float32)
-    texts = pd.DataFrame({LINE: [4, 3, 2], "sentence1": ["c1", "b1", "a1"], "sentence2": ["c2", "b2", "a2"],
-                          "id": ["2", "1", "0"], "label": ["x", "y", "z"]})
+    texts = pd.DataFrame(
+        {
+            LINE: [4, 3, 2],
+            "sentence1": ["c1", "b1", "a1"],
+            "sentence2": ["c2", "b2", "a2"],
+            "id": ["2", "1", "0"],
+            "label": ["x", "y", "z"],
+        }
+    )
     frame = predictions_frame(task, "dev", dev, logits, texts, [16, 64])
     assert frame["sentence1"].tolist() == ["a1", "b1", "c1"]  # joined on the line number, not the row order
     assert frame["id"].tolist() == ["0", "1", "2"]
@@ -182,8 +196,9 @@ def test_every_figure_is_a_png(tmp_path: Path) -> None:
     confidence = rng.uniform(0.5, 1, 200)
     correct = (rng.uniform(size=200) < confidence).astype(int)
     table = calibration_table(confidence, correct, 10)
-    lengths = pd.DataFrame({"bucket": ["1-8", "9-16"], "max_tokens": [8, 16], "examples": [3, 4],
-                            "accuracy": [0.5, 0.75]})
+    lengths = pd.DataFrame(
+        {"bucket": ["1-8", "9-16"], "max_tokens": [8, 16], "examples": [3, 4], "accuracy": [0.5, 0.75]}
+    )
     written = [
         plots.confusion_matrix(["a", "b", "b"], ["a", "a", "b"], ["a", "b"], tmp_path / "c.png", "t"),
         plots.reliability_diagram(table, expected_calibration_error(table), tmp_path / "r.png", "t"),
@@ -228,14 +243,23 @@ def test_sst2_references_include_the_issue_examples() -> None:
 
 
 def evaluation(primary: float, parameters: int, size: float, **extra: float) -> dict[str, float]:
-    return {"accuracy": primary, "glue_score": primary, "ece": 0.05, "parameters": parameters, "size_mb": size,
-            "latency_p50_ms": 99.0, **extra}
+    return {
+        "accuracy": primary,
+        "glue_score": primary,
+        "ece": 0.05,
+        "parameters": parameters,
+        "size_mb": size,
+        "latency_p50_ms": 99.0,
+        **extra,
+    }
 
 
 def test_comparison_ratios_use_the_same_run_speed() -> None:
     task = get_task("sst2")
-    speed = {"teacher": {"latency_p50_ms": 8.0, "latency_p95_ms": 12.0, "throughput_b64_per_s": 400.0},
-             "student": {"latency_p50_ms": 1.0, "latency_p95_ms": 2.0, "throughput_b64_per_s": 4000.0}}
+    speed = {
+        "teacher": {"latency_p50_ms": 8.0, "latency_p95_ms": 12.0, "throughput_b64_per_s": 400.0},
+        "student": {"latency_p50_ms": 1.0, "latency_p95_ms": 2.0, "throughput_b64_per_s": 4000.0},
+    }
     evaluations = {"teacher": evaluation(0.9, 22_000_000, 90.0), "student": evaluation(0.81, 4_400_000, 18.0)}
     result = build_comparison(task, evaluations, speed, 64)
     assert set(result) == {"teacher", "student", "ratios"}
@@ -257,8 +281,13 @@ def test_comparison_ratios_use_the_same_run_speed() -> None:
     assert rows[2][2] == "90.0%" and rows[2][-1] == "10.00×"
     assert any(row[0] == "BERT-Tiny (L2/H128) (published)" and row[1:3] == ["test", "83.2"] for row in rows)
 
-    markdown = render_markdown(task, result, 64, {"threads": 2, "torch": "x", "machine": "m", "latency_examples": 100,
-                                                  "throughput_batches": 5}, 872)
+    markdown = render_markdown(
+        task,
+        result,
+        64,
+        {"threads": 2, "torch": "x", "machine": "m", "latency_examples": 100, "throughput_batches": 5},
+        872,
+    )
     table = [line for line in markdown.splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(rows)  # one table: header, rule, rows
     assert all(line.count("|") == len(header) + 1 for line in table)
@@ -267,10 +296,13 @@ def test_comparison_ratios_use_the_same_run_speed() -> None:
 
 def test_comparison_leaves_out_an_undefined_quality_ratio() -> None:
     task = get_task("cola")
-    speed = {role: {"latency_p50_ms": 1.0, "latency_p95_ms": 1.0, "throughput_b8_per_s": 1.0}
-             for role in ("teacher", "student")}
-    evaluations = {role: {"matthews_correlation": 0.0, "parameters": 1, "size_mb": 1.0}
-                   for role in ("teacher", "student")}
+    speed = {
+        role: {"latency_p50_ms": 1.0, "latency_p95_ms": 1.0, "throughput_b8_per_s": 1.0}
+        for role in ("teacher", "student")
+    }
+    evaluations = {
+        role: {"matthews_correlation": 0.0, "parameters": 1, "size_mb": 1.0} for role in ("teacher", "student")
+    }
     result = build_comparison(task, evaluations, speed, 8)
     assert "quality_retained" not in result["ratios"]
     assert result["ratios"]["quality_delta"] == 0.0
@@ -284,6 +316,8 @@ def test_comparison_names_a_missing_metric() -> None:
 
 
 def test_mnli_reports_both_dev_sets() -> None:
-    assert quality_columns(get_task("mnli")) == [("dev_matched_accuracy", "accuracy (matched)"),
-                                                 ("dev_mismatched_accuracy", "accuracy (mismatched)")]
+    assert quality_columns(get_task("mnli")) == [
+        ("dev_matched_accuracy", "accuracy (matched)"),
+        ("dev_mismatched_accuracy", "accuracy (mismatched)"),
+    ]
     assert [key for key, _ in quality_columns(get_task("stsb"))] == ["pearson", "spearmanr"]

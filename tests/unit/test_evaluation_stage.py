@@ -53,9 +53,17 @@ def tiny_model(task: GlueTask, hidden: int, layers: int, seed: int, vocab: int) 
 
     torch.manual_seed(seed)
     id2label, label2id = label_maps(task)
-    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, num_labels=task.num_labels, id2label=id2label,
-                        label2id=label2id, problem_type="regression" if task.is_regression else None)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        num_labels=task.num_labels,
+        id2label=id2label,
+        label2id=label2id,
+        problem_type="regression" if task.is_regression else None,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -106,8 +114,10 @@ def make_project(root: Path, task_name: str) -> Paths:
 def recompute(task: GlueTask, frame: pd.DataFrame) -> dict[str, float]:
     """The task's GLUE metrics straight from the predictions file, with the reference libraries."""
     if task.is_regression:
-        return {"pearson": float(pearsonr(frame["prediction"], frame["label"]).statistic),
-                "spearmanr": float(spearmanr(frame["prediction"], frame["label"]).statistic)}
+        return {
+            "pearson": float(pearsonr(frame["prediction"], frame["label"]).statistic),
+            "spearmanr": float(spearmanr(frame["prediction"], frame["label"]).statistic),
+        }
     return {"accuracy": float(accuracy_score(frame["label"], frame["prediction"]))}
 
 
@@ -116,9 +126,18 @@ def test_evaluate_both_models_then_report(task_name: str, tmp_path: Path, monkey
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     task = get_task(task_name)
     paths = make_project(tmp_path, task_name)
-    params = parse_params({"task": task_name, "finetune": {"eval_batch_size": 8},
-                           "evaluate": {"latency_examples": 6, "throughput_batch_size": 4, "throughput_batches": 2,
-                                        "length_buckets": [8, 16, 32]}})
+    params = parse_params(
+        {
+            "task": task_name,
+            "finetune": {"eval_batch_size": 8},
+            "evaluate": {
+                "latency_examples": 6,
+                "throughput_batch_size": 4,
+                "throughput_batches": 2,
+                "length_buckets": [8, 16, 32],
+            },
+        }
+    )
 
     results = {role: evaluation.run(params, paths, role) for role in ("teacher", "student")}
 
@@ -161,22 +180,28 @@ def test_evaluate_both_models_then_report(task_name: str, tmp_path: Path, monkey
     assert combined["teacher"][task.primary_metric] == teacher[task.primary_metric]
     assert combined["ratios"]["parameters_smaller_x"] == pytest.approx(teacher["parameters"] / student["parameters"])
     assert combined["ratios"]["throughput_speedup_x"] == pytest.approx(
-        combined["student"]["throughput_b4_per_s"] / combined["teacher"]["throughput_b4_per_s"])
+        combined["student"]["throughput_b4_per_s"] / combined["teacher"]["throughput_b4_per_s"]
+    )
     markdown = (paths.reports_dir / "comparison.md").read_text()
     assert "**teacher** (this run)" in markdown and "**student** (this run)" in markdown
     assert "(published)" in markdown
     assert (paths.plots_dir / "comparison.png").read_bytes()[:4] == b"\x89PNG"
 
     client = MlflowClient(tracking_uri=f"sqlite:///{paths.mlflow_db}")
-    runs = {run.data.tags["distilflow.stage"]: run for run in client.search_runs(
-        [client.get_experiment_by_name(f"distilflow-{task_name}").experiment_id])}
+    runs = {
+        run.data.tags["distilflow.stage"]: run
+        for run in client.search_runs([client.get_experiment_by_name(f"distilflow-{task_name}").experiment_id])
+    }
     assert set(runs) == {"evaluate-teacher", "evaluate-student", "report"}
     logged = {item.path for item in client.list_artifacts(runs["evaluate-student"].info.run_id, "plots")}
     assert {f"plots/{name}" for name in expected} <= logged
     assert runs["evaluate-student"].data.metrics[task.primary_metric] == pytest.approx(student[task.primary_metric])
     assert "ratios_size_smaller_x" in runs["report"].data.metrics
     assert {item.path for item in client.list_artifacts(runs["report"].info.run_id, "report")} >= {
-        "report/comparison.md", "report/comparison.png", "report/eval.json"}
+        "report/comparison.md",
+        "report/comparison.png",
+        "report/eval.json",
+    }
 
 
 def test_unknown_model_role_is_refused(tmp_path: Path) -> None:

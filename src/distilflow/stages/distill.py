@@ -188,8 +188,15 @@ def distill(student: PreTrainedModel, teacher: PreTrainedModel | None, transfer:
     def score(candidate: torch.nn.Module) -> dict[str, float]:
         return score_dev(unwrap(candidate))
 
+    words = student.get_input_embeddings().weight
+    if config.freeze_word_embeddings:
+        if config.student.init == "random":
+            raise ValueError("distill.freeze_word_embeddings would keep random word embeddings random; use it with "
+                             "init teacher-projected or checkpoint:PATH")
+        words.requires_grad_(False)  # train() gives the optimizer only parameters that need gradients
     trained, result = train(model, transfer, distillation_loss(config, regression), score, settings, pad_id,
                             regression, description=description)
+    words.requires_grad_(True)
     final = unwrap(trained)
     assert isinstance(final, PreTrainedModel)
     final.set_attn_implementation("sdpa")  # back to the fast kernel for inference and export

@@ -78,8 +78,9 @@ def _inputs(rows: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
-def speed_inputs(dev: Dataset, pad_id: int, settings: EvaluateParams) -> tuple[list[dict[str, torch.Tensor]],
-                                                                               list[dict[str, torch.Tensor]]]:
+def speed_inputs(
+    dev: Dataset, pad_id: int, settings: EvaluateParams
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """Batch-1 requests (the first ``latency_examples`` dev rows) and full batches cycling through dev."""
     # Labels ride along because pad_batch reads them; STS-B's float scores become ints here, harmlessly,
     # since they are dropped before the forward pass.
@@ -100,8 +101,9 @@ def _forward_seconds(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> 
 
 
 @torch.inference_mode()
-def measure_speed_together(models: Mapping[str, torch.nn.Module], dev: Dataset, pad_id: int,
-                           settings: EvaluateParams) -> dict[str, dict[str, float]]:
+def measure_speed_together(
+    models: Mapping[str, torch.nn.Module], dev: Dataset, pad_id: int, settings: EvaluateParams
+) -> dict[str, dict[str, float]]:
     """CPU latency (batch 1, p50/p95) and throughput (batch N) of each model's forward pass, interleaved.
 
     The models take turns request by request, and the order alternates, so a burst of load from elsewhere on
@@ -158,15 +160,17 @@ def _prefixed(task: GlueTask, split: str, scores: Mapping[str, float]) -> dict[s
     return prefixed
 
 
-def evaluate_model(model: torch.nn.Module, task: GlueTask, data: Any, pad_id: int,
-                   batch_size: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def evaluate_model(
+    model: torch.nn.Module, task: GlueTask, data: Any, pad_id: int, batch_size: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """GLUE metrics on every dev split (MNLI has two); see ``_prefixed`` for the key names."""
     metrics: dict[str, float] = {}
     all_logits: dict[str, np.ndarray] = {}
     for split in task.dev_splits:
         logits = predict_logits(model, data[split], batch_size, pad_id)
-        scores = compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression),
-                                      data[split]["labels"])
+        scores = compute_glue_metrics(
+            task.name, logits_to_predictions(logits, task.is_regression), data[split]["labels"]
+        )
         metrics.update(_prefixed(task, split, scores))
         all_logits[split] = logits
     return metrics, all_logits
@@ -179,8 +183,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return probabilities
 
 
-def calibration_table(confidence: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray,
-                      bins: int) -> pd.DataFrame:
+def calibration_table(
+    confidence: Sequence[float] | np.ndarray, correct: Sequence[int] | np.ndarray, bins: int
+) -> pd.DataFrame:
     """Equal-width confidence bins (lower, upper]: examples, mean confidence and accuracy in each.
 
     The first bin also takes confidence 0, so every probability in [0, 1] lands in exactly one bin.
@@ -201,13 +206,15 @@ def calibration_table(confidence: Sequence[float] | np.ndarray, correct: Sequenc
     for b in range(bins):
         mask = index == b
         count = int(mask.sum())
-        rows.append({
-            "bin_lower": float(edges[b]),
-            "bin_upper": float(edges[b + 1]),
-            "examples": count,
-            "confidence": float(confidence[mask].mean()) if count else 0.0,
-            "accuracy": float(correct[mask].mean()) if count else 0.0,
-        })
+        rows.append(
+            {
+                "bin_lower": float(edges[b]),
+                "bin_upper": float(edges[b + 1]),
+                "examples": count,
+                "confidence": float(confidence[mask].mean()) if count else 0.0,
+                "accuracy": float(correct[mask].mean()) if count else 0.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -252,8 +259,9 @@ def length_table(frame: pd.DataFrame, edges: Sequence[int], regression: bool) ->
         if not mask.any():
             continue
         upper = edges[position] if position < len(edges) else int(frame.loc[mask, "tokens"].max())
-        rows.append({"bucket": label, "max_tokens": int(upper), "examples": int(mask.sum()),
-                     metric: float(values[mask].mean())})
+        rows.append(
+            {"bucket": label, "max_tokens": int(upper), "examples": int(mask.sum()), metric: float(values[mask].mean())}
+        )
     return pd.DataFrame(rows, columns=["bucket", "max_tokens", "examples", metric])
 
 
@@ -262,8 +270,9 @@ def _score_bin(scores: np.ndarray) -> list[str]:
     return [str(int(value)) for value in np.floor(scores + 0.5)]
 
 
-def predictions_frame(task: GlueTask, split: str, dev: Dataset, logits: np.ndarray, texts: pd.DataFrame | None,
-                      edges: Sequence[int]) -> pd.DataFrame:
+def predictions_frame(
+    task: GlueTask, split: str, dev: Dataset, logits: np.ndarray, texts: pd.DataFrame | None, edges: Sequence[int]
+) -> pd.DataFrame:
     """One row per dev example, in dev order, for error analysis and the confusion plot.
 
     ``label``/``prediction`` are what the metric scored (class ids, or scores clipped to the task's range);
@@ -276,8 +285,10 @@ def predictions_frame(task: GlueTask, split: str, dev: Dataset, logits: np.ndarr
         by_line = texts.set_index(LINE)
         missing = sorted(set(frame[LINE]) - set(by_line.index))
         if missing:
-            raise ValueError(f"{split}: tokenized lines {missing[:5]} are not in the validated split; "
-                             "rerun tokenize (dvc repro) so both come from the same data")
+            raise ValueError(
+                f"{split}: tokenized lines {missing[:5]} are not in the validated split; "
+                "rerun tokenize (dvc repro) so both come from the same data"
+            )
         for column in keep:
             frame[column] = by_line.loc[frame[LINE], column].to_numpy()
     gold = np.asarray(dev["labels"])
@@ -311,8 +322,9 @@ def analysis_metrics(task: GlueTask, frame: pd.DataFrame, bins: int) -> dict[str
     return {"ece": expected_calibration_error(table)}
 
 
-def draw_plots(task: GlueTask, frame: pd.DataFrame, which: str, folder: Path, settings: EvaluateParams,
-               scores: Mapping[str, float]) -> list[Path]:
+def draw_plots(
+    task: GlueTask, frame: pd.DataFrame, which: str, folder: Path, settings: EvaluateParams, scores: Mapping[str, float]
+) -> list[Path]:
     """The PNGs for one model over all its dev rows; returns their paths."""
     if folder.exists():
         shutil.rmtree(folder)  # a figure from an earlier task (say, a scatter after a switch to sst2) must go
@@ -321,19 +333,35 @@ def draw_plots(task: GlueTask, frame: pd.DataFrame, which: str, folder: Path, se
     written = []
     if task.is_regression:
         low, high = task.score_range
-        written.append(plots.score_scatter(frame["label"], frame["prediction"], folder / "scatter.png", title,
-                                           task.score_range, {k: scores[k] for k in task.metrics}))
+        written.append(
+            plots.score_scatter(
+                frame["label"],
+                frame["prediction"],
+                folder / "scatter.png",
+                title,
+                task.score_range,
+                {k: scores[k] for k in task.metrics},
+            )
+        )
         bins = [str(value) for value in range(int(low), int(high) + 1)]
-        written.append(plots.confusion_matrix(frame["actual"], frame["predicted"], bins,
-                                              folder / "confusion_matrix.png", f"{title} (scores rounded)"))
+        written.append(
+            plots.confusion_matrix(
+                frame["actual"], frame["predicted"], bins, folder / "confusion_matrix.png", f"{title} (scores rounded)"
+            )
+        )
     else:
         assert task.labels is not None
-        written.append(plots.confusion_matrix(frame["actual"], frame["predicted"], task.labels,
-                                              folder / "confusion_matrix.png", title))
-        table = calibration_table(frame["confidence"].to_numpy(), frame["correct"].to_numpy(),
-                                  settings.calibration_bins)
-        written.append(plots.reliability_diagram(table, expected_calibration_error(table),
-                                                 folder / "reliability.png", title))
+        written.append(
+            plots.confusion_matrix(
+                frame["actual"], frame["predicted"], task.labels, folder / "confusion_matrix.png", title
+            )
+        )
+        table = calibration_table(
+            frame["confidence"].to_numpy(), frame["correct"].to_numpy(), settings.calibration_bins
+        )
+        written.append(
+            plots.reliability_diagram(table, expected_calibration_error(table), folder / "reliability.png", title)
+        )
     lengths = length_table(frame, settings.length_buckets, task.is_regression)
     metric = "mae" if task.is_regression else "accuracy"
     written.append(plots.length_buckets(lengths, metric, folder / "length_buckets.png", f"{title}: {metric} by length"))
@@ -343,8 +371,9 @@ def draw_plots(task: GlueTask, frame: pd.DataFrame, which: str, folder: Path, se
 def read_texts(paths: Paths, split: str) -> pd.DataFrame:
     file = paths.validated_dir / f"{split}.parquet"
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: missing; the predictions file joins texts from the validated data "
-                                "(run `dvc repro validate`)")
+        raise FileNotFoundError(
+            f"{file}: missing; the predictions file joins texts from the validated data (run `dvc repro validate`)"
+        )
     return pd.read_parquet(file)
 
 
@@ -359,8 +388,9 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
         metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.finetune.eval_batch_size)
         frames = []
         for split in task.dev_splits:
-            frame = predictions_frame(task, split, data[split], logits[split], read_texts(paths, split),
-                                      settings.length_buckets)
+            frame = predictions_frame(
+                task, split, data[split], logits[split], read_texts(paths, split), settings.length_buckets
+            )
             metrics.update(_prefixed(task, split, analysis_metrics(task, frame, settings.calibration_bins)))
             frames.append(frame)
         predictions = pd.concat(frames, ignore_index=True)

@@ -144,10 +144,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         freeze_word_embeddings(model)
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
-        model, result = train(
+        trained, result = train(
             model, data["train"], supervised_loss, dev_scorer(task, dev, config.eval_batch_size, pad_id),
             settings, pad_id, task.is_regression, checkpoint_dir=checkpoints, description="finetune teacher",
         )
+        assert trained is model  # trained in place, best weights loaded
         if tracked is not None:
             paths.teacher_dir.mkdir(parents=True, exist_ok=True)
             model.save_pretrained(str(paths.teacher_dir))  # safetensors by default

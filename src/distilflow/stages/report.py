@@ -48,14 +48,22 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         speed = measure_speed_together(models, dev, pad_id, settings)
         comparison = build_comparison(task, evaluations, speed, settings.throughput_batch_size)
         conditions = measurement_conditions(min(settings.latency_examples, len(dev)), settings.throughput_batches)
-        markdown = render_markdown(task, comparison, settings.throughput_batch_size, conditions,
-                                   int(evaluations["student"].get("dev_examples", len(dev))))
+        markdown = render_markdown(
+            task,
+            comparison,
+            settings.throughput_batch_size,
+            conditions,
+            int(evaluations["student"].get("dev_examples", len(dev))),
+        )
         write_json(paths.metrics_file("eval"), comparison)
         report_file = paths.reports_dir / "comparison.md"
         report_file.parent.mkdir(parents=True, exist_ok=True)
         report_file.write_text(markdown, encoding="utf-8")
-        figure = plots.comparison(figure_panels(task, comparison, settings.throughput_batch_size),
-                                  paths.plots_dir / "comparison.png", f"{task.name}: teacher vs student")
+        figure = plots.comparison(
+            figure_panels(task, comparison, settings.throughput_batch_size),
+            paths.plots_dir / "comparison.png",
+            f"{task.name}: teacher vs student",
+        )
         tracked.log_metrics(flat_metrics(comparison))
         tracked.log_artifact(report_file, "report")
         tracked.log_artifact(figure, "report")
