@@ -78,7 +78,7 @@ bench-finetune: $(STAMP) ## SST-2: teacher accuracy + speed vs transformers.Trai
 
 # --- Distillation benchmark (docs/distillation.md); needs bench/cache/teacher-sst2 from bench-finetune ----------------
 .PHONY: bench-distill
-BENCH_DISTILL_ARGS ?= --copies 1 --max-source-rows 8000 --min-words 5 --main-steps 2500 --ablation-steps 500 --mlm-steps 400 --intermediate-steps 150 --eval-every 250 --threads 1 --workers 2
+BENCH_DISTILL_ARGS ?= --copies 1 --max-source-rows 8000 --min-words 5 --label-originals 18432 --main-steps 800 --ablation-steps 150 --mlm-steps 100 --intermediate-steps 50 --eval-every 100 --threads 1 --workers 2
 
 bench-distill: $(STAMP) ## SST-2: BERT-tiny student, ablations, exports, throughput -> bench/results/distill-sst2.json
 	nice -n 5 $(BIN)/python bench/distill.py $(BENCH_DISTILL_ARGS) $(ARGS)

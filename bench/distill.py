@@ -81,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-source-rows", type=int, default=12000, help="rewrite only the N longest examples")
     parser.add_argument("--min-words", type=int, default=5)
     parser.add_argument("--max-train-rows", type=int, default=None, help="use only N training rows (quick runs)")
+    parser.add_argument("--label-originals", type=int, default=None,
+                        help="the teacher labels only the first N training rows (plus every rewrite, which is "
+                        "still drawn from the whole split); the rest stay out of the transfer set (time budget)")
     parser.add_argument("--init", default="teacher-projected", help="main run: random | teacher-projected")
     parser.add_argument("--mlm", action=argparse.BooleanOptionalAction, default=False,
                         help="main run: MLM pre-training before distillation")
@@ -140,13 +143,16 @@ def file_digest(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+CHUNK = 2048
+
+
 def label_chunks(teacher: Any, rows: Dataset, pad_id: int, folder: Path, shard: int, shards: int,
-                 chunk: int = 2048) -> None:
+                 needed: set[int], chunk: int = CHUNK) -> None:
     """Teacher logits in chunks saved as they finish (a killed run resumes); chunk i goes to shard i % shards."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, start in enumerate(range(0, len(rows), chunk)):
         file = folder / f"{index:05d}.npy"
-        if index % shards != shard or file.is_file():
+        if index % shards != shard or file.is_file() or index not in needed:
             continue
         started = time.perf_counter()
         logits = predict_logits(teacher, rows.select(range(start, min(start + chunk, len(rows)))), 128, pad_id)
@@ -179,23 +185,26 @@ def snapshot_teacher(source: Path) -> Path:
     raise SystemExit(f"could not take a stable copy of {source}")
 
 
-def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: Path) -> np.ndarray:
+def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: Path, keep: np.ndarray) -> np.ndarray:
+    """Logits of the rows ``keep`` selects (row indices into ``rows``)."""
+    needed = set((keep // CHUNK).tolist())
     if ARGS.part == "label":
-        label_chunks(teacher, rows, pad_id, folder, ARGS.shard, ARGS.workers)
+        label_chunks(teacher, rows, pad_id, folder, ARGS.shard, ARGS.workers, needed)
         raise SystemExit(0)
     helpers = [child("label", "--shard", str(k)) for k in range(1, ARGS.workers)]
-    label_chunks(teacher, rows, pad_id, folder, 0, ARGS.workers)
+    label_chunks(teacher, rows, pad_id, folder, 0, ARGS.workers, needed)
     if any(helper.wait() != 0 for helper in helpers):
         raise SystemExit("a labelling process failed; rerun to resume from the saved chunks")
-    files = sorted(folder.glob("[0-9]*[0-9].npy"))
-    return np.concatenate([np.load(file) for file in files])
+    chunks = {index: np.load(folder / f"{index:05d}.npy") for index in sorted(needed)}
+    return np.stack([chunks[int(i) // CHUNK][int(i) % CHUNK] for i in keep])
 
 
 def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, key: str) -> tuple[Dataset, dict]:
     """The stage's recipe (distilflow.stages.augment) with resumable, cached teacher logits."""
     folder = ARGS.cache / f"transfer-{key}"
-    if (folder / "dataset" / "dataset_info.json").is_file():
-        return load_from_disk(str(folder / "dataset")), json.loads((folder / "stats.json").read_text())
+    name = "dataset" if ARGS.label_originals is None else f"dataset-{ARGS.label_originals}"
+    if (folder / name / "dataset_info.json").is_file():
+        return load_from_disk(str(folder / name)), json.loads((folder / f"{name}-stats.json").read_text())
     started = time.perf_counter()
     originals = train.select_columns(["input_ids", "token_type_ids", "labels", "length"])
     originals = originals.add_column("source", list(range(len(originals))))
@@ -209,18 +218,23 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
     augment_seconds = time.perf_counter() - started
     log(f"transfer set: {len(originals)} originals + {len(rewrites)} rewrites ({augment_seconds:.0f}s); labelling")
     started = time.perf_counter()
-    logits = teacher_logits_resumable(teacher, rows, tokenizer.pad_token_id, folder / "logits")
+    kept_originals = min(ARGS.label_originals or len(originals), len(originals))
+    keep = np.concatenate([np.arange(kept_originals), np.arange(len(originals), len(rows))])
+    logits = teacher_logits_resumable(teacher, rows, tokenizer.pad_token_id, folder / "logits", keep)
     teacher_seconds = time.perf_counter() - started
+    rows = rows.select(keep)
+    originals = originals.select(range(kept_originals))
     augmented = np.asarray(rows["augmented"])
     labels = np.where(augmented, logits.argmax(-1), np.asarray(rows["labels"]))
     rows = rows.remove_columns("labels").add_column("labels", labels.tolist())
     rows = rows.add_column("teacher_logits", logits.tolist())
-    stats = {"train_rows": len(originals), "augmented_rows": len(rewrites), "transfer_rows": len(rows),
+    stats = {"train_rows": len(train), "labelled_train_rows": len(originals), "augmented_rows": len(rewrites),
+             "transfer_rows": len(rows),
              "augment_seconds": augment_seconds, "teacher_seconds_this_run": teacher_seconds,
              "teacher_train_accuracy": float((logits[: len(originals)].argmax(-1) == np.asarray(
                  originals["labels"])).mean())}
-    rows.save_to_disk(str(folder / "dataset"))
-    (folder / "stats.json").write_text(json.dumps(stats, indent=2))
+    rows.save_to_disk(str(folder / name))
+    (folder / f"{name}-stats.json").write_text(json.dumps(stats, indent=2))
     return rows, stats
 
 

@@ -65,8 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=0, help="early stopping, in evaluations; 0: off")
     parser.add_argument("--max-train-rows", type=int, default=None, help="accuracy run on the first N rows only")
     parser.add_argument("--subset", type=int, default=4000, help="training rows for the speed comparison")
-    parser.add_argument("--part", choices=("all", "accuracy", "speed"), default="all",
-                        help="all: the accuracy run in a child process while this one measures the speed ratio")
+    parser.add_argument(
+        "--part",
+        choices=("all", "accuracy", "speed"),
+        default="all",
+        help="all: the accuracy run in a child process while this one measures the speed ratio",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--save-to", type=Path, default=ROOT / "bench" / "cache" / "teacher-sst2")
@@ -84,13 +88,22 @@ def read_split(folder: Path, split: str) -> pd.DataFrame:
     return frame
 
 
-def settings_for(args: argparse.Namespace, epochs: float, eval_every: int,
-                 checkpoint_every: int | None) -> LoopSettings:
+def settings_for(
+    args: argparse.Namespace, epochs: float, eval_every: int, checkpoint_every: int | None
+) -> LoopSettings:
     return LoopSettings(
-        epochs=epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio, max_grad_norm=1.0, eval_every=eval_every,
-        early_stopping_patience=args.patience, primary_metric="accuracy", seed=args.seed,
-        checkpoint_every=checkpoint_every, device="cpu" if not torch.cuda.is_available() else "auto",
+        epochs=epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        max_grad_norm=1.0,
+        eval_every=eval_every,
+        early_stopping_patience=args.patience,
+        primary_metric="accuracy",
+        seed=args.seed,
+        checkpoint_every=checkpoint_every,
+        device="cpu" if not torch.cuda.is_available() else "auto",
     )
 
 
@@ -102,10 +115,17 @@ def fresh_model(args: argparse.Namespace) -> torch.nn.Module:
     return model
 
 
-def run_ours(args: argparse.Namespace, train_set: Dataset, dev: Dataset, epochs: float, eval_every: int,
-             pad_id: int, checkpoint_dir: Path | None = None, checkpoint_every: int | None = None,
-             on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
-             ) -> tuple[torch.nn.Module, LoopResult]:
+def run_ours(
+    args: argparse.Namespace,
+    train_set: Dataset,
+    dev: Dataset,
+    epochs: float,
+    eval_every: int,
+    pad_id: int,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every: int | None = None,
+    on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
+) -> tuple[torch.nn.Module, LoopResult]:
     score = dev_scorer(get_task("sst2"), dev, 256, pad_id)
     settings = settings_for(args, epochs, eval_every, checkpoint_every)
     model = fresh_model(args)
@@ -116,8 +136,18 @@ def run_ours(args: argparse.Namespace, train_set: Dataset, dev: Dataset, epochs:
             best[0] = point["dev_accuracy"]
             on_best(model, step, point["dev_accuracy"])
 
-    return train(model, train_set, supervised_loss, score, settings, pad_id, regression=False,
-                 checkpoint_dir=checkpoint_dir, on_eval=on_eval, description="distilflow")
+    return train(
+        model,
+        train_set,
+        supervised_loss,
+        score,
+        settings,
+        pad_id,
+        regression=False,
+        checkpoint_dir=checkpoint_dir,
+        on_eval=on_eval,
+        description="distilflow",
+    )
 
 
 def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
@@ -126,16 +156,29 @@ def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, o
     dataset = Dataset.from_dict({**encoded, "labels": frame[LABEL].tolist()})
     steps = int(np.ceil(len(dataset) / args.batch_size))
     training_args = transformers.TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-        warmup_steps=int(args.warmup_ratio * steps), lr_scheduler_type="linear", max_grad_norm=1.0,
-        eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", seed=args.seed,
-        dataloader_num_workers=0, disable_tqdm=False,
+        output_dir=str(output_dir),
+        num_train_epochs=1,
+        per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        weight_decay=args.weight_decay,
+        warmup_steps=int(args.warmup_ratio * steps),
+        lr_scheduler_type="linear",
+        max_grad_norm=1.0,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="no",
+        report_to="none",
+        seed=args.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
     )
     trainer = transformers.Trainer(model=fresh_model(args), args=training_args, train_dataset=dataset)
     metrics = trainer.train().metrics
-    return {"samples_per_s": float(metrics["train_samples_per_second"]), "seconds": float(metrics["train_runtime"]),
-            "tokens_per_example": float(args.max_length)}
+    return {
+        "samples_per_s": float(metrics["train_samples_per_second"]),
+        "seconds": float(metrics["train_runtime"]),
+        "tokens_per_example": float(args.max_length),
+    }
 
 
 def save_teacher(model: torch.nn.Module, tokenizer: Any, target: Path, summary: dict[str, Any]) -> None:
@@ -169,11 +212,17 @@ def main(argv: list[str] | None = None) -> None:
     command = "python bench/finetune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     result: dict[str, Any] = {
         "command": command.strip(),
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "load_average_at_start": list(os.getloadavg()), "cuda": torch.cuda.is_available()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "load_average_at_start": list(os.getloadavg()),
+            "cuda": torch.cuda.is_available(),
+        },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "train_rows": len(train_set), "dev_rows": len(dev),
+        "train_rows": len(train_set),
+        "dev_rows": len(dev),
         "train_tokens_mean": float(np.mean(train_set["length"])),
     }
     child = None
@@ -192,29 +241,45 @@ def main(argv: list[str] | None = None) -> None:
 
         def keep_best(model: torch.nn.Module, step: int, accuracy: float) -> None:
             # Saved at every new best, so the distillation benchmark can start before this run ends.
-            save_teacher(model, tokenizer, args.save_to, {"dev_accuracy": accuracy, "step": step, "final": False,
-                                                          "command": command})
+            save_teacher(
+                model,
+                tokenizer,
+                args.save_to,
+                {"dev_accuracy": accuracy, "step": step, "final": False, "command": command},
+            )
 
-        model, full = run_ours(args, rows, dev, args.epochs, args.eval_every, pad_id, checkpoints, args.eval_every,
-                               on_best=keep_best)
-        curve = [{k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
-                 for p in full.history if "dev_accuracy" in p]
-        result.update({
-            "teacher_dev_accuracy": full.best_metric,
-            "best_step": full.best_step,
-            "steps": full.steps,
-            "samples_per_s": full.samples_per_s,
-            "train_seconds": full.train_seconds,
-            "accuracy_run_wall_s": time.perf_counter() - started,
-            "resumed_from_step": full.resumed_from_step,
-            "dev_curve": curve,
-            "train_loss_every_100_steps": [
-                {"step": p["step"], "train_loss": p["train_loss"]} for p in full.history if p["step"] % 100 == 0
-            ],
-            "teacher_dir": str(args.save_to.relative_to(ROOT) if args.save_to.is_relative_to(ROOT) else args.save_to),
-        })
-        save_teacher(model, tokenizer, args.save_to, {"dev_accuracy": full.best_metric, "step": full.best_step,
-                                                      "final": True, "command": command})
+        model, full = run_ours(
+            args, rows, dev, args.epochs, args.eval_every, pad_id, checkpoints, args.eval_every, on_best=keep_best
+        )
+        curve = [
+            {k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
+            for p in full.history
+            if "dev_accuracy" in p
+        ]
+        result.update(
+            {
+                "teacher_dev_accuracy": full.best_metric,
+                "best_step": full.best_step,
+                "steps": full.steps,
+                "samples_per_s": full.samples_per_s,
+                "train_seconds": full.train_seconds,
+                "accuracy_run_wall_s": time.perf_counter() - started,
+                "resumed_from_step": full.resumed_from_step,
+                "dev_curve": curve,
+                "train_loss_every_100_steps": [
+                    {"step": p["step"], "train_loss": p["train_loss"]} for p in full.history if p["step"] % 100 == 0
+                ],
+                "teacher_dir": str(
+                    args.save_to.relative_to(ROOT) if args.save_to.is_relative_to(ROOT) else args.save_to
+                ),
+            }
+        )
+        save_teacher(
+            model,
+            tokenizer,
+            args.save_to,
+            {"dev_accuracy": full.best_metric, "step": full.best_step, "final": True, "command": command},
+        )
         shutil.rmtree(checkpoints, ignore_errors=True)
         print(f"accuracy run: dev accuracy {full.best_metric:.4f}, {full.samples_per_s:.1f} samples/s", flush=True)
 
@@ -226,16 +291,18 @@ def main(argv: list[str] | None = None) -> None:
         trainer = run_trainer(args, subset_frame, tokenizer, ROOT / "bench" / "cache" / "trainer")
         _, ours_after = run_ours(args, subset, dev, 1.0, no_eval, pad_id)
         ours_rate = (ours_before.samples_per_s + ours_after.samples_per_s) / 2
-        result.update({
-            "subset_rows": len(subset),
-            "subset_samples_per_s": ours_rate,
-            "subset_samples_per_s_runs": [ours_before.samples_per_s, ours_after.samples_per_s],
-            "subset_dev_accuracy": [ours_before.best_metric, ours_after.best_metric],
-            "trainer_samples_per_s": trainer["samples_per_s"],
-            "trainer_seconds": trainer["seconds"],
-            "speedup_vs_trainer": ours_rate / trainer["samples_per_s"],
-            "speed_measured_beside_accuracy_run": child is not None,
-        })
+        result.update(
+            {
+                "subset_rows": len(subset),
+                "subset_samples_per_s": ours_rate,
+                "subset_samples_per_s_runs": [ours_before.samples_per_s, ours_after.samples_per_s],
+                "subset_dev_accuracy": [ours_before.best_metric, ours_after.best_metric],
+                "trainer_samples_per_s": trainer["samples_per_s"],
+                "trainer_seconds": trainer["seconds"],
+                "speedup_vs_trainer": ours_rate / trainer["samples_per_s"],
+                "speed_measured_beside_accuracy_run": child is not None,
+            }
+        )
         print(f"speed: ours {ours_rate:.1f} samples/s, Trainer {trainer['samples_per_s']:.1f} samples/s", flush=True)
 
     if child is not None:
@@ -247,8 +314,21 @@ def main(argv: list[str] | None = None) -> None:
     result["wall_s"] = time.perf_counter() - started
     result["load_average_at_end"] = list(os.getloadavg())
     write_result(args.out, result)
-    print(json.dumps({k: result.get(k) for k in ("teacher_dev_accuracy", "samples_per_s", "trainer_samples_per_s",
-                                                 "speedup_vs_trainer", "wall_s")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: result.get(k)
+                for k in (
+                    "teacher_dev_accuracy",
+                    "samples_per_s",
+                    "trainer_samples_per_s",
+                    "speedup_vs_trainer",
+                    "wall_s",
+                )
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -113,9 +114,23 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, help="an already reproduced workspace (default: build one)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "flow-overhead.json")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (workspace, Prefect homes)")
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="flow-overhead-"))
+    try:
+        result = measure(args, scratch)
+    finally:
+        if args.keep:
+            print(f"scratch kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     env = test_env()
     env.pop("PREFECT_API_URL", None)
     if args.workspace is None:
@@ -190,9 +205,7 @@ def main() -> None:
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

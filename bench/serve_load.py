@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=100, help="sequential requests before measuring")
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for /ping")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--server-log", type=Path, help="default: a file in a new temporary folder")
     return parser.parse_args(argv)
 
 
@@ -100,6 +102,28 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def session_cpu_seconds(session_id: int) -> float | None:
+    """CPU time (user + system) used so far by every process of the server's session; Linux /proc only.
+
+    Latency on a shared machine depends on what else runs; CPU time per request does not, so it is reported
+    alongside as the server's own cost.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # Fields after "(comm)": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+        if int(fields[3]) == session_id:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def load_level(
@@ -196,22 +220,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = serve_command(model_uri, port, workers=params.register_.serving.workers)
-    env = serve_env(uri)
+    env = serve_env(uri, access_log=params.register_.serving.access_log)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    log = args.out.with_suffix(".server.log")
+    log = args.server_log or Path(tempfile.mkdtemp(prefix="serve-load-")) / "server.log"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     began = time.perf_counter()
     server = start(command, env, url, args.start_timeout, log)
     startup_s = time.perf_counter() - began
-    print(f"server up in {startup_s:.1f} s: {shlex.join(command)}", flush=True)
+    print(f"server up in {startup_s:.1f} s (log {log}): {shlex.join(command)}", flush=True)
     labels = set(task.labels) if task.labels else None
     try:
         load_level(url, texts, 1, args.warmup, args.max_seconds, labels)
         levels = {}
         for concurrency in args.concurrency:
-            levels[f"c{concurrency}"] = load_level(url, texts, concurrency, args.requests, args.max_seconds, labels)
-            print(json.dumps(levels[f"c{concurrency}"]), flush=True)
+            server_cpu, client_cpu = session_cpu_seconds(server.pid), time.process_time()
+            level = load_level(url, texts, concurrency, args.requests, args.max_seconds, labels)
+            server_cpu_after = session_cpu_seconds(server.pid)
+            if server_cpu is not None and server_cpu_after is not None:
+                level["server_cpu_ms_per_request"] = round(
+                    (server_cpu_after - server_cpu) * 1000 / level["requests"], 3
+                )
+            level["client_cpu_ms_per_request"] = round((time.process_time() - client_cpu) * 1000 / level["requests"], 3)
+            levels[f"c{concurrency}"] = level
+            print(json.dumps(level), flush=True)
     finally:
         stop(server)
     load_after = os.getloadavg()
@@ -227,10 +259,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "server_command": shlex.join(command),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": model,
-        "request": 'POST /invocations {"inputs": [<one dev sentence>]}, a new sentence each request',
+        "request": 'POST /invocations {"inputs": [<one dev sentence>]}, the dev sentences in turn',
+        "distinct_texts": len(texts),
         "server": {
             "workers": params.register_.serving.workers,
             "threads": params.register_.serving.threads,
+            "access_log": params.register_.serving.access_log,
             "startup_s": round(startup_s, 1),
         },
         "machine": {

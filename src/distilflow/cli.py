@@ -223,7 +223,7 @@ def serve(
     typer.echo(f"serving {name}@{alias} (v{found.version}) from {uri}\n$ {shlex.join(command)}", err=True)
     if dry_run:
         return
-    os.execvpe(command[0], command, serve_env(uri))
+    os.execvpe(command[0], command, serve_env(uri, access_log=settings.access_log))
 
 
 @app.command()

@@ -181,15 +181,19 @@ class PretrainParams(Section):
     eval_rows: int = Field(512, ge=1, description="held-out transfer rows scored for masked-token accuracy")
 
 
+ExportFormat = Literal["int8", "onnx", "onnx-int8"]
+
+
 class ExportParams(Section):
-    formats: list[Literal["int8", "onnx", "onnx-int8"]] = Field(
-        default_factory=lambda: ["int8", "onnx"],
+    formats: list[ExportFormat] = Field(
+        default_factory=lambda: list[ExportFormat](["int8", "onnx"]),
         description="int8: torch dynamic int8; onnx: fp32 ONNX for onnxruntime; onnx-int8: ONNX dynamically "
         "quantized by onnxruntime",
     )
     max_accuracy_drop: float = Field(0.005, ge=0, description="an export agrees when its dev metric is within "
                                      "this of the fp32 student's")
-    fail_on_disagreement: bool = Field(True, description="fail the stage when an export does not agree")
+    fail_on_disagreement: bool = Field(False, description="fail the stage when an export does not agree (off: "
+                                       "the verdict is recorded in summary.json and only agreeing exports are served)")
 
 
 class DistillParams(Section):
@@ -233,6 +237,7 @@ class ServingParams(Section):
     port: int = Field(5001, ge=1, le=65535, description="`make serve` port (env DISTILFLOW_SERVE_PORT wins)")
     threads: int = Field(1, ge=0, description="intra-op threads per request in the server; 0 = library default")
     workers: int = Field(1, ge=1, description="uvicorn worker processes of `mlflow models serve`")
+    access_log: bool = Field(False, description="uvicorn's access log line per request (costs CPU per request)")
     max_rows: int = Field(256, ge=1, description="rows per request; more is answered with HTTP 400")
     max_chars: int = Field(20_000, ge=1, description="texts are cut to this many characters before tokenizing")
 

@@ -169,15 +169,21 @@ def length_buckets(table: pd.DataFrame, metric: str, path: Path, title: str) -> 
     return _save(figure, path)
 
 
+def _short(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: str) -> Path:
     """Teacher and student side by side, one small panel per measure: (panel title, teacher, student)."""
-    figure = Figure(figsize=(3.0 * len(panels), 3.4))
-    axes_list = np.atleast_1d(figure.subplots(1, len(panels)))
-    for axes, (name, teacher, student) in zip(axes_list, panels, strict=True):
+    columns = min(3, len(panels))
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(3.2 * columns, 2.9 * rows))
+    axes_grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
+    for axes, (name, teacher, student) in zip(axes_grid, panels, strict=False):
         bars = axes.bar(["teacher", "student"], [teacher, student], color=[TEACHER_COLOUR, STUDENT_COLOUR])
         for bar in bars:
             axes.annotate(
-                f"{bar.get_height():.3g}",
+                _short(bar.get_height()),
                 (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                 ha="center",
                 va="bottom",
@@ -186,6 +192,8 @@ def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: st
                 textcoords="offset points",
             )
         axes.set_title(name, fontsize=9)
-        axes.margins(y=0.15)
+        axes.margins(y=0.18)
+    for spare in axes_grid[len(panels) :]:
+        spare.set_visible(False)
     figure.suptitle(title)
     return _save(figure, path)

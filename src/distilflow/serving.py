@@ -217,7 +217,11 @@ class TextClassifier(PythonModel):
             if bad:
                 shown = ", ".join(f"row {i}: {_describe(values[i])}" for i in bad[:5])
                 more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-                raise BadRequest(f"column {name!r} must hold non-empty strings; {shown}{more}")
+                if isinstance(name, str):
+                    where = f"column {name!r}"
+                else:  # a bare list: name the position, not pandas' column number
+                    where = "every text" if len(fields) == 1 else f"text {name + 1} of every pair"
+                raise BadRequest(f"{where} must be a non-empty string; {shown}{more}")
             columns.append(values)
         return columns
 
@@ -349,8 +353,12 @@ def serve_command(
     ]
 
 
-def serve_env(tracking_uri: str, threads: int | None = None) -> dict[str, str]:
-    """Environment for the serving process: where the registry is, and quiet, offline libraries."""
+def serve_env(tracking_uri: str, access_log: bool = False, threads: int | None = None) -> dict[str, str]:
+    """Environment for the serving process: where the registry is, and quiet, offline libraries.
+
+    `mlflow models serve` runs uvicorn's command line, which reads UVICORN_* variables: without an access log
+    line per request the event loop spends noticeably less CPU on each one.
+    """
     env = dict(os.environ)
     env.update(
         MLFLOW_TRACKING_URI=tracking_uri,
@@ -358,6 +366,7 @@ def serve_env(tracking_uri: str, threads: int | None = None) -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        UVICORN_ACCESS_LOG="true" if access_log else "false",
     )
     if threads is not None:
         env[THREADS_ENV] = str(threads)

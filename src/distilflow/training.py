@@ -164,8 +164,10 @@ def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors["cuda"] = torch.cuda.get_rng_state()
     kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
     python_version, python_state, python_gauss = random.getstate()
-    meta = {"numpy": [kind, np.asarray(keys).tolist(), position, has_gauss, gauss],
-            "python": [python_version, list(python_state), python_gauss]}
+    meta = {
+        "numpy": [kind, np.asarray(keys).tolist(), position, has_gauss, gauss],
+        "python": [python_version, list(python_state), python_gauss],
+    }
     return tensors, meta
 
 
@@ -208,8 +210,14 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, progress: dict[str, Any], scaler: torch.amp.GradScaler | None = None) -> None:
+def save_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: dict[str, Any],
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
     """Write to a temporary folder and rename: a kill mid-write leaves the previous checkpoint intact."""
     tmp = _atomic_folder(folder)
     save_file(_cpu_state(model), tmp / "model.safetensors")
@@ -217,14 +225,24 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     save_file(tensors, tmp / "optimizer.safetensors")
     rng_tensors, rng_meta = _rng_state()
     save_file(rng_tensors, tmp / "rng.safetensors")
-    state = {"progress": progress, "optimizer": optim_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta,
-             "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None}
+    state = {
+        "progress": progress,
+        "optimizer": optim_meta,
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_meta,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+    }
     (tmp / "state.json").write_text(json.dumps(state, default=float))
     _commit_folder(tmp, folder)
 
 
-def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, scaler: torch.amp.GradScaler | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler | None = None,
+) -> dict[str, Any]:
     model.load_state_dict(load_file(folder / "model.safetensors"))
     state = json.loads((folder / "state.json").read_text())
     optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state["optimizer"]))
@@ -243,8 +261,9 @@ def save_best(folder: Path, weights: dict[str, torch.Tensor], step: int, metric:
     _commit_folder(tmp, folder)
 
 
-def _cycle(columns: Columns, sampler: LengthGroupedBatches, collate: Collator,
-           start_epoch: int, skip: int) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+def _cycle(
+    columns: Columns, sampler: LengthGroupedBatches, collate: Collator, start_epoch: int, skip: int
+) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
     """(epoch, batch index, batch) forever; on resume the first ``skip`` batches of the epoch are not loaded."""
     epoch = start_epoch
     while True:
@@ -285,22 +304,36 @@ def train(
     model.to(device)
     net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                                        else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     sampler = LengthGroupedBatches(train_set["length"], settings.batch_size, settings.seed, rank=rank, world_size=world)
     batches_per_epoch = len(sampler)
     steps_per_epoch = max(1, batches_per_epoch // settings.grad_accum_steps)
     total = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
     # fused kernels on CUDA; foreach (one kernel per op over all tensors) on CPU, several times faster than a loop
-    optimizer = torch.optim.AdamW(optimizer_groups(model, settings.weight_decay), lr=settings.learning_rate,
-                                  fused=device.type == "cuda" or None, foreach=None if device.type == "cuda" else True)
+    optimizer = torch.optim.AdamW(
+        optimizer_groups(model, settings.weight_decay),
+        lr=settings.learning_rate,
+        fused=device.type == "cuda" or None,
+        foreach=None if device.type == "cuda" else True,
+    )
     scheduler = linear_schedule(optimizer, int(settings.warmup_ratio * total), total)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     # "epoch"/"batch": the next batch to draw, so a resumed run continues with exactly that batch.
-    progress: dict[str, Any] = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": 0, "bad_evals": 0,
-                                "samples": 0, "seconds": 0.0, "history": []}
+    progress: dict[str, Any] = {
+        "step": 0,
+        "epoch": 0,
+        "batch": 0,
+        "best": None,
+        "best_step": 0,
+        "bad_evals": 0,
+        "samples": 0,
+        "seconds": 0.0,
+        "history": [],
+    }
     last = _readable(checkpoint_dir / "last") if checkpoint_dir else None
     best_dir = checkpoint_dir / "best" if checkpoint_dir else None
     if last is not None:
@@ -316,8 +349,9 @@ def train(
     collate = Collator(pad_id, regression)
     batches = _cycle(Columns(train_set), sampler, collate, progress["epoch"], progress["batch"])
     pin = device.type == "cuda"
-    bar = tqdm(total=total, initial=progress["step"], desc=description, disable=rank != 0, dynamic_ncols=True,
-               unit="step")
+    bar = tqdm(
+        total=total, initial=progress["step"], desc=description, disable=rank != 0, dynamic_ncols=True, unit="step"
+    )
     net.train()
     started = time.perf_counter() - progress["seconds"]
     stop = False
@@ -347,9 +381,12 @@ def train(
         train_loss = loss.item() * settings.grad_accum_steps
         bar.update(1)
         bar.set_postfix(loss=f"{train_loss:.4f}", samples_s=f"{progress['samples'] / progress['seconds']:.1f}")
-        point: dict[str, float] = {"step": step, "train_loss": train_loss,
-                                   "learning_rate": float(scheduler.get_last_lr()[0]),
-                                   "samples_per_s": progress["samples"] / progress["seconds"]}
+        point: dict[str, float] = {
+            "step": step,
+            "train_loss": train_loss,
+            "learning_rate": float(scheduler.get_last_lr()[0]),
+            "samples_per_s": progress["samples"] / progress["seconds"],
+        }
         if step % settings.eval_every == 0 or step == total:
             net.eval()
             scores = eval_fn(model)
@@ -391,8 +428,9 @@ def train(
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, dataset: Dataset, batch_size: int, pad_id: int,
-                   device: torch.device | None = None) -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module, dataset: Dataset, batch_size: int, pad_id: int, device: torch.device | None = None
+) -> np.ndarray:
     """Logits in the dataset's row order; batches are formed by length so little time goes on padding."""
     device = device or next(model.parameters()).device
     was_training = model.training

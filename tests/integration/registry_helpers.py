@@ -112,3 +112,13 @@ def client_for(paths: Paths) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def write_onnx_export(student_dir: Path, agrees: bool) -> None:
+    """What the distill stage leaves in models/student/export (see distilflow.export), for the fp32 ONNX form."""
+    from distilflow.export import export_onnx
+    from distilflow.modeling import load_classifier
+
+    export_onnx(load_classifier(student_dir), student_dir / "export" / "onnx" / "model.onnx")
+    summary = {"onnx": {"agrees": agrees, "metric": "accuracy", "accuracy": 0.8, "fp32_accuracy": 0.8}}
+    (student_dir / "export" / "summary.json").write_text(json.dumps(summary))

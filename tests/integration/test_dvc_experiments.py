@@ -34,8 +34,8 @@ def downstream_of(root: Path, stage: str) -> set[str]:
     """The stage and every stage that depends on it, from DVC's own graph (edges point at dependencies)."""
     with Repo(str(root)) as repo:
         graph = repo.index.graph
-        node = next(item for item in graph.nodes if item.addressing == stage)
-        return {stage} | {item.addressing for item in nx.ancestors(graph, node)}
+        node = next(item for item in graph.nodes if item.name == stage)
+        return {stage} | {item.name for item in nx.ancestors(graph, node)}
 
 
 def experiment(shown: list[dict[str, Any]], name: str) -> dict[str, Any]:

@@ -20,8 +20,19 @@ BATCH = 8
 def test_torchrun_two_processes_on_cpu_train_one_model(workspace_factory: Any) -> None:
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun is not on PATH")
-    root = tokenized_workspace(workspace_factory, "ddp", {"finetune": {
-        "max_steps": STEPS, "eval_every": 2, "checkpoint_every": 2, "batch_size": BATCH, "device": "cpu"}})
+    root = tokenized_workspace(
+        workspace_factory,
+        "ddp",
+        {
+            "finetune": {
+                "max_steps": STEPS,
+                "eval_every": 2,
+                "checkpoint_every": 2,
+                "batch_size": BATCH,
+                "device": "cpu",
+            }
+        },
+    )
     process = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "distilflow", "stage", "finetune"], root)
 
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())

@@ -30,8 +30,11 @@ def test_auto_picks_cuda_and_a_half_precision() -> None:
 
 @pytest.mark.parametrize("precision", ["auto", "fp16"])
 def test_finetune_stage_runs_on_cuda(workspace_factory: Any, precision: str) -> None:
-    root = tokenized_workspace(workspace_factory, f"gpu-{precision}", {"finetune": {
-        "device": "cuda", "precision": precision, "max_steps": 6, "eval_every": 3}})
+    root = tokenized_workspace(
+        workspace_factory,
+        f"gpu-{precision}",
+        {"finetune": {"device": "cuda", "precision": precision, "max_steps": 6, "eval_every": 3}},
+    )
     run(["distilflow", "stage", "finetune"], root)
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())
     assert metrics["steps"] == 6

@@ -21,8 +21,7 @@ from distilflow.tasks import LINE
 from tests.conftest import run, test_env
 
 STEPS = 16
-SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8,
-                         "device": "cpu"}}
+SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8, "device": "cpu"}}
 
 
 def tokenized_workspace(factory: Any, name: str, overrides: dict[str, Any]) -> Path:
@@ -45,8 +44,15 @@ def one_thread_env(root: Path) -> dict[str, str]:
 
 
 def finetune(root: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    done = subprocess.run(["distilflow", "stage", "finetune"], cwd=root, env=one_thread_env(root),
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        ["distilflow", "stage", "finetune"],
+        cwd=root,
+        env=one_thread_env(root),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())
     weights = load_file(root / "models" / "teacher" / "model.safetensors")
@@ -57,8 +63,13 @@ def finetune(root: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
 
 def kill_after_first_checkpoint(root: Path) -> int:
     """Start the stage, SIGKILL it once a checkpoint is on disk; the step it had checkpointed."""
-    process = subprocess.Popen(["distilflow", "stage", "finetune"], cwd=root, env=one_thread_env(root),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["distilflow", "stage", "finetune"],
+        cwd=root,
+        env=one_thread_env(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and process.poll() is None:

@@ -32,7 +32,7 @@ from distilflow.serving import TextClassifier
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from distilflow.tracking import params_hash, stage_run
-from tests.integration.registry_helpers import client_for, empty_store, project, set_student
+from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_onnx_export
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
 SST2 = get_task("sst2")
@@ -197,21 +197,11 @@ def test_pair_tasks_accept_their_columns_sentence1_2_and_pairs(
         model.predict(pd.DataFrame({"left": first, "right": second}))
 
 
-def _export_onnx(paths_student: Path, agrees: bool) -> None:
-    """What the distill stage leaves in models/student/export (see distilflow.export)."""
-    from distilflow.export import export_onnx
-    from distilflow.modeling import load_classifier
-
-    export_onnx(load_classifier(paths_student), paths_student / "export" / "onnx" / "model.onnx")
-    summary = {"onnx": {"agrees": agrees, "metric": "accuracy", "accuracy": 0.8, "fp32_accuracy": 0.8}}
-    (paths_student / "export" / "summary.json").write_text(json.dumps(summary))
-
-
 def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_store: Path) -> None:
     params, paths = project(tmp_path / "p", overrides={"register": {"serving": {"export": "onnx"}}}, store=empty_store)
     client = client_for(paths)
     set_student(paths, SST2, 0.8)
-    _export_onnx(paths.student_dir, agrees=True)
+    write_onnx_export(paths.student_dir, agrees=True)
     report = register.run(params, paths)["decision"]
     assert report["serving"]["export"] == "onnx"
     assert set(report["serving"]["predict_p50_ms"]) == {"none", "onnx"}  # both timed in the same process
@@ -234,7 +224,7 @@ def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_stor
     params, paths = project(tmp_path / "p", overrides={"register": {"serving": {"export": "auto"}}}, store=empty_store)
     client = client_for(paths)
     set_student(paths, SST2, 0.8)
-    _export_onnx(paths.student_dir, agrees=False)
+    write_onnx_export(paths.student_dir, agrees=False)
     report = register.run(params, paths)["decision"]
     assert report["serving"]["export"] == "none"
     assert any("failed its agreement check" in reason for reason in report["serving"]["reasons"])

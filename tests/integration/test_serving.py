@@ -21,7 +21,7 @@ from distilflow.serving import serve_command, serve_env
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from tests import conftest
-from tests.integration.registry_helpers import client_for, empty_store, project, set_student
+from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_onnx_export
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
 STUDENT = "distilflow-sst2-student"
@@ -75,10 +75,13 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Iterator[tuple[str, PyFuncModel]]:
     root = tmp_path_factory.mktemp("serving") / "p"
-    params, paths = project(root, store=empty_store)
+    # Served as ONNX, the form the pipeline's `auto` choice usually packages (and a server without torch starts
+    # in a third of the time); the torch form answers through the same code (test_registry.py).
+    params, paths = project(root, overrides={"register": {"serving": {"export": "onnx"}}}, store=empty_store)
     client_for(paths)
     set_student(paths, get_task("sst2"), 0.8)
-    register.run(params, paths)
+    write_onnx_export(paths.student_dir, agrees=True)
+    assert register.run(params, paths)["decision"]["serving"]["backend"] == "onnx"
     process, url = start_server(f"models:/{STUDENT}@champion", f"sqlite:///{paths.mlflow_db}", root / "serve.log")
     try:
         yield url, mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")

@@ -64,13 +64,15 @@ def test_padding_to_the_longest_row_with_mask_and_token_types() -> None:
 
 
 def test_columns_read_once_give_the_same_batches_as_rows() -> None:
-    data = Dataset.from_dict({
-        "input_ids": [[101, i, 102] + [9] * (i % 4) for i in range(20)],
-        "token_type_ids": [[0] * (3 + i % 4) for i in range(20)],
-        "labels": [i % 2 for i in range(20)],
-        "teacher_logits": [[0.1 * i, -0.1 * i] for i in range(20)],
-        "line": list(range(20)),
-    })
+    data = Dataset.from_dict(
+        {
+            "input_ids": [[101, i, 102] + [9] * (i % 4) for i in range(20)],
+            "token_type_ids": [[0] * (3 + i % 4) for i in range(20)],
+            "labels": [i % 2 for i in range(20)],
+            "teacher_logits": [[0.1 * i, -0.1 * i] for i in range(20)],
+            "line": list(range(20)),
+        }
+    )
     columns = Columns(data)
     assert set(columns.data) == {"input_ids", "token_type_ids", "labels", "teacher_logits"}
     indices = [3, 17, 8]

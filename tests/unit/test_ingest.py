@@ -69,5 +69,5 @@ def test_missing_split_and_missing_folder_fail_with_the_path(project: Paths, tmp
 def test_hub_source_fails_fast_offline(project: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ingest.IngestError, match="(?i)without a network"):
+    with pytest.raises(ingest.IngestError, match=r"(?i)without a network"):
         ingest.run(parse_params({"data": {"source": "hub"}}), project)

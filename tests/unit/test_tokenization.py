@@ -23,9 +23,14 @@ def tokenizer():  # type: ignore[no-untyped-def]
 
 
 def pairs() -> pd.DataFrame:
-    return pd.DataFrame({"sentence1": ["the cat sat", "a b c d e f g h i j k l m n o p"],
-                         "sentence2": ["on the mat", "q r s t u v w x y z"],
-                         LABEL: [1, 0], LINE: [2, 3]})
+    return pd.DataFrame(
+        {
+            "sentence1": ["the cat sat", "a b c d e f g h i j k l m n o p"],
+            "sentence2": ["on the mat", "q r s t u v w x y z"],
+            LABEL: [1, 0],
+            LINE: [2, 3],
+        }
+    )
 
 
 def test_pairs_are_cls_a_sep_b_sep_with_token_types(tokenizer) -> None:  # type: ignore[no-untyped-def]
@@ -74,8 +79,9 @@ def test_content_hash_follows_text_labels_tokenizer_settings_and_task() -> None:
 def test_stage_writes_arrow_meta_and_histogram_then_reuses_an_unchanged_output(tmp_path: Path) -> None:
     paths = Paths.at(tmp_path)
     paths.validated_dir.mkdir(parents=True)
-    frame = pd.DataFrame({"sentence": ["a fine film", "dull , dull , dull", "it works"], LABEL: [1, 0, 1],
-                          LINE: [2, 3, 4]})
+    frame = pd.DataFrame(
+        {"sentence": ["a fine film", "dull , dull , dull", "it works"], LABEL: [1, 0, 1], LINE: [2, 3, 4]}
+    )
     frame.to_parquet(paths.validated_dir / "train.parquet", index=False)
     frame.iloc[:2].to_parquet(paths.validated_dir / "dev.parquet", index=False)
     os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -40,8 +40,15 @@ def _one_thread() -> Iterator[None]:
 
 def tiny_model(seed: int = 0) -> BertForSequenceClassification:
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = BertConfig(
+        vocab_size=40,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -55,12 +62,14 @@ def toy_data(rows: int, seed: int) -> Dataset:
             body[int(rng.integers(0, len(body)))] = SIGNAL
         input_ids.append([2, *body, 3])
         labels.append(label)
-    return Dataset.from_dict({
-        "input_ids": input_ids,
-        "token_type_ids": [[0] * len(ids) for ids in input_ids],
-        "labels": labels,
-        "length": [len(ids) for ids in input_ids],
-    })
+    return Dataset.from_dict(
+        {
+            "input_ids": input_ids,
+            "token_type_ids": [[0] * len(ids) for ids in input_ids],
+            "labels": labels,
+            "length": [len(ids) for ids in input_ids],
+        }
+    )
 
 
 def accuracy_on(dev: Dataset):  # type: ignore[no-untyped-def]
@@ -72,9 +81,19 @@ def accuracy_on(dev: Dataset):  # type: ignore[no-untyped-def]
 
 
 def settings(**overrides: object) -> LoopSettings:
-    values: dict[str, object] = dict(epochs=1.0, batch_size=16, learning_rate=3e-3, weight_decay=0.01,
-                                     warmup_ratio=0.1, max_grad_norm=1.0, eval_every=4, early_stopping_patience=0,
-                                     primary_metric="accuracy", seed=5, device="cpu")
+    values: dict[str, object] = dict(
+        epochs=1.0,
+        batch_size=16,
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        warmup_ratio=0.1,
+        max_grad_norm=1.0,
+        eval_every=4,
+        early_stopping_patience=0,
+        primary_metric="accuracy",
+        seed=5,
+        device="cpu",
+    )
     values.update(overrides)
     return LoopSettings(**values)  # type: ignore[arg-type]
 
@@ -118,7 +137,11 @@ def test_checkpoint_is_safetensors_and_json_and_restores_every_generator(tmp_pat
     expected = (torch.rand(3), np.random.rand(3), [random.random() for _ in range(3)])
 
     assert sorted(p.name for p in (tmp_path / "last").iterdir()) == [
-        "model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"]
+        "model.safetensors",
+        "optimizer.safetensors",
+        "rng.safetensors",
+        "state.json",
+    ]
     json.loads((tmp_path / "last" / "state.json").read_text())  # plain JSON, no pickle anywhere
 
     other = tiny_model(seed=1)
@@ -141,8 +164,9 @@ def test_checkpoint_is_safetensors_and_json_and_restores_every_generator(tmp_pat
 
 def test_the_loop_learns_and_returns_the_best_weights() -> None:
     train_set, dev = toy_data(256, seed=0), toy_data(64, seed=1)
-    model, result = train(tiny_model(), train_set, supervised_loss, accuracy_on(dev), settings(epochs=3.0),
-                          pad_id=0, regression=False)
+    model, result = train(
+        tiny_model(), train_set, supervised_loss, accuracy_on(dev), settings(epochs=3.0), pad_id=0, regression=False
+    )
     assert result.steps == 3 * 16
     assert result.best_metric >= 0.9
     assert accuracy_on(dev)(model)["accuracy"] == pytest.approx(result.best_metric)
@@ -159,22 +183,50 @@ class Crash(RuntimeError):
 def test_a_run_interrupted_after_a_checkpoint_resumes_to_the_same_result(tmp_path: Path) -> None:
     train_set, dev = toy_data(200, seed=2), toy_data(48, seed=3)
     config = settings(epochs=2.0, eval_every=3, checkpoint_every=5)  # 13 batches/epoch: resume mid-epoch
-    reference, expected = train(tiny_model(), train_set, supervised_loss, accuracy_on(dev), config, 0, False,
-                                checkpoint_dir=tmp_path / "reference")
+    reference, expected = train(
+        tiny_model(),
+        train_set,
+        supervised_loss,
+        accuracy_on(dev),
+        config,
+        0,
+        False,
+        checkpoint_dir=tmp_path / "reference",
+    )
 
     def crash_at_step_12(step: int, point: dict[str, float]) -> None:
         if step == 12:
             raise Crash
 
     with pytest.raises(Crash):
-        train(tiny_model(), train_set, supervised_loss, accuracy_on(dev), config, 0, False,
-              checkpoint_dir=tmp_path / "run", on_eval=crash_at_step_12)
+        train(
+            tiny_model(),
+            train_set,
+            supervised_loss,
+            accuracy_on(dev),
+            config,
+            0,
+            False,
+            checkpoint_dir=tmp_path / "run",
+            on_eval=crash_at_step_12,
+        )
     assert json.loads((tmp_path / "run" / "last" / "state.json").read_text())["progress"]["step"] == 10
-    resumed, result = train(tiny_model(seed=123), train_set, supervised_loss, accuracy_on(dev), config, 0, False,
-                            checkpoint_dir=tmp_path / "run")
+    resumed, result = train(
+        tiny_model(seed=123),
+        train_set,
+        supervised_loss,
+        accuracy_on(dev),
+        config,
+        0,
+        False,
+        checkpoint_dir=tmp_path / "run",
+    )
     assert result.resumed_from_step == 10
-    assert (result.steps, result.best_step, result.best_metric) == (expected.steps, expected.best_step,
-                                                                    expected.best_metric)
+    assert (result.steps, result.best_step, result.best_metric) == (
+        expected.steps,
+        expected.best_step,
+        expected.best_metric,
+    )
     assert [p["train_loss"] for p in result.history] == [p["train_loss"] for p in expected.history]
     for key, value in reference.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
@@ -188,22 +240,43 @@ def test_early_stopping_after_patience_evaluations_without_improvement() -> None
     def declining(model: torch.nn.Module) -> dict[str, float]:
         return {"accuracy": next(scores)}
 
-    _, result = train(tiny_model(), toy_data(256, seed=0), supervised_loss, declining,
-                      settings(epochs=5.0, eval_every=2, early_stopping_patience=3), 0, False)
+    _, result = train(
+        tiny_model(),
+        toy_data(256, seed=0),
+        supervised_loss,
+        declining,
+        settings(epochs=5.0, eval_every=2, early_stopping_patience=3),
+        0,
+        False,
+    )
     # best 0.7 at the 2nd evaluation; 0.6, 0.7 (not better), 0.65 are three misses: stop at the 5th evaluation
     assert (result.best_metric, result.best_step, result.steps) == (0.7, 4, 10)
 
 
 def test_lower_is_better_metrics_keep_the_lowest() -> None:
     scores = iter([3.0, 1.0, 2.0])
-    _, result = train(tiny_model(), toy_data(96, seed=0), supervised_loss, lambda m: {"loss": next(scores)},
-                      settings(eval_every=2, primary_metric="loss", greater_is_better=False), 0, False)
+    _, result = train(
+        tiny_model(),
+        toy_data(96, seed=0),
+        supervised_loss,
+        lambda m: {"loss": next(scores)},
+        settings(eval_every=2, primary_metric="loss", greater_is_better=False),
+        0,
+        False,
+    )
     assert (result.best_metric, result.best_step) == (1.0, 4)
 
 
 def test_gradient_accumulation_counts_optimizer_steps() -> None:
-    _, result = train(tiny_model(), toy_data(128, seed=0), supervised_loss, lambda m: {"accuracy": 0.0},
-                      settings(batch_size=8, grad_accum_steps=4, eval_every=100), 0, False)
+    _, result = train(
+        tiny_model(),
+        toy_data(128, seed=0),
+        supervised_loss,
+        lambda m: {"accuracy": 0.0},
+        settings(batch_size=8, grad_accum_steps=4, eval_every=100),
+        0,
+        False,
+    )
     assert result.steps == 128 // 8 // 4
     assert result.samples == 128
 
@@ -212,5 +285,12 @@ def test_cuda_requested_without_cuda_fails_clearly() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(RuntimeError, match="no CUDA device"):
-        train(tiny_model(), toy_data(16, seed=0), supervised_loss, lambda m: {"accuracy": 0.0},
-              settings(device="cuda"), 0, False)
+        train(
+            tiny_model(),
+            toy_data(16, seed=0),
+            supervised_loss,
+            lambda m: {"accuracy": 0.0},
+            settings(device="cuda"),
+            0,
+            False,
+        )

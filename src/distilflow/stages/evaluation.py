@@ -36,7 +36,7 @@ from distilflow.modeling import count_parameters, load_classifier, load_tokenize
 from distilflow.paths import Paths
 from distilflow.tasks import LINE, GlueTask, get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import logits_to_predictions, predict_logits
+from distilflow.training import choose_device, logits_to_predictions, predict_logits
 
 SECTIONS = ("evaluate",)
 MODELS = ("teacher", "student")
@@ -383,9 +383,13 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
     folder = model_dir(paths, which)
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(folder))
-    model = load_classifier(folder)
+    model: torch.nn.Module = load_classifier(folder)
     with stage_run(f"evaluate-{which}", params, paths, SECTIONS) as tracked:
+        # Scoring runs where training does (a GPU, when there is one: MNLI's and QQP's dev sets are large);
+        # the speed measurement below is on CPU, which is where the latency budget applies.
+        model.to(choose_device(params.finetune.device))
         metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.finetune.eval_batch_size)
+        model.to("cpu")
         frames = []
         for split in task.dev_splits:
             frame = predictions_frame(

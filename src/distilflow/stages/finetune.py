@@ -71,8 +71,12 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
 
 
 def fingerprint(params: Params, data_hash: str) -> str:
-    settings = {"finetune": params.finetune.model_dump(), "teacher": params.model.teacher, "seed": params.seed,
-                "data": data_hash}
+    settings = {
+        "finetune": params.finetune.model_dump(),
+        "teacher": params.model.teacher,
+        "seed": params.seed,
+        "data": data_hash,
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -82,8 +86,12 @@ def log_history(tracked: StageRun, result: LoopResult) -> None:
     from mlflow.tracking import MlflowClient
 
     now = int(time.time() * 1000)
-    points = [Metric(key, float(value), now, int(point["step"]))
-              for point in result.history for key, value in point.items() if key != "step"]
+    points = [
+        Metric(key, float(value), now, int(point["step"]))
+        for point in result.history
+        for key, value in point.items()
+        if key != "step"
+    ]
     client = MlflowClient()
     for start in range(0, len(points), 1000):
         client.log_batch(tracked.run_id, metrics=points[start : start + 1000], synchronous=True)
@@ -97,8 +105,9 @@ def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
     frame = pd.DataFrame(result.history)
     frame.to_csv(paths.plots_dir / f"{name}_train.csv", index=False, columns=["step", "train_loss", "learning_rate"])
     dev_columns = [c for c in frame.columns if c.startswith("dev_")]
-    frame.dropna(subset=dev_columns).to_csv(paths.plots_dir / f"{name}_dev.csv", index=False,
-                                            columns=["step", *dev_columns])
+    frame.dropna(subset=dev_columns).to_csv(
+        paths.plots_dir / f"{name}_dev.csv", index=False, columns=["step", *dev_columns]
+    )
 
 
 @contextlib.contextmanager
@@ -128,11 +137,20 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     barrier()
 
     settings = LoopSettings(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, max_grad_norm=config.max_grad_norm,
-        eval_every=config.eval_every, early_stopping_patience=config.early_stopping_patience,
-        primary_metric=task.primary_metric, seed=params.seed, grad_accum_steps=config.grad_accum_steps,
-        max_steps=config.max_steps, checkpoint_every=config.checkpoint_every, device=config.device,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm,
+        eval_every=config.eval_every,
+        early_stopping_patience=config.early_stopping_patience,
+        primary_metric=task.primary_metric,
+        seed=params.seed,
+        grad_accum_steps=config.grad_accum_steps,
+        max_steps=config.max_steps,
+        checkpoint_every=config.checkpoint_every,
+        device=config.device,
         precision=config.precision,
     )
     dev = data[task.dev_splits[0]]
@@ -145,8 +163,15 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
         trained, result = train(
-            model, data["train"], supervised_loss, dev_scorer(task, dev, config.eval_batch_size, pad_id),
-            settings, pad_id, task.is_regression, checkpoint_dir=checkpoints, description="finetune teacher",
+            model,
+            data["train"],
+            supervised_loss,
+            dev_scorer(task, dev, config.eval_batch_size, pad_id),
+            settings,
+            pad_id,
+            task.is_regression,
+            checkpoint_dir=checkpoints,
+            description="finetune teacher",
         )
         assert trained is model  # trained in place, best weights loaded
         if tracked is not None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from distilflow.config import Params
+from distilflow.lineage import STAGE_ORDER
 from distilflow.paths import Paths
 from distilflow.registry import (
     CHALLENGER,
@@ -292,7 +293,10 @@ def model_card(
     else:
         request = json.dumps({"inputs": ["a gripping , beautifully acted film ."]})
     output = "`score` (0..5)" if task.is_regression else "`label` and `score` (softmax confidence)"
-    serving = f"{choice.export} export ({choice.backend})" if choice and choice.export != "none" else "fp32 torch"
+    serving = "fp32 torch"
+    if choice and choice.export_file is not None:
+        megabytes = choice.export_file.stat().st_size / 1e6
+        serving = f"{choice.export} export ({choice.backend}, {megabytes:.2f} MB file)"
     speed = ""
     if choice and choice.latency_p50_ms:
         speed = "; predict p50 at registration: " + ", ".join(
@@ -303,7 +307,7 @@ def model_card(
 **Task**: GLUE {task.name} ({task.kind}); output {output}{"; labels " + ", ".join(task.labels) if task.labels else ""}.
 
 ## Data
-- source `{params.data.source}` {params.data.path or ""}; rows: {row_text}
+- source `{params.data.source}`{f" ({params.data.path})" if params.data.path else ""}; rows: {row_text}
 - DVC md5 of data/raw: `{dvc_lock_data_hash(paths.root)}`
 
 ## Metrics (dev)
@@ -333,8 +337,11 @@ the response says so in `truncated`. Example request to `mlflow models serve`:
 
 
 def lineage_section(client: Any, lineage: dict[str, str]) -> str:
+    """Stage runs in pipeline order (stages the order does not know yet follow by name)."""
+    order = {stage: index for index, stage in enumerate(STAGE_ORDER)}
+    stages = sorted(lineage, key=lambda stage: (order.get(stage, len(order)), stage))
     lines = ["", "## Lineage", "The MLflow run of every stage that produced this model:", ""]
-    lines += [f"- {stage}: {run_link(client, run_id)}" for stage, run_id in lineage.items()]
+    lines += [f"- {stage}: {run_link(client, lineage[stage])}" for stage in stages]
     return "\n".join(lines) + "\n"
 
 

@@ -47,8 +47,10 @@ def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length
 def encode(frame: pd.DataFrame, task: GlueTask, tokenizer: Any, max_length: int) -> Dataset:
     """One row per example: input_ids, token_type_ids, labels, the source line and the token count."""
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"{type(tokenizer).__name__} is a slow (Python) tokenizer; tokenize needs a fast one "
-                         "(a tokenizer.json next to the model, or a model with a Rust tokenizer)")
+        raise ValueError(
+            f"{type(tokenizer).__name__} is a slow (Python) tokenizer; tokenize needs a fast one "
+            "(a tokenizer.json next to the model, or a model with a Rust tokenizer)"
+        )
     missing = [column for column in (*task.fields, LABEL, LINE) if column not in frame.columns]
     if missing:
         raise ValueError(f"validated {task.name} data lacks column(s) {', '.join(missing)}")
@@ -71,10 +73,16 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     digest = content_hash(frames, tokenizer_dir, params.tokenize.max_length, task.name)
     meta_file = paths.tokenized_dir / META_FILE
     complete = meta_file.is_file() and (paths.tokenized_dir / "dataset_dict.json").is_file()
-    if complete and json.loads(meta_file.read_text()).get("content_hash") == digest and \
-            paths.metrics_file("tokenize").is_file():
-        return {"metrics": json.loads(paths.metrics_file("tokenize").read_text()),
-                "meta": json.loads(meta_file.read_text()), "reused": True}
+    if (
+        complete
+        and json.loads(meta_file.read_text()).get("content_hash") == digest
+        and paths.metrics_file("tokenize").is_file()
+    ):
+        return {
+            "metrics": json.loads(paths.metrics_file("tokenize").read_text()),
+            "meta": json.loads(meta_file.read_text()),
+            "reused": True,
+        }
     with stage_run("tokenize", params, paths, SECTIONS) as tracked:
         tokenizer = load_tokenizer(tokenizer_dir)
         splits = DatasetDict(
