@@ -323,7 +323,7 @@ def _params(tmp_path: Path, **validate: object) -> tuple[Params, Paths]:
     return parse_params({"task": "sst2", "validate": validate}), Paths.at(tmp_path / "project")
 
 
-def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path) -> None:
+def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path, mlflow_store: str) -> None:
     from distilflow.stages import validate as stage
 
     make_project(tmp_path, "SST-2")
@@ -338,7 +338,9 @@ def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path) -> None
     assert all(Path(artifact).is_file() for artifact in result["artifacts"])
 
 
-def test_stage_failure_leaves_downstream_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_failure_leaves_downstream_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_store: str
+) -> None:
     from distilflow.stages import validate as stage
 
     project = make_project(tmp_path, "SST-2")
