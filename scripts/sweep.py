@@ -123,7 +123,7 @@ def experiment_rows(root: Path) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--temperature", default="1.0,4.0", help="comma-separated distill.temperature values")
-    parser.add_argument("--alpha", default="0.5", help="comma-separated distill.alpha values")
+    parser.add_argument("--alpha", default="0.5,0.9", help="comma-separated distill.alpha values")
     parser.add_argument("--jobs", type=int, default=1, help="experiments run at once (each uses all cores)")
     parser.add_argument(
         "--target",
