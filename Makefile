@@ -35,6 +35,8 @@ pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data (dvc pull
 	@echo "dvc pull: fetching what DVC remote '$$(dvc remote default 2>/dev/null)' holds for this dvc.lock"
 	@dvc pull --quiet || echo "dvc pull: the remote lacks some outputs (or is unreachable); dvc repro computes them"
 	dvc repro
+	@# A pulled pipeline skips the register stage; the models still belong in this clone's own MLflow store.
+	distilflow sync-registry
 	@echo
 	@echo "Results: metrics/*.json (dvc metrics show), plots/ (dvc plots show), reports/, models/"
 	@echo "Registry: MLflow store mlruns.db — make ui, or: mlflow models list / distilflow promote|rollback"

@@ -75,35 +75,59 @@ TASK = get_task("sst2")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
-    parser.add_argument("--teacher", type=Path, default=ROOT / "bench" / "cache" / "teacher-sst2",
-                        help="fine-tuned teacher (save_pretrained folder), e.g. from bench/finetune.py")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=ROOT / "bench" / "cache" / "teacher-sst2",
+        help="fine-tuned teacher (save_pretrained folder), e.g. from bench/finetune.py",
+    )
     parser.add_argument("--copies", type=int, default=2, help="rewrites per eligible training example")
     parser.add_argument("--max-source-rows", type=int, default=12000, help="rewrite only the N longest examples")
     parser.add_argument("--min-words", type=int, default=5)
     parser.add_argument("--max-train-rows", type=int, default=None, help="use only N training rows (quick runs)")
-    parser.add_argument("--label-originals", type=int, default=None,
-                        help="the teacher labels only the first N training rows (plus every rewrite, which is "
-                        "still drawn from the whole split); the rest stay out of the transfer set (time budget)")
+    parser.add_argument(
+        "--label-originals",
+        type=int,
+        default=None,
+        help="the teacher labels only the first N training rows (plus every rewrite, which is "
+        "still drawn from the whole split); the rest stay out of the transfer set (time budget)",
+    )
     parser.add_argument("--init", default="teacher-projected", help="main run: random | teacher-projected")
-    parser.add_argument("--mlm", action=argparse.BooleanOptionalAction, default=False,
-                        help="main run: MLM pre-training before distillation")
-    parser.add_argument("--augmented", action=argparse.BooleanOptionalAction, default=True,
-                        help="main run: train on the rewrites too")
-    parser.add_argument("--intermediate", action=argparse.BooleanOptionalAction, default=False,
-                        help="main run: TinyBERT hidden-state and attention losses (teacher in the loop)")
-    parser.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=False,
-                        help="keep the word embeddings fixed (teacher-projected init only; random init always trains "
-                        "them)")
+    parser.add_argument(
+        "--mlm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="main run: MLM pre-training before distillation",
+    )
+    parser.add_argument(
+        "--augmented", action=argparse.BooleanOptionalAction, default=True, help="main run: train on the rewrites too"
+    )
+    parser.add_argument(
+        "--intermediate",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="main run: TinyBERT hidden-state and attention losses (teacher in the loop)",
+    )
+    parser.add_argument(
+        "--freeze-embeddings",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="keep the word embeddings fixed (teacher-projected init only; random init always trains them)",
+    )
     parser.add_argument("--hidden-weight", type=float, default=1.0)
     parser.add_argument("--attention-weight", type=float, default=1.0)
     parser.add_argument("--mlm-steps", type=int, default=1500)
     parser.add_argument("--main-steps", type=int, default=6000)
     parser.add_argument("--ablation-steps", type=int, default=2000)
-    parser.add_argument("--intermediate-steps", type=int, default=None,
-                        help="steps for the run with intermediate losses (teacher in the loop: slow); "
-                        "default --ablation-steps")
-    parser.add_argument("--ablations", default="init,mlm,augmentation,intermediate",
-                        help="comma-separated factors to flip, or 'none'")
+    parser.add_argument(
+        "--intermediate-steps",
+        type=int,
+        default=None,
+        help="steps for the run with intermediate losses (teacher in the loop: slow); default --ablation-steps",
+    )
+    parser.add_argument(
+        "--ablations", default="init,mlm,augmentation,intermediate", help="comma-separated factors to flip, or 'none'"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="training and throughput batch size")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--temperature", type=float, default=2.0)
@@ -111,9 +135,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--throughput-rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads (default: torch's)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="processes: teacher labelling is split across them, and the ablations run in a second "
-                        "process beside the main run")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes: teacher labelling is split across them, and the ablations run in a second "
+        "process beside the main run",
+    )
     parser.add_argument("--part", choices=("all", "label", "ablation"), default="all", help=argparse.SUPPRESS)
     parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=42)
@@ -146,8 +174,16 @@ def file_digest(folder: Path) -> str:
 CHUNK = 2048
 
 
-def label_chunks(teacher: Any, rows: Dataset, pad_id: int, folder: Path, shard: int, shards: int,
-                 needed: set[int], chunk: int = CHUNK) -> None:
+def label_chunks(
+    teacher: Any,
+    rows: Dataset,
+    pad_id: int,
+    folder: Path,
+    shard: int,
+    shards: int,
+    needed: set[int],
+    chunk: int = CHUNK,
+) -> None:
     """Teacher logits in chunks saved as they finish (a killed run resumes); chunk i goes to shard i % shards."""
     folder.mkdir(parents=True, exist_ok=True)
     for index, start in enumerate(range(0, len(rows), chunk)):
@@ -158,14 +194,26 @@ def label_chunks(teacher: Any, rows: Dataset, pad_id: int, folder: Path, shard: 
         logits = predict_logits(teacher, rows.select(range(start, min(start + chunk, len(rows)))), 128, pad_id)
         np.save(file.with_suffix(".tmp.npy"), logits)
         file.with_suffix(".tmp.npy").rename(file)
-        log(f"  [shard {shard}] teacher logits {min(start + chunk, len(rows))}/{len(rows)} "
-            f"({len(logits) / (time.perf_counter() - started):.0f} examples/s)")
+        log(
+            f"  [shard {shard}] teacher logits {min(start + chunk, len(rows))}/{len(rows)} "
+            f"({len(logits) / (time.perf_counter() - started):.0f} examples/s)"
+        )
 
 
 def child(part: str, *extra: str) -> subprocess.Popen[bytes]:
     # The snapshot, not the live folder: every process must see the same teacher.
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *sys.argv[1:], "--teacher",
-                             str(ARGS.teacher), "--part", part, *extra])
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            *sys.argv[1:],
+            "--teacher",
+            str(ARGS.teacher),
+            "--part",
+            part,
+            *extra,
+        ]
+    )
 
 
 def snapshot_teacher(source: Path) -> Path:
@@ -212,8 +260,16 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
     vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, params.augment.neighbours)
     ids, types, sources = augment_rows(train["input_ids"], vocab, params.augment, params.seed, 128)
     rewrites = Dataset.from_dict(
-        {"input_ids": ids, "token_type_ids": types, "labels": [0] * len(ids), "length": [len(r) for r in ids],
-         "source": sources, "augmented": [True] * len(ids)}, features=originals.features)
+        {
+            "input_ids": ids,
+            "token_type_ids": types,
+            "labels": [0] * len(ids),
+            "length": [len(r) for r in ids],
+            "source": sources,
+            "augmented": [True] * len(ids),
+        },
+        features=originals.features,
+    )
     rows = concatenate_datasets([originals, rewrites])
     augment_seconds = time.perf_counter() - started
     log(f"transfer set: {len(originals)} originals + {len(rewrites)} rewrites ({augment_seconds:.0f}s); labelling")
@@ -228,11 +284,17 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
     labels = np.where(augmented, logits.argmax(-1), np.asarray(rows["labels"]))
     rows = rows.remove_columns("labels").add_column("labels", labels.tolist())
     rows = rows.add_column("teacher_logits", logits.tolist())
-    stats = {"train_rows": len(train), "labelled_train_rows": len(originals), "augmented_rows": len(rewrites),
-             "transfer_rows": len(rows),
-             "augment_seconds": augment_seconds, "teacher_seconds_this_run": teacher_seconds,
-             "teacher_train_accuracy": float((logits[: len(originals)].argmax(-1) == np.asarray(
-                 originals["labels"])).mean())}
+    stats = {
+        "train_rows": len(train),
+        "labelled_train_rows": len(originals),
+        "augmented_rows": len(rewrites),
+        "transfer_rows": len(rows),
+        "augment_seconds": augment_seconds,
+        "teacher_seconds_this_run": teacher_seconds,
+        "teacher_train_accuracy": float(
+            (logits[: len(originals)].argmax(-1) == np.asarray(originals["labels"])).mean()
+        ),
+    }
     rows.save_to_disk(str(folder / name))
     (folder / f"{name}-stats.json").write_text(json.dumps(stats, indent=2))
     return rows, stats
@@ -249,15 +311,27 @@ class Variant:
 
 
 def distill_params(variant: Variant) -> DistillParams:
-    weights = {"hidden_weight": ARGS.hidden_weight, "attention_weight": ARGS.attention_weight} \
-        if variant.intermediate else {}
-    return parse_params({"distill": {
-        "student": {"init": variant.init}, "temperature": ARGS.temperature, "alpha": ARGS.alpha,
-        "max_steps": variant.steps, "batch_size": ARGS.batch_size, "learning_rate": ARGS.learning_rate,
-        "warmup_ratio": 0.06, "eval_every": ARGS.eval_every, "early_stopping_patience": 0,
-        "augmented": variant.augmented, **weights,
-        "freeze_word_embeddings": ARGS.freeze_embeddings and variant.init != "random",
-    }}).distill
+    weights = (
+        {"hidden_weight": ARGS.hidden_weight, "attention_weight": ARGS.attention_weight} if variant.intermediate else {}
+    )
+    return parse_params(
+        {
+            "distill": {
+                "student": {"init": variant.init},
+                "temperature": ARGS.temperature,
+                "alpha": ARGS.alpha,
+                "max_steps": variant.steps,
+                "batch_size": ARGS.batch_size,
+                "learning_rate": ARGS.learning_rate,
+                "warmup_ratio": 0.06,
+                "eval_every": ARGS.eval_every,
+                "early_stopping_patience": 0,
+                "augmented": variant.augmented,
+                **weights,
+                "freeze_word_embeddings": ARGS.freeze_embeddings and variant.init != "random",
+            }
+        }
+    ).distill
 
 
 def run_variant(variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
@@ -269,19 +343,34 @@ def run_variant(variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, A
     rows = ctx["transfer"] if variant.augmented else ctx["originals"]
     started = time.perf_counter()
     log(f"distill {variant.name}: {variant.steps} steps on {len(rows)} rows")
-    student, result = distill(student, ctx["teacher"] if variant.intermediate else None, rows, ctx["score_dev"],
-                              config, loop_settings(config, TASK, params), ctx["pad_id"], False,
-                              description=variant.name)
+    student, result = distill(
+        student,
+        ctx["teacher"] if variant.intermediate else None,
+        rows,
+        ctx["score_dev"],
+        config,
+        loop_settings(config, TASK, params),
+        ctx["pad_id"],
+        False,
+        description=variant.name,
+    )
     seconds = time.perf_counter() - started
     log(f"  {variant.name}: dev accuracy {result.best_metric:.4f} (step {result.best_step}) in {seconds:.0f}s")
     return student, {
-        "name": variant.name, "student_dev_accuracy": result.best_metric, "best_step": result.best_step,
-        "steps": result.steps, "init": variant.init, "frozen_word_embeddings": config.freeze_word_embeddings,
+        "name": variant.name,
+        "student_dev_accuracy": result.best_metric,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "init": variant.init,
+        "frozen_word_embeddings": config.freeze_word_embeddings,
         "mlm_pretraining": variant.mlm,
-        "augmentation": variant.augmented, "intermediate_losses": variant.intermediate,
-        "train_rows": len(rows), "wall_seconds": seconds,
-        "dev_curve": [{"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history
-                      if "dev_accuracy" in p],
+        "augmentation": variant.augmented,
+        "intermediate_losses": variant.intermediate,
+        "train_rows": len(rows),
+        "wall_seconds": seconds,
+        "dev_curve": [
+            {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
+        ],
     }
 
 
@@ -290,9 +379,20 @@ def mlm_checkpoint(init: str, ctx: dict[str, Any]) -> Path:
     folder = ARGS.cache / f"mlm-{ctx['key']}-{init}-{ARGS.mlm_steps}"
     if (folder / "model.safetensors").is_file():
         return folder
-    params = parse_params({"seed": ARGS.seed, "finetune": {"device": "cpu"}, "pretrain": {
-        "enabled": True, "max_steps": ARGS.mlm_steps, "batch_size": ARGS.batch_size, "learning_rate": 1e-3,
-        "eval_every": max(ARGS.mlm_steps // 3, 1)}, "distill": {"student": {"init": init}}})
+    params = parse_params(
+        {
+            "seed": ARGS.seed,
+            "finetune": {"device": "cpu"},
+            "pretrain": {
+                "enabled": True,
+                "max_steps": ARGS.mlm_steps,
+                "batch_size": ARGS.batch_size,
+                "learning_rate": 1e-3,
+                "eval_every": max(ARGS.mlm_steps // 3, 1),
+            },
+            "distill": {"student": {"init": init}},
+        }
+    )
     student = build_student(ctx["teacher"], params.distill.student, TASK, ARGS.seed)
     started = time.perf_counter()
     log(f"MLM pre-training from {init}: {ARGS.mlm_steps} steps")
@@ -335,11 +435,16 @@ def run_ablations(main_variant: Variant, ctx: dict[str, Any]) -> list[dict[str, 
         elif flip == "mlm":
             variant = replace(base, name=f"MLM pre-training: {'off' if base.mlm else 'on'}", mlm=not base.mlm)
         elif flip == "augmentation":
-            variant = replace(base, name=f"augmentation: {'off' if base.augmented else 'on'}",
-                              augmented=not base.augmented)
+            variant = replace(
+                base, name=f"augmentation: {'off' if base.augmented else 'on'}", augmented=not base.augmented
+            )
         elif flip == "intermediate":
-            variant = replace(base, name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
-                              intermediate=not base.intermediate, steps=ARGS.intermediate_steps or ARGS.ablation_steps)
+            variant = replace(
+                base,
+                name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
+                intermediate=not base.intermediate,
+                steps=ARGS.intermediate_steps or ARGS.ablation_steps,
+            )
         else:
             raise SystemExit(f"unknown ablation {flip!r}; known: init, mlm, augmentation, intermediate")
         rows.append(run_variant(variant, ctx)[1])
@@ -375,14 +480,30 @@ def main(argv: list[str] | None = None) -> None:
 
     augment = {"copies": ARGS.copies, "min_words": ARGS.min_words, "max_source_rows": ARGS.max_source_rows}
     params = parse_params({"seed": ARGS.seed, "augment": augment})
-    key = hashlib.sha256(json.dumps({"teacher": file_digest(ARGS.teacher), "augment": params.augment.model_dump(),
-                                     "rows": len(train), "seed": ARGS.seed}, sort_keys=True).encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        json.dumps(
+            {
+                "teacher": file_digest(ARGS.teacher),
+                "augment": params.augment.model_dump(),
+                "rows": len(train),
+                "seed": ARGS.seed,
+            },
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
     started = time.perf_counter()
     transfer, transfer_stats = transfer_set(train, teacher, tokenizer, params, key)
     transfer_stats["wall_seconds_this_run"] = time.perf_counter() - started
     originals = transfer.filter(lambda flags: [not f for f in flags], input_columns="augmented", batched=True)
-    ctx: dict[str, Any] = {"teacher": teacher, "tokenizer": tokenizer, "pad_id": pad_id, "transfer": transfer,
-                           "originals": originals, "score_dev": score_dev, "key": key}
+    ctx: dict[str, Any] = {
+        "teacher": teacher,
+        "tokenizer": tokenizer,
+        "pad_id": pad_id,
+        "transfer": transfer,
+        "originals": originals,
+        "score_dev": score_dev,
+        "key": key,
+    }
 
     main_variant = Variant("main", ARGS.init, ARGS.mlm, ARGS.augmented, ARGS.intermediate, ARGS.main_steps)
     ablation_json = ARGS.out.with_name(ARGS.out.stem + ".ablation.json")
@@ -399,9 +520,15 @@ def main(argv: list[str] | None = None) -> None:
     export_dir = ARGS.cache / "student-export"
     student.save_pretrained(str(ARGS.cache / "student"))
     tokenizer.save_pretrained(str(ARGS.cache / "student"))
-    exports = export_student(student, tokenizer, dev, TASK, export_dir,
-                             parse_params({"distill": {"export": {"formats": ["int8", "onnx", "onnx-int8"]}}})
-                             .distill.export, ARGS.batch_size)
+    exports = export_student(
+        student,
+        tokenizer,
+        dev,
+        TASK,
+        export_dir,
+        parse_params({"distill": {"export": {"formats": ["int8", "onnx", "onnx-int8"]}}}).distill.export,
+        ARGS.batch_size,
+    )
     log("exports: " + ", ".join(f"{k} {v['accuracy']:.4f} agrees={v['agrees']}" for k, v in exports.items()))
 
     if ablation_process is not None:
@@ -414,15 +541,19 @@ def main(argv: list[str] | None = None) -> None:
         ablation = run_ablations(main_variant, ctx)
 
     log("throughput")
-    forwards = {"teacher_fp32": torch_forward(teacher), "student_fp32": torch_forward(student),
-                "student_int8": torch_forward(load_int8(export_dir / "int8")),
-                "student_onnx": onnx_forward(onnx_session(export_dir / "onnx" / "model.onnx")),
-                "student_onnx_int8": onnx_forward(onnx_session(export_dir / "onnx-int8" / "model.onnx"))}
+    forwards = {
+        "teacher_fp32": torch_forward(teacher),
+        "student_fp32": torch_forward(student),
+        "student_int8": torch_forward(load_int8(export_dir / "int8")),
+        "student_onnx": onnx_forward(onnx_session(export_dir / "onnx" / "model.onnx")),
+        "student_onnx_int8": onnx_forward(onnx_session(export_dir / "onnx-int8" / "model.onnx")),
+    }
     speeds = throughput_table(forwards, dev, pad_id)
     teacher_speed = speeds["teacher_fp32"]
     export_speeds = {k: v for k, v in speeds.items() if k not in ("teacher_fp32", "student_fp32")}
-    agreeing = {k: v for k, v in export_speeds.items()
-                if exports[k.removeprefix("student_").replace("_", "-")]["agrees"]}
+    agreeing = {
+        k: v for k, v in export_speeds.items() if exports[k.removeprefix("student_").replace("_", "-")]["agrees"]
+    }
     best_export = max(agreeing, key=lambda k: agreeing[k]) if agreeing else None
     batches, order = numpy_batches(dev, ARGS.batch_size, pad_id)
     student_logits = run_batches(torch_forward(student), batches, order)
@@ -454,17 +585,23 @@ def main(argv: list[str] | None = None) -> None:
         "target_throughput_ratio": 25.0,
         "ablation": ablation,
         "ablation_note": f"ablation rows train {ARGS.ablation_steps} steps (intermediate losses: "
-                         f"{ARGS.intermediate_steps or ARGS.ablation_steps}), the main run {ARGS.main_steps}; "
-                         "compare rows with 'main @ ablation budget'",
+        f"{ARGS.intermediate_steps or ARGS.ablation_steps}), the main run {ARGS.main_steps}; "
+        "compare rows with 'main @ ablation budget'",
         "wall_seconds": time.perf_counter() - wall,
         "threads": torch.get_num_threads(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "load_average": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average": os.getloadavg(),
+        },
     }
     ARGS.out.parent.mkdir(parents=True, exist_ok=True)
     ARGS.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"student {student_dev:.4f} / teacher {teacher_dev:.4f}; best export {best_export} "
-        f"{result['throughput_ratio_best_export_vs_teacher']}x the teacher; wrote {ARGS.out}")
+    log(
+        f"student {student_dev:.4f} / teacher {teacher_dev:.4f}; best export {best_export} "
+        f"{result['throughput_ratio_best_export_vs_teacher']}x the teacher; wrote {ARGS.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,25 @@ TINY_OVERRIDES: dict[str, Any] = {
     "register": {"promotion": {"min_metric": 0.0, "max_latency_ms": 100000.0}},
 }
 
-WORKSPACE_ITEMS = ("dvc.yaml", "params.yaml", "src", "data/demo", ".dvc/config", ".dvcignore", ".gitignore",
-                   "flows", "Makefile", "pyproject.toml",
-                   # DVC's own ignore files and plot templates, and the committed ignore entries for its outputs
-                   ".dvc/.gitignore", ".dvc/plots", "data/.gitignore", "models/.gitignore", "predictions/.gitignore",
-                   "scripts")
+WORKSPACE_ITEMS = (
+    "dvc.yaml",
+    "params.yaml",
+    "src",
+    "data/demo",
+    ".dvc/config",
+    ".dvcignore",
+    ".gitignore",
+    "flows",
+    "Makefile",
+    "pyproject.toml",
+    # DVC's own ignore files and plot templates, and the committed ignore entries for its outputs
+    ".dvc/.gitignore",
+    ".dvc/plots",
+    "data/.gitignore",
+    "models/.gitignore",
+    "predictions/.gitignore",
+    "scripts",
+)
 
 
 def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -52,18 +66,27 @@ def test_env(root: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("MLFLOW_TRACKING_URI", None)
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_EVALUATE_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
-               GX_ANALYTICS_ENABLED="false", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", TQDM_DISABLE="1")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_EVALUATE_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        GX_ANALYTICS_ENABLED="false",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        TQDM_DISABLE="1",
+    )
     return env
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    process = subprocess.run(cmd, cwd=cwd, env=test_env(cwd), capture_output=True, text=True, timeout=timeout,
-                             check=False)
+    process = subprocess.run(
+        cmd, cwd=cwd, env=test_env(cwd), capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and process.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {process.returncode}\n{process.stdout[-4000:]}\n"
-                             f"{process.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {process.returncode}\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}"
+        )
     return process
 
 

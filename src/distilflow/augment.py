@@ -29,8 +29,7 @@ def word_token_mask(vocab: Sequence[str]) -> np.ndarray:
     carries single characters of many scripts that would only turn up as noise next to English words.
     """
     return np.array(
-        [token.isascii() and not token.startswith(("##", "[")) and any(c.isalpha() for c in token)
-         for token in vocab],
+        [token.isascii() and not token.startswith(("##", "[")) and any(c.isalpha() for c in token) for token in vocab],
         dtype=bool,
     )
 
@@ -68,17 +67,22 @@ class Vocabulary:
     def from_teacher(cls, tokenizer: object, embeddings: torch.Tensor, k: int) -> Vocabulary:
         vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]  # type: ignore[attr-defined]
         if len(vocab) > embeddings.shape[0]:
-            raise ValueError(f"tokenizer has {len(vocab)} tokens but the teacher's embedding table only "
-                             f"{embeddings.shape[0]} rows; they must come from the same model")
+            raise ValueError(
+                f"tokenizer has {len(vocab)} tokens but the teacher's embedding table only "
+                f"{embeddings.shape[0]} rows; they must come from the same model"
+            )
         # Tables are often padded to a round size; the extra rows are no words and get no neighbours.
         vocab += [""] * (embeddings.shape[0] - len(vocab))
         ids = {name: getattr(tokenizer, f"{name}_token_id") for name in ("cls", "sep", "mask")}
         missing = [name for name, value in ids.items() if value is None]
         if missing:
-            raise ValueError(f"the teacher's tokenizer has no {', '.join(missing)} token; augmentation needs a "
-                             "BERT-style vocabulary")
+            raise ValueError(
+                f"the teacher's tokenizer has no {', '.join(missing)} token; augmentation needs a BERT-style vocabulary"
+            )
         return cls(
-            cls_id=ids["cls"], sep_id=ids["sep"], mask_id=ids["mask"],
+            cls_id=ids["cls"],
+            sep_id=ids["sep"],
+            mask_id=ids["mask"],
             continues_word=np.array([token.startswith("##") for token in vocab], dtype=bool),
             neighbours=neighbour_table(embeddings, word_token_mask(vocab), k),
         )
@@ -109,8 +113,9 @@ def segments(input_ids: Sequence[int], vocab: Vocabulary) -> list[list[int]]:
     return parts[:-1] if len(parts) > 1 else parts
 
 
-def rewrite_words(words: list[list[int]], vocab: Vocabulary, config: AugmentParams,
-                  rng: np.random.Generator) -> list[list[int]]:
+def rewrite_words(
+    words: list[list[int]], vocab: Vocabulary, config: AugmentParams, rng: np.random.Generator
+) -> list[list[int]]:
     out: list[list[int]] = []
     for word in words:
         draw = rng.random()
@@ -130,8 +135,9 @@ def rewrite_words(words: list[list[int]], vocab: Vocabulary, config: AugmentPara
     return out or words[:1]
 
 
-def rewrite(input_ids: Sequence[int], vocab: Vocabulary, config: AugmentParams, rng: np.random.Generator,
-            max_length: int) -> tuple[list[int], list[int]]:
+def rewrite(
+    input_ids: Sequence[int], vocab: Vocabulary, config: AugmentParams, rng: np.random.Generator, max_length: int
+) -> tuple[list[int], list[int]]:
     """One random rewrite of an encoded example: (input_ids, token_type_ids) with special tokens in place."""
     parts = [split_words(part, vocab.continues_word) for part in segments(input_ids, vocab)]
     rewritten = [rewrite_words(words, vocab, config, rng) for words in parts]
@@ -156,8 +162,9 @@ def word_count(input_ids: Sequence[int], vocab: Vocabulary) -> int:
     return sum(len(split_words(part, vocab.continues_word)) for part in segments(input_ids, vocab))
 
 
-def augment_rows(input_ids: Sequence[Sequence[int]], vocab: Vocabulary, config: AugmentParams, seed: int,
-                 max_length: int) -> tuple[list[list[int]], list[list[int]], list[int]]:
+def augment_rows(
+    input_ids: Sequence[Sequence[int]], vocab: Vocabulary, config: AugmentParams, seed: int, max_length: int
+) -> tuple[list[list[int]], list[list[int]], list[int]]:
     """``config.copies`` distinct rewrites of each eligible example: (input_ids, token_type_ids, source row).
 
     Eligible: at least ``min_words`` words; with ``max_source_rows`` only the longest that many, since long

@@ -189,10 +189,29 @@ def models(
         typer.echo("  ".join(row[key].ljust(widths[key]) for key in headers))
 
 
+@app.command("sync-registry")
+def sync_registry(root: RootOption = Path(".")) -> None:
+    """Register models/student in this clone's MLflow store if it lacks it (after `dvc pull` skipped the stage)."""
+    from distilflow.environment import configure_hub
+    from distilflow.stages import register
+
+    paths = Paths.at(root)
+    try:
+        params = load_params(paths.params_file)
+    except ParamsError as error:
+        _fail(str(error), 2)
+    configure_hub(params, paths.root)
+    try:
+        register.sync(params, paths)
+    except FileNotFoundError as error:
+        _fail(str(error))
+
+
 @app.command()
 def serve(
-    port: Annotated[int | None, typer.Option(help="default: env DISTILFLOW_SERVE_PORT, else register.serving.port")]
-    = None,
+    port: Annotated[
+        int | None, typer.Option(help="default: env DISTILFLOW_SERVE_PORT, else register.serving.port")
+    ] = None,
     alias: Annotated[str, typer.Option(help="registry alias to serve")] = "champion",
     role: RoleOption = "student",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the command, do not start it")] = False,
@@ -210,13 +229,16 @@ def serve(
     settings = params.register_.serving
     chosen = port or int(os.environ.get("DISTILFLOW_SERVE_PORT") or settings.port)
     try:
-        found = (current_champion(client, name) if alias == "champion"
-                 else client.get_model_version_by_alias(name, alias))
+        found = (
+            current_champion(client, name) if alias == "champion" else client.get_model_version_by_alias(name, alias)
+        )
     except Exception:
         found = None
     if found is None:
-        _fail(f"{name} has no @{alias} in {tracking_uri(params, Paths.at(root))}: run the pipeline (make pipeline) "
-              "or `distilflow promote VERSION`")
+        _fail(
+            f"{name} has no @{alias} in {tracking_uri(params, Paths.at(root))}: run the pipeline (make pipeline) "
+            "or `distilflow promote VERSION`"
+        )
     assert found is not None
     command = serve_command(f"models:/{name}@{alias}", chosen, workers=settings.workers)
     uri = tracking_uri(params, Paths.at(root))

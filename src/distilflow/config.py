@@ -142,13 +142,15 @@ class StudentParams(Section):
 class AugmentParams(Section):
     """The transfer set: the training split plus word-level rewrites of it, all labelled by the teacher once."""
 
-    copies: int = Field(2, ge=0, description="rewrites per eligible training example (0: the teacher labels only "
-                        "the training split)")
+    copies: int = Field(
+        2, ge=0, description="rewrites per eligible training example (0: the teacher labels only the training split)"
+    )
     min_words: int = Field(3, ge=1, description="examples with fewer words are not rewritten")
     max_source_rows: int | None = Field(None, ge=1, description="rewrite at most this many (the longest) examples")
     p_mask: float = Field(0.1, ge=0, le=1, description="per word: replace by [MASK]")
-    p_replace: float = Field(0.3, ge=0, le=1, description="per word: replace by a neighbour in the teacher's "
-                             "embedding space")
+    p_replace: float = Field(
+        0.3, ge=0, le=1, description="per word: replace by a neighbour in the teacher's embedding space"
+    )
     p_drop: float = Field(0.05, ge=0, le=1, description="per word: delete")
     p_ngram: float = Field(0.25, ge=0, le=1, description="per rewrite: keep only a random n-gram (single-text tasks)")
     ngram_min: int = Field(2, ge=1)
@@ -169,8 +171,9 @@ class PretrainParams(Section):
     """Optional masked-language-model pre-training of the student on the transfer text (Turc et al. 2019)."""
 
     enabled: bool = Field(False, description="off: the stage only writes a marker and distill starts from init")
-    mask_prob: float = Field(0.15, gt=0, lt=1, description="share of tokens chosen; of those 80% [MASK], "
-                             "10% random, 10% unchanged")
+    mask_prob: float = Field(
+        0.15, gt=0, lt=1, description="share of tokens chosen; of those 80% [MASK], 10% random, 10% unchanged"
+    )
     epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -190,25 +193,37 @@ class ExportParams(Section):
         description="int8: torch dynamic int8; onnx: fp32 ONNX for onnxruntime; onnx-int8: ONNX dynamically "
         "quantized by onnxruntime",
     )
-    max_accuracy_drop: float = Field(0.005, ge=0, description="an export agrees when its dev metric is within "
-                                     "this of the fp32 student's")
-    fail_on_disagreement: bool = Field(False, description="fail the stage when an export does not agree (off: "
-                                       "the verdict is recorded in summary.json and only agreeing exports are served)")
+    max_accuracy_drop: float = Field(
+        0.005, ge=0, description="an export agrees when its dev metric is within this of the fp32 student's"
+    )
+    fail_on_disagreement: bool = Field(
+        False,
+        description="fail the stage when an export does not agree (off: "
+        "the verdict is recorded in summary.json and only agreeing exports are served)",
+    )
 
 
 class DistillParams(Section):
     student: StudentParams = StudentParams()
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
-    hidden_weight: float = Field(0.0, ge=0, description="TinyBERT hidden-state MSE (through a learned projection); "
-                                 ">0 runs the teacher inside the loop")
-    attention_weight: float = Field(0.0, ge=0, description="TinyBERT attention-map MSE; >0 runs the teacher in "
-                                    "the loop")
-    layer_map: list[int] = Field(default_factory=list, description="teacher layer (1-based) matched by each student "
-                                 "layer; empty: evenly spaced")
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="TinyBERT hidden-state MSE (through a learned projection); >0 runs the teacher inside the loop",
+    )
+    attention_weight: float = Field(
+        0.0, ge=0, description="TinyBERT attention-map MSE; >0 runs the teacher in the loop"
+    )
+    layer_map: list[int] = Field(
+        default_factory=list, description="teacher layer (1-based) matched by each student layer; empty: evenly spaced"
+    )
     augmented: bool = Field(True, description="train on the augmented transfer set; false: the training split only")
-    freeze_word_embeddings: bool = Field(False, description="keep the (teacher-projected) word embeddings fixed: "
-                                         "they are ~90% of BERT-tiny's weights, so a step costs about half")
+    freeze_word_embeddings: bool = Field(
+        False,
+        description="keep the (teacher-projected) word embeddings fixed: "
+        "they are ~90% of BERT-tiny's weights, so a step costs about half",
+    )
     export: ExportParams = ExportParams()
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
@@ -231,8 +246,9 @@ class ServingParams(Section):
     """How the registered student is served by `mlflow models serve` (see docs/registry.md)."""
 
     export: Literal["auto", "none", "int8", "onnx", "onnx-int8"] = Field(
-        "auto", description="which form of the student to package: auto = the fastest export that passed its "
-        "agreement check (timed at registration, fp32 included); none = fp32 torch; or one export by name"
+        "auto",
+        description="which form of the student to package: auto = the fastest export that passed its "
+        "agreement check (timed at registration, fp32 included); none = fp32 torch; or one export by name",
     )
     port: int = Field(5001, ge=1, le=65535, description="`make serve` port (env DISTILFLOW_SERVE_PORT wins)")
     threads: int = Field(1, ge=0, description="intra-op threads per request in the server; 0 = library default")

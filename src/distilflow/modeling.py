@@ -105,12 +105,15 @@ def pca_directions(weight: torch.Tensor, dim: int) -> torch.Tensor:
 
 def _embedding_tables(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     embeddings = getattr(model.base_model, "embeddings", None)
-    tables = {name: getattr(getattr(embeddings, name, None), "weight", None)
-              for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
+    tables = {
+        name: getattr(getattr(embeddings, name, None), "weight", None)
+        for name in ("word_embeddings", "position_embeddings", "token_type_embeddings")
+    }
     missing = [name for name, table in tables.items() if not isinstance(table, torch.Tensor)]
     if missing:
-        raise ValueError(f"teacher-projected init needs BERT-style embedding tables; the teacher has no "
-                         f"{', '.join(missing)}")
+        raise ValueError(
+            f"teacher-projected init needs BERT-style embedding tables; the teacher has no {', '.join(missing)}"
+        )
     return {name: table for name, table in tables.items() if isinstance(table, torch.Tensor)}
 
 
@@ -129,8 +132,9 @@ def project_embeddings(teacher: PreTrainedModel, student: PreTrainedModel) -> No
         scale = student.config.initializer_range / words.std()
         for name, table in source.items():
             if table.shape[0] != target[name].shape[0]:
-                raise ValueError(f"teacher and student {name} sizes differ ({table.shape[0]} vs "
-                                 f"{target[name].shape[0]})")
+                raise ValueError(
+                    f"teacher and student {name} sizes differ ({table.shape[0]} vs {target[name].shape[0]})"
+                )
             target[name].copy_(table.float() @ directions.T * scale)
 
 
@@ -168,8 +172,10 @@ def load_pretrained_encoder(student: PreTrainedModel, folder: str | Path) -> int
         raise ValueError(f"{folder}: no encoder weights named like the student's (bert.*)")
     mismatched = [name for name, tensor in encoder.items() if tensor.shape != own[name].shape]
     if mismatched:
-        raise ValueError(f"{folder}: pre-trained weights do not fit the student ({', '.join(mismatched[:3])}...); "
-                         "was it pre-trained with other distill.student settings?")
+        raise ValueError(
+            f"{folder}: pre-trained weights do not fit the student ({', '.join(mismatched[:3])}...); "
+            "was it pre-trained with other distill.student settings?"
+        )
     student.load_state_dict(encoder, strict=False)
     return len(encoder)
 

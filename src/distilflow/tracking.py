@@ -25,15 +25,12 @@ from distilflow.paths import Paths
 
 LINEAGE_FILE = "lineage.json"
 PIPELINE_ID_ENV = "DISTILFLOW_PIPELINE_ID"
+DATA_MD5_TAG = "distilflow.dvc_data_md5"
 
 
 def tracking_uri(params: Params, paths: Paths) -> str:
     """MLFLOW_TRACKING_URI wins, then params, then the project's own sqlite store."""
-    return (
-        os.environ.get("MLFLOW_TRACKING_URI")
-        or params.register_.tracking_uri
-        or f"sqlite:///{paths.mlflow_db}"
-    )
+    return os.environ.get("MLFLOW_TRACKING_URI") or params.register_.tracking_uri or f"sqlite:///{paths.mlflow_db}"
 
 
 def configure_mlflow(params: Params, paths: Paths) -> str:
@@ -76,6 +73,21 @@ def dvc_lock_data_hash(root: Path) -> str:
     return "unknown"
 
 
+def dvc_directory_md5(folder: Path) -> str:
+    """The md5 DVC 3 will record for FOLDER as an output: md5 of the sorted JSON listing of (relpath, file md5).
+
+    The ingest stage tags its run with this once data/raw is complete, because dvc.lock still holds the previous
+    version while the stage runs (DVC hashes outputs after the command exits).
+    """
+    entries = []
+    for file in sorted(path for path in folder.rglob("*") if path.is_file()):
+        entries.append(
+            {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
+        )
+    entries.sort(key=lambda entry: entry["relpath"])
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
+
+
 def params_hash(params: Params) -> str:
     text = json.dumps(params.model_dump(by_alias=True), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -110,6 +122,11 @@ class StageRun:
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
 
+    def set_tag(self, key: str, value: str) -> None:
+        import mlflow
+
+        mlflow.set_tag(key, value)
+
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
@@ -142,7 +159,7 @@ def stage_run(stage: str, params: Params, paths: Paths, sections: tuple[str, ...
         "distilflow.task": params.task,
         "distilflow.pipeline_id": pipeline_id(),
         "mlflow.source.git.commit": git_commit(paths.root),
-        "distilflow.dvc_data_md5": dvc_lock_data_hash(paths.root),
+        DATA_MD5_TAG: dvc_lock_data_hash(paths.root),
         "distilflow.params_hash": params_hash(params),
     }
     with mlflow.start_run(run_name=f"{stage}-{tags['distilflow.pipeline_id']}", tags=tags) as run:

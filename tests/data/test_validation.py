@@ -333,7 +333,9 @@ def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path, mlflow_
     assert len(frames["train"]) == 12 and len(frames["dev"]) == 5
     assert sorted(p.name for p in paths.validated_dir.iterdir()) == ["dev.parquet", "lineage.json", "train.parquet"]
     metric = json.loads(paths.metrics_file("validate").read_text())
-    assert metric["ok"] is True and metric["rows"] == {"train": 12, "dev": 5}
+    assert metric == {"ok": True, "errors": 0, "warnings": 0, "rows_train": 12, "rows_dev": 5}
+    summary = json.loads((paths.reports_dir / "validation" / "summary.json").read_text())
+    assert summary["rows"] == {"train": 12, "dev": 5} and summary["rules"]["label_not_in_set"]["checked"]
     assert result["metrics"]["ok"] == 1.0 and result["metrics"]["rows_train"] == 12.0
     assert all(Path(artifact).is_file() for artifact in result["artifacts"])
 
@@ -355,4 +357,4 @@ def test_stage_failure_leaves_downstream_alone(
     metric = json.loads(paths.metrics_file("validate").read_text())
     assert metric["ok"] is False and metric["errors"] == 1
     assert (project.report_dir / "index.html").is_file()
-    assert [path.name for path in raised.value.artifacts] == ["index.html", "validate.json"]
+    assert [path.name for path in raised.value.artifacts] == ["index.html", "summary.json"]

@@ -12,7 +12,19 @@ from mlflow import MlflowClient
 
 from tests.conftest import run, write_params
 
-STAGES = ["ingest", "validate", "tokenize", "finetune", "evaluate@teacher", "distill", "evaluate@student", "register"]
+STAGES = [
+    "ingest",
+    "validate",
+    "tokenize",
+    "finetune",
+    "evaluate@teacher",
+    "augment",
+    "pretrain",
+    "distill",
+    "evaluate@student",
+    "report",
+    "register",
+]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -28,7 +40,12 @@ def test_repro_registers_a_champion_that_predicts(pipeline_workspace: Path) -> N
     uri = f"sqlite:///{root / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("distilflow-sst2-student", "champion")
-    assert champion.tags["dvc_data_md5"] == next(o["md5"] for o in lock["stages"]["ingest"]["outs"])
+    data_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
+    assert champion.tags["dvc_data_md5"] == data_md5
+    # Every stage run carries the data version, the ingest run included (tagged once DVC's hash was known).
+    runs = client.search_runs([client.get_experiment_by_name("distilflow-sst2").experiment_id])
+    stage_tags = {run.data.tags["distilflow.stage"]: run.data.tags["distilflow.dvc_data_md5"] for run in runs}
+    assert stage_tags["ingest"] == stage_tags["validate"] == stage_tags["register"] == data_md5
     assert {"lineage.ingest", "lineage.finetune", "lineage.distill", "lineage.register"} <= set(champion.tags)
     assert client.get_registered_model("distilflow-sst2-teacher").name == "distilflow-sst2-teacher"
 
@@ -57,4 +74,32 @@ def test_second_repro_skips_everything_and_param_change_reruns_only_dependants(
 
     write_params(root, {"distill": {"temperature": 3.0}})
     changed = run(["dvc", "repro"], root)
-    assert ran_stages(changed.stdout) == ["distill", "evaluate@student", "register"]
+    assert ran_stages(changed.stdout) == ["distill", "evaluate@student", "report", "register"]
+    # The unchanged teacher is not registered again; the retrained student is a new version.
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert [v.version for v in client.search_model_versions("name = 'distilflow-sst2-teacher'")] == ["1"]
+    assert sorted(v.version for v in client.search_model_versions("name = 'distilflow-sst2-student'")) == ["1", "2"]
+
+
+def test_sync_registry_fills_an_empty_store_once_without_touching_results(
+    pipeline_workspace: Path, tmp_path: Path
+) -> None:
+    """After `dvc pull` a clone has the models but an empty MLflow store; sync-registry registers them there."""
+    import shutil
+
+    root = tmp_path / "clone"
+    shutil.copytree(pipeline_workspace, root, symlinks=True)
+    (root / "mlruns.db").unlink()
+    shutil.rmtree(root / "mlartifacts", ignore_errors=True)
+    before = {path: path.read_bytes() for folder in ("metrics", "reports") for path in (root / folder).rglob("*.json")}
+
+    first = run(["distilflow", "sync-registry"], root)
+    assert "PROMOTED distilflow-sst2-student v1" in first.stdout
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert client.get_model_version_by_alias("distilflow-sst2-student", "champion").version == "1"
+    second = run(["distilflow", "sync-registry"], root)
+    assert "already holds models/student as v1" in second.stdout
+    assert len(client.search_model_versions("name = 'distilflow-sst2-student'")) == 1
+    assert {path: path.read_bytes() for path in before} == before

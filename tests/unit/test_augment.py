@@ -62,12 +62,12 @@ def test_words_and_segments_follow_word_pieces(tokenizer: BertTokenizerFast, voc
     parts = segments(ids, vocab)
     assert len(parts) == 2
     words = split_words(parts[0], vocab.continues_word)
-    assert [tokenizer.convert_ids_to_tokens(w) for w in words] == [["the"], ["film", "##s"], ["was"],
-                                                                     ["good", "##ly"]]
+    assert [tokenizer.convert_ids_to_tokens(w) for w in words] == [["the"], ["film", "##s"], ["was"], ["good", "##ly"]]
 
 
-def test_rewrite_keeps_the_special_token_frame_and_segment_types(tokenizer: BertTokenizerFast,
-                                                                 vocab: Vocabulary) -> None:
+def test_rewrite_keeps_the_special_token_frame_and_segment_types(
+    tokenizer: BertTokenizerFast, vocab: Vocabulary
+) -> None:
     encoded = tokenizer("the movie , good", "the plot was bad")
     config = AugmentParams(p_mask=0.0, p_replace=1.0, p_drop=0.0, p_ngram=0.0)
     ids, types = rewrite(encoded["input_ids"], vocab, config, np.random.default_rng(0), max_length=64)
@@ -81,15 +81,21 @@ def test_rewrite_keeps_the_special_token_frame_and_segment_types(tokenizer: Bert
 
 def test_rewrite_probabilities_are_honoured(tokenizer: BertTokenizerFast, vocab: Vocabulary) -> None:
     ids = tokenizer("the movie was good")["input_ids"]
-    masked, _ = rewrite(ids, vocab, AugmentParams(p_mask=1.0, p_replace=0.0, p_drop=0.0, p_ngram=0.0),
-                        np.random.default_rng(0), 64)
+    masked, _ = rewrite(
+        ids, vocab, AugmentParams(p_mask=1.0, p_replace=0.0, p_drop=0.0, p_ngram=0.0), np.random.default_rng(0), 64
+    )
     assert tokenizer.convert_ids_to_tokens(masked) == ["[CLS]", *["[MASK]"] * 4, "[SEP]"]
-    dropped, _ = rewrite(ids, vocab, AugmentParams(p_mask=0.0, p_replace=0.0, p_drop=1.0, p_ngram=0.0),
-                         np.random.default_rng(0), 64)
+    dropped, _ = rewrite(
+        ids, vocab, AugmentParams(p_mask=0.0, p_replace=0.0, p_drop=1.0, p_ngram=0.0), np.random.default_rng(0), 64
+    )
     assert len(dropped) == 3, "dropping every word keeps one, never an empty text"
-    sampled, _ = rewrite(tokenizer("the movie was not good , the plot was bad")["input_ids"], vocab,
-                         AugmentParams(p_mask=0.0, p_replace=0.0, p_drop=0.0, p_ngram=1.0, ngram_min=2, ngram_max=2),
-                         np.random.default_rng(0), 64)
+    sampled, _ = rewrite(
+        tokenizer("the movie was not good , the plot was bad")["input_ids"],
+        vocab,
+        AugmentParams(p_mask=0.0, p_replace=0.0, p_drop=0.0, p_ngram=1.0, ngram_min=2, ngram_max=2),
+        np.random.default_rng(0),
+        64,
+    )
     assert len(sampled) == 4  # [CLS] two words [SEP]
 
 
@@ -112,14 +118,28 @@ def test_augment_rows_makes_distinct_copies_of_eligible_rows(tokenizer: BertToke
 
 def test_transfer_set_labels_rewrites_with_the_teacher(tokenizer: BertTokenizerFast) -> None:
     torch.manual_seed(0)
-    teacher = BertForSequenceClassification(BertConfig(vocab_size=len(VOCAB), hidden_size=16, num_hidden_layers=1,
-                                                       num_attention_heads=2, intermediate_size=32, num_labels=2))
+    teacher = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(VOCAB),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            num_labels=2,
+        )
+    )
     teacher.get_input_embeddings().weight.data.copy_(clustered_embeddings())
     teacher.eval()
     texts = ["the movie was good", "the plot was bad", "a film", "good"]
     encoded = tokenizer(texts)
-    train = Dataset.from_dict({"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"],
-                               "labels": [1, 0, 1, 1], "length": [len(x) for x in encoded["input_ids"]]})
+    train = Dataset.from_dict(
+        {
+            "input_ids": encoded["input_ids"],
+            "token_type_ids": encoded["token_type_ids"],
+            "labels": [1, 0, 1, 1],
+            "length": [len(x) for x in encoded["input_ids"]],
+        }
+    )
     params = parse_params({"augment": {"copies": 2, "min_words": 2, "neighbours": 2}})
     transfer, stats = build_transfer_set(train, teacher, tokenizer, params)
     assert stats["train_rows"] == 4 and stats["transfer_rows"] == len(transfer) == 4 + stats["augmented_rows"]
@@ -141,8 +161,15 @@ def test_mlm_masking_follows_berts_80_10_10_rule() -> None:
     input_ids[:, 0], input_ids[:, -1] = 2, 3
     attention = torch.ones_like(input_ids)
     attention[:, 40:] = 0
-    corrupted, chosen = mask_tokens(input_ids, attention, torch.tensor([0, 1, 2, 3, 4]), mask_id=4, vocab_size=1000,
-                                    mask_prob=0.15, generator=generator)
+    corrupted, chosen = mask_tokens(
+        input_ids,
+        attention,
+        torch.tensor([0, 1, 2, 3, 4]),
+        mask_id=4,
+        vocab_size=1000,
+        mask_prob=0.15,
+        generator=generator,
+    )
     assert not chosen[:, 0].any() and not chosen[:, 40:].any(), "special tokens and padding are never chosen"
     share = chosen.sum().item() / attention[:, 1:].sum().item()
     assert share == pytest.approx(0.15, abs=0.01)

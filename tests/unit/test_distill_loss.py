@@ -56,8 +56,9 @@ def test_temperature_squared_keeps_soft_gradients_on_one_scale() -> None:
     assert norms[16.0] / norms[8.0] == pytest.approx(1.0, abs=0.02)
     # Without the factor the ratio would be (8/16)² = 0.25: check the factor is really there.
     unscaled = kd_loss(teacher, torch.zeros_like(teacher), labels, 4.0, 1.0, False) / 16
-    manual = torch.nn.functional.kl_div(torch.log_softmax(teacher / 4, -1), torch.softmax(torch.zeros(16, 3), -1),
-                                        reduction="batchmean")
+    manual = torch.nn.functional.kl_div(
+        torch.log_softmax(teacher / 4, -1), torch.softmax(torch.zeros(16, 3), -1), reduction="batchmean"
+    )
     assert unscaled.item() == pytest.approx(manual.item(), rel=1e-5)
 
 
@@ -92,8 +93,15 @@ def test_masked_mse_ignores_padding() -> None:
 
 
 def _bert(hidden: int, layers: int, heads: int) -> BertForSequenceClassification:
-    config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=2 * hidden, max_position_embeddings=32, num_labels=2)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=32,
+        num_labels=2,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -106,8 +114,11 @@ def test_intermediate_losses_train_the_projection_jointly_and_keep_the_teacher_o
     names = {name for name, _ in wrapper.named_parameters()}
     assert any(name.startswith("projections.") for name in names)
     assert not any("teacher" in name for name in names), "the teacher must not be optimized or checkpointed"
-    batch = {"input_ids": torch.randint(1, 50, (3, 7)), "token_type_ids": torch.zeros(3, 7, dtype=torch.long),
-             "attention_mask": torch.ones(3, 7, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.randint(1, 50, (3, 7)),
+        "token_type_ids": torch.zeros(3, 7, dtype=torch.long),
+        "attention_mask": torch.ones(3, 7, dtype=torch.long),
+    }
     batch["attention_mask"][0, 5:] = 0
     logits, hidden, attention = wrapper.losses(batch, attention=True)
     assert logits.shape == (3, 2)

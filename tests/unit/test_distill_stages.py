@@ -53,8 +53,9 @@ def _set(root: Path, section: str, values: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_mlm_pretraining_feeds_distillation_and_switching_it_off_skips_it(workspace_factory: Any) -> None:
-    root = workspace_factory(overrides={"pretrain": {"enabled": True, "max_steps": 3, "eval_every": 3,
-                                                     "batch_size": 16}})
+    root = workspace_factory(
+        overrides={"pretrain": {"enabled": True, "max_steps": 3, "eval_every": 3, "batch_size": 16}}
+    )
     run(["dvc", "repro", "distill"], root)
     pretrain = json.loads((root / "metrics" / "pretrain.json").read_text())
     assert pretrain["enabled"] is True and pretrain["steps"] == 3

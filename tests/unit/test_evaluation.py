@@ -164,7 +164,9 @@ def test_regression_predictions_are_clipped_to_the_score_range() -> None:
     assert frame["abs_error"].tolist() == pytest.approx([0.2, 0.2, 0.0, 0.09], abs=1e-6)
     assert frame["actual"].tolist() == ["5", "0", "3", "2"]  # half up: 2.5 -> 3
     assert frame["predicted"].tolist() == ["5", "0", "3", "2"]
-    assert "confidence" not in frame.columns
+    # What the top-level calibration plot bins: predicted and gold scores on 0..1.
+    assert frame["confidence"].tolist() == pytest.approx([1.0, 0.0, 0.5, 0.498])
+    assert frame["correct"].tolist() == pytest.approx([0.96, 0.04, 0.5, 0.48])
     errors = analysis_metrics(task, frame, 10)
     assert errors["mae"] == pytest.approx(np.mean([0.2, 0.2, 0.0, 0.09]), abs=1e-6)
     assert errors["mse"] == pytest.approx(np.mean(np.square([0.2, 0.2, 0.0, 0.09])), abs=1e-6)

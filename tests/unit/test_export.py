@@ -13,6 +13,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 
 from distilflow.config import ExportParams
 from distilflow.export import (
+    agrees,
     export_student,
     load_int8,
     numpy_batches,
@@ -27,21 +28,35 @@ WORDS = [f"w{i}" for i in range(200)]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[BertForSequenceClassification, BertTokenizerFast,
-                                                             Dataset, Path]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[BertForSequenceClassification, BertTokenizerFast, Dataset, Path]:
     folder = tmp_path_factory.mktemp("export")
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tokenizer = BertTokenizerFast.from_pretrained(str(folder))
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(WORDS) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = BertConfig(
+        vocab_size=len(WORDS) + 5,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     model = BertForSequenceClassification(config).eval()
     # Labels the model itself predicts, with rows of very different lengths so batches carry padding.
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 30)))) for _ in range(96)]
     encoded = tokenizer(texts)
-    rows = Dataset.from_dict({"input_ids": encoded["input_ids"], "token_type_ids": encoded["token_type_ids"],
-                              "labels": [0] * len(texts), "length": [len(x) for x in encoded["input_ids"]]})
+    rows = Dataset.from_dict(
+        {
+            "input_ids": encoded["input_ids"],
+            "token_type_ids": encoded["token_type_ids"],
+            "labels": [0] * len(texts),
+            "length": [len(x) for x in encoded["input_ids"]],
+        }
+    )
     batches, order = numpy_batches(rows, 16, tokenizer.pad_token_id)
     predictions = run_batches(torch_forward(model), batches, order).argmax(-1)
     dev = rows.remove_columns("labels").add_column("labels", predictions.tolist())
@@ -50,8 +65,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[BertForSequenceClas
 
 def test_every_export_agrees_with_the_fp32_student(setup: tuple) -> None:  # type: ignore[type-arg]
     model, tokenizer, dev, out = setup
-    summary = export_student(model, tokenizer, dev, get_task("sst2"), out,
-                             ExportParams(formats=["int8", "onnx", "onnx-int8"]), batch_size=16)
+    summary = export_student(
+        model, tokenizer, dev, get_task("sst2"), out, ExportParams(formats=["int8", "onnx", "onnx-int8"]), batch_size=16
+    )
     assert set(summary) == {"int8", "onnx", "onnx-int8"}
     for name, outcome in summary.items():
         assert outcome["fp32_accuracy"] == pytest.approx(1.0), "dev labels are the fp32 predictions"
@@ -77,3 +93,16 @@ def test_saved_exports_reproduce_the_logits_on_padded_batches(setup: tuple) -> N
     assert np.abs(int8_logits - reference).max() < 0.1  # int8 weights: close, not identical
     assert (int8_logits.argmax(-1) == reference.argmax(-1)).mean() > 0.9
 
+
+def test_regression_exports_agree_on_close_scores_even_when_correlation_moves() -> None:
+    """A barely trained STS-B student has a fragile Pearson; scores within tolerance of fp32's still agree."""
+    stsb, sst2 = get_task("stsb"), get_task("sst2")
+    fp32 = np.array([[2.50], [2.51], [2.49], [2.50]])
+    close = fp32 + np.array([[0.02], [-0.03], [0.01], [0.0]])
+    far = fp32 + np.array([[0.5], [0.0], [0.0], [0.0]])
+    assert agrees(stsb, metric=0.10, fp32_metric=0.40, logits=close, fp32_logits=fp32, max_drop=0.005)
+    assert not agrees(stsb, metric=0.10, fp32_metric=0.40, logits=far, fp32_logits=fp32, max_drop=0.005)
+    assert agrees(stsb, metric=0.398, fp32_metric=0.40, logits=far, fp32_logits=fp32, max_drop=0.005)
+    logits = np.array([[0.2, 0.1], [0.0, 0.3]])
+    assert not agrees(sst2, metric=0.80, fp32_metric=0.81, logits=logits, fp32_logits=logits, max_drop=0.005)
+    assert agrees(sst2, metric=0.808, fp32_metric=0.81, logits=logits, fp32_logits=logits, max_drop=0.005)

@@ -31,7 +31,11 @@ def test_student_has_bert_tiny_shape_and_the_teachers_vocabulary(teacher: PreTra
     student = build_student(teacher, StudentParams(init="random"), get_task("sst2"), seed=0)
     config = student.config
     assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size) == (
-        2, 128, 2, 512)
+        2,
+        128,
+        2,
+        512,
+    )
     assert config.vocab_size == teacher.config.vocab_size
     assert config.num_labels == 2
     regression = build_student(teacher, StudentParams(init="random"), get_task("stsb"), seed=0)
@@ -42,8 +46,11 @@ def test_projected_init_keeps_the_teachers_embedding_neighbourhoods(teacher: Pre
     tokenizer = load_tokenizer(resolve_teacher("packaged-minilm"))
     vocab = tokenizer.get_vocab()
     # 1,500 ordinary words (BERT's vocabulary lists frequent words first after the special and single characters).
-    words = [idx for token, idx in sorted(vocab.items(), key=lambda item: item[1])
-             if token.isalpha() and token.isascii() and len(token) > 2][:1500]
+    words = [
+        idx
+        for token, idx in sorted(vocab.items(), key=lambda item: item[1])
+        if token.isalpha() and token.isascii() and len(token) > 2
+    ][:1500]
     ids = torch.tensor(words)
     reference = teacher.get_input_embeddings().weight
     projected = build_student(teacher, StudentParams(init="teacher-projected"), get_task("sst2"), 0)

@@ -51,8 +51,14 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
             # Placeholder labels until the teacher has spoken (below); the column type must match the originals'.
             placeholder = [0.0 if task.is_regression else 0] * len(ids)
             rewrites = Dataset.from_dict(
-                {"input_ids": ids, "token_type_ids": types, "labels": placeholder,
-                 "length": [len(row) for row in ids], "source": sources, "augmented": [True] * len(ids)},
+                {
+                    "input_ids": ids,
+                    "token_type_ids": types,
+                    "labels": placeholder,
+                    "length": [len(row) for row in ids],
+                    "source": sources,
+                    "augmented": [True] * len(ids),
+                },
                 features=originals.features,
             )
             parts.append(rewrites)

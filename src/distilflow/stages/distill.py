@@ -40,8 +40,14 @@ EXPORT_DIR = "export"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-            temperature: float, alpha: float, regression: bool) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float,
+    alpha: float,
+    regression: bool,
+) -> torch.Tensor:
     """Hinton et al.'s loss: alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(gold).
 
     The T² factor keeps the soft-target gradients on the same scale whatever the temperature.
@@ -51,12 +57,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
         soft = F.mse_loss(student_logits.squeeze(-1), teacher_logits.squeeze(-1))
         hard = F.mse_loss(student_logits.squeeze(-1), labels)
         return alpha * soft + (1 - alpha) * hard
-    soft = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=-1),
-        F.log_softmax(teacher_logits / temperature, dim=-1),
-        reduction="batchmean",
-        log_target=True,
-    ) * temperature**2
+    soft = (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, dim=-1),
+            F.log_softmax(teacher_logits / temperature, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        )
+        * temperature**2
+    )
     hard = F.cross_entropy(student_logits, labels)
     return alpha * soft + (1 - alpha) * hard
 
@@ -76,8 +85,10 @@ def grouped_attention(teacher_attention: torch.Tensor, student_heads: int) -> to
     """Average the teacher's heads in ``student_heads`` contiguous groups, so 12 heads can teach 2."""
     batch, heads, length, _ = teacher_attention.shape
     if heads % student_heads:
-        raise ValueError(f"the teacher's {heads} attention heads cannot be split evenly among the student's "
-                         f"{student_heads}; set distill.attention_weight: 0 or pick a divisor")
+        raise ValueError(
+            f"the teacher's {heads} attention heads cannot be split evenly among the student's "
+            f"{student_heads}; set distill.attention_weight: 0 or pick a divisor"
+        )
     return teacher_attention.view(batch, student_heads, heads // student_heads, length, length).mean(dim=2)
 
 
@@ -104,8 +115,9 @@ class IntermediateDistiller(torch.nn.Module):
     def teacher(self) -> PreTrainedModel:
         return self._teacher[0]
 
-    def losses(self, batch: dict[str, torch.Tensor], attention: bool) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                torch.Tensor]:
+    def losses(
+        self, batch: dict[str, torch.Tensor], attention: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(student logits, hidden-state loss, attention loss)."""
         inputs = {k: batch[k] for k in INPUTS}
         device = batch["input_ids"].device
@@ -117,10 +129,12 @@ class IntermediateDistiller(torch.nn.Module):
             reference = teacher(**inputs, output_hidden_states=True, output_attentions=attention)
         mask = batch["attention_mask"]
         pairs = [(0, 0), *[(i + 1, t) for i, t in enumerate(self.layer_map)]]
-        hidden = torch.stack([
-            masked_mse(projection(out.hidden_states[s]).float(), reference.hidden_states[t].float(), mask)
-            for projection, (s, t) in zip(self.projections, pairs, strict=True)
-        ]).mean()
+        hidden = torch.stack(
+            [
+                masked_mse(projection(out.hidden_states[s]).float(), reference.hidden_states[t].float(), mask)
+                for projection, (s, t) in zip(self.projections, pairs, strict=True)
+            ]
+        ).mean()
         attention_loss = torch.zeros((), device=device)
         if attention:
             pair_mask = (mask.unsqueeze(-1) * mask.unsqueeze(-2)).unsqueeze(1)  # (batch, 1, query, key)
@@ -142,8 +156,9 @@ def distillation_loss(config: DistillParams, regression: bool) -> LossFn:
         else:
             logits = model(**{k: batch[k] for k in INPUTS}).logits
             extra = torch.zeros((), device=logits.device)
-        soft = kd_loss(logits.float(), batch["teacher_logits"], batch["labels"], config.temperature, config.alpha,
-                       regression)
+        soft = kd_loss(
+            logits.float(), batch["teacher_logits"], batch["labels"], config.temperature, config.alpha, regression
+        )
         return soft + extra
 
     return loss
@@ -155,17 +170,33 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def loop_settings(config: DistillParams, task: GlueTask, params: Params) -> LoopSettings:
     return LoopSettings(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, max_grad_norm=config.max_grad_norm,
-        eval_every=config.eval_every, early_stopping_patience=config.early_stopping_patience,
-        primary_metric=task.primary_metric, seed=params.seed, max_steps=config.max_steps,
-        device=params.finetune.device, precision=params.finetune.precision,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        max_grad_norm=config.max_grad_norm,
+        eval_every=config.eval_every,
+        early_stopping_patience=config.early_stopping_patience,
+        primary_metric=task.primary_metric,
+        seed=params.seed,
+        max_steps=config.max_steps,
+        device=params.finetune.device,
+        precision=params.finetune.precision,
     )
 
 
-def distill(student: PreTrainedModel, teacher: PreTrainedModel | None, transfer: Dataset, score_dev: EvalFn,
-            config: DistillParams, settings: LoopSettings, pad_id: int, regression: bool,
-            description: str = "distill student") -> tuple[PreTrainedModel, LoopResult]:
+def distill(
+    student: PreTrainedModel,
+    teacher: PreTrainedModel | None,
+    transfer: Dataset,
+    score_dev: EvalFn,
+    config: DistillParams,
+    settings: LoopSettings,
+    pad_id: int,
+    regression: bool,
+    description: str = "distill student",
+) -> tuple[PreTrainedModel, LoopResult]:
     """Train ``student`` on ``transfer`` (which carries ``teacher_logits``); the teacher is needed only for
     intermediate-layer losses. Returns the student with its best dev weights."""
     model: torch.nn.Module = student
@@ -176,14 +207,17 @@ def distill(student: PreTrainedModel, teacher: PreTrainedModel | None, transfer:
             # Attention maps are returned only by the eager implementation, not by SDPA's fused kernel.
             student.set_attn_implementation("eager")
             teacher.set_attn_implementation("eager")
-        layer_map = config.layer_map or default_layer_map(student.config.num_hidden_layers,
-                                                           teacher.config.num_hidden_layers)
+        layer_map = config.layer_map or default_layer_map(
+            student.config.num_hidden_layers, teacher.config.num_hidden_layers
+        )
         if len(layer_map) != student.config.num_hidden_layers or not all(
             1 <= t <= teacher.config.num_hidden_layers for t in layer_map
         ):
-            raise ValueError(f"distill.layer_map {layer_map} must name one teacher layer (1.."
-                             f"{teacher.config.num_hidden_layers}) per student layer "
-                             f"({student.config.num_hidden_layers})")
+            raise ValueError(
+                f"distill.layer_map {layer_map} must name one teacher layer (1.."
+                f"{teacher.config.num_hidden_layers}) per student layer "
+                f"({student.config.num_hidden_layers})"
+            )
         model = IntermediateDistiller(student, teacher, layer_map)
 
     def score(candidate: torch.nn.Module) -> dict[str, float]:
@@ -192,11 +226,21 @@ def distill(student: PreTrainedModel, teacher: PreTrainedModel | None, transfer:
     words = student.get_input_embeddings().weight
     if config.freeze_word_embeddings:
         if config.student.init == "random":
-            raise ValueError("distill.freeze_word_embeddings would keep random word embeddings random; use it with "
-                             "init teacher-projected or checkpoint:PATH")
+            raise ValueError(
+                "distill.freeze_word_embeddings would keep random word embeddings random; use it with "
+                "init teacher-projected or checkpoint:PATH"
+            )
         words.requires_grad_(False)  # train() gives the optimizer only parameters that need gradients
-    trained, result = train(model, transfer, distillation_loss(config, regression), score, settings, pad_id,
-                            regression, description=description)
+    trained, result = train(
+        model,
+        transfer,
+        distillation_loss(config, regression),
+        score,
+        settings,
+        pad_id,
+        regression,
+        description=description,
+    )
     words.requires_grad_(True)
     final = unwrap(trained)
     assert isinstance(final, PreTrainedModel)
@@ -210,8 +254,9 @@ def training_rows(transfer: Dataset, config: DistillParams) -> Dataset:
     return transfer.filter(lambda flags: [not flag for flag in flags], input_columns="augmented", batched=True)
 
 
-def starting_student(teacher: PreTrainedModel, params: Params, task: GlueTask, pretrained: Path) -> tuple[
-        PreTrainedModel, bool]:
+def starting_student(
+    teacher: PreTrainedModel, params: Params, task: GlueTask, pretrained: Path
+) -> tuple[PreTrainedModel, bool]:
     """The student from ``distill.student.init``, with the MLM-pre-trained encoder when the pretrain stage ran."""
     student = build_student(teacher, params.distill.student, task, params.seed)
     summary = read_summary(pretrained)
@@ -235,8 +280,13 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         student, pretrained = starting_student(teacher, params, task, pretrained_dir(paths))
         needs_teacher = config.hidden_weight > 0 or config.attention_weight > 0
         student, result = distill(
-            student, teacher if needs_teacher else None, transfer,
-            dev_scorer(task, dev, params.finetune.eval_batch_size, pad_id), config, settings, pad_id,
+            student,
+            teacher if needs_teacher else None,
+            transfer,
+            dev_scorer(task, dev, params.finetune.eval_batch_size, pad_id),
+            config,
+            settings,
+            pad_id,
             task.is_regression,
         )
         del teacher
@@ -244,8 +294,15 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         student.save_pretrained(str(paths.student_dir))
         tokenizer.save_pretrained(str(paths.student_dir))
         write_lineage(paths.student_dir, {**read_lineage(paths.teacher_dir), "distill": tracked.run_id})
-        exports = export_student(student, tokenizer, dev, task, paths.student_dir / EXPORT_DIR, config.export,
-                                 params.evaluate.throughput_batch_size)
+        exports = export_student(
+            student,
+            tokenizer,
+            dev,
+            task,
+            paths.student_dir / EXPORT_DIR,
+            config.export,
+            params.evaluate.throughput_batch_size,
+        )
         write_json(paths.student_dir / EXPORT_DIR / "summary.json", exports)
         metrics: dict[str, Any] = {
             f"best_dev_{task.primary_metric}": result.best_metric,
@@ -268,9 +325,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         log_history(tracked, result)
         disagreeing = [name for name, outcome in exports.items() if not outcome["agrees"]]
         if disagreeing:
-            message = (f"exports {', '.join(disagreeing)} differ from the fp32 student by more than "
-                       f"{config.export.max_accuracy_drop} in dev {task.primary_metric}: see "
-                       f"{paths.student_dir / EXPORT_DIR / 'summary.json'}")
+            message = (
+                f"exports {', '.join(disagreeing)} differ from the fp32 student by more than "
+                f"{config.export.max_accuracy_drop} in dev {task.primary_metric}: see "
+                f"{paths.student_dir / EXPORT_DIR / 'summary.json'}"
+            )
             if config.export.fail_on_disagreement:
                 raise ExportMismatchError(message)
             print(f"warning: {message}", file=sys.stderr)

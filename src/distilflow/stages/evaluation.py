@@ -298,6 +298,12 @@ def predictions_frame(
         frame["actual"] = _score_bin(gold.astype(np.float64))
         frame["predicted"] = _score_bin(predictions.astype(np.float64))
         frame["abs_error"] = np.abs(predictions - gold)
+        # The top-level `calibration` DVC plot bins x and averages y for every task. For scores, predicted vs gold
+        # on 0..1 is the regression reliability diagram: mean gold score per predicted-score bin, calibrated on the
+        # diagonal.
+        low, high = task.score_range
+        frame["confidence"] = (np.clip(predictions, low, high) - low) / (high - low)
+        frame["correct"] = (gold.astype(np.float64) - low) / (high - low)
     else:
         assert task.labels is not None
         names = np.asarray(task.labels)

@@ -14,7 +14,7 @@ from typing import Any
 from distilflow.config import Params
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking import stage_run, write_json, write_lineage
+from distilflow.tracking import DATA_MD5_TAG, dvc_directory_md5, stage_run, write_json, write_lineage
 
 SECTIONS = ("data",)
 
@@ -72,8 +72,12 @@ def from_hub(task: GlueTask, target: Path, params: Params) -> dict[str, int]:
             f"could not download nyu-mll/glue/{task.name} from the Hugging Face hub ({type(error).__name__}: "
             f"{error}). Without a network use data.source: demo or local."
         ) from None
-    hub_split = {"train": "train", "dev": "validation", "dev_matched": "validation_matched",
-                 "dev_mismatched": "validation_mismatched"}
+    hub_split = {
+        "train": "train",
+        "dev": "validation",
+        "dev_matched": "validation_matched",
+        "dev_mismatched": "validation_mismatched",
+    }
     rows: dict[str, int] = {}
     for split in task.splits:
         frame = dataset[hub_split[split]].to_pandas()
@@ -116,6 +120,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         }
         write_json(target / "manifest.json", manifest)
         write_lineage(target, {"ingest": tracked.run_id})
+        tracked.set_tag(DATA_MD5_TAG, dvc_directory_md5(target))  # what DVC is about to record in dvc.lock
         metrics = {f"rows_{split}": count for split, count in rows.items()}
         tracked.log_metrics(metrics)
         tracked.log_dict(manifest, "manifest.json")

@@ -49,9 +49,15 @@ def read_summary(folder: Path) -> dict[str, Any]:
     return summary
 
 
-def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_ids: torch.Tensor, mask_id: int,
-                vocab_size: int, mask_prob: float,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    special_ids: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    mask_prob: float,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking: returns (corrupted ids, boolean map of the chosen positions).
 
     Special tokens and padding are never chosen; a batch with nothing chosen gets one position, so the loss
@@ -71,10 +77,12 @@ def mask_tokens(input_ids: torch.Tensor, attention_mask: torch.Tensor, special_i
     return corrupted, chosen
 
 
-def masked_lm_logits(model: BertForMaskedLM, batch: dict[str, torch.Tensor], corrupted: torch.Tensor,
-                     chosen: torch.Tensor) -> torch.Tensor:
-    hidden = model.bert(input_ids=corrupted, attention_mask=batch["attention_mask"],
-                        token_type_ids=batch["token_type_ids"]).last_hidden_state
+def masked_lm_logits(
+    model: BertForMaskedLM, batch: dict[str, torch.Tensor], corrupted: torch.Tensor, chosen: torch.Tensor
+) -> torch.Tensor:
+    hidden = model.bert(
+        input_ids=corrupted, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+    ).last_hidden_state
     logits: torch.Tensor = model.cls(hidden[chosen])
     return logits
 
@@ -83,8 +91,9 @@ def mlm_loss(special_ids: torch.Tensor, mask_id: int, vocab_size: int, mask_prob
     def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         assert isinstance(model, BertForMaskedLM)
         input_ids = batch["input_ids"].cpu()
-        corrupted, chosen = mask_tokens(input_ids, batch["attention_mask"].cpu(), special_ids, mask_id, vocab_size,
-                                        mask_prob)
+        corrupted, chosen = mask_tokens(
+            input_ids, batch["attention_mask"].cpu(), special_ids, mask_id, vocab_size, mask_prob
+        )
         device = batch["input_ids"].device
         logits = masked_lm_logits(model, batch, corrupted.to(device), chosen.to(device))
         return F.cross_entropy(logits.float(), batch["input_ids"][chosen.to(device)])
@@ -92,12 +101,22 @@ def mlm_loss(special_ids: torch.Tensor, mask_id: int, vocab_size: int, mask_prob
     return loss
 
 
-def mlm_scorer(held_out: Dataset, pad_id: int, special_ids: torch.Tensor, mask_id: int, vocab_size: int,
-               mask_prob: float, seed: int, batch_size: int = 128) -> EvalFn:
+def mlm_scorer(
+    held_out: Dataset,
+    pad_id: int,
+    special_ids: torch.Tensor,
+    mask_id: int,
+    vocab_size: int,
+    mask_prob: float,
+    seed: int,
+    batch_size: int = 128,
+) -> EvalFn:
     """Masked-token accuracy on held-out rows, masked the same way at every evaluation so scores compare."""
     columns = held_out.select_columns(["input_ids", "token_type_ids", "labels"])
-    batches = [pad_batch([columns[i] for i in range(start, min(start + batch_size, len(held_out)))], pad_id, False)
-               for start in range(0, len(held_out), batch_size)]
+    batches = [
+        pad_batch([columns[i] for i in range(start, min(start + batch_size, len(held_out)))], pad_id, False)
+        for start in range(0, len(held_out), batch_size)
+    ]
 
     @torch.inference_mode()
     def score(model: torch.nn.Module) -> dict[str, float]:
@@ -107,8 +126,9 @@ def mlm_scorer(held_out: Dataset, pad_id: int, special_ids: torch.Tensor, mask_i
         correct = total = 0
         loss_sum = 0.0
         for batch in batches:
-            corrupted, chosen = mask_tokens(batch["input_ids"], batch["attention_mask"], special_ids, mask_id,
-                                            vocab_size, mask_prob, generator)
+            corrupted, chosen = mask_tokens(
+                batch["input_ids"], batch["attention_mask"], special_ids, mask_id, vocab_size, mask_prob, generator
+            )
             on_device = {k: v.to(device) for k, v in batch.items()}
             logits = masked_lm_logits(model, on_device, corrupted.to(device), chosen.to(device)).float()
             targets = on_device["input_ids"][chosen.to(device)]
@@ -128,8 +148,13 @@ def masked_lm_student(student: PreTrainedModel) -> BertForMaskedLM:
     return model
 
 
-def pretrain_student(student: PreTrainedModel, transfer: Dataset, tokenizer: Any, params: Params,
-                     description: str = "pretrain student (MLM)") -> tuple[BertForMaskedLM, dict[str, Any]]:
+def pretrain_student(
+    student: PreTrainedModel,
+    transfer: Dataset,
+    tokenizer: Any,
+    params: Params,
+    description: str = "pretrain student (MLM)",
+) -> tuple[BertForMaskedLM, dict[str, Any]]:
     config = params.pretrain
     order = np.random.default_rng(params.seed).permutation(len(transfer))
     held = min(config.eval_rows, max(1, len(transfer) // 10))
@@ -138,18 +163,41 @@ def pretrain_student(student: PreTrainedModel, transfer: Dataset, tokenizer: Any
     vocab_size = student.config.vocab_size
     model = masked_lm_student(student)
     settings = LoopSettings(
-        epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, max_grad_norm=1.0,
-        eval_every=config.eval_every, early_stopping_patience=0, primary_metric=PRIMARY_METRIC, seed=params.seed,
-        max_steps=config.max_steps, device=params.finetune.device, precision=params.finetune.precision,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        max_grad_norm=1.0,
+        eval_every=config.eval_every,
+        early_stopping_patience=0,
+        primary_metric=PRIMARY_METRIC,
+        seed=params.seed,
+        max_steps=config.max_steps,
+        device=params.finetune.device,
+        precision=params.finetune.precision,
     )
-    scorer = mlm_scorer(held_out, tokenizer.pad_token_id, special_ids, tokenizer.mask_token_id, vocab_size,
-                        config.mask_prob, params.seed)
+    scorer = mlm_scorer(
+        held_out,
+        tokenizer.pad_token_id,
+        special_ids,
+        tokenizer.mask_token_id,
+        vocab_size,
+        config.mask_prob,
+        params.seed,
+    )
     before = scorer(model)
     task = get_task(params.task)
-    trained, result = train(model, train_rows, mlm_loss(special_ids, tokenizer.mask_token_id, vocab_size,
-                                                        config.mask_prob),
-                            scorer, settings, tokenizer.pad_token_id, task.is_regression, description=description)
+    trained, result = train(
+        model,
+        train_rows,
+        mlm_loss(special_ids, tokenizer.mask_token_id, vocab_size, config.mask_prob),
+        scorer,
+        settings,
+        tokenizer.pad_token_id,
+        task.is_regression,
+        description=description,
+    )
     assert isinstance(trained, BertForMaskedLM)
     metrics = {
         "enabled": True,

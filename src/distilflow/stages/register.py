@@ -12,6 +12,7 @@ stage that produced it; its description is a generated model card whose lineage 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -53,6 +54,7 @@ EXPORTS: dict[str, tuple[Backend, str]] = {
     "onnx-int8": ("onnx", "onnx-int8/model.onnx"),
 }
 TIMING_ROUNDS = 60
+MODEL_HASH_TAG = "distilflow.model_sha256"
 
 
 def pip_requirements(backend: Backend) -> list[str]:
@@ -274,7 +276,8 @@ def model_card(
 ) -> str:
     primary = task.primary_metric
     validation = paths.metrics_file("validate")
-    rows = json.loads(validation.read_text()).get("rows", {}) if validation.is_file() else {}
+    counts = json.loads(validation.read_text()) if validation.is_file() else {}
+    rows = {key.removeprefix("rows_"): count for key, count in counts.items() if key.startswith("rows_")}
     row_text = ", ".join(f"{split} {count}" for split, count in rows.items()) or "see metrics/validate.json"
     table = "\n".join(
         f"| {key} | {_fmt(value)} |"
@@ -345,6 +348,29 @@ def lineage_section(client: Any, lineage: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def model_hash(folder: Path) -> str:
+    """sha256 over the folder's files (names and bytes), lineage.json left out: it names MLflow runs, not weights."""
+    digest = hashlib.sha256()
+    for file in sorted(path for path in folder.rglob("*") if path.is_file() and path.name != "lineage.json"):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def registered_version(client: Any, name: str, sha256: str) -> Any | None:
+    """The newest version of NAME built from these exact files, or None (so a rerun does not register a copy)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    matches = [version for version in versions if version.tags.get(MODEL_HASH_TAG) == sha256]
+    return max(matches, key=lambda version: int(version.version)) if matches else None
+
+
 def log_and_register(
     role: str,
     folder: Path,
@@ -359,6 +385,12 @@ def log_and_register(
     import mlflow
 
     name = model_name(task.name, role)
+    client = mlflow.MlflowClient()
+    sha256 = model_hash(folder)
+    existing = registered_version(client, name, sha256)
+    if existing is not None:
+        print(f"{name}: these weights are already registered as v{existing.version} (sha256 {sha256[:12]})")
+        return existing
     backend: Backend = choice.backend if choice else "torch"
     config = serving_config(
         task, params, backend, choice.weights_file if choice else None, choice.export if choice else "none"
@@ -374,7 +406,6 @@ def log_and_register(
         pip_requirements=pip_requirements(backend),
         code_paths=[str(Path(__file__).resolve().parents[1])],
     )
-    client = mlflow.MlflowClient()
     card = model_card(task, role, metrics, params, paths, config, choice)
     mlflow.log_text(card, f"{role}_model_card.md")
     tags = {
@@ -388,6 +419,7 @@ def log_and_register(
         LATENCY_TAG: str(metrics.get("latency_p95_ms", math.nan)),
         "distilflow.serving_backend": backend,
         "distilflow.serving_export": config.export,
+        MODEL_HASH_TAG: sha256,
         **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()},
     }
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
@@ -396,7 +428,8 @@ def log_and_register(
     return version
 
 
-def run(params: Params, paths: Paths) -> dict[str, Any]:
+def run(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, Any]:
+    """Register, gate, promote. ``write_outputs=False`` leaves metrics/ and reports/ (git-versioned) untouched."""
     import mlflow
 
     task = get_task(params.task)
@@ -460,8 +493,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             },
             "run_id": tracked.run_id,
         }
-        write_json(paths.metrics_file("register"), summary)
-        write_json(paths.reports_dir / "promotion.json", report)
+        if write_outputs:
+            write_json(paths.metrics_file("register"), summary)
+            write_json(paths.reports_dir / "promotion.json", report)
         tracked.log_dict(report, "promotion.json")
         tracked.log_metrics(summary)
         print(
@@ -471,3 +505,24 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         )
         print("serving: " + "; ".join(choice.reasons))
     return {"metrics": summary, "decision": report}
+
+
+def sync(params: Params, paths: Paths) -> dict[str, Any] | None:
+    """Register the student in this clone's store if it does not hold it yet; None if it does.
+
+    ``dvc pull`` restores models/ and the stage results without running the register stage, so a fresh clone's
+    own MLflow store (mlruns.db) starts empty; this fills it without touching the git-versioned results.
+    """
+    import mlflow
+
+    from distilflow.tracking import configure_mlflow
+
+    if not (paths.student_dir.is_dir() and paths.metrics_file("eval_student").is_file()):
+        raise FileNotFoundError(f"no student at {paths.student_dir} (run `dvc repro` or `dvc pull` first)")
+    configure_mlflow(params, paths)
+    name = model_name(params.task, "student")
+    existing = registered_version(mlflow.MlflowClient(), name, model_hash(paths.student_dir))
+    if existing is not None:
+        print(f"{name}: this store already holds models/student as v{existing.version}")
+        return None
+    return run(params, paths, write_outputs=False)

@@ -15,10 +15,11 @@ from typing import Any
 from distilflow.config import Params
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking import read_lineage, stage_run, write_lineage
-from distilflow.validation import DataValidationError, ValidationReport, summary_json, validate_folder
+from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+from distilflow.validation import DataValidationError, ValidationReport, validate_folder
 
 REPORT_FOLDER = "validation"
+SUMMARY_FILE = "summary.json"
 SECTIONS = ("data", "validate")
 
 
@@ -43,6 +44,16 @@ def stage_metrics(report: ValidationReport) -> dict[str, float]:
         if entry["errors"] or entry["warnings"]:
             metrics[f"rule_{rule}"] = float(entry["errors"] + entry["warnings"])
     return metrics
+
+
+def dvc_metrics(report: ValidationReport) -> dict[str, Any]:
+    """metrics/validate.json: the verdict and the row count per split."""
+    return {
+        "ok": report.ok,
+        "errors": report.errors,
+        "warnings": report.warnings,
+        **{f"rows_{split}": entry["rows"] for split, entry in report.summary["splits"].items()},
+    }
 
 
 def _write_splits(report: ValidationReport, target: Path) -> list[Path]:
@@ -77,10 +88,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     # A failing validation is still a run worth keeping: MLflow marks it FAILED, with the report attached.
     with stage_run("validate", params, paths, SECTIONS) as tracked:
         report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
-        metrics_file = paths.metrics_file("validate")
-        metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        metrics_file.write_text(summary_json(report.summary), encoding="utf-8")
-        artifacts = [reports / "index.html", metrics_file]
+        # validate_folder wrote the full summary (per rule, per split) beside the report; the DVC metric stays a
+        # few flat columns, so `dvc exp show` is not flooded with one column per rule.
+        summary_file = reports / SUMMARY_FILE
+        write_json(paths.metrics_file("validate"), dvc_metrics(report))
+        artifacts = [reports / "index.html", summary_file]
         metrics = stage_metrics(report)
         tracked.log_metrics(metrics)
         for artifact in artifacts:
