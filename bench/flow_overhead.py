@@ -20,8 +20,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,18 +31,14 @@ from typing import Any
 
 import httpx
 
+from distilflow.servers import ServerStartError, free_port, prefect_server_command, start_server, stop_server
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.conftest import make_workspace, test_env  # noqa: E402  (the shrunken workspace the tests use)
 
 SKIPPED = "skipped (up to date)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
@@ -57,36 +51,25 @@ def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, st
     return elapsed, output
 
 
-def start_server(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
+def start_prefect(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, float]:
+    """A Prefect server on loopback, answering ``/api/health``: the process, its API URL and its start-up time."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     server_env = {**env, "PREFECT_HOME": str(home), "PREFECT_API_URL": url, "PREFECT_SERVER_UI_ENABLED": "false"}
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-        ],
-        env=server_env,
-        stdout=(home / "server.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return process, url, time.perf_counter() - started
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.perf_counter() - started > 600:
-            raise SystemExit(f"Prefect server did not start; see {home / 'server.log'}")
-        time.sleep(0.2)
+    try:
+        process = start_server(
+            prefect_server_command(port),
+            server_env,
+            f"{url}/health",
+            timeout_s=600,
+            log_path=home / "server.log",
+            poll_s=0.2,
+        )
+    except ServerStartError as error:
+        raise SystemExit(f"Prefect server did not start: {error}") from error
+    return process, url, time.perf_counter() - started
 
 
 def flow_run_seconds(url: str, output: str) -> float:
@@ -140,7 +123,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     else:
         root = args.workspace.resolve()
 
-    server, url, server_start_s = start_server(scratch / "prefect-home", env)
+    server, url, server_start_s = start_prefect(scratch / "prefect-home", env)
     flow_env = {**env, "PREFECT_HOME": str(scratch / "prefect-home"), "PREFECT_API_URL": url}
     dvc_cmd = [sys.executable, "-m", "dvc", "repro"]
     flow_cmd = [sys.executable, str(REPO_ROOT / "flows" / "pipeline.py"), str(root)]
@@ -166,8 +149,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                 flush=True,
             )
     finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(60)
+        stop_server(server)
 
     serverless_env = {**env, "PREFECT_HOME": str(scratch / "prefect-home-serverless")}
     serverless_s, output = timed(flow_cmd, root, serverless_env)

@@ -17,8 +17,6 @@ import json
 import os
 import platform
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ import pandas as pd
 from distilflow.config import load_params
 from distilflow.paths import Paths
 from distilflow.registry import model_name
+from distilflow.servers import ServerStartError, free_port, start_server, stop_server
 from distilflow.serving import serve_command, serve_env
 from distilflow.tasks import get_task
 from distilflow.tracking import tracking_uri
@@ -59,12 +58,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dev_sentences(paths: Paths, field: str) -> list[str]:
     """The project's validated dev texts (what the model was scored on), else the demo dev set."""
     validated = paths.validated_dir / "dev.parquet"
@@ -77,31 +70,11 @@ def dev_sentences(paths: Paths, field: str) -> list[str]:
 
 
 def start(command: list[str], env: dict[str, str], url: str, timeout_s: float, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited {process.returncode}; log: {log}\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    stop(process)
-    raise SystemExit(f"no /ping answer within {timeout_s:.0f} s; log: {log}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server session this script started (the CLI and its uvicorn child)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    """The server, answering ``/ping``; a failed start ends the script with the reason and the log's tail."""
+    try:
+        return start_server(command, env, f"{url}/ping", timeout_s, log, poll_s=0.25)
+    except ServerStartError as error:
+        raise SystemExit(str(error)) from error
 
 
 def session_cpu_seconds(session_id: int) -> float | None:
@@ -245,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             levels[f"c{concurrency}"] = level
             print(json.dumps(level), flush=True)
     finally:
-        stop(server)
+        stop_server(server)
     load_after = os.getloadavg()
     c1, c8 = levels.get("c1"), levels.get("c8")
     checks = {}

@@ -84,22 +84,27 @@ class TokenizeParams(Section):
     max_length: int = Field(128, ge=8, le=512)
 
 
-class FinetuneParams(Section):
+class TrainingParams(Section):
+    """What every training loop reads (distilflow.training.LoopSettings); finetune and distill add their own."""
+
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(200, ge=1, description="evaluate on dev every N optimizer steps")
+    early_stopping_patience: int = Field(5, ge=0, description="evaluations without improvement; 0 disables")
+
+
+class FinetuneParams(TrainingParams):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA where supported, else fp16 with a GradScaler; fp32 on CPU"
     )
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
     grad_accum_steps: int = Field(1, ge=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    eval_every: int = Field(200, ge=1, description="evaluate on dev every N optimizer steps")
-    early_stopping_patience: int = Field(5, ge=0, description="evaluations without improvement; 0 disables")
     checkpoint_every: int = Field(200, ge=1, description="save a resumable checkpoint every N optimizer steps")
     freeze_embeddings: bool = Field(
         False, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
@@ -203,7 +208,7 @@ class ExportParams(Section):
     )
 
 
-class DistillParams(Section):
+class DistillParams(TrainingParams):
     student: StudentParams = StudentParams()
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
@@ -225,15 +230,8 @@ class DistillParams(Section):
         "they are ~90% of BERT-tiny's weights, so a step costs about half",
     )
     export: ExportParams = ExportParams()
-    epochs: float = Field(3.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
     learning_rate: float = Field(3e-4, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    eval_every: int = Field(200, ge=1)
-    early_stopping_patience: int = Field(5, ge=0)
 
 
 class PromotionParams(Section):

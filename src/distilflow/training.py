@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from distilflow.batching import Collator, Columns, LengthGroupedBatches, pad_columns
+from distilflow.config import TrainingParams
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
@@ -51,6 +52,12 @@ class LoopSettings:
     device: str = "auto"
     precision: str = "auto"
     greater_is_better: bool = True
+
+    @classmethod
+    def from_params(cls, config: TrainingParams, primary_metric: str, seed: int, **extra: Any) -> LoopSettings:
+        """The shared optimisation fields of a params section, plus the loop's own (device, checkpoints, ...)."""
+        shared = {name: getattr(config, name) for name in TrainingParams.model_fields}
+        return cls(**shared, primary_metric=primary_metric, seed=seed, **extra)
 
 
 @dataclass

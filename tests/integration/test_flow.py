@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,12 +21,12 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-import httpx
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from distilflow.locking import read_holder, workspace_lock
+from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
 from tests.conftest import REPO_ROOT, make_workspace, run
 from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
 
@@ -36,12 +35,6 @@ DEPLOYMENT = "distilflow-pipeline/test-nightly"
 CRON = "0 3 * * *"
 ARTIFACT_KEYS = {"validation-summary", "evaluation-metrics", "promotion-decision"}
 STUDENT = "distilflow-sst2-student"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -81,38 +74,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         PREFECT_LOGGING_LEVEL="INFO",
         PREFECT_WORKER_QUERY_SECONDS="2",
     )
-    log = (home / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-ui",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    server = start_server(prefect_server_command(port), env, f"{url}/health", 300, home / "server.log", poll_s=1)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"Prefect server did not start:\n{(home / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
         yield Server(url=url, env=env)
     finally:
-        stop(server)
-        log.close()
+        stop_server(server)
 
 
 def run_flow(

@@ -78,8 +78,11 @@ def test_second_repro_skips_everything_and_param_change_reruns_only_dependants(
     # The unchanged teacher is not registered again; the retrained student is a new version.
     uri = f"sqlite:///{root / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert [v.version for v in client.search_model_versions("name = 'distilflow-sst2-teacher'")] == ["1"]
-    assert sorted(v.version for v in client.search_model_versions("name = 'distilflow-sst2-student'")) == ["1", "2"]
+    versions = {
+        role: sorted(str(v.version) for v in client.search_model_versions(f"name = 'distilflow-sst2-{role}'"))
+        for role in ("teacher", "student")
+    }
+    assert versions == {"teacher": ["1"], "student": ["1", "2"]}
 
 
 def test_sync_registry_fills_an_empty_store_once_without_touching_results(
@@ -98,7 +101,7 @@ def test_sync_registry_fills_an_empty_store_once_without_touching_results(
     assert "PROMOTED distilflow-sst2-student v1" in first.stdout
     uri = f"sqlite:///{root / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    assert client.get_model_version_by_alias("distilflow-sst2-student", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("distilflow-sst2-student", "champion").version) == "1"
     second = run(["distilflow", "sync-registry"], root)
     assert "already holds models/student as v1" in second.stdout
     assert len(client.search_model_versions("name = 'distilflow-sst2-student'")) == 1

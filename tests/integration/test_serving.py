@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import numpy as np
 import pytest
 from mlflow.pyfunc import PyFuncModel
 
+from distilflow.servers import free_port, start_server, stop_server
 from distilflow.serving import serve_command, serve_env
 from distilflow.stages import register
 from distilflow.tasks import get_task
@@ -28,48 +25,17 @@ STUDENT = "distilflow-sst2-student"
 START_TIMEOUT_S = 300
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def dev_sentences(count: int) -> list[str]:
     lines = (conftest.REPO_ROOT / "data" / "demo" / "sst2" / "dev.tsv").read_text().splitlines()[1:]
     return [line.split("\t")[0] for line in lines[:count]]
 
 
-def start_server(model_uri: str, tracking_uri: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_mlflow_server(model_uri: str, tracking_uri: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`mlflow models serve` of MODEL_URI on a free loopback port, answering ``/ping``; returns it and its URL."""
     port = free_port()
     env = {**serve_env(tracking_uri), "PATH": conftest.test_env()["PATH"]}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            serve_command(model_uri, port), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(process)
-    raise AssertionError(f"no /ping answer within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    """The server runs uvicorn as a child: stop the whole session the test started, then reap it."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return start_server(serve_command(model_uri, port), env, f"{url}/ping", START_TIMEOUT_S, log, poll_s=0.5), url
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +48,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Itera
     set_student(paths, get_task("sst2"), 0.8)
     write_onnx_export(paths.student_dir, agrees=True)
     assert register.run(params, paths)["decision"]["serving"]["backend"] == "onnx"
-    process, url = start_server(f"models:/{STUDENT}@champion", f"sqlite:///{paths.mlflow_db}", root / "serve.log")
+    process, url = start_mlflow_server(
+        f"models:/{STUDENT}@champion", f"sqlite:///{paths.mlflow_db}", root / "serve.log"
+    )
     try:
         yield url, mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")
     finally:

@@ -169,20 +169,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def loop_settings(config: DistillParams, task: GlueTask, params: Params) -> LoopSettings:
-    return LoopSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm,
-        eval_every=config.eval_every,
-        early_stopping_patience=config.early_stopping_patience,
-        primary_metric=task.primary_metric,
-        seed=params.seed,
-        max_steps=config.max_steps,
-        device=params.finetune.device,
-        precision=params.finetune.precision,
+    return LoopSettings.from_params(
+        config, task.primary_metric, params.seed, device=params.finetune.device, precision=params.finetune.precision
     )
 
 

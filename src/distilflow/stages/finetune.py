@@ -136,19 +136,11 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
                 shutil.rmtree(stale, ignore_errors=True)
     barrier()
 
-    settings = LoopSettings(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        max_grad_norm=config.max_grad_norm,
-        eval_every=config.eval_every,
-        early_stopping_patience=config.early_stopping_patience,
-        primary_metric=task.primary_metric,
-        seed=params.seed,
+    settings = LoopSettings.from_params(
+        config,
+        task.primary_metric,
+        params.seed,
         grad_accum_steps=config.grad_accum_steps,
-        max_steps=config.max_steps,
         checkpoint_every=config.checkpoint_every,
         device=config.device,
         precision=config.precision,
