@@ -185,14 +185,18 @@ REGRESSION_SCORE_TOLERANCE = 0.05
 
 
 def agrees(
-    task: GlueTask, metric: float, fp32_metric: float, logits: np.ndarray, fp32_logits: np.ndarray, max_drop: float
+    task: GlueTask,
+    metric: float,
+    fp32_metric: float,
+    predictions: np.ndarray,
+    fp32_predictions: np.ndarray,
+    max_drop: float,
 ) -> bool:
     """Within ``max_drop`` of fp32's dev metric; for regression also when every score is within tolerance of fp32's."""
     if abs(metric - fp32_metric) <= max_drop:
         return True
     if task.is_regression:
-        scores, fp32_scores = (logits_to_predictions(x, regression=True) for x in (logits, fp32_logits))
-        return bool(np.abs(scores - fp32_scores).max() <= REGRESSION_SCORE_TOLERANCE)
+        return bool(np.abs(predictions - fp32_predictions).max() <= REGRESSION_SCORE_TOLERANCE)
     return False
 
 
@@ -231,14 +235,14 @@ def export_student(
 
         shutil.rmtree(folder / "onnx")
     summary: dict[str, Any] = {}
+    fp32_predictions = logits_to_predictions(fp32_logits, task.is_regression)
     for fmt, forward in forwards.items():
         logits = run_batches(forward, batches, order)
         metric = score(task, logits, references)
         predictions = logits_to_predictions(logits, task.is_regression)
-        fp32_predictions = logits_to_predictions(fp32_logits, task.is_regression)
         speed = throughput(forward, batches)
         summary[fmt] = {
-            "agrees": agrees(task, metric, fp32_metric, logits, fp32_logits, config.max_accuracy_drop),
+            "agrees": agrees(task, metric, fp32_metric, predictions, fp32_predictions, config.max_accuracy_drop),
             "metric": task.primary_metric,
             "accuracy": metric,
             "fp32_accuracy": fp32_metric,

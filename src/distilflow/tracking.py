@@ -73,18 +73,21 @@ def dvc_lock_data_hash(root: Path) -> str:
     return "unknown"
 
 
-def dvc_directory_md5(folder: Path) -> str:
-    """The md5 DVC 3 will record for FOLDER as an output: md5 of the sorted JSON listing of (relpath, file md5).
+def dvc_directory_md5(folder: Path, exclude: frozenset[str] = frozenset()) -> str:
+    """The md5 DVC 3 records for FOLDER as an output: md5 of the sorted JSON listing of (relpath, file md5).
 
     The ingest stage tags its run with this once data/raw is complete, because dvc.lock still holds the previous
-    version while the stage runs (DVC hashes outputs after the command exits).
+    version while the stage runs (DVC hashes outputs after the command exits). Files named in ``exclude`` are
+    left out (the registry identifies weights without lineage.json, which names MLflow runs).
     """
-    entries = []
-    for file in sorted(path for path in folder.rglob("*") if path.is_file()):
-        entries.append(
+    files = (path for path in folder.rglob("*") if path.is_file() and path.name not in exclude)
+    entries = sorted(
+        (
             {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
-        )
-    entries.sort(key=lambda entry: entry["relpath"])
+            for file in files
+        ),
+        key=lambda entry: entry["relpath"],
+    )
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 

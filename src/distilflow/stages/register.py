@@ -12,7 +12,6 @@ stage that produced it; its description is a generated model card whose lineage 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -43,7 +42,16 @@ from distilflow.registry import (
 )
 from distilflow.serving import MODEL_ARTIFACT, Backend, ServingConfig, TextClassifier, pair_aliases
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking import dvc_lock_data_hash, git_commit, params_hash, read_lineage, stage_run, write_json
+from distilflow.tracking import (
+    LINEAGE_FILE,
+    dvc_directory_md5,
+    dvc_lock_data_hash,
+    git_commit,
+    params_hash,
+    read_lineage,
+    stage_run,
+    write_json,
+)
 
 SECTIONS = ("register",)
 EXPORT_DIR = "export"
@@ -54,7 +62,7 @@ EXPORTS: dict[str, tuple[Backend, str]] = {
     "onnx-int8": ("onnx", "onnx-int8/model.onnx"),
 }
 TIMING_ROUNDS = 60
-MODEL_HASH_TAG = "distilflow.model_sha256"
+MODEL_HASH_TAG = "distilflow.model_md5"
 
 
 def pip_requirements(backend: Backend) -> list[str]:
@@ -349,17 +357,11 @@ def lineage_section(client: Any, lineage: dict[str, str]) -> str:
 
 
 def model_hash(folder: Path) -> str:
-    """sha256 over the folder's files (names and bytes), lineage.json left out: it names MLflow runs, not weights."""
-    digest = hashlib.sha256()
-    for file in sorted(path for path in folder.rglob("*") if path.is_file() and path.name != "lineage.json"):
-        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
-        with file.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """DVC's md5 of the model folder without lineage.json: it names MLflow runs, not weights."""
+    return dvc_directory_md5(folder, exclude=frozenset({LINEAGE_FILE}))
 
 
-def registered_version(client: Any, name: str, sha256: str) -> Any | None:
+def registered_version(client: Any, name: str, model_md5: str) -> Any | None:
     """The newest version of NAME built from these exact files, or None (so a rerun does not register a copy)."""
     from mlflow.exceptions import MlflowException
 
@@ -367,7 +369,7 @@ def registered_version(client: Any, name: str, sha256: str) -> Any | None:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:
         return None
-    matches = [version for version in versions if version.tags.get(MODEL_HASH_TAG) == sha256]
+    matches = [version for version in versions if version.tags.get(MODEL_HASH_TAG) == model_md5]
     return max(matches, key=lambda version: int(version.version)) if matches else None
 
 
@@ -386,10 +388,10 @@ def log_and_register(
 
     name = model_name(task.name, role)
     client = mlflow.MlflowClient()
-    sha256 = model_hash(folder)
-    existing = registered_version(client, name, sha256)
+    model_md5 = model_hash(folder)
+    existing = registered_version(client, name, model_md5)
     if existing is not None:
-        print(f"{name}: these weights are already registered as v{existing.version} (sha256 {sha256[:12]})")
+        print(f"{name}: these weights are already registered as v{existing.version} (md5 {model_md5[:12]})")
         return existing
     backend: Backend = choice.backend if choice else "torch"
     config = serving_config(
@@ -419,7 +421,7 @@ def log_and_register(
         LATENCY_TAG: str(metrics.get("latency_p95_ms", math.nan)),
         "distilflow.serving_backend": backend,
         "distilflow.serving_export": config.export,
-        MODEL_HASH_TAG: sha256,
+        MODEL_HASH_TAG: model_md5,
         **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()},
     }
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.

@@ -28,16 +28,11 @@ def report_dir(paths: Paths) -> Path:
 
 
 def stage_metrics(report: ValidationReport) -> dict[str, float]:
-    """Flat numbers for MLflow: verdict, counts, rows and class shares per split, time taken."""
+    """Flat numbers for MLflow: the DVC metric (verdict, counts, rows), class shares per split, rules hit, time."""
     summary = report.summary
-    metrics: dict[str, float] = {
-        "ok": float(report.ok),
-        "errors": float(report.errors),
-        "warnings": float(report.warnings),
-        "elapsed_seconds": float(summary["elapsed_seconds"]),
-    }
+    metrics = {key: float(value) for key, value in dvc_metrics(report).items()}
+    metrics["elapsed_seconds"] = float(summary["elapsed_seconds"])
     for split, entry in summary["splits"].items():
-        metrics[f"rows_{split}"] = float(entry["rows"])
         for label, share in entry.get("class_shares", {}).items():
             metrics[f"class_share_{split}_{label}"] = float(share)
     for rule, entry in summary["rules"].items():
