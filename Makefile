@@ -75,14 +75,14 @@ bench-flow: $(STAMP) ## flow overhead over a bare dvc repro -> bench/results/flo
 
 # --- Fine-tuning benchmark (docs/finetune.md) ------------------------------------------------------------------------
 .PHONY: bench-finetune
-BENCH_FINETUNE_ARGS ?= --epochs 1 --batch-size 32 --learning-rate 1e-4 --warmup-ratio 0.06 --eval-every 250 --subset 1000
+BENCH_FINETUNE_ARGS ?= --epochs 3 --batch-size 32 --learning-rate 5e-5 --warmup-ratio 0.06 --eval-every 300 --patience 6 --no-freeze-embeddings --subset 1000
 
 bench-finetune: $(STAMP) ## SST-2: teacher accuracy + speed vs transformers.Trainer -> bench/results/finetune-sst2.json
 	nice -n 5 $(BIN)/python bench/finetune.py $(BENCH_FINETUNE_ARGS) $(ARGS)
 
 # --- Distillation benchmark (docs/distillation.md); needs bench/cache/teacher-sst2 from bench-finetune ----------------
 .PHONY: bench-distill
-BENCH_DISTILL_ARGS ?= --copies 1 --max-source-rows 8000 --min-words 5 --label-originals 18432 --main-steps 800 --ablation-steps 150 --mlm-steps 100 --intermediate-steps 50 --eval-every 100 --threads 1 --workers 2
+BENCH_DISTILL_ARGS ?= --copies 8 --max-source-rows 30000 --min-words 5 --main-steps 12000 --ablation-steps 1500 --mlm-steps 800 --intermediate-steps 400 --eval-every 500 --threads 1 --workers 2
 
 bench-distill: $(STAMP) ## SST-2: BERT-tiny student, ablations, exports, throughput -> bench/results/distill-sst2.json
 	nice -n 5 $(BIN)/python bench/distill.py $(BENCH_DISTILL_ARGS) $(ARGS)
