@@ -87,6 +87,10 @@ BENCH_DISTILL_ARGS ?= --copies 8 --max-source-rows 30000 --min-words 5 --main-st
 bench-distill: $(STAMP) ## SST-2: BERT-tiny student, ablations, exports, throughput -> bench/results/distill-sst2.json
 	nice -n 5 $(BIN)/python bench/distill.py $(BENCH_DISTILL_ARGS) $(ARGS)
 
+.PHONY: bench-distill-probe
+bench-distill-probe: $(STAMP) ## what limits the student: one factor at a time on bench-distill's transfer set -> bench/results/distill-probe.json
+	nice -n 5 $(BIN)/python bench/distill_probe.py $(ARGS)
+
 # --- DVC: remote storage and experiments (docs/dvc.md) ---------------------------------------------------------------
 .PHONY: push pull sweep exps
 # A 2x2 grid; any comma-separated lists work. Each point reruns distill and evaluate@student only (docs/dvc.md).

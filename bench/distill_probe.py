@@ -1,0 +1,314 @@
+"""Probe what limits the BERT-tiny student on SST-2: one factor changed at a time, at a fixed step budget.
+
+Reuses the teacher-labelled transfer set of an earlier ``bench/distill.py`` run (``--transfer``: a folder
+``bench/cache/distill-sst2/transfer-*``), so every variant trains on the same rows for ``--steps`` steps and the
+only difference is the factor named:
+
+- ``baseline``: the bench's main configuration (teacher-projected init, KD at T=2, alpha 0.9, lr 1e-3).
+- ``contextual-word-init``: word embeddings from the fine-tuned teacher's last layer on each token alone
+  (``[CLS] token [SEP]``), PCA-projected, instead of its input embeddings: sentiment-aware, for every word.
+- ``no-dropout``: dropout 0 (is the student under-fitting?).
+- ``intermediate-losses``: TinyBERT hidden-state and attention losses on as well (the teacher runs in the loop).
+- ``spliced-text``: ``--splices`` extra teacher-labelled sentences made by joining two or three training
+  phrases with a connective ("but", "although", ...): new long, mixed sentences like the dev set's.
+- ``4-layers`` and ``hidden-256``: capacity probes outside BERT-tiny's shape (the issue fixes 2 x 128).
+
+It also measures how closely the baseline follows the teacher on rows it trained on and on dev: a gap there
+says the student fits its transfer set but does not generalise, rather than failing to fit it.
+
+    python bench/distill_probe.py --transfer bench/cache/distill-sst2/transfer-b8ffba3164d7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import torch
+from datasets import Dataset, concatenate_datasets, load_from_disk
+
+from distilflow.config import parse_params
+from distilflow.glue_io import read_split
+from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
+from distilflow.stages.distill import distill, loop_settings
+from distilflow.stages.finetune import dev_scorer
+from distilflow.stages.tokenization import encode
+from distilflow.tasks import get_task
+from distilflow.training import predict_logits
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+CACHE = ROOT / "bench" / "cache" / "distill-sst2"
+TASK = get_task("sst2")
+VARIANTS = (
+    "baseline",
+    "contextual-word-init",
+    "no-dropout",
+    "intermediate-losses",
+    "spliced-text",
+    "4-layers",
+    "hidden-256",
+)
+# fmt: off
+CONNECTIVES = (
+    ",", "and", "but", ", but", ".", ";", "although", "while", "even though", "yet", "though",
+    "because", "--", "and yet", ", and", "so", "however ,", "if", "as", "with",
+)
+# fmt: on
+COLUMNS = ["input_ids", "token_type_ids", "length", "labels", "teacher_logits"]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--transfer",
+        type=Path,
+        default=None,
+        help="a transfer-* folder from bench/distill.py (default: the newest under bench/cache/distill-sst2)",
+    )
+    parser.add_argument("--teacher", type=Path, default=None, help="default: the teacher-* snapshot beside it")
+    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--splices", type=int, default=200_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill-probe.json")
+    args = parser.parse_args(argv)
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+    if args.transfer is None:
+        made = sorted(CACHE.glob("transfer-*/dataset"), key=lambda folder: folder.stat().st_mtime)
+        if not made:
+            parser.error(f"no transfer set under {CACHE}: run bench/distill.py (make bench-distill) first")
+        args.transfer = made[-1].parent
+    if not (args.transfer / "dataset").is_dir():
+        parser.error(f"{args.transfer}: no dataset folder; pass a transfer-* folder written by bench/distill.py")
+    if args.teacher is None:
+        snapshots = sorted(args.transfer.parent.glob("teacher-*"))
+        if len(snapshots) != 1:
+            parser.error(f"pass --teacher: found {len(snapshots)} teacher snapshots beside {args.transfer}")
+        args.teacher = snapshots[0]
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def spliced_sentences(phrases: list[list[int]], tokenizer: Any, count: int, seed: int) -> list[list[int]]:
+    """``count`` new examples: two (one in four: three) training phrases joined by connectives, at most 64 tokens.
+
+    Phrases are drawn with probability growing as the square root of their length, so whole sentences
+    turn up often without crowding out the short clauses that make a contrast ("but the acting is flat").
+    """
+    weights = np.sqrt([len(p) for p in phrases])
+    weights /= weights.sum()
+    joins = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in CONNECTIVES]
+    rng = np.random.default_rng(seed)
+    out: list[list[int]] = []
+    while len(out) < count:
+        picks = rng.choice(len(phrases), 3 if rng.random() < 0.25 else 2, p=weights)
+        ids = list(phrases[picks[0]])
+        for pick in picks[1:]:
+            ids += joins[rng.integers(len(joins))] + list(phrases[pick])
+        if len(ids) <= 62:
+            out.append([tokenizer.cls_token_id, *ids, tokenizer.sep_token_id])
+    return out
+
+
+def label_part(job: tuple[str, str]) -> None:
+    """One labelling process (one thread): the spawned workers share the CPU instead of oversubscribing it."""
+    part, teacher_dir = job
+    torch.set_num_threads(1)
+    rows = load_from_disk(part)
+    with torch.no_grad():
+        logits = predict_logits(load_classifier(Path(teacher_dir)), rows, 128, 0)
+    np.save(part + ".npy", logits)
+
+
+def spliced_set(transfer: Dataset, tokenizer: Any, args: argparse.Namespace) -> tuple[Dataset, dict[str, Any]]:
+    folder = args.transfer.parent / f"splices-{args.transfer.name}-{args.splices}-{args.seed}"
+    if not (folder / "dataset" / "dataset_info.json").is_file():
+        started = time.perf_counter()
+        originals = transfer.filter(lambda flags: [not f for f in flags], input_columns="augmented", batched=True)
+        phrases = [ids[1:-1] for ids in originals["input_ids"] if len(ids) >= 5]
+        ids = spliced_sentences(phrases, tokenizer, args.splices, args.seed)
+        rows = Dataset.from_dict(
+            {"input_ids": ids, "token_type_ids": [[0] * len(r) for r in ids], "length": [len(r) for r in ids]}
+        )
+        parts = []
+        for index in range(2):
+            part = folder / f"part{index}"
+            rows.shard(2, index, contiguous=True).save_to_disk(str(part))
+            parts.append((str(part), str(args.teacher)))
+        log(f"labelling {len(rows)} spliced sentences (2 processes)")
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(label_part, parts)
+        logits = np.concatenate([np.load(part + ".npy") for part, _ in parts])
+        rows = rows.add_column("teacher_logits", logits.tolist()).add_column("labels", logits.argmax(-1).tolist())
+        rows.save_to_disk(str(folder / "dataset"))
+        stats = {
+            "rows": len(rows),
+            "mean_tokens": float(np.mean(rows["length"])),
+            "teacher_positive_fraction": float(logits.argmax(-1).mean()),
+            "seconds": time.perf_counter() - started,
+            "examples": [tokenizer.decode(r[1:-1]) for r in ids[:5]],
+        }
+        (folder / "stats.json").write_text(json.dumps(stats, indent=2))
+    return load_from_disk(str(folder / "dataset")), json.loads((folder / "stats.json").read_text())
+
+
+def contextual_word_embeddings(teacher: Any, tokenizer: Any, hidden: int) -> torch.Tensor:
+    """Each vocabulary entry through the fine-tuned teacher alone, last layer, PCA-projected to ``hidden``."""
+    ids = torch.arange(teacher.config.vocab_size)
+    vectors = []
+    with torch.no_grad():
+        for start in range(0, len(ids), 1024):
+            chunk = ids[start : start + 1024]
+            inputs = torch.stack(
+                [torch.full_like(chunk, tokenizer.cls_token_id), chunk, torch.full_like(chunk, tokenizer.sep_token_id)],
+                dim=1,
+            )
+            vectors.append(teacher.base_model(input_ids=inputs).last_hidden_state[:, 1])
+    table = torch.cat(vectors)
+    words = (table - table.mean(0)) @ pca_directions(table, hidden).T
+    return words * (0.02 / words.std())
+
+
+def agreement(student: Any, rows: Dataset, teacher_logits: np.ndarray) -> float:
+    return float((predict_logits(student, rows, 256, 0).argmax(-1) == teacher_logits.argmax(-1)).mean())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    wall = time.perf_counter()
+    teacher = load_classifier(args.teacher)
+    tokenizer = load_tokenizer(str(args.teacher))
+    frame, _ = read_split(TASK, args.data_dir / "dev.tsv", "dev")
+    dev = encode(frame, TASK, tokenizer, 128)
+    score_dev = dev_scorer(TASK, dev, 256, tokenizer.pad_token_id)
+    teacher_dev = score_dev(teacher)["accuracy"]
+    transfer = load_from_disk(str(args.transfer / "dataset"))
+    log(f"teacher dev {teacher_dev:.4f}; transfer set {len(transfer)} rows")
+    rows = []
+    splice_stats: dict[str, Any] = {}
+    for name in args.variants.split(","):
+        student_shape: dict[str, Any] = {"init": "teacher-projected"}
+        if name == "4-layers":
+            student_shape["num_layers"] = 4
+        if name == "hidden-256":
+            student_shape |= {"hidden_size": 256, "num_heads": 4, "intermediate_size": 1024}
+        weights = {"hidden_weight": 1.0, "attention_weight": 1.0} if name == "intermediate-losses" else {}
+        config = parse_params(
+            {
+                "distill": {
+                    "student": student_shape,
+                    "temperature": 2.0,
+                    "alpha": 0.9,
+                    "max_steps": args.steps,
+                    "batch_size": 64,
+                    "learning_rate": 1e-3,
+                    "warmup_ratio": 0.06,
+                    "eval_every": args.eval_every,
+                    "early_stopping_patience": 0,
+                    **weights,
+                }
+            }
+        ).distill
+        params = parse_params({"seed": args.seed, "distill": config.model_dump(), "finetune": {"device": "cpu"}})
+        student = build_student(teacher, config.student, TASK, args.seed)
+        if name == "contextual-word-init":
+            words = student.get_input_embeddings()
+            assert isinstance(words, torch.nn.Embedding)
+            with torch.no_grad():
+                words.weight.copy_(contextual_word_embeddings(teacher, tokenizer, student.config.hidden_size))
+        if name == "no-dropout":
+            for module in student.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
+        train_rows = transfer
+        if name == "spliced-text":
+            spliced, splice_stats = spliced_set(transfer, tokenizer, args)
+            base = transfer.select_columns(COLUMNS)
+            train_rows = concatenate_datasets([base, spliced.select_columns(COLUMNS).cast(base.features)])
+        started = time.perf_counter()
+        log(f"{name}: {args.steps} steps on {len(train_rows)} rows")
+        student, result = distill(
+            student,
+            teacher if weights else None,
+            train_rows,
+            score_dev,
+            config,
+            loop_settings(config, TASK, params),
+            tokenizer.pad_token_id,
+            False,
+            description=name,
+        )
+        row: dict[str, Any] = {
+            "name": name,
+            "student_dev_accuracy": result.best_metric,
+            "best_step": result.best_step,
+            "steps": result.steps,
+            "train_rows": len(train_rows),
+            "student_parameters": count_parameters(student),
+            "wall_seconds": time.perf_counter() - started,
+            "dev_curve": [
+                {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
+            ],
+        }
+        if name == "baseline":
+            # On rows it trained on against held-out dev: does the student fit the teacher, and does it generalise?
+            rng = np.random.default_rng(args.seed)
+            flags = np.asarray(transfer["augmented"])
+            fits = {}
+            for kind, pool in (("training_split", np.flatnonzero(~flags)), ("rewrites", np.flatnonzero(flags))):
+                sample = transfer.select(rng.choice(pool, min(8000, len(pool)), replace=False))
+                fits[kind] = agreement(student, sample, np.asarray(sample["teacher_logits"]))
+            fits["dev"] = agreement(student, dev, predict_logits(teacher, dev, 256, 0))
+            row["agreement_with_teacher"] = fits
+        log(f"  {name}: dev {result.best_metric:.4f} (step {result.best_step})")
+        rows.append(row)
+
+    result_json = {
+        "command": "python " + " ".join(shlex.quote(a) for a in ["bench/distill_probe.py", *(argv or sys.argv[1:])]),
+        "task": "sst2",
+        "transfer": str(args.transfer),
+        "teacher": str(args.teacher),
+        "teacher_dev_accuracy": teacher_dev,
+        "steps": args.steps,
+        "note": "best dev accuracy over evaluations every eval_every steps; one seed, so about +-1 point is noise "
+        "(872 dev sentences)",
+        "variants": rows,
+        "spliced_text": splice_stats,
+        "wall_seconds": time.perf_counter() - wall,
+        "threads": args.threads,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "load_average": os.getloadavg(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result_json, indent=2) + "\n")
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
