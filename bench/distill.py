@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -42,6 +41,7 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 
 from distilflow.augment import Vocabulary, augment_rows
 from distilflow.config import DistillParams, Params, parse_params
+from distilflow.environment import machine_facts
 from distilflow.export import (
     export_student,
     load_int8,
@@ -589,12 +589,7 @@ def main(argv: list[str] | None = None) -> None:
         "compare rows with 'main @ ablation budget'",
         "wall_seconds": time.perf_counter() - wall,
         "threads": torch.get_num_threads(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average": os.getloadavg(),
-        },
+        "machine": machine_facts(),
     }
     ARGS.out.parent.mkdir(parents=True, exist_ok=True)
     ARGS.out.write_text(json.dumps(result, indent=2) + "\n")

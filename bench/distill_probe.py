@@ -25,7 +25,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import shlex
 import sys
 import time
@@ -40,6 +39,7 @@ import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
 from distilflow.config import parse_params
+from distilflow.environment import machine_facts
 from distilflow.glue_io import read_split
 from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
 from distilflow.stages.distill import distill, loop_settings
@@ -298,12 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "spliced_text": splice_stats,
         "wall_seconds": time.perf_counter() - wall,
         "threads": args.threads,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average": os.getloadavg(),
-        },
+        "machine": machine_facts(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result_json, indent=2) + "\n")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
+from typing import Any
 
 from distilflow.config import PACKAGED_TEACHER, Params
 
@@ -28,3 +30,15 @@ def configure_hub(params: Params, root: Path) -> None:
     """Offline unless the settings ask for the hub, so the embedded default never waits on a network."""
     if not needs_hub(params, root):
         hub_offline_by_default()
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a benchmark result needs to be read against: cores, platform, torch build and the load it ran under."""
+    import torch  # here, not at the top: the CLI imports this module before it knows whether it needs torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "load_average": os.getloadavg(),
+    }
