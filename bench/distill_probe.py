@@ -131,13 +131,13 @@ def spliced_sentences(phrases: list[list[int]], tokenizer: Any, count: int, seed
     return out
 
 
-def label_part(job: tuple[str, str]) -> None:
+def label_part(job: tuple[str, str, int]) -> None:
     """One labelling process (one thread): the spawned workers share the CPU instead of oversubscribing it."""
-    part, teacher_dir = job
+    part, teacher_dir, pad_id = job
     torch.set_num_threads(1)
     rows = load_from_disk(part)
     with torch.no_grad():
-        logits = predict_logits(load_classifier(Path(teacher_dir)), rows, 128, 0)
+        logits = predict_logits(load_classifier(Path(teacher_dir)), rows, 128, pad_id)
     np.save(part + ".npy", logits)
 
 
@@ -155,11 +155,11 @@ def spliced_set(transfer: Dataset, tokenizer: Any, args: argparse.Namespace) -> 
         for index in range(2):
             part = folder / f"part{index}"
             rows.shard(2, index, contiguous=True).save_to_disk(str(part))
-            parts.append((str(part), str(args.teacher)))
+            parts.append((str(part), str(args.teacher), tokenizer.pad_token_id))
         log(f"labelling {len(rows)} spliced sentences (2 processes)")
         with multiprocessing.get_context("spawn").Pool(2) as pool:
             pool.map(label_part, parts)
-        logits = np.concatenate([np.load(part + ".npy") for part, _ in parts])
+        logits = np.concatenate([np.load(part + ".npy") for part, _, _ in parts])
         rows = rows.add_column("teacher_logits", logits.tolist()).add_column("labels", logits.argmax(-1).tolist())
         rows.save_to_disk(str(folder / "dataset"))
         stats = {
@@ -173,8 +173,9 @@ def spliced_set(transfer: Dataset, tokenizer: Any, args: argparse.Namespace) -> 
     return load_from_disk(str(folder / "dataset")), json.loads((folder / "stats.json").read_text())
 
 
-def contextual_word_embeddings(teacher: Any, tokenizer: Any, hidden: int) -> torch.Tensor:
-    """Each vocabulary entry through the fine-tuned teacher alone, last layer, PCA-projected to ``hidden``."""
+def contextual_word_embeddings(teacher: Any, tokenizer: Any, student: Any) -> torch.Tensor:
+    """Each vocabulary entry through the fine-tuned teacher alone, last layer, PCA-projected to the student's width
+    and scaled to its init range (as ``modeling.project_embeddings`` does for the input embeddings)."""
     ids = torch.arange(teacher.config.vocab_size)
     vectors = []
     with torch.no_grad():
@@ -186,12 +187,12 @@ def contextual_word_embeddings(teacher: Any, tokenizer: Any, hidden: int) -> tor
             )
             vectors.append(teacher.base_model(input_ids=inputs).last_hidden_state[:, 1])
     table = torch.cat(vectors)
-    words = (table - table.mean(0)) @ pca_directions(table, hidden).T
-    return words * (0.02 / words.std())
+    words = (table - table.mean(0)) @ pca_directions(table, student.config.hidden_size).T
+    return words * (student.config.initializer_range / words.std())
 
 
-def agreement(student: Any, rows: Dataset, teacher_logits: np.ndarray) -> float:
-    return float((predict_logits(student, rows, 256, 0).argmax(-1) == teacher_logits.argmax(-1)).mean())
+def agreement(student: Any, rows: Dataset, teacher_logits: np.ndarray, pad_id: int) -> float:
+    return float((predict_logits(student, rows, 256, pad_id).argmax(-1) == teacher_logits.argmax(-1)).mean())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,8 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     tokenizer = load_tokenizer(str(args.teacher))
     frame, _ = read_split(TASK, args.data_dir / "dev.tsv", "dev")
     dev = encode(frame, TASK, tokenizer, 128)
-    score_dev = dev_scorer(TASK, dev, 256, tokenizer.pad_token_id)
-    teacher_dev = score_dev(teacher)["accuracy"]
+    pad_id = tokenizer.pad_token_id
+    score_dev = dev_scorer(TASK, dev, 256, pad_id)
+    # One teacher pass on dev: its accuracy here, and the reference the baseline's dev agreement is measured against.
+    teacher_dev_logits = predict_logits(teacher, dev, 256, pad_id)
+    teacher_dev = float((teacher_dev_logits.argmax(-1) == np.asarray(dev["labels"])).mean())
     transfer = load_from_disk(str(args.transfer / "dataset"))
     log(f"teacher dev {teacher_dev:.4f}; transfer set {len(transfer)} rows")
     rows = []
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             words = student.get_input_embeddings()
             assert isinstance(words, torch.nn.Embedding)
             with torch.no_grad():
-                words.weight.copy_(contextual_word_embeddings(teacher, tokenizer, student.config.hidden_size))
+                words.weight.copy_(contextual_word_embeddings(teacher, tokenizer, student))
         if name == "no-dropout":
             for module in student.modules():
                 if isinstance(module, torch.nn.Dropout):
@@ -256,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
             score_dev,
             config,
             loop_settings(config, TASK, params),
-            tokenizer.pad_token_id,
+            pad_id,
             False,
             description=name,
         )
@@ -279,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
             fits = {}
             for kind, pool in (("training_split", np.flatnonzero(~flags)), ("rewrites", np.flatnonzero(flags))):
                 sample = transfer.select(rng.choice(pool, min(8000, len(pool)), replace=False))
-                fits[kind] = agreement(student, sample, np.asarray(sample["teacher_logits"]))
-            fits["dev"] = agreement(student, dev, predict_logits(teacher, dev, 256, 0))
+                fits[kind] = agreement(student, sample, np.asarray(sample["teacher_logits"]), pad_id)
+            fits["dev"] = agreement(student, dev, teacher_dev_logits, pad_id)
             row["agreement_with_teacher"] = fits
         log(f"  {name}: dev {result.best_metric:.4f} (step {result.best_step})")
         rows.append(row)
