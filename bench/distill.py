@@ -60,10 +60,10 @@ from distilflow.modeling import (
     load_pretrained_encoder,
     load_tokenizer,
 )
+from distilflow.scoring import dev_scorer
 from distilflow.stages.distill import distill, loop_settings
-from distilflow.stages.finetune import dev_scorer
 from distilflow.stages.pretrain import pretrain_student
-from distilflow.stages.tokenization import encode
+from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.training import logits_to_predictions, predict_logits
 

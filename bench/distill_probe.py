@@ -42,9 +42,9 @@ from distilflow.config import parse_params
 from distilflow.environment import machine_facts
 from distilflow.glue_io import read_split
 from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
+from distilflow.scoring import dev_scorer
 from distilflow.stages.distill import distill, loop_settings
-from distilflow.stages.finetune import dev_scorer
-from distilflow.stages.tokenization import encode
+from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.training import predict_logits
 

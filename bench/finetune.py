@@ -41,8 +41,9 @@ from datasets import Dataset
 
 from distilflow.environment import hub_offline_by_default
 from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
-from distilflow.stages.finetune import dev_scorer, freeze_word_embeddings, supervised_loss
-from distilflow.stages.tokenization import encode
+from distilflow.scoring import dev_scorer
+from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
+from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, get_task
 from distilflow.training import LoopResult, LoopSettings, seed_everything, train
 

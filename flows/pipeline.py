@@ -41,7 +41,6 @@ from prefect.tasks import exponential_backoff
 from distilflow.config import PACKAGED_TEACHER, ParamsError, load_params
 from distilflow.locking import LOCK_DIR, LockHolder, workspace_lock
 from distilflow.paths import Paths
-from distilflow.stages.validate import REPORT_FOLDER, SUMMARY_FILE, report_dir
 from distilflow.tracking import PIPELINE_ID_ENV, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -446,9 +445,10 @@ def promotion_markdown(root: Path, register_outcome: str) -> str | None:
 
 @task(name="publish validation summary", cache_policy=NO_CACHE)
 def publish_validation(root: str, findings: str | None = None) -> dict[str, Any] | None:
-    summary = _read_json(report_dir(Paths.at(root)) / SUMMARY_FILE)
+    summary_file = Paths.at(root).validation_summary_file
+    summary = _read_json(summary_file)
     if summary is None:
-        run_logger().warning(f"no reports/{REPORT_FOLDER}/{SUMMARY_FILE} to publish")
+        run_logger().warning(f"no {summary_file} to publish")
         return None
     create_markdown_artifact(
         validation_markdown(summary, Path(root), findings),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,20 +17,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Stage name → module in distilflow.stages; the order is dvc.yaml's, which is the source of truth for the graph.
-STAGE_MODULES = {
-    "ingest": "ingest",
-    "validate": "validate",
-    "tokenize": "tokenization",
-    "finetune": "finetune",
-    "evaluate": "evaluation",
-    "augment": "augment",
-    "pretrain": "pretrain",
-    "distill": "distill",
-    "report": "report",
-    "register": "register",
-}
-
 RootOption = Annotated[Path, typer.Option("--root", help="project folder holding params.yaml and the outputs")]
 
 
@@ -42,26 +27,21 @@ def _fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help=f"one of: {', '.join(STAGE_MODULES)}")],
-    model: Annotated[str, typer.Option(help="evaluate only: which model to score (teacher|student)")] = "teacher",
+    name: Annotated[str, typer.Argument(help="a stage of dvc.yaml (`dvc dag` shows them)")],
+    model: Annotated[str | None, typer.Option(help="evaluate only: which model to score (teacher|student)")] = None,
     root: RootOption = Path("."),
     params_file: Annotated[Path | None, typer.Option("--params", help="default: ROOT/params.yaml")] = None,
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
-    from distilflow.environment import configure_hub
+    from distilflow.locking import WorkspaceLocked
+    from distilflow.runner import UnknownStage, run_stage
 
-    if name not in STAGE_MODULES:
-        _fail(f"unknown stage {name!r}; stages: {', '.join(STAGE_MODULES)}", 2)
-    paths = Paths.at(root)
+    if name == "evaluate" and model is None:
+        model = "teacher"
     try:
-        params = load_params(params_file or paths.params_file)
-    except ParamsError as error:
+        run_stage(name, root, params_file, model)
+    except (UnknownStage, ParamsError, WorkspaceLocked, FileNotFoundError) as error:
         _fail(str(error), 2)
-    configure_hub(params, paths.root)
-    module = importlib.import_module(f"distilflow.stages.{STAGE_MODULES[name]}")
-    kwargs: dict[str, Any] = {"which": model} if name == "evaluate" else {}
-    try:
-        module.run(params, paths, **kwargs)
     except Exception as error:
         if _is_user_error(error):
             _fail(f"{name} failed: {error}")

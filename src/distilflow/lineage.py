@@ -18,17 +18,9 @@ from typing import Any
 
 import yaml
 
-# Stage runs are listed in pipeline order; unknown stage keys (new stages) follow, sorted by start time.
-STAGE_ORDER = (
-    "ingest",
-    "validate",
-    "tokenize",
-    "finetune",
-    "evaluate_teacher",
-    "distill",
-    "evaluate_student",
-    "register",
-)
+from distilflow.dvc_files import data_md5, lineage_order, lock_out_md5, workspace_data_md5
+from distilflow.paths import Paths
+
 LINEAGE_TAG_PREFIX = "lineage."
 GIT_LOG_LIMIT = 500
 _REF = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
@@ -101,16 +93,10 @@ def _git(root: Path, *args: str) -> str | None:
     return process.stdout if process.returncode == 0 else None
 
 
-def lock_out_md5(lock: dict[str, Any], stage: str, path: str) -> str | None:
-    for out in (lock.get("stages") or {}).get(stage, {}).get("outs", []) or []:
-        if out.get("path") == path:
-            return str(out.get("md5")) if out.get("md5") else None
-    return None
-
-
 def data_commits(root: Path, raw_md5: str, limit: int = GIT_LOG_LIMIT) -> list[DataCommit]:
     """Commits (newest first) whose committed dvc.lock has ``data/raw`` at ``raw_md5``."""
     log = _git(root, "log", f"-n{limit}", "--format=%H%x09%cI%x09%s", "--", "dvc.lock")
+    paths = Paths.at(root)
     found: list[DataCommit] = []
     for line in (log or "").splitlines():
         commit, date, subject = [*line.split("\t", 2), "", ""][:3]
@@ -121,28 +107,22 @@ def data_commits(root: Path, raw_md5: str, limit: int = GIT_LOG_LIMIT) -> list[D
             lock = yaml.safe_load(text) or {}
         except yaml.YAMLError:
             continue
-        if lock_out_md5(lock, "ingest", "data/raw") == raw_md5:
-            found.append(DataCommit(commit, date, subject, raw_md5, lock_out_md5(lock, "validate", "data/validated")))
+        if data_md5(lock, root) == raw_md5:
+            validated = lock_out_md5(lock, "validate", paths.relative(paths.validated_dir))
+            found.append(DataCommit(commit, date, subject, raw_md5, validated))
     return found
 
 
-def workspace_data_md5(root: Path) -> str | None:
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return None
-    return lock_out_md5(yaml.safe_load(lock.read_text()) or {}, "ingest", "data/raw")
-
-
-def _stage_key(tag: str) -> tuple[int, str]:
-    stage = tag[len(LINEAGE_TAG_PREFIX) :]
-    return (STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER), stage)
-
-
-def stage_runs(client: Any, tags: dict[str, str]) -> list[StageRunInfo]:
+def stage_runs(client: Any, tags: dict[str, str], order: tuple[str, ...] = ()) -> list[StageRunInfo]:
+    """The runs named by ``lineage.<stage>`` tags, in ``order`` (dvc.yaml's); stages it lacks follow by name."""
     from mlflow.exceptions import MlflowException
 
+    def position(tag: str) -> tuple[int, str]:
+        stage = tag[len(LINEAGE_TAG_PREFIX) :]
+        return (order.index(stage) if stage in order else len(order), stage)
+
     runs = []
-    for tag in sorted((t for t in tags if t.startswith(LINEAGE_TAG_PREFIX)), key=_stage_key):
+    for tag in sorted((t for t in tags if t.startswith(LINEAGE_TAG_PREFIX)), key=position):
         stage, run_id = tag[len(LINEAGE_TAG_PREFIX) :], tags[tag]
         try:
             run = client.get_run(run_id)
@@ -195,7 +175,7 @@ def model_lineage(client: Any, ref: str, root: Path) -> ModelLineage:
     commit = tags.get("git_commit", "unknown")
     subject = _git(root, "show", "-s", "--format=%s", commit) if commit != "unknown" else None
     data_md5 = tags.get("dvc_data_md5", "unknown")
-    runs = stage_runs(client, tags)
+    runs = stage_runs(client, tags, lineage_order(root))
     ingest = next((run.run_id for run in runs if run.stage == "ingest" and not run.missing), None)
     return ModelLineage(
         name=name,

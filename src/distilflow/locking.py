@@ -1,9 +1,16 @@
 """One pipeline run per workspace at a time: an exclusive ``flock`` on ``.distilflow/pipeline.lock``.
 
 Between two DVC stages nothing stops a second run from rewriting ``params.yaml`` or ``dvc.lock`` under the
-first (DVC's own lock is held only while one ``dvc`` command runs), so a flow holds this lock for its whole
-duration. The kernel drops a ``flock`` when its holder dies, so a crashed or killed run never leaves a stale
-lock behind; the JSON inside the file only names the holder for the waiting side's messages.
+first (DVC's own lock is held only while one ``dvc`` command runs), so every way to run the pipeline takes
+this lock: the Prefect flow (which ``make pipeline`` runs), ``make sweep`` and each ``distilflow stage``
+(so a bare ``dvc repro`` takes it stage by stage). The kernel drops a ``flock`` when its holder dies, so a
+crashed or killed run never leaves a stale lock behind; the JSON inside the file only names the holder for
+the waiting side's messages.
+
+A holder's own children (``dvc repro`` → ``distilflow stage``) must not wait for their parent: the holder
+puts a random token in the lock file and in ``DISTILFLOW_LOCK_TOKEN``, and a process whose inherited token
+matches the file's runs under its parent's lock. :func:`die_with_parent` makes sure such a child cannot
+outlive the holder, so a killed run leaves nobody writing in the workspace.
 """
 
 from __future__ import annotations
@@ -12,7 +19,10 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +33,8 @@ from typing import Any
 
 LOCK_DIR = ".distilflow"
 LOCK_NAME = "pipeline.lock"
+TOKEN_ENV = "DISTILFLOW_LOCK_TOKEN"
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal this process gets when its parent dies
 
 
 class WorkspaceLocked(RuntimeError):
@@ -39,6 +51,7 @@ class LockHolder:
     host: str
     owner: str
     since: str
+    token: str = ""
 
     def describe(self) -> str:
         return f"{self.owner} (pid {self.pid} on {self.host}, since {self.since})"
@@ -54,7 +67,11 @@ def read_holder(root: str | Path) -> LockHolder | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return LockHolder(
-            pid=int(data["pid"]), host=str(data["host"]), owner=str(data["owner"]), since=str(data["since"])
+            pid=int(data["pid"]),
+            host=str(data["host"]),
+            owner=str(data["owner"]),
+            since=str(data["since"]),
+            token=str(data.get("token", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -79,10 +96,17 @@ def workspace_lock(
     """Hold the workspace exclusively; wait up to ``timeout_s`` seconds for a running holder, then fail.
 
     ``owner`` names this run in the other side's messages (e.g. the Prefect flow run). ``on_wait`` is called
-    once, when the lock turns out to be taken, so the caller can say whom it is waiting for.
+    once, when the lock turns out to be taken, so the caller can say whom it is waiting for. A process whose
+    ``DISTILFLOW_LOCK_TOKEN`` matches the holder's runs under the holder's lock (it is one of its children).
+    While held, ``DISTILFLOW_LOCK_TOKEN`` is set in this process's environment, so children inherit it.
     """
     if timeout_s < 0:
         raise ValueError(f"timeout_s must be ≥ 0, got {timeout_s}")
+    inherited = os.environ.get(TOKEN_ENV)
+    holder = read_holder(root)
+    if inherited and holder is not None and holder.token == inherited:
+        yield holder
+        return
     path = lock_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -107,15 +131,38 @@ def workspace_lock(
             host=socket.gethostname(),
             owner=owner,
             since=datetime.now(UTC).isoformat(timespec="seconds"),
+            token=secrets.token_hex(16),
         )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
+        os.environ[TOKEN_ENV] = me.token
         try:
             yield me
         finally:
+            if inherited is None:
+                os.environ.pop(TOKEN_ENV, None)
+            else:
+                os.environ[TOKEN_ENV] = inherited
             # Emptied before unlocking: a waiter that reads the file after we let go must not name us.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
+
+    ``distilflow stage`` calls it first thing, and the flow starts ``dvc`` with it, so ``kill -9`` of the flow
+    takes its ``dvc repro`` and that one's stage process down too instead of leaving them writing outputs.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -14,6 +14,10 @@ class Paths:
     def at(cls, root: str | Path | None = None) -> Paths:
         return cls(Path(root or ".").resolve())
 
+    def relative(self, path: Path) -> str:
+        """``path`` as dvc.yaml and dvc.lock write it: relative to the project, with forward slashes."""
+        return path.relative_to(self.root).as_posix()
+
     @property
     def params_file(self) -> Path:
         return self.root / "params.yaml"
@@ -35,6 +39,16 @@ class Paths:
         return self.root / "data" / "tokenized"
 
     @property
+    def tokenized_meta_file(self) -> Path:
+        """What tokenize hashed and counted; finetune's resume fingerprint reads the content hash from it."""
+        return self.tokenized_dir / "meta.json"
+
+    @property
+    def transfer_dir(self) -> Path:
+        """augment's transfer set: the training split plus rewrites, with the teacher's logits."""
+        return self.root / "data" / "transfer"
+
+    @property
     def teacher_dir(self) -> Path:
         return self.root / "models" / "teacher"
 
@@ -45,6 +59,18 @@ class Paths:
     @property
     def student_dir(self) -> Path:
         return self.root / "models" / "student"
+
+    @property
+    def student_pretrained_dir(self) -> Path:
+        return self.root / "models" / "student_pretrained"
+
+    @property
+    def validation_report_dir(self) -> Path:
+        return self.reports_dir / "validation"
+
+    @property
+    def validation_summary_file(self) -> Path:
+        return self.validation_report_dir / "summary.json"
 
     @property
     def metrics_dir(self) -> Path:

@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from distilflow.config import Params, section_dict
 from distilflow.paths import Paths
 
@@ -63,14 +61,9 @@ def git_commit(root: Path) -> str:
 
 def dvc_lock_data_hash(root: Path) -> str:
     """The md5 DVC recorded for data/raw in dvc.lock; 'unknown' before the first repro."""
-    lock = root / "dvc.lock"
-    if not lock.is_file():
-        return "unknown"
-    content = yaml.safe_load(lock.read_text()) or {}
-    for out in content.get("stages", {}).get("ingest", {}).get("outs", []):
-        if out.get("path") == "data/raw":
-            return str(out.get("md5", "unknown"))
-    return "unknown"
+    from distilflow.dvc_files import workspace_data_md5
+
+    return workspace_data_md5(root) or "unknown"
 
 
 def dvc_directory_md5(folder: Path, exclude: frozenset[str] = frozenset()) -> str:

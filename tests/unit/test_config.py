@@ -47,7 +47,8 @@ def test_ill_typed_value_names_the_key_and_the_value(tmp_path: Path) -> None:
     ("raw", "key"),
     [
         ({"task": "sst3"}, "task"),
-        ({"data": {"source": "local"}}, "data"),
+        ({"data": {"source": "demo"}}, "data.source"),
+        ({"data": {"path": ""}}, "data.path"),
         ({"distill": {"alpha": 1.5}}, "distill.alpha"),
         ({"distill": {"student": {"init": "magic"}}}, "distill.student.init"),
         ({"unknown_section": {}}, "unknown_section"),

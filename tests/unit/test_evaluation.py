@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score
 from distilflow import plots
 from distilflow.references import REFERENCES, references_for
 from distilflow.report import build_comparison, comparison_rows, quality_columns, render_markdown
-from distilflow.stages.evaluation import (
+from distilflow.stages.evaluate import (
     analysis_metrics,
     bucket_labels,
     calibration_table,

@@ -22,9 +22,9 @@ from transformers import BertConfig, BertForSequenceClassification
 from distilflow.config import parse_params
 from distilflow.modeling import label_maps, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
-from distilflow.stages import evaluation
+from distilflow.stages import evaluate as evaluation
 from distilflow.stages import report as report_stage
-from distilflow.stages.tokenization import encode
+from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
 
 WORDS = ("good", "bad", "film", "plot", "dull", "great", "slow", "fun", "cast", "score", "long", "short")

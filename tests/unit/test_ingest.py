@@ -58,12 +58,18 @@ def test_missing_split_and_missing_folder_fail_with_the_path(project: Paths, tmp
     folder = tmp_path / "SST-2"
     folder.mkdir()
     (folder / "train.tsv").write_text("sentence\tlabel\nfine .\t1\n")
-    with pytest.raises(ingest.IngestError, match=r"dev\.tsv: missing"):
+    with pytest.raises(ingest.IngestError, match=r"lacks dev\.tsv"):
         ingest.run(parse_params({"data": {"source": "local", "path": str(folder)}}), project)
     with pytest.raises(ingest.IngestError, match="is not a folder"):
         ingest.run(parse_params({"data": {"source": "local", "path": str(tmp_path / "nope")}}), project)
-    with pytest.raises(ingest.IngestError, match="demo ships sst2 only"):
-        ingest.run(parse_params({"task": "rte"}), project)
+    with pytest.raises(ingest.IngestError, match=r"lacks train\.tsv, dev\.tsv.*demos shipped in .*sst2"):
+        ingest.run(parse_params({"task": "rte", "data": {"path": "data/demo/sst2/.."}}), project)
+    # Nothing the user had is lost to a bad source: the last good data/raw is still there.
+    ingest.run(parse_params({}), project)
+    before = (project.raw_dir / "train.tsv").read_bytes()
+    with pytest.raises(ingest.IngestError):
+        ingest.run(parse_params({"data": {"path": str(tmp_path / "nope")}}), project)
+    assert (project.raw_dir / "train.tsv").read_bytes() == before
 
 
 def test_hub_source_fails_fast_offline(project: Paths, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from datasets import load_from_disk
 from distilflow.config import parse_params
 from distilflow.modeling import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
-from distilflow.stages import tokenization
+from distilflow.stages import tokenize as tokenization
 from distilflow.tasks import LABEL, LINE, get_task
 
 
@@ -91,7 +91,7 @@ def test_stage_writes_arrow_meta_and_histogram_then_reuses_an_unchanged_output(t
     assert first["reused"] is False
     data = load_from_disk(str(paths.tokenized_dir))
     assert data["train"].num_rows == 3 and data["dev"].num_rows == 2
-    meta = json.loads((paths.tokenized_dir / tokenization.META_FILE).read_text())
+    meta = json.loads((paths.tokenized_meta_file).read_text())
     assert meta["content_hash"] == first["meta"]["content_hash"] and meta["max_length"] == 32
     histogram = pd.read_csv(paths.plots_dir / "token_lengths.csv")
     assert histogram["examples"].sum() == 3 and list(histogram.columns) == ["tokens", "examples"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,6 @@ from distilflow.training import logits_to_predictions, predict_logits
 
 SECTIONS = ("augment",)
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
-
-
-def transfer_dir(paths: Paths) -> Path:
-    return paths.root / "data" / "transfer"
 
 
 def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params) -> tuple[Dataset, dict[str, Any]]:
@@ -94,7 +89,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     teacher = load_classifier(paths.teacher_dir)
     with stage_run("augment", params, paths, SECTIONS) as tracked:
         transfer, stats = build_transfer_set(data["train"], teacher, tokenizer, params)
-        out = transfer_dir(paths)
+        out = paths.transfer_dir
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         transfer.save_to_disk(str(tmp))  # write aside, then swap: a kill never leaves half a transfer set

@@ -19,6 +19,7 @@ from datasets import Dataset, load_from_disk
 from transformers import PreTrainedModel
 
 from distilflow.config import DistillParams, Params
+from distilflow.curves import log_history, write_curve
 from distilflow.export import export_student
 from distilflow.modeling import (
     build_student,
@@ -28,9 +29,8 @@ from distilflow.modeling import (
     load_tokenizer,
 )
 from distilflow.paths import Paths
-from distilflow.stages.augment import transfer_dir
-from distilflow.stages.finetune import dev_scorer, log_history, write_curve
-from distilflow.stages.pretrain import pretrained_dir, read_summary
+from distilflow.pretrained import read_summary
+from distilflow.scoring import dev_scorer
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
 from distilflow.training import EvalFn, LoopResult, LoopSettings, LossFn, train
@@ -258,14 +258,14 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     config = params.distill
     data = load_from_disk(str(paths.tokenized_dir))
-    transfer = training_rows(load_from_disk(str(transfer_dir(paths))), config)
+    transfer = training_rows(load_from_disk(str(paths.transfer_dir)), config)
     tokenizer = load_tokenizer(str(paths.teacher_dir))
     pad_id = tokenizer.pad_token_id
     teacher = load_classifier(paths.teacher_dir)
     settings = loop_settings(config, task, params)
     dev = data[task.dev_splits[0]]
     with stage_run("distill", params, paths, SECTIONS) as tracked:
-        student, pretrained = starting_student(teacher, params, task, pretrained_dir(paths))
+        student, pretrained = starting_student(teacher, params, task, paths.student_pretrained_dir)
         needs_teacher = config.hidden_weight > 0 or config.attention_weight > 0
         student, result = distill(
             student,

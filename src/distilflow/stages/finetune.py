@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,22 +19,18 @@ import torch
 from datasets import load_from_disk
 
 from distilflow.config import Params
-from distilflow.metrics import compute_glue_metrics
+from distilflow.curves import log_history, write_curve
 from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer
 from distilflow.paths import Paths
-from distilflow.stages.tokenization import META_FILE
-from distilflow.tasks import GlueTask, get_task
+from distilflow.scoring import dev_scorer
+from distilflow.tasks import get_task
 from distilflow.tracking import StageRun, read_lineage, stage_run, write_json, write_lineage
 from distilflow.training import (
-    EvalFn,
-    LoopResult,
     LoopSettings,
     barrier,
     choose_device,
     distributed,
     init_distributed,
-    logits_to_predictions,
-    predict_logits,
     seed_everything,
     train,
 )
@@ -46,16 +41,6 @@ SECTIONS = ("model", "finetune")
 def supervised_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     loss: torch.Tensor = model(**batch).loss
     return loss
-
-
-def dev_scorer(task: GlueTask, dev: Any, batch_size: int, pad_id: int) -> EvalFn:
-    references = list(dev["labels"])
-
-    def score(model: torch.nn.Module) -> dict[str, float]:
-        logits = predict_logits(model, dev, batch_size, pad_id)
-        return compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression), references)
-
-    return score
 
 
 def freeze_word_embeddings(model: torch.nn.Module) -> int:
@@ -80,36 +65,6 @@ def fingerprint(params: Params, data_hash: str) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def log_history(tracked: StageRun, result: LoopResult) -> None:
-    """Per-step curves in batches of 1,000 values: one MLflow call per point would cost minutes on sqlite."""
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    now = int(time.time() * 1000)
-    points = [
-        Metric(key, float(value), now, int(point["step"]))
-        for point in result.history
-        for key, value in point.items()
-        if key != "step"
-    ]
-    client = MlflowClient()
-    for start in range(0, len(points), 1000):
-        client.log_batch(tracked.run_id, metrics=points[start : start + 1000], synchronous=True)
-
-
-def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
-    """A CSV per curve for `dvc plots`: train loss every step, dev metrics at each evaluation."""
-    import pandas as pd
-
-    paths.plots_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(result.history)
-    frame.to_csv(paths.plots_dir / f"{name}_train.csv", index=False, columns=["step", "train_loss", "learning_rate"])
-    dev_columns = [c for c in frame.columns if c.startswith("dev_")]
-    frame.dropna(subset=dev_columns).to_csv(
-        paths.plots_dir / f"{name}_dev.csv", index=False, columns=["step", *dev_columns]
-    )
-
-
 @contextlib.contextmanager
 def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[StageRun | None]:
     """One MLflow run per stage, not one per process: the other ranks train without tracking."""
@@ -128,7 +83,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     rank, world = distributed()
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
-    data_hash = json.loads((paths.tokenized_dir / META_FILE).read_text())["content_hash"]
+    data_hash = json.loads(paths.tokenized_meta_file.read_text())["content_hash"]
     checkpoints = paths.teacher_checkpoints_dir / fingerprint(params, data_hash)
     if rank == 0:
         for stale in paths.teacher_checkpoints_dir.glob("*"):

@@ -24,20 +24,19 @@ class IngestError(RuntimeError):
 
 
 def source_dir(params: Params, paths: Paths, task: GlueTask) -> Path:
-    if params.data.source == "demo":
-        folder = paths.demo_dir / task.name
-        if not folder.is_dir():
-            raise IngestError(
-                f"no demo data for task {task.name!r} in {folder}; the demo ships sst2 only. "
-                "Set data.source: local and data.path: /path/to/glue/" + task.dir_name
-            )
-        return folder
-    assert params.data.path is not None
+    """data.path, resolved against the project folder; it must hold the task's split files."""
     folder = Path(params.data.path)
     if not folder.is_absolute():
         folder = paths.root / folder
     if not folder.is_dir():
         raise IngestError(f"data.path {params.data.path!r} is not a folder (resolved to {folder})")
+    missing = [f"{split}.tsv" for split in task.splits if not (folder / f"{split}.tsv").is_file()]
+    if missing:
+        shipped = sorted(entry.name for entry in paths.demo_dir.iterdir() if entry.is_dir())
+        raise IngestError(
+            f"{folder} lacks {', '.join(missing)}: a {task.dir_name} folder needs {', '.join(task.splits)}.tsv. "
+            f"Point data.path at the task's GLUE folder (demos shipped in {paths.demo_dir}: {', '.join(shipped)})"
+        )
     return folder
 
 
@@ -59,18 +58,24 @@ def copy_rows(source: Path, target: Path, task: GlueTask, max_rows: int | None) 
     return written - (1 if task.header else 0)
 
 
-def from_hub(task: GlueTask, target: Path, params: Params) -> dict[str, int]:
-    """Download ``nyu-mll/glue`` and write it in the GLUE file layout; needs a network."""
+def from_hub(task: GlueTask, target: Path, params: Params) -> tuple[dict[str, int], str]:
+    """Download ``nyu-mll/glue`` at ``data.revision`` (or the latest) in the GLUE file layout; needs a network.
+
+    Returns the rows per split and the commit it resolved, which the manifest records.
+    """
     import datasets
 
     from distilflow.glue_io import write_split
 
     try:
-        dataset = datasets.load_dataset("nyu-mll/glue", task.name)
+        from huggingface_hub import HfApi
+
+        revision = HfApi().dataset_info("nyu-mll/glue", revision=params.data.revision).sha
+        dataset = datasets.load_dataset("nyu-mll/glue", task.name, revision=revision)
     except Exception as error:  # the hub raises many types; all mean the same to the user
         raise IngestError(
             f"could not download nyu-mll/glue/{task.name} from the Hugging Face hub ({type(error).__name__}: "
-            f"{error}). Without a network use data.source: demo or local."
+            f"{error}). Without a network use data.source: local with data.path a GLUE folder."
         ) from None
     hub_split = {
         "train": "train",
@@ -86,26 +91,25 @@ def from_hub(task: GlueTask, target: Path, params: Params) -> dict[str, int]:
             frame = frame.head(limit)
         write_split(task, frame, target / f"{split}.tsv")
         rows[split] = len(frame)
-    return rows
+    return rows, str(revision)
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
+    folder = None if params.data.source == "hub" else source_dir(params, paths, task)  # fail before any delete
     target = paths.raw_dir
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
     with stage_run("ingest", params, paths, SECTIONS) as tracked:
         if params.data.source == "hub":
-            rows = from_hub(task, target, params)
-            origin = f"hub:nyu-mll/glue/{task.name}"
+            rows, revision = from_hub(task, target, params)
+            origin = f"hub:nyu-mll/glue/{task.name}@{revision}"
         else:
-            folder = source_dir(params, paths, task)
+            assert folder is not None
             rows = {}
             for split in task.splits:
                 source = folder / f"{split}.tsv"
-                if not source.is_file():
-                    raise IngestError(f"{source}: missing; a {task.dir_name} folder needs {', '.join(task.splits)}")
                 limit = params.data.max_train_rows if split == "train" else params.data.max_dev_rows
                 rows[split] = copy_rows(source, target / f"{split}.tsv", task, limit)
             origin = str(folder)

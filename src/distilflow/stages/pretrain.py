@@ -11,9 +11,7 @@ the distill stage starts from ``distill.student.init``; the pipeline pays nothin
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,29 +22,16 @@ from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 
 from distilflow.batching import pad_batch
 from distilflow.config import Params
+from distilflow.curves import log_history
 from distilflow.modeling import build_student, load_classifier, load_tokenizer
 from distilflow.paths import Paths
-from distilflow.stages.augment import transfer_dir
-from distilflow.stages.finetune import log_history
+from distilflow.pretrained import SUMMARY_FILE
 from distilflow.tasks import get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
 from distilflow.training import EvalFn, LoopSettings, LossFn, train
 
 SECTIONS = ("pretrain", "distill")
-SUMMARY_FILE = "pretrain.json"
 PRIMARY_METRIC = "mlm_accuracy"
-
-
-def pretrained_dir(paths: Paths) -> Path:
-    return paths.root / "models" / "student_pretrained"
-
-
-def read_summary(folder: Path) -> dict[str, Any]:
-    file = folder / SUMMARY_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} is missing; run the pretrain stage (dvc repro pretrain)")
-    summary: dict[str, Any] = json.loads(file.read_text())
-    return summary
 
 
 def mask_tokens(
@@ -214,7 +199,7 @@ def pretrain_student(
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
-    out = pretrained_dir(paths)
+    out = paths.student_pretrained_dir
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     if not params.pretrain.enabled:
@@ -223,7 +208,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         write_json(paths.metrics_file("pretrain"), summary)
         return {"metrics": summary}
     task = get_task(params.task)
-    transfer = load_from_disk(str(transfer_dir(paths)))
+    transfer = load_from_disk(str(paths.transfer_dir))
     tokenizer = load_tokenizer(str(paths.teacher_dir))
     teacher = load_classifier(paths.teacher_dir)
     with stage_run("pretrain", params, paths, SECTIONS) as tracked:
@@ -233,7 +218,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         model.save_pretrained(str(out))
         metrics = outcome["metrics"]
         write_json(out / SUMMARY_FILE, {**metrics, "student": params.distill.student.model_dump()})
-        write_lineage(out, {**read_lineage(transfer_dir(paths)), "pretrain": tracked.run_id})
+        write_lineage(out, {**read_lineage(paths.transfer_dir), "pretrain": tracked.run_id})
         write_json(paths.metrics_file("pretrain"), metrics)
         tracked.log_metrics({k: float(v) for k, v in metrics.items()})
         log_history(tracked, outcome["result"])

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from distilflow.config import Params
-from distilflow.lineage import STAGE_ORDER
+from distilflow.dvc_files import lineage_order
 from distilflow.paths import Paths
 from distilflow.registry import (
     CHALLENGER,
@@ -347,9 +347,9 @@ the response says so in `truncated`. Example request to `mlflow models serve`:
 """
 
 
-def lineage_section(client: Any, lineage: dict[str, str]) -> str:
-    """Stage runs in pipeline order (stages the order does not know yet follow by name)."""
-    order = {stage: index for index, stage in enumerate(STAGE_ORDER)}
+def lineage_section(client: Any, lineage: dict[str, str], root: Path) -> str:
+    """Stage runs in dvc.yaml's order (stages it does not know follow by name)."""
+    order = {stage: index for index, stage in enumerate(lineage_order(root))}
     stages = sorted(lineage, key=lambda stage: (order.get(stage, len(order)), stage))
     lines = ["", "## Lineage", "The MLflow run of every stage that produced this model:", ""]
     lines += [f"- {stage}: {run_link(client, lineage[stage])}" for stage in stages]
@@ -426,7 +426,7 @@ def log_and_register(
     }
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
-    client.update_model_version(name, version.version, description=card + lineage_section(client, lineage))
+    client.update_model_version(name, version.version, description=card + lineage_section(client, lineage, paths.root))
     return version
 
 
@@ -462,7 +462,8 @@ def run(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, A
             tracked.run_id,
             "mlflow.note.content",
             "\n".join(
-                f"## {model_name(task.name, role)} v{versions[role].version}\n{lineage_section(client, lineages[role])}"
+                f"## {model_name(task.name, role)} v{versions[role].version}\n"
+                + lineage_section(client, lineages[role], paths.root)
                 for role in roles
             ),
         )

@@ -24,7 +24,7 @@ from distilflow.report import (
     measurement_conditions,
     render_markdown,
 )
-from distilflow.stages.evaluation import measure_speed_together
+from distilflow.speed import measure_speed_together
 from distilflow.tasks import get_task
 from distilflow.tracking import stage_run, write_json
 

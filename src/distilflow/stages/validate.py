@@ -18,13 +18,7 @@ from distilflow.tasks import get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
 from distilflow.validation import DataValidationError, ValidationReport, validate_folder
 
-REPORT_FOLDER = "validation"
-SUMMARY_FILE = "summary.json"
 SECTIONS = ("data", "validate")
-
-
-def report_dir(paths: Paths) -> Path:
-    return paths.reports_dir / REPORT_FOLDER
 
 
 def stage_metrics(report: ValidationReport) -> dict[str, float]:
@@ -72,7 +66,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     """
     task = get_task(params.task)
     settings = params.validate_
-    reports = report_dir(paths)
+    reports = paths.validation_report_dir
     if reports.exists():
         shutil.rmtree(reports)  # a stale page from an earlier run must not pass for this one
     max_rows = {
@@ -85,7 +79,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
         # validate_folder wrote the full summary (per rule, per split) beside the report; the DVC metric stays a
         # few flat columns, so `dvc exp show` is not flooded with one column per rule.
-        summary_file = reports / SUMMARY_FILE
+        summary_file = paths.validation_summary_file
         write_json(paths.metrics_file("validate"), dvc_metrics(report))
         artifacts = [reports / "index.html", summary_file]
         metrics = stage_metrics(report)

@@ -7,7 +7,7 @@ findings name file, line, column, rule and value. Importing this package is chea
 
 from distilflow.validation.core import summary_json, validate_folder
 from distilflow.validation.findings import DataValidationError, Finding, RuleCount, ValidationReport
-from distilflow.validation.rules import RULES, Rule
+from distilflow.validation_rules import RULES, Rule
 
 __all__ = [
     "RULES",

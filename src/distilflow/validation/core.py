@@ -15,7 +15,6 @@ from distilflow.config import ValidateParams
 from distilflow.glue_io import RawSplit, display_column, normalise, read_raw, split_path
 from distilflow.tasks import LABEL, LINE, GlueTask
 from distilflow.validation.findings import Finding, RuleCount, ValidationReport, shown
-from distilflow.validation.rules import ERROR, OFF, RULES, WARNING
 from distilflow.validation.suites import (
     CONFLICT_WITH,
     DUP_OF,
@@ -33,6 +32,7 @@ from distilflow.validation.suites import (
     suite_for,
     suite_name,
 )
+from distilflow.validation_rules import ERROR, OFF, RULES, WARNING
 
 # BERT's basic tokenizer splits on whitespace and around punctuation before WordPiece, so this count is a
 # lower bound on the tokens a text becomes: anything above the budget is certainly truncated.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from distilflow.validation.rules import ERROR, RULES, WARNING
+from distilflow.validation_rules import ERROR, RULES, WARNING
 
 
 def shown(path: Path) -> str:

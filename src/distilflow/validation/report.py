@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.validation.findings import Finding, ValidationReport
-from distilflow.validation.rules import ERROR, RULES, WARNING
+from distilflow.validation_rules import ERROR, RULES, WARNING
 
 _CSS = """
 body{font:14px/1.45 -apple-system,'Segoe UI',Roboto,'Helvetica Neue',Arial,sans-serif;margin:24px;color:#1f2328;

@@ -23,7 +23,7 @@ import pandas as pd
 
 from distilflow.config import ValidateParams
 from distilflow.tasks import LABEL, LINE, GlueTask
-from distilflow.validation.rules import ERROR, OFF, RULES
+from distilflow.validation_rules import ERROR, OFF, RULES
 
 ID = "id"
 PIECES = "pieces"

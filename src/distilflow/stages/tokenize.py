@@ -26,7 +26,6 @@ from distilflow.tasks import LABEL, LINE, GlueTask, get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
 
 SECTIONS = ("model", "tokenize")
-META_FILE = "meta.json"
 
 
 def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "") -> str:
@@ -71,7 +70,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in task.splits}
     tokenizer_dir = resolve_teacher(params.model.teacher)
     digest = content_hash(frames, tokenizer_dir, params.tokenize.max_length, task.name)
-    meta_file = paths.tokenized_dir / META_FILE
+    meta_file = paths.tokenized_meta_file
     complete = meta_file.is_file() and (paths.tokenized_dir / "dataset_dict.json").is_file()
     if (
         complete
@@ -105,7 +104,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             "fast_tokenizer": True,
             "pair_encoding": "[CLS] a [SEP] b [SEP]" if task.is_pair else "[CLS] a [SEP]",
         }
-        write_json(out / META_FILE, meta)
+        write_json(out / paths.tokenized_meta_file.name, meta)
         write_lineage(out, {**read_lineage(paths.validated_dir), "tokenize": tracked.run_id})
 
         histogram = Counter(lengths["train"])
