@@ -11,6 +11,10 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
+# Flow runs, their tasks and artifacts live in this project's own Prefect database, the one `make ui` serves.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+# One line every 10 s for progress bars that do not write to a terminal (logs, DVC's output, Prefect).
+export TQDM_MININTERVAL ?= 10
 
 .DEFAULT_GOAL := help
 .PHONY: help setup pipeline test test-slow lint
@@ -29,17 +33,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install the project (CPU torch)
 
-# The pull is best effort: outputs that `make push` stored for this dvc.lock are fetched instead of recomputed;
-# with no remote, an empty one or no dvc.lock yet, dvc repro computes whatever is still missing.
-pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data (dvc pull what the remote has, then dvc repro)
-	@echo "dvc pull: fetching what DVC remote '$$(dvc remote default 2>/dev/null)' holds for this dvc.lock"
-	@dvc pull --quiet || echo "dvc pull: the remote lacks some outputs (or is unreachable); dvc repro computes them"
-	dvc repro
-	@# A pulled pipeline skips the register stage; the models still belong in this clone's own MLflow store.
-	distilflow sync-registry
+# The Prefect flow drives DVC: it fetches from the DVC remote what a fresh clone lacks, runs `dvc repro` stage by
+# stage (one Prefect task each), makes this clone's MLflow registry hold the student dvc.lock records, and pushes.
+# Its run lands in .prefect/ (PREFECT_HOME below), the database `make ui` shows.
+pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data as a Prefect flow (DVC decides what reruns)
+	$(BIN)/python flows/pipeline.py $(ARGS)
 	@echo
 	@echo "Results: metrics/*.json (dvc metrics show), plots/ (dvc plots show), reports/, models/"
-	@echo "Registry: MLflow store mlruns.db — make ui, or: mlflow models list / distilflow promote|rollback"
+	@echo "Registry: MLflow store mlruns.db — make ui, or: distilflow models / distilflow promote|rollback"
 
 test: $(STAMP) ## run the default test suite (fast; slow and gpu tests excluded)
 	$(BIN)/pytest -q

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import logging
 import os
@@ -21,10 +20,9 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 # Prefect's temporary server needs far more than its default 20 s to migrate a fresh database on a small machine.
 # Set before Prefect is imported so that `python flows/pipeline.py` works without a started server.
@@ -39,9 +37,20 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
 from distilflow.config import PACKAGED_TEACHER, ParamsError, load_params
+from distilflow.dvc_files import lock_out_md5, read_lock
+from distilflow.dvc_plan import StagePlan, read_plan
+from distilflow.flow_reports import (
+    RAN,
+    evaluation_table,
+    findings_text,
+    promotion_markdown,
+    read_json,
+    validation_markdown,
+    validation_message,
+)
 from distilflow.locking import LOCK_DIR, LockHolder, workspace_lock
 from distilflow.paths import Paths
-from distilflow.tracking import PIPELINE_ID_ENV, tracking_uri
+from distilflow.tracking import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FLOW_NAME = "distilflow-pipeline"
@@ -52,14 +61,11 @@ BACKOFF_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600.0
 # MLflow stores that live on this machine: their failures are not network hiccups.
 LOCAL_TRACKING_SCHEMES = {"", "file", "sqlite"}
-MLFLOW_UI_ENV = "DISTILFLOW_MLFLOW_UI"
-DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
 SKIPPED = "skipped (up to date)"
 TAIL_LINES = 200  # of a failed command's output, kept for the error message and the validation artifact
-# DVC's words for an output absent from the workspace or from the local cache: a remote may have it.
-MISSING_STATES = {"deleted", "not in cache"}
-RAN = "ran"
+RESTORED = "restored from DVC's run-cache"
 UNCHANGED = "unchanged (DVC skipped it)"
+REGISTRY_MARKER = "registry.json"  # in LOCK_DIR: which student this workspace's registry was last made to hold
 
 
 class StageFailed(RuntimeError):
@@ -81,71 +87,7 @@ class SettingsRejected(ValueError):
     """The requested params (profile, overrides) are not valid settings; nothing was changed."""
 
 
-@dataclass
-class StagePlan:
-    """What DVC knows before anything runs: the stage order, each stage's upstream stages, what changed."""
-
-    order: list[str]
-    upstream: dict[str, list[str]]
-    changed: dict[str, list[str]] = field(default_factory=dict)
-    missing_outputs: list[str] = field(default_factory=list)
-    remote: str | None = None
-
-
-# ---------------------------------------------------------------------------------------------- DVC plumbing
-
-
-def _addressing(stage: Any) -> str:
-    return str(stage.addressing)
-
-
-def read_plan(root: Path) -> StagePlan:
-    """dvc.yaml's stages in dependency order (foreach stages expand to NAME@KEY, ties in file order) and status."""
-    import networkx as nx
-    from dvc.repo import Repo
-
-    # DVC names stages relative to the working directory (``sub/dvc.yaml:name`` from elsewhere), and those names
-    # are what ``dvc repro`` takes in the workspace: look from there.
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        stages = list(repo.index.stages)
-        position = {_addressing(stage): index for index, stage in enumerate(stages)}
-        graph = repo.index.graph
-        # DVC's graph points from a stage to the stages it depends on; reversed, a topological order runs them.
-        forward = graph.reverse(copy=True)
-        ordered = [
-            _addressing(stage)
-            for stage in nx.lexicographical_topological_sort(forward, key=lambda stage: position[_addressing(stage)])
-            if _addressing(stage) in position
-        ]
-        upstream = {
-            _addressing(stage): sorted(
-                _addressing(dep) for dep in graph.successors(stage) if _addressing(dep) in position
-            )
-            for stage in stages
-        }
-        changed: dict[str, list[str]] = {}
-        missing: list[str] = []
-        for name, entries in repo.status().items():
-            changed[name] = [_describe_change(entry) for entry in entries] or ["changed"]
-            outs = [entry["changed outs"] for entry in entries if isinstance(entry, dict) and "changed outs" in entry]
-            missing += [path for detail in outs for path, state in detail.items() if state in MISSING_STATES]
-        remote = repo.config.get("core", {}).get("remote")
-    return StagePlan(order=ordered, upstream=upstream, changed=changed, missing_outputs=missing, remote=remote)
-
-
-def _describe_change(entry: Any) -> str:
-    """DVC's status entry as one line, e.g. ``changed deps: params.yaml (distill.temperature: modified)``."""
-    if not isinstance(entry, dict):
-        return str(entry)
-
-    def detail(node: Any) -> str:
-        if not isinstance(node, dict):
-            return str(node)
-        return ", ".join(
-            f"{key} ({detail(value)})" if isinstance(value, dict) else f"{key}: {value}" for key, value in node.items()
-        )
-
-    return "; ".join(f"{kind}: {detail(value)}" for kind, value in entry.items())
+# ---------------------------------------------------------------------------------------------- processes
 
 
 def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
@@ -184,7 +126,7 @@ def run_logger() -> Any:
 
 
 def dvc_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "dvc", *args]
+    return [sys.executable, "-m", "distilflow.dvc_child", *args]
 
 
 # ---------------------------------------------------------------------------------------------- retry policy
@@ -230,39 +172,51 @@ def retry_unless_deterministic(task_: Any, task_run: Any, state: Any) -> bool:
 # ---------------------------------------------------------------------------------------------- tasks
 
 
-@task(name="apply settings", cache_policy=NO_CACHE)
-def apply_settings(root: str, overrides: list[str]) -> bool:
-    """Apply ``KEY=VALUE`` overrides to params.yaml the way ``dvc exp run --set-param`` does (Hydra syntax,
-    comments kept), after checking the result against distilflow's settings; returns whether anything changed."""
+def checked_overrides(root: Path, overrides: list[str]) -> None:
+    """Apply ``KEY=VALUE`` overrides to a scratch copy of params.yaml the way ``dvc exp run --set-param`` will
+    (Hydra syntax), and check the result against distilflow's settings. params.yaml itself is never written."""
     from dvc.utils.hydra import apply_overrides
 
-    logger = run_logger()
-    params_file = Path(root) / "params.yaml"
-    before = params_file.read_text(encoding="utf-8")
-    # The candidate sits on the same filesystem, in the (git-ignored) lock folder, so the swap is one rename.
-    scratch_parent = Path(root) / LOCK_DIR
+    scratch_parent = root / LOCK_DIR
     scratch_parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_parent) as scratch:
         candidate = Path(scratch) / "params.yaml"
-        candidate.write_text(before, encoding="utf-8")
+        candidate.write_text(Paths.at(root).params_file.read_text(encoding="utf-8"), encoding="utf-8")
         try:
             apply_overrides(str(candidate), overrides)
             load_params(candidate)
         except ParamsError as error:
-            raise SettingsRejected(f"{error}\nparams.yaml was left unchanged.") from None
+            raise SettingsRejected(f"{error}\nNothing was run; params.yaml is unchanged.") from None
         except Exception as error:  # DVC/Hydra raise their own types for a malformed or unknown KEY=VALUE
             raise SettingsRejected(
                 f"cannot apply {overrides}: {error} {error.__cause__ or ''}".strip()
-                + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. params.yaml was left "
-                "unchanged."
+                + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. Nothing was run; "
+                "params.yaml is unchanged."
             ) from None
-        after = candidate.read_text(encoding="utf-8")
-        if after == before:
-            logger.info("settings already as requested: %s", ", ".join(overrides))
-            return False
-        os.replace(candidate, params_file)
-    logger.info("params.yaml updated: %s", ", ".join(overrides))
-    return True
+
+
+@task(name="dvc exp run --temp", cache_policy=NO_CACHE)
+def run_experiment(root: str, overrides: list[str], name: str, pipeline_id: str | None = None) -> str:
+    """The whole pipeline with ``overrides`` as a DVC experiment in a temporary copy of the repo.
+
+    ``dvc exp show`` lists it afterwards and ``dvc exp apply NAME`` brings it into the workspace; until then the
+    workspace (params.yaml, dvc.lock, outputs) is exactly as git and the last plain run left it, so the next
+    plain run uses git's params. Stage runs and registered models go to this workspace's MLflow store, not to
+    the temporary copy.
+    """
+    workspace = Path(root)
+    env = subprocess_env(pipeline_id)
+    env["MLFLOW_TRACKING_URI"] = configure_mlflow(load_params(workspace / "params.yaml"), Paths.at(workspace))
+    command = dvc_command("exp", "run", "--temp", "--name", name)
+    for override in overrides:
+        command += ["--set-param", override]
+    code, tail = run_logged(command, workspace, env)
+    if code != 0:
+        exited = re.findall(r"exited with (-?\d+)", tail)
+        stage_code = int(exited[-1]) if exited else None
+        raise StageFailed("experiment", stage_code, tail, deterministic=True)
+    run_logger().info("experiment %s recorded: dvc exp show lists it, dvc exp apply %s brings it here", name, name)
+    return name
 
 
 @task(name="plan (dvc status)", cache_policy=NO_CACHE)
@@ -287,8 +241,10 @@ def run_stage(stage: str, root: str, pipeline_id: str | None = None) -> str:
         stage_code = int(exited[-1]) if exited else None
         # distilflow exits 2 when it rejects its settings: the same settings fail the same way on every retry.
         raise StageFailed(stage, stage_code, tail, deterministic=stage_code == 2)
-    # "is cached - skipping run, checking out outputs" restores outputs, which downstream stages must then check.
-    return UNCHANGED if "didn't change, skipping" in tail else RAN
+    if "didn't change, skipping" in tail:
+        return UNCHANGED
+    # "is cached - skipping run, checking out outputs": restored from the run-cache; downstream stages must check.
+    return RESTORED if "is cached - skipping run" in tail else RAN
 
 
 @task(task_run_name="{stage}: " + SKIPPED, cache_policy=NO_CACHE)
@@ -313,140 +269,44 @@ def push_remote(root: str, remote: str) -> None:
         raise RuntimeError(f"dvc push to remote {remote!r} failed:\n{tail}")
 
 
-@task(name="dvc exp save", cache_policy=NO_CACHE)
-def save_experiment(root: str, name: str) -> str:
-    """Record this run's params, dvc.lock and metrics as a DVC experiment (``dvc exp show`` lists it)."""
-    # Outputs that git does not track yet (dvc.lock before its first commit, DVC's uncached metrics) would be
-    # left out of the experiment's commit: name them.
-    include = [path for path in ("dvc.lock", "metrics", "reports/promotion.json") if (Path(root) / path).exists()]
-    command = dvc_command("exp", "save", "--force", "--name", name)
-    for path in include:
-        command += ["--include-untracked", path]
-    code, tail = run_logged(command, Path(root), subprocess_env(None))
-    if code != 0:
-        raise RuntimeError(f"dvc exp save failed:\n{tail}")
-    return name
+@task(name="registry follows DVC", cache_policy=NO_CACHE)
+def follow_registry(root: str, register_outcome: str) -> str:
+    """This workspace's MLflow store holds the student that dvc.lock records, however register's outputs came
+    to be up to date: computed here, restored from the run-cache, or pulled into a fresh clone."""
+    workspace = Path(root)
+    wanted = registry_state(workspace)
+    marker = workspace / LOCK_DIR / REGISTRY_MARKER
+    if register_outcome != RAN and read_json(marker) != wanted:
+        command = [str(Path(sys.executable).parent / "distilflow"), "sync-registry", "--root", root]
+        code, tail = run_logged(command, workspace, subprocess_env(None))
+        if code != 0:
+            raise RuntimeError(f"distilflow sync-registry failed:\n{tail}")
+        outcome = "synced"
+    else:
+        outcome = "registered by this run" if register_outcome == RAN else "already registered"
+    marker.parent.mkdir(exist_ok=True)
+    marker.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    return outcome
+
+
+def registry_state(root: Path) -> dict[str, Any]:
+    """What the registry must reflect: dvc.lock's student weights, in this workspace's tracking store."""
+    paths = Paths.at(root)
+    lock = read_lock(root) or {}
+    return {
+        "student_md5": lock_out_md5(lock, "distill", paths.relative(paths.student_dir)),
+        "tracking_uri": tracking_uri(load_params(paths.params_file), paths),
+        "store_exists": paths.mlflow_db.exists(),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- artifacts
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _number(value: Any) -> Any:
-    """Floats to 4 significant decimals for the table; other values (counts, names) as they are."""
-    if isinstance(value, float):
-        return float(f"{value:.4g}") if abs(value) < 1 else round(value, 4)
-    return value
-
-
-def validation_markdown(summary: dict[str, Any], root: Path, findings: str | None = None) -> str:
-    verdict = "passed" if summary.get("ok") else "FAILED"
-    lines = [
-        f"# Data validation {verdict}",
-        "",
-        f"Task **{summary.get('task')}**, data `{summary.get('data_dir')}`: **{summary.get('errors', 0)} error(s)**, "
-        f"{summary.get('warnings', 0)} warning(s).",
-        "",
-        "| split | file | rows | errors | warnings |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for split, entry in (summary.get("splits") or {}).items():
-        lines.append(
-            f"| {split} | `{Path(str(entry.get('file', ''))).name}` | {entry.get('rows', 0)} | "
-            f"{entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
-        )
-    hits = {
-        name: entry
-        for name, entry in (summary.get("rules") or {}).items()
-        if entry.get("errors") or entry.get("warnings")
-    }
-    if hits:
-        lines += ["", "| rule | severity | errors | warnings |", "|---|---|---:|---:|"]
-        lines += [
-            f"| {name} | {entry.get('severity')} | {entry.get('errors', 0)} | {entry.get('warnings', 0)} |"
-            for name, entry in hits.items()
-        ]
-    if findings:
-        lines += ["", "The validator's message:", "", "```", findings.strip(), "```"]
-    report = root / "reports" / "validation" / "index.html"
-    lines += ["", f"Full report: `{report}` (open it in a browser)."]
-    return "\n".join(lines)
-
-
-def evaluation_table(root: Path) -> list[dict[str, Any]] | None:
-    """One row per metric, teacher and student side by side."""
-    paths = Paths.at(root)
-    teacher = _read_json(paths.metrics_file("eval_teacher"))
-    student = _read_json(paths.metrics_file("eval_student"))
-    if teacher is None or student is None:
-        return None
-
-    def scalar(value: Any) -> bool:
-        return isinstance(value, int | float | str) and not isinstance(value, bool)
-
-    keys = [key for key in teacher if key in student] + [key for key in student if key not in teacher]
-    keys = [key for key in keys if scalar(teacher.get(key, "")) and scalar(student.get(key, ""))]
-    return [
-        {"metric": key, "teacher": _number(teacher.get(key, "")), "student": _number(student.get(key, ""))}
-        for key in keys
-    ]
-
-
-def mlflow_ui() -> str:
-    return os.environ.get(MLFLOW_UI_ENV, DEFAULT_MLFLOW_UI).rstrip("/")
-
-
-def promotion_markdown(root: Path, register_outcome: str) -> str | None:
-    paths = Paths.at(root)
-    decision = _read_json(paths.reports_dir / "promotion.json")
-    if decision is None:
-        return None
-    ui = mlflow_ui()
-    name = str(decision.get("model", ""))
-    version = str(decision.get("version", ""))
-    passed = bool(decision.get("promote"))  # the gate's verdict
-    promoted = bool(decision.get("promoted", passed))  # what happened: register.promote=false can veto the move
-    if promoted:
-        headline = "promoted to @champion"
-    elif passed:
-        headline = "not promoted (the gate passed; promotion was switched off for this run)"
-    else:
-        headline = "not promoted (the gate refused it)"
-    lines = [f"# {name} v{version}: {headline}", ""]
-    if register_outcome != RAN:
-        lines += ["_register was up to date in this run: this is the decision recorded when it last ran._", ""]
-    lines += [f"- {reason}" for reason in decision.get("reasons", [])]
-    previous = decision.get("previous_champion_version")
-    lines += [
-        "",
-        f"- Model version: [{name} v{version}]({ui}/#/models/{quote(name)}/versions/{version})",
-        f"- Previous champion: {f'v{previous}' if previous else 'none'}",
-        f"- Register run: [{decision.get('run_id')}]({ui}/#/runs/{decision.get('run_id')})",
-    ]
-    serving = decision.get("serving")
-    if isinstance(serving, dict) and serving.get("backend"):
-        lines.append(f"- Serving: {serving.get('export', '')} on {serving['backend']}")
-    lineage = {}
-    for role in ("teacher", "student"):
-        lineage.update(_read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
-    if lineage:
-        lines += ["", "| stage | MLflow run |", "|---|---|"]
-        lines += [f"| {stage} | [{run_id}]({ui}/#/runs/{run_id}) |" for stage, run_id in sorted(lineage.items())]
-    lines += ["", f"Links open the MLflow UI at {ui} (`make ui`); set {MLFLOW_UI_ENV} to point elsewhere."]
-    return "\n".join(lines)
-
-
 @task(name="publish validation summary", cache_policy=NO_CACHE)
 def publish_validation(root: str, findings: str | None = None) -> dict[str, Any] | None:
     summary_file = Paths.at(root).validation_summary_file
-    summary = _read_json(summary_file)
+    summary = read_json(summary_file)
     if summary is None:
         run_logger().warning(f"no {summary_file} to publish")
         return None
@@ -569,80 +429,57 @@ def pipeline(
         logger.warning("workspace %s is in use by %s; waiting up to %g s", workspace, who, lock_timeout_s)
 
     results: dict[str, str] = {}
+    if changes:
+        checked_overrides(workspace, changes)  # refused settings fail here, before waiting for the lock
     with workspace_lock(workspace, lock_owner(), timeout_s=lock_timeout_s, on_wait=waiting):
         if changes:
-            apply_settings(str(workspace), changes)
-        plan = plan_stages(str(workspace))
-        remote = plan.remote if sync_remote else None
-        # Only a workspace missing outputs (a fresh clone, a new worker) has anything to gain from the remote;
-        # fetching on every run would cost a DVC start and a remote listing for nothing.
-        if remote and plan.missing_outputs:
-            fetch_remote(str(workspace), remote)
-        ran: set[str] = set()
-        for stage in plan.order:
-            due = stage in plan.changed or any(up in ran for up in plan.upstream.get(stage, []))
-            if not due:
-                results[stage] = skip_stage(stage)
-            else:
-                reasons = transient_reasons(stage, workspace)
-                runner = run_stage.with_options(
-                    retries=RETRIES if reasons else 0,
-                    retry_delay_seconds=exponential_backoff(BACKOFF_S) if reasons else 0,
-                    retry_condition_fn=retry_unless_deterministic,
-                )
-                if reasons:
-                    logger.info("%s may fail transiently (%s): up to %d retries", stage, "; ".join(reasons), RETRIES)
-                try:
-                    results[stage] = runner(stage, str(workspace), pipeline_id)
-                except StageFailed as failure:
-                    if stage.split("@", 1)[0] == "validate":
-                        summary = publish_validation(str(workspace), findings_text(failure.output))
-                        raise ValidationFailed(validation_message(summary, failure)) from None
-                    raise
-                if results[stage] == RAN:
-                    ran.add(stage)
-            if stage.split("@", 1)[0] == "validate":
-                publish_validation(str(workspace))
-        publish_results(str(workspace), results.get("register", SKIPPED))
-        if remote and ran:  # new outputs exist only when a stage really ran
-            push_remote(str(workspace), remote)
-        # A run with its own settings is an experiment: record it as one, also when an earlier, failed run had
-        # already written the same settings to params.yaml.
-        if changes:
-            save_experiment(str(workspace), experiment_name())
+            results["experiment"] = run_experiment(str(workspace), changes, experiment_name(), pipeline_id)
+        else:
+            results = run_stages(workspace, pipeline_id, sync_remote)
     logger.info("pipeline finished: %s", ", ".join(f"{stage}: {outcome}" for stage, outcome in results.items()))
     return results
 
 
-def validation_message(summary: dict[str, Any] | None, failure: StageFailed) -> str:
-    if summary is None:
-        return f"validation failed before writing its summary:\n{failure}"
-    rules = ", ".join(
-        f"{name} ({entry.get('errors', 0)})"
-        for name, entry in (summary.get("rules") or {}).items()
-        if entry.get("errors")
-    )
-    return (
-        f"data validation FAILED for {summary.get('task')} in {summary.get('data_dir')}: "
-        f"{summary.get('errors', 0)} error(s), {summary.get('warnings', 0)} warning(s); failing rules: "
-        f"{rules or 'none recorded'}. See the 'validation-summary' artifact and reports/validation/index.html."
-    )
-
-
-def findings_text(output: str, keep: int = 20) -> str:
-    """The validator's own message without DVC's lines around it: the first ``keep`` failing rows, then its
-    per-rule totals (the HTML report lists every row)."""
-    start = output.find("validate failed:")
-    lines = [
-        line
-        for line in (output[start:] if start >= 0 else output).splitlines()
-        if not line.startswith(("ERROR: failed to reproduce", "Running stage", "> "))
-    ]
-    headline = next((index for index, line in enumerate(lines) if line.startswith("validation of ")), len(lines))
-    rows, totals = lines[:headline], lines[headline:]
-    if len(rows) > keep:
-        rows = [*rows[:keep], f"... {len(rows) - keep} more lines: see the report"]
-    return "\n".join(rows + totals)
+def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> dict[str, str]:
+    """dvc.yaml's stages with git's params.yaml, one task each; DVC decides what reruns."""
+    logger = run_logger()
+    results: dict[str, str] = {}
+    plan = plan_stages(str(workspace))
+    remote = plan.remote if sync_remote else None
+    # Only a workspace missing outputs (a fresh clone, a new worker) has anything to gain from the remote;
+    # fetching on every run would cost a DVC start and a remote listing for nothing.
+    if remote and plan.missing_outputs:
+        fetch_remote(str(workspace), remote)
+    ran: set[str] = set()
+    for stage in plan.order:
+        due = stage in plan.changed or any(up in ran for up in plan.upstream.get(stage, []))
+        if not due:
+            results[stage] = skip_stage(stage)
+        else:
+            reasons = transient_reasons(stage, workspace)
+            runner = run_stage.with_options(
+                retries=RETRIES if reasons else 0,
+                retry_delay_seconds=exponential_backoff(BACKOFF_S) if reasons else 0,
+                retry_condition_fn=retry_unless_deterministic,
+            )
+            if reasons:
+                logger.info("%s may fail transiently (%s): up to %d retries", stage, "; ".join(reasons), RETRIES)
+            try:
+                results[stage] = runner(stage, str(workspace), pipeline_id)
+            except StageFailed as failure:
+                if stage.split("@", 1)[0] == "validate":
+                    summary = publish_validation(str(workspace), findings_text(failure.output))
+                    raise ValidationFailed(validation_message(summary, failure)) from None
+                raise
+            if results[stage] in (RAN, RESTORED):
+                ran.add(stage)
+        if stage.split("@", 1)[0] == "validate":
+            publish_validation(str(workspace))
+    results["registry"] = follow_registry(str(workspace), results.get("register", SKIPPED))
+    publish_results(str(workspace), results.get("register", SKIPPED))
+    if remote and ran:  # new outputs exist only when a stage really ran
+        push_remote(str(workspace), remote)
+    return results
 
 
 def experiment_name() -> str:

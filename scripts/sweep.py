@@ -144,6 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
 
+    from distilflow.locking import WorkspaceLocked, workspace_lock
+
+    try:
+        with workspace_lock(root, "make sweep", timeout_s=0):
+            return sweep(args, root)
+    except WorkspaceLocked as error:
+        print(f"sweep: {error}", file=sys.stderr)
+        return 2
+
+
+def sweep(args: argparse.Namespace, root: Path) -> int:
     try:
         check_repo(root)
         env = dict(os.environ)

@@ -79,6 +79,9 @@ def test_env(root: Path | None = None) -> dict[str, str]:
     return env
 
 
+test_env.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, wherever it is imported
+
+
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
     process = subprocess.run(
         cmd, cwd=cwd, env=test_env(cwd), capture_output=True, text=True, timeout=timeout, check=False

@@ -10,11 +10,9 @@ Under ``torchrun`` the model is wrapped in DistributedDataParallel and each rank
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,10 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from distilflow.batching import Collator, Columns, LengthGroupedBatches, pad_columns
+from distilflow.checkpoints import _cpu_state, _readable, load_checkpoint, save_best, save_checkpoint
 from distilflow.config import TrainingParams
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
@@ -138,134 +137,6 @@ def init_distributed(device: torch.device) -> None:
 def barrier() -> None:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-
-
-# --- checkpoints: safetensors for tensors, JSON for the rest; no pickles to trust ---------------------------
-
-
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            name = f"{index}.{key}"
-            if torch.is_tensor(value):
-                tensors[name] = value.detach().cpu().contiguous()
-            else:
-                scalars[name] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in [*tensors.items(), *meta["scalars"].items()]:
-        index, key = name.split(".", 1)
-        state.setdefault(int(index), {})[key] = value
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every generator a step can draw from: torch (dropout), CUDA, numpy and Python's ``random``."""
-    tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        tensors["cuda"] = torch.cuda.get_rng_state()
-    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
-    python_version, python_state, python_gauss = random.getstate()
-    meta = {
-        "numpy": [kind, np.asarray(keys).tolist(), position, has_gauss, gauss],
-        "python": [python_version, list(python_state), python_gauss],
-    }
-    return tensors, meta
-
-
-def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["torch"])
-    if "cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["cuda"])
-    kind, keys, position, has_gauss, gauss = meta["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
-    version, state, python_gauss = meta["python"]
-    random.setstate((version, tuple(state), python_gauss))
-
-
-def _atomic_folder(folder: Path) -> Path:
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _commit_folder(tmp: Path, folder: Path) -> None:
-    """Swap the finished folder in; a kill at any point leaves either the old or the new one readable."""
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _readable(folder: Path) -> Path | None:
-    """The committed folder, or the previous one when a kill landed between the two renames."""
-    for candidate in (folder, folder.with_name(folder.name + ".old")):
-        if (candidate / "state.json").is_file():
-            return candidate
-    return None
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-
-def save_checkpoint(
-    folder: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    progress: dict[str, Any],
-    scaler: torch.amp.GradScaler | None = None,
-) -> None:
-    """Write to a temporary folder and rename: a kill mid-write leaves the previous checkpoint intact."""
-    tmp = _atomic_folder(folder)
-    save_file(_cpu_state(model), tmp / "model.safetensors")
-    tensors, optim_meta = _flatten_optimizer(optimizer.state_dict())
-    save_file(tensors, tmp / "optimizer.safetensors")
-    rng_tensors, rng_meta = _rng_state()
-    save_file(rng_tensors, tmp / "rng.safetensors")
-    state = {
-        "progress": progress,
-        "optimizer": optim_meta,
-        "scheduler": scheduler.state_dict(),
-        "rng": rng_meta,
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
-    }
-    (tmp / "state.json").write_text(json.dumps(state, default=float))
-    _commit_folder(tmp, folder)
-
-
-def load_checkpoint(
-    folder: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, Any]:
-    model.load_state_dict(load_file(folder / "model.safetensors"))
-    state = json.loads((folder / "state.json").read_text())
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(folder / "optimizer.safetensors"), state["optimizer"]))
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    _set_rng_state(load_file(folder / "rng.safetensors"), state["rng"])
-    progress: dict[str, Any] = state["progress"]
-    return progress
-
-
-def save_best(folder: Path, weights: dict[str, torch.Tensor], step: int, metric: float) -> None:
-    tmp = _atomic_folder(folder)
-    save_file(weights, tmp / "model.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "metric": metric}))
-    _commit_folder(tmp, folder)
 
 
 def _cycle(

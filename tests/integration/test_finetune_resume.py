@@ -1,5 +1,6 @@
 """`kill -9` in the middle of `distilflow stage finetune`, then a rerun: it resumes and ends where an
-uninterrupted run ends (same best dev metric, same weights)."""
+uninterrupted run ends (same best dev metric, same weights). A checkpoint it cannot trust (corrupt, or written
+by another run) is set aside with a message, and the fresh start ends where an uninterrupted run ends too."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def one_thread_env(root: Path) -> dict[str, str]:
     return {**test_env(root), "OMP_NUM_THREADS": "1"}
 
 
-def finetune(root: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def finetune(root: Path, messages: list[str] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     done = subprocess.run(
         ["distilflow", "stage", "finetune"],
         cwd=root,
@@ -54,6 +55,8 @@ def finetune(root: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         check=False,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    if messages is not None:
+        messages.append(done.stderr)
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())
     weights = load_file(root / "models" / "teacher" / "model.safetensors")
     shutil.rmtree(root / "models" / "teacher")
@@ -73,7 +76,7 @@ def kill_after_first_checkpoint(root: Path) -> int:
     deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and process.poll() is None:
-            states = list((root / "checkpoints" / "teacher").glob("*/last/state.json"))
+            states = list((root / "checkpoints" / "teacher").glob("last/state.json"))
             if states:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
@@ -104,3 +107,36 @@ def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(workspace_factory
     for name, value in expected_weights.items():
         assert torch.equal(weights[name], value), name
     assert not list((root / "checkpoints" / "teacher").glob("*")), "a finished run leaves no checkpoint behind"
+
+
+def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspace_factory: Any) -> None:
+    root = tokenized_workspace(workspace_factory, "untrusted", {"finetune": {**SETTINGS["finetune"], "max_steps": 8}})
+    expected_metrics, expected_weights = finetune(root)
+    checkpoints = root / "checkpoints" / "teacher"
+
+    # A bit flipped on disk: the checksum catches it, the copy is kept aside, training starts from step 0.
+    assert kill_after_first_checkpoint(root) > 0
+    weights_file = checkpoints / "last" / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-1] ^= 0xFF
+    weights_file.write_bytes(bytes(data))
+    messages: list[str] = []
+    metrics, weights = finetune(root, messages)
+    assert "is corrupt (checksum mismatch in model.safetensors)" in messages[-1]
+    assert (root / "checkpoints" / "teacher-last.corrupt" / "model.safetensors").read_bytes() == bytes(data)
+    assert metrics["resumed_from_step"] == 0
+    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert all(torch.equal(weights[name], value) for name, value in expected_weights.items())
+
+    # A checkpoint another run wrote (here: other settings in its fingerprint) is never resumed.
+    assert kill_after_first_checkpoint(root) > 0
+    fingerprint_file = checkpoints / "fingerprint.json"
+    foreign = json.loads(fingerprint_file.read_text())
+    foreign["settings"]["finetune"]["learning_rate"] = 0.5
+    fingerprint_file.write_text(json.dumps(foreign))
+    metrics, weights = finetune(root, messages)
+    assert "not resuming from" in messages[-1] and "written with another settings" in messages[-1]
+    assert (root / "checkpoints" / "teacher.set-aside" / "last" / "state.json").is_file()
+    assert metrics["resumed_from_step"] == 0
+    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert all(torch.equal(weights[name], value) for name, value in expected_weights.items())

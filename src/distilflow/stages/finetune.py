@@ -2,25 +2,28 @@
 
 Runs on CPU here and on CUDA with bf16/fp16 autocast when present; under ``torchrun`` it trains with DDP
 (docs/finetune.md has the command) and only rank 0 writes outputs and talks to MLflow. Checkpoints go to
-``checkpoints/teacher/<fingerprint>``: a rerun after a kill resumes from the last one, and a change of
-settings or data starts afresh instead of resuming a stale run.
+``checkpoints/teacher``: a rerun after a kill resumes from the last one, verified by checksums. A checkpoint
+written by other code, teacher weights, data, settings or library versions is set aside with a message that
+names the difference, and training starts afresh instead of resuming a stale run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 from datasets import load_from_disk
 
+from distilflow.checkpoints import folder_digest, source_digest
+from distilflow.checkpoints import prepare as prepare_checkpoints
 from distilflow.config import Params
 from distilflow.curves import log_history, write_curve
-from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer
+from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.scoring import dev_scorer
 from distilflow.tasks import get_task
@@ -55,14 +58,18 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
     return weight.numel()
 
 
-def fingerprint(params: Params, data_hash: str) -> str:
-    settings = {
-        "finetune": params.finetune.model_dump(),
-        "teacher": params.model.teacher,
-        "seed": params.seed,
+def fingerprint(params: Params, data_hash: str) -> dict[str, Any]:
+    """Everything a resumed run must share with the run that wrote the checkpoint it resumes."""
+    import transformers
+
+    teacher = resolve_teacher(params.model.teacher)
+    return {
+        "code": source_digest(),
+        "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
         "data": data_hash,
+        "settings": {"finetune": params.finetune.model_dump(), "teacher": params.model.teacher, "seed": params.seed},
+        "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @contextlib.contextmanager
@@ -84,11 +91,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
     data_hash = json.loads(paths.tokenized_meta_file.read_text())["content_hash"]
-    checkpoints = paths.teacher_checkpoints_dir / fingerprint(params, data_hash)
+    checkpoints = paths.teacher_checkpoints_dir
     if rank == 0:
-        for stale in paths.teacher_checkpoints_dir.glob("*"):
-            if stale != checkpoints:
-                shutil.rmtree(stale, ignore_errors=True)
+        prepare_checkpoints(checkpoints, fingerprint(params, data_hash))
     barrier()
 
     settings = LoopSettings.from_params(
