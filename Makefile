@@ -37,7 +37,7 @@ setup: $(STAMP) ## create .venv and install the project (CPU torch)
 # stage (one Prefect task each), makes this clone's MLflow registry hold the student dvc.lock records, and pushes.
 # Its run lands in .prefect/ (PREFECT_HOME below), the database `make ui` shows.
 pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data as a Prefect flow (DVC decides what reruns)
-	$(BIN)/python flows/pipeline.py $(ARGS)
+	python flows/pipeline.py $(ARGS)
 	@echo
 	@echo "Results: metrics/*.json (dvc metrics show), plots/ (dvc plots show), reports/, models/"
 	@echo "Registry: MLflow store mlruns.db — make ui, or: distilflow models / distilflow promote|rollback"
@@ -60,7 +60,7 @@ PREFECT_POOL ?= distilflow-process
 .PHONY: flow ui deploy worker bench-flow
 
 flow: $(STAMP) ## run the pipeline as a Prefect flow, no server needed (e.g. ARGS='--profile smoke')
-	$(BIN)/python flows/pipeline.py $(ARGS)
+	python flows/pipeline.py $(ARGS)
 
 ui-prefect: $(STAMP) ## Prefect UI only, on http://127.0.0.1:4200 (Ctrl-C stops it); `make ui` starts it with MLflow's
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)

@@ -152,7 +152,7 @@ def test_lineage_names_data_version_params_commit_and_stage_runs(pipeline_worksp
     lineage = json.loads(result.stdout)
     assert lineage["name"] == "distilflow-sst2-student" and "champion" in lineage["aliases"]
     assert lineage["data_md5"] == raw_md5 == lineage["workspace_data_md5"]
-    assert lineage["manifest"]["source"] == "demo"
+    assert lineage["manifest"]["source"] == "local"
     assert set(lineage["manifest"]["files"]) == {"train", "dev"}
     # dvc.lock was first committed in HEAD, so that is where this data version is recorded
     assert [commit["commit"] for commit in lineage["data_commits"]] == [head]

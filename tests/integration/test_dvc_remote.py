@@ -7,13 +7,19 @@ committed default remote ``~/.cache/distilflow/dvc-remote`` is exercised as is w
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dvc.repo import Repo
+from mlflow import MlflowClient
 
+from distilflow.dvc_files import stages
+from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
 from tests import conftest
 from tests.conftest import make_workspace
 
@@ -38,7 +44,31 @@ def cached_outputs(root: Path) -> list[str]:
 
 
 def ran(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+    """Stages DVC ran, from its own output or from the flow's log of it (prefixed with the task's name)."""
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def flow_outcome(output: str) -> dict[str, str]:
+    """The JSON `python flows/pipeline.py` prints last: each stage's outcome."""
+    outcome: dict[str, str] = json.loads(output[output.rindex("\n{") + 1 : output.rindex("}") + 1])
+    return outcome
+
+
+def prefect_runs(prefect_home: Path, tmp_path: Path) -> tuple[list[Any], list[Any]]:
+    """Flow runs and task runs in a Prefect database, read through a real server started on it."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    port = free_port()
+    env = conftest.test_env(tmp_path)
+    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.pop("PREFECT_API_URL", None)
+    url = f"http://127.0.0.1:{port}/api"
+    server = start_server(prefect_server_command(port), env, f"{url}/health", 300, tmp_path / "prefect.log", poll_s=1)
+    try:
+        with SyncPrefectClient(url) as client:
+            return client.read_flow_runs(), client.read_task_runs()
+    finally:
+        stop_server(server)
 
 
 def committed_copy(source: Path, target: Path, home: Path) -> Path:
@@ -92,8 +122,20 @@ def test_push_delete_pull_then_a_fresh_clone_makes_pipeline_with_nothing_to_do(
     assert not (clone / "models" / "student").exists()
     # -o: the test interpreter's environment stands in for `make setup`'s .venv
     made = sh(["make", "-o", ".venv/.installed", "pipeline"], clone, home)
-    assert ran(made.stdout) == [], made.stdout
+    output = made.stdout + made.stderr
+    assert ran(output) == [], output
+    outcome = flow_outcome(made.stdout)
+    assert "ran" not in outcome.values(), outcome
     assert (clone / "models" / "student" / "config.json").is_file()
+    # The pull skipped register, yet this clone's registry holds the student dvc.lock records.
+    assert outcome["registry"] == "synced"
+    uri = f"sqlite:///{clone / 'mlruns.db'}"
+    assert MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions("name='distilflow-sst2-student'")
+    # The run is where users look: the project's Prefect database, the one `make ui` serves, one task per stage.
+    flows, tasks = prefect_runs(clone / ".prefect", tmp_path)
+    assert [run.name for run in flows] and len(flows) == 1
+    task_names = {task.name.split(":")[0] for task in tasks if task.flow_run_id == flows[0].id}
+    assert {instance for spec in stages(clone) for instance in spec.instances} <= task_names, task_names
     assert UP_TO_DATE in sh(["dvc", "status"], clone, home).stdout
     assert sh(["git", "status", "--porcelain", "--untracked-files=all"], clone, home).stdout == ""
 

@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 
 from distilflow.locking import read_holder, workspace_lock
 from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
-from tests.conftest import REPO_ROOT, make_workspace, run
+from tests.conftest import make_workspace, run
 from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
 
 POOL = "distilflow-test-pool"
@@ -293,13 +293,18 @@ def test_validation_failure_ends_failed_without_retries_or_registry_change(
     shutil.copytree(deployed.root, root, symlinks=True)
     before = versions(root)
     champion = registry(root).get_model_version_by_alias(STUDENT, "champion").version
-    # Every demo sentence is longer than 5 characters: text_too_long fails every row.
-    code, output, run_id = run_flow(root, ["-S", "validate.max_chars=5", "--no-sync-remote"], prefect_server.env)
+    # A user's edit breaks the data: a label outside {0, 1} in the kept rows. A plain run reruns ingest (the
+    # data is its dependency) and validation stops the pipeline there.
+    train = root / "data" / "demo" / "sst2" / "train.tsv"
+    lines = train.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].rsplit("\t", 1)[0] + "\t7\n"
+    train.write_text("".join(lines))
+    code, output, run_id = run_flow(root, ["--no-sync-remote"], prefect_server.env)
     assert code == 1, output
     assert run_id is not None, output
     flow_run = wait_final(prefect_server, run_id, 60)
     assert flow_run.state.is_failed()
-    assert "data validation FAILED" in flow_run.state.message and "text_too_long" in flow_run.state.message
+    assert "data validation FAILED" in flow_run.state.message and "label" in flow_run.state.message
 
     by_name = {run.name: run for run in task_runs(prefect_server, run_id, expected=3)}
     validate = by_name["validate"]
@@ -308,7 +313,7 @@ def test_validation_failure_ends_failed_without_retries_or_registry_change(
     assert not any(name.startswith(("tokenize", "finetune", "distill", "register")) for name in by_name)
 
     summary = artifacts(prefect_server, run_id)["validation-summary"].data
-    assert "Data validation FAILED" in summary and "text_too_long" in summary
+    assert "Data validation FAILED" in summary and "train.tsv" in summary
     assert versions(root) == before
     assert registry(root).get_model_version_by_alias(STUDENT, "champion").version == champion
 
@@ -341,35 +346,117 @@ def test_serverless_run_on_an_up_to_date_workspace_skips_every_stage(deployed: D
     assert outcome and set(outcome.values()) == {"skipped (up to date)"}
 
 
-def test_settings_are_validated_before_params_yaml_changes(tmp_path: Path) -> None:
+def test_settings_are_checked_and_params_yaml_is_never_written(tmp_path: Path) -> None:
     """Profiles and overrides go through DVC's --set-param machinery, then distilflow's settings check."""
-    from flows.pipeline import SettingsRejected, apply_settings, profile_overrides
+    from flows.pipeline import SettingsRejected, checked_overrides, profile_overrides
 
     root = make_workspace(tmp_path / "ws")
     original = (root / "params.yaml").read_text()
     with pytest.raises(SettingsRejected, match=r"distill\.temprature"):
-        apply_settings.fn(str(root), ["distill.temprature=3.0"])
+        checked_overrides(root, ["distill.temprature=3.0"])
     with pytest.raises(SettingsRejected, match=r"finetune\.max_steps"):
-        apply_settings.fn(str(root), ["finetune.max_steps=-1"])
+        checked_overrides(root, ["finetune.max_steps=-1"])
+    checked_overrides(root, [*profile_overrides("smoke", root), 'data.path="../glue data/SST-2"'])
     assert (root / "params.yaml").read_text() == original
-
-    assert apply_settings.fn(str(root), [*profile_overrides("smoke", root), "distill.temperature=3.0"])
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    assert params["register"]["promote"] is False and params["distill"]["temperature"] == 3.0
-    assert not apply_settings.fn(str(root), ["distill.temperature=3.0"])  # already so: nothing to change
     with pytest.raises(SettingsRejected, match="no params profile 'nope'; known: smoke"):
         profile_overrides("nope", root)
 
 
-def test_settings_keep_params_yaml_comments(tmp_path: Path) -> None:
-    from flows.pipeline import apply_settings
+def test_a_profile_run_is_an_experiment_and_the_next_plain_run_uses_gits_params(
+    deployed: Deployed, prefect_server: Server, tmp_path: Path
+) -> None:
+    """The documented smoke run, as the Prefect UI's profile parameter: recorded by DVC, workspace untouched."""
+    root = tmp_path / "ws"
+    shutil.copytree(deployed.root, root, symlinks=True)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "results"], root)
+    lock_before = (root / "dvc.lock").read_text()
+    code, output, run_id = run_flow(root, ["--profile", "smoke", "--no-sync-remote"], prefect_server.env)
+    assert code == 0, output
+    assert run_id is not None
+    assert run(["git", "diff", "--exit-code", "params.yaml", "dvc.lock"], root).stdout == ""
+    assert (root / "dvc.lock").read_text() == lock_before
+    name = json.loads(output[output.index("{") : output.rindex("}") + 1])["experiment"]
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], root).stdout)
+    names = {rev.get("name") for base in shown for exp in base.get("experiments") or [] for rev in exp["revs"]}
+    assert name in names, names
+    params = {
+        rev.get("name"): rev["data"]["params"]["params.yaml"]["data"]
+        for base in shown
+        for exp in base.get("experiments") or []
+        for rev in exp["revs"]
+    }
+    assert params[name]["register"]["promote"] is False  # the profile's settings live in the experiment
 
-    shutil.copy2(REPO_ROOT / "params.yaml", tmp_path / "params.yaml")
-    assert apply_settings.fn(str(tmp_path), ["distill.alpha=0.5", 'data.path="../glue data/SST-2"'])
-    text = (tmp_path / "params.yaml").read_text()
-    assert "# The one place for settings" in text and "# GLUE task: sst2" in text
-    params = yaml.safe_load(text)
-    assert params["distill"]["alpha"] == 0.5 and params["data"]["path"] == "../glue data/SST-2"
+    code, output, _ = run_flow(root, ["--no-sync-remote"], prefect_server.env)
+    assert code == 0, output
+    outcome = json.loads(output[output.index("{") : output.rindex("}") + 1])
+    stage_outcomes = {stage: result for stage, result in outcome.items() if stage != "registry"}
+    assert set(stage_outcomes.values()) == {"skipped (up to date)"}, outcome  # git's params: nothing to redo
+
+
+def test_kill_9_of_the_flow_leaves_no_process_writing(prefect_server: Server, tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "ws")
+    process = subprocess.Popen(
+        [sys.executable, str(root / "flows" / "pipeline.py"), str(root), "--no-sync-remote"],
+        cwd=root,
+        env=prefect_server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not [pid for pid, cmd in workspace_processes(root) if "distilflow" in cmd and "stage" in cmd]:
+            assert process.poll() is None and time.monotonic() < deadline, "no stage started"
+            time.sleep(0.2)
+        process.kill()  # SIGKILL: no handler runs, only the kernel's parent-death signal
+        process.wait(30)
+        deadline = time.monotonic() + 20
+        while (left := workspace_processes(root)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, f"still running in the workspace after the flow died: {left}"
+        assert read_holder(root) is None  # and the lock is free for the next run
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def workspace_processes(root: Path) -> list[tuple[int, str]]:
+    """Live processes whose working directory is the workspace (the flow's dvc and stage children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) != root.resolve():
+                continue
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = next(line for line in (entry / "status").read_text().splitlines() if line.startswith("State:"))
+        except (OSError, StopIteration):
+            continue
+        if "zombie" not in state:
+            found.append((int(entry.name), command))
+    return found
+
+
+def test_registry_follows_dvc_when_register_is_up_to_date(
+    deployed: Deployed, prefect_server: Server, tmp_path: Path
+) -> None:
+    """A workspace whose register outputs are up to date but whose MLflow store lacks them (a copy, a pulled
+    clone, a new worker): the flow makes the store hold the student dvc.lock records, once."""
+    root = tmp_path / "ws"
+    shutil.copytree(deployed.root, root, symlinks=True)
+    for store in ("mlruns.db", "mlartifacts", ".distilflow"):
+        target = root / store
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    code, output, _ = run_flow(root, ["--no-sync-remote"], prefect_server.env)
+    assert code == 0, output
+    outcome = json.loads(output[output.index("{") : output.rindex("}") + 1])
+    assert outcome["register"] == "skipped (up to date)" and outcome["registry"] == "synced"
+    assert STUDENT in {name for name, _ in versions(root)}
+    code, output, _ = run_flow(root, ["--no-sync-remote"], prefect_server.env)
+    assert json.loads(output[output.index("{") : output.rindex("}") + 1])["registry"] == "already registered"
+    assert len([name for name, _ in versions(root) if name == STUDENT]) == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,89 @@
+"""A user's journeys across DVC, the code and the registry: what `dvc status` says must be true.
+
+Each test works on a committed copy of the session's reproduced pipeline (tests/conftest.py), so what it
+changes is exactly what a user would change in a clone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from distilflow.dvc_files import stages
+from distilflow.locking import workspace_lock
+from tests.conftest import run
+from tests.import_closure import stage_code
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def committed_copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, symlinks=True)
+    run([*GIT, "add", "-A"], target)
+    run([*GIT, "commit", "-qm", "pipeline results"], target)
+    return target
+
+
+def out_of_date(root: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+
+
+def raw_md5(root: Path) -> str:
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return str(next(out["md5"] for out in lock["ingest"]["outs"] if out["path"] == "data/raw"))
+
+
+def test_editing_a_row_of_the_data_reruns_ingest_through_register(pipeline_workspace: Path, tmp_path: Path) -> None:
+    root = committed_copy(pipeline_workspace, tmp_path / "project")
+    before = raw_md5(root)
+    train = root / yaml.safe_load((root / "params.yaml").read_text())["data"]["path"] / "train.tsv"
+    lines = train.read_text().splitlines(keepends=True)
+    text, label = lines[1].rstrip("\n").rsplit("\t", 1)
+    lines[1] = f"{text} , truly\t{label}\n"  # a row inside data.max_train_rows
+    train.write_text("".join(lines))
+
+    status = run(["dvc", "status"], root).stdout
+    assert "ingest:" in status and "modified:" in status and str(train.parent) in status, status
+    assert out_of_date(root) == {"ingest"}  # only ingest knows yet; the rest follows from its new output
+
+    repro = run(["dvc", "repro"], root).stdout
+    ran = [line.split("'")[1] for line in repro.splitlines() if line.startswith("Running stage '")]
+    assert ran[0] == "ingest" and "register" in ran and "validate" in ran, ran
+    after = raw_md5(root)
+    assert after != before
+    lineage = json.loads(run(["distilflow", "lineage", "distilflow-sst2-student@challenger", "--json"], root).stdout)
+    assert lineage["data_md5"] == after == lineage["workspace_data_md5"]
+    assert out_of_date(root) == set()
+
+
+def test_editing_a_library_module_outdates_exactly_the_stages_that_import_it(
+    pipeline_workspace: Path, tmp_path: Path
+) -> None:
+    root = committed_copy(pipeline_workspace, tmp_path / "project")
+    assert out_of_date(root) == set()
+    for module in ("src/distilflow/curves.py", "src/distilflow/speed.py", "src/distilflow/tracking.py"):
+        file = root / module
+        original = file.read_text()
+        file.write_text(original + "\n\ndef _edited() -> int:\n    return 1\n")
+        expected = {instance for spec in stages(root) if module in stage_code(spec.name) for instance in spec.instances}
+        assert expected, f"no stage imports {module}?"
+        assert out_of_date(root) == expected, module
+        file.write_text(original)
+    assert out_of_date(root) == set()
+
+
+def test_a_bare_stage_refuses_while_another_run_holds_the_workspace(pipeline_workspace: Path, tmp_path: Path) -> None:
+    """`dvc repro` (or `distilflow stage`) beside a running flow fails at once and names the holder."""
+    root = committed_copy(pipeline_workspace, tmp_path / "project")
+    run(["dvc", "repro", "-f", "--single-item", "ingest", "--dry"], root)
+    with workspace_lock(root, "flow run 'nightly' (abc)"):
+        process = subprocess.run(
+            ["distilflow", "stage", "ingest"], cwd=root, capture_output=True, text=True, check=False, timeout=120
+        )
+    assert process.returncode == 2
+    assert "is locked by flow run 'nightly' (abc)" in process.stderr
+    assert out_of_date(root) == set()  # nothing was written
