@@ -53,3 +53,45 @@ def closure(*modules: str) -> set[Path]:
 def stage_code(stage: str) -> set[str]:
     """Repo-relative paths of every project source file ``distilflow stage STAGE`` runs."""
     return {str(path.relative_to(REPO_ROOT)) for path in closure(f"{PACKAGE}.stages.{stage}", ENTRY_MODULE)}
+
+
+# Package folders listed whole in dvc.yaml (every module in them runs, or is loaded by path).
+FOLDER_DEPS = ("src/distilflow/metrics", "src/distilflow/validation")
+
+
+def code_deps(stage: str) -> list[str]:
+    """The code ``deps`` dvc.yaml should list for ``stage``: its module first, then the rest sorted."""
+    found = {
+        next((folder for folder in FOLDER_DEPS if file.startswith(folder + "/")), file) for file in stage_code(stage)
+    }
+    own = f"src/{PACKAGE}/stages/{stage}.py"
+    return [own, *sorted(found - {own})]
+
+
+def rewrite_dvc_yaml(dvc_yaml: Path) -> None:
+    """Replace each stage's ``src/`` deps with :func:`code_deps`, leaving every other line as it is."""
+    import re
+
+    lines, stage, in_deps, written = dvc_yaml.read_text().splitlines(), "", False, False
+    result: list[str] = []
+    for line in lines:
+        if match := re.match(r"^  (\w+):\s*$", line):
+            stage = match.group(1)
+        if re.match(r"^\s+deps:\s*$", line):
+            result.append(line)
+            in_deps, written = True, False
+            continue
+        if in_deps and (entry := re.match(r"^(\s+)- (.*)$", line)):
+            if not written:
+                result += [f"{entry.group(1)}- {dep}" for dep in code_deps(stage)]
+                written = True
+            if not entry.group(2).startswith("src/"):
+                result.append(line)
+            continue
+        in_deps = False
+        result.append(line)
+    dvc_yaml.write_text("\n".join(result) + "\n")
+
+
+if __name__ == "__main__":  # python -m tests.import_closure: bring dvc.yaml's code deps up to date
+    rewrite_dvc_yaml(REPO_ROOT / "dvc.yaml")

@@ -30,7 +30,10 @@ def test_code_deps_are_exactly_the_import_closure(stage: str) -> None:
     code_deps = [dep for dep in spec.deps if dep.startswith("src/")]
     runs = stage_code(stage)
     missing = sorted(file for file in runs if not any(covered_by(dep, file) for dep in code_deps))
-    assert not missing, f"dvc.yaml stage {stage} runs these files but does not list them in deps: {missing}"
+    assert not missing, (
+        f"dvc.yaml stage {stage} runs these files but does not list them in deps: {missing} "
+        "(python -m tests.import_closure rewrites the code deps)"
+    )
     for dep in code_deps:
         files = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / dep).rglob("*.py")} or {dep}
         unused = sorted(files - runs - LOADED_BY_PATH)
