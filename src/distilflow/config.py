@@ -262,6 +262,9 @@ class ServingParams(Section):
         description="texts are cut to this many characters before tokenizing; null: 32 per token of "
         "tokenize.max_length (a WordPiece token of English text is far shorter), so the cap follows the token cap",
     )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1, description="a request body above this many bytes gets HTTP 413 before it is parsed"
+    )
     min_agreement: float = Field(
         0.995, ge=0, le=1, description="an export is served only if its dev predictions match fp32's on this share"
     )

@@ -98,6 +98,7 @@ def serving_config(
         threads=settings.threads,
         score_range=task.score_range,
         aliases=pair_aliases(task.fields),
+        max_body_bytes=settings.max_body_bytes,
     )
 
 
