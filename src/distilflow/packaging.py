@@ -39,7 +39,7 @@ CHARS_PER_TOKEN = 32
 
 def pip_requirements(backend: Backend) -> list[str]:
     """Exact versions of what the pyfunc imports; local version suffixes (+cpu) dropped so pip can resolve them."""
-    packages = ["mlflow", "cloudpickle", "numpy", "pandas", "tokenizers", "safetensors", "torch", "transformers"]
+    packages = ["mlflow", "numpy", "pandas", "tokenizers", "safetensors", "torch", "transformers"]
     if backend == "onnx":
         packages.append("onnxruntime")
     pins = []

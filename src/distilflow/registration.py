@@ -51,7 +51,7 @@ from distilflow.registry import (
     registry_lock,
     restart_hint,
 )
-from distilflow.serving import MODEL_ARTIFACT, Backend, TextClassifier
+from distilflow.serving import MODEL_ARTIFACT, Backend
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking import (
     LINEAGE_FILE,
@@ -66,6 +66,7 @@ from distilflow.tracking import (
 
 SECTIONS = ("register",)
 MODEL_HASH_TAG = "distilflow.model_md5"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
 
 def model_hash(folder: Path) -> str:
@@ -140,7 +141,7 @@ def log_and_register(
     packaged = package(folder, config, workdir / role / MODEL_ARTIFACT, choice.export_file if choice else None)
     info = mlflow.pyfunc.log_model(
         name=role,
-        python_model=TextClassifier(),
+        python_model=str(MODEL_CODE),  # models from code: no pickled class in the artifact
         artifacts={MODEL_ARTIFACT: str(packaged)},
         signature=signature(task),
         input_example=example_input(task),

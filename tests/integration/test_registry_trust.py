@@ -190,3 +190,48 @@ def test_an_export_that_disagrees_with_fp32_is_never_served(tmp_path: Path, empt
     tags = client.get_model_version(STUDENT, "1").tags
     assert tags[SERVED_ARTIFACT_TAG] == "fp32" and float(tags[SERVED_METRIC_TAG]) == pytest.approx(0.8)
     assert mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion").metadata is not None
+
+
+FRESH_PROCESS = """
+import json, sys
+assert not any(name == "distilflow" or name.startswith("distilflow.") for name in sys.modules)
+import mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+import distilflow
+out = model.predict(["a gripping , beautifully acted film ."])
+print(json.dumps({"distilflow": distilflow.__file__, "columns": list(out.columns), "label": str(out["label"][0])}))
+"""
+
+
+def test_champion_is_a_model_from_code_that_loads_in_a_fresh_process(tmp_path: Path, empty_store: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests import conftest
+
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client_for(paths)
+    set_student(paths, SST2, 0.8)
+    register.run(params, paths)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{STUDENT}@champion", dst_path=str(tmp_path / "dl")))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["flavors"]["python_function"]["model_code_path"].endswith("pyfunc_model.py")
+    assert not list(local.rglob("*.pkl")), "no pickled Python object in the artifact"
+    assert [spec["type"] for spec in json.loads(mlmodel["signature"]["inputs"])] == ["any"]  # unchanged
+    env = {**conftest.test_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{paths.mlflow_db}"}
+    env.pop("PYTHONPATH", None)  # nothing of this checkout on the path: the code comes from the model
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, f"models:/{STUDENT}@champion"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["columns"] == ["label", "score", "truncated"] and answer["label"] in {"0", "1"}
+    assert "/code/distilflow/" in answer["distilflow"], answer  # the model's own copy, not an installed one
