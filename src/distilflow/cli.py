@@ -118,7 +118,16 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
         params = load_params(paths.params_file)
     except ParamsError as error:
         _fail(str(error), 2)
-    configure_mlflow(params, paths)
+    try:
+        configure_mlflow(params, paths)
+    except mlflow.exceptions.MlflowException as error:
+        status = error.get_http_status_code()
+        hint = (
+            " (a team server: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+            if status in (401, 403)
+            else ""
+        )
+        _fail(f"cannot use the registry: {str(error.message).splitlines()[0][:300]}{hint}; nothing was changed")
     return mlflow.MlflowClient(), model_name(params.task, role), params
 
 
