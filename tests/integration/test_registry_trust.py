@@ -235,3 +235,17 @@ def test_champion_is_a_model_from_code_that_loads_in_a_fresh_process(tmp_path: P
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["columns"] == ["label", "score", "truncated"] and answer["label"] in {"0", "1"}
     assert "/code/distilflow/" in answer["distilflow"], answer  # the model's own copy, not an installed one
+
+
+def test_a_champion_scored_on_another_data_version_is_not_compared_but_refused(
+    tmp_path: Path, empty_store: Path
+) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client = client_for(paths)
+    set_student(paths, SST2, 0.80, seed=1)
+    register.run(params, paths)
+    client.set_model_version_tag(STUDENT, "1", "dvc_data_md5", "0123456789abcdef.dir")  # v1 saw other dev data
+    set_student(paths, SST2, 0.95, seed=2)
+    report = register.run(params, paths)["decision"]
+    assert not report["promoted"] and champion_of(client) == "1"
+    assert any("scored on another data version" in reason and "--force" in reason for reason in report["reasons"])
