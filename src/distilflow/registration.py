@@ -187,6 +187,29 @@ def gate_and_promote(
     return decision, promoted
 
 
+def outcome(
+    task: GlueTask, metrics: dict[str, Any], version: Any, decision: Decision, promoted: bool, choice: ServingChoice
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """metrics/register.json and reports/promotion.json: the decision with the baseline beside the metric."""
+    fp32_metric = float(metrics[task.primary_metric])
+    summary = {
+        "student_version": int(version.version),
+        "promoted": int(promoted),
+        f"student_{task.primary_metric}": fp32_metric,
+    }
+    if decision.baseline_metric is not None and not math.isnan(decision.baseline_metric):
+        summary[f"baseline_{task.primary_metric}"] = decision.baseline_metric
+    report = {
+        "model": model_name(task.name, "student"),
+        "version": str(version.version),
+        **decision.as_dict(),
+        "served_metric": choice.served_metric(fp32_metric),
+        "promoted": promoted,
+        "serving": choice.as_dict(),
+    }
+    return summary, report
+
+
 def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, Any]:
     """Register, gate, promote. ``write_outputs=False`` leaves metrics/ and reports/ (git-versioned) untouched."""
     import mlflow
@@ -227,33 +250,18 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
         name, student_version = model_name(task.name, "student"), versions["student"]
         how = f"gate in register run {tracked.run_id}"
         decision, promoted = gate_and_promote(client, name, student_version, new["student"], params, paths.root, how)
-        fp32_metric = float(evaluations["student"][task.primary_metric])
-        summary = {
-            "student_version": int(student_version.version),
-            "promoted": int(promoted),
-            f"student_{task.primary_metric}": fp32_metric,
-            f"baseline_{task.primary_metric}": baseline,
-        }
-        report = {
-            "model": name,
-            "version": str(student_version.version),
-            **decision.as_dict(),
-            "baseline_model": baseline_model,
-            "served_metric": choice.served_metric(fp32_metric),
-            "promoted": promoted,
-            "serving": choice.as_dict(),
-            "run_id": tracked.run_id,
-        }
+        summary, report = outcome(task, evaluations["student"], student_version, decision, promoted, choice)
+        report.update(baseline_model=baseline_model, run_id=tracked.run_id)
         if write_outputs:
             write_json(paths.metrics_file("register"), summary)
             write_json(paths.reports_dir / "promotion.json", report)
         tracked.log_dict(report, "promotion.json")
         tracked.log_metrics({key: value for key, value in summary.items() if not math.isnan(value)})
-        verdict = "PROMOTED " if promoted else "NOT PROMOTED "
-        print(verdict + f"{name} v{student_version.version}: " + "; ".join(decision.reasons))
-        print("serving: " + "; ".join(choice.reasons))
-        if promoted:
-            print(restart_hint(name))
+    verdict = "PROMOTED " if promoted else "NOT PROMOTED "
+    print(verdict + f"{name} v{student_version.version}: " + "; ".join(decision.reasons))
+    print("serving: " + "; ".join(choice.reasons))
+    if promoted:
+        print(restart_hint(name))
     return {"metrics": summary, "decision": report}
 
 
