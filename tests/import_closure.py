@@ -10,6 +10,8 @@ SRC = REPO_ROOT / "src"
 PACKAGE = "distilflow"
 # What every `distilflow stage NAME` runs before the stage module: the CLI dispatches to this (see runner.py).
 ENTRY_MODULE = "distilflow.runner"
+# Modules a stage runs without importing them: register logs the served pyfunc as a model from code (by path).
+RUN_BY_PATH = {"register": ("distilflow.pyfunc_model",)}
 
 
 def module_file(module: str) -> Path | None:
@@ -52,7 +54,8 @@ def closure(*modules: str) -> set[Path]:
 
 def stage_code(stage: str) -> set[str]:
     """Repo-relative paths of every project source file ``distilflow stage STAGE`` runs."""
-    return {str(path.relative_to(REPO_ROOT)) for path in closure(f"{PACKAGE}.stages.{stage}", ENTRY_MODULE)}
+    modules = (f"{PACKAGE}.stages.{stage}", ENTRY_MODULE, *RUN_BY_PATH.get(stage, ()))
+    return {str(path.relative_to(REPO_ROOT)) for path in closure(*modules)}
 
 
 # Package folders listed whole in dvc.yaml (every module in them runs, or is loaded by path).

@@ -49,9 +49,9 @@ def stage(
 
 
 def _is_user_error(error: Exception) -> bool:
-    """Problems with the user's data or settings get a clean message; bugs keep their traceback."""
+    """Problems with the user's data, settings or registry get a clean message; bugs keep their traceback."""
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"DataValidationError", "IngestError", "ParamsError"})
+    return bool(names & {"DataValidationError", "IngestError", "ParamsError", "RegistryError", "RegistryUnavailable"})
 
 
 @app.command()
@@ -98,37 +98,62 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
         params = load_params(paths.params_file)
     except ParamsError as error:
         _fail(str(error), 2)
-    configure_mlflow(params, paths)
+    try:
+        configure_mlflow(params, paths)
+    except mlflow.exceptions.MlflowException as error:
+        status = error.get_http_status_code()
+        hint = (
+            " (a team server: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
+            if status in (401, 403)
+            else ""
+        )
+        _fail(f"cannot use the registry: {str(error.message).splitlines()[0][:300]}{hint}; nothing was changed")
     return mlflow.MlflowClient(), model_name(params.task, role), params
 
 
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="model version to make champion")],
-    force: Annotated[bool, typer.Option("--force", help="promote even if the gate refuses (recorded in tags)")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="promote even if the gate refuses or it was rolled back (recorded in tags)")
+    ] = False,
     role: RoleOption = "student",
     root: RootOption = Path("."),
 ) -> None:
     """Make VERSION the champion. A student version must pass the promotion gate unless --force is given."""
-    from distilflow.registry import RegistryError, gate_version, record_decision
+    from distilflow.gate import gate_version, record_decision
+    from distilflow.registry import (
+        ChampionChanged,
+        RegistryError,
+        RegistryUnavailable,
+        current_champion,
+        registry_lock,
+        restart_hint,
+    )
     from distilflow.registry import promote as promote_version
 
     client, name, params = _registry(root, role)
     how = "manual"
     try:
-        if role == "student":
-            decision = gate_version(client, name, version, params.register_.promotion)
-            for reason in decision.reasons:
-                typer.echo(f"  {'✓' if decision.promote else '·'} {reason}")
-            if not decision.promote:
-                if not force:
-                    _fail(f"the gate refuses {name} v{version}; champion unchanged (--force overrules it)")
-                how = "manual --force over a refusing gate"
-            record_decision(client, name, version, decision)
-        previous = promote_version(client, name, version, how=how)
+        with registry_lock(Paths.at(root).root):
+            champion = current_champion(client, name)
+            expected = str(champion.version) if champion is not None else None
+            if role == "student":
+                decision = gate_version(client, name, version, params.register_.promotion)
+                for reason in decision.reasons:
+                    typer.echo(f"  {'✓' if decision.promote else '·'} {reason}")
+                if not decision.promote:
+                    if not force:
+                        _fail(f"the gate refuses {name} v{version}; champion unchanged (--force overrules it)")
+                    how = "manual --force over a refusing gate"
+                record_decision(client, name, version, decision)
+            previous = promote_version(client, name, version, expected=expected, how=how, force=force)
     except RegistryError as error:
         _fail(str(error), 2)
+    except (RegistryUnavailable, ChampionChanged) as error:
+        _fail(str(error))
     typer.echo(f"{name}@champion → v{version} (was {f'v{previous}' if previous else 'none'})")
+    typer.echo(restart_hint(name))
 
 
 @app.command()
@@ -136,16 +161,18 @@ def rollback(
     role: RoleOption = "student",
     root: RootOption = Path("."),
 ) -> None:
-    """Point champion back at the version it replaced (recorded in a tag when it was promoted)."""
-    from distilflow.registry import RegistryError
+    """Point champion back at the version it replaced and mark the demoted version (only --force restores it)."""
+    from distilflow.registry import RegistryError, RegistryUnavailable, registry_lock, restart_hint
     from distilflow.registry import rollback as rollback_version
 
     client, name, _ = _registry(root, role)
     try:
-        demoted, restored = rollback_version(client, name)
-    except RegistryError as error:
+        with registry_lock(Paths.at(root).root):
+            demoted, restored = rollback_version(client, name)
+    except (RegistryError, RegistryUnavailable) as error:
         _fail(str(error))
-    typer.echo(f"{name}@champion → v{restored} (was v{demoted})")
+    typer.echo(f"{name}@champion → v{restored} (was v{demoted}); v{demoted} is marked rolled back")
+    typer.echo(restart_hint(name))
 
 
 @app.command()
@@ -154,12 +181,12 @@ def models(
     root: RootOption = Path("."),
 ) -> None:
     """List the registered versions: aliases, primary metric, latency, the gate's verdict."""
-    from distilflow.registry import RegistryError, version_rows
+    from distilflow.registry import RegistryError, RegistryUnavailable, version_rows
 
     client, name, _ = _registry(root, role)
     try:
         rows = version_rows(client, name)
-    except RegistryError as error:
+    except (RegistryError, RegistryUnavailable) as error:
         _fail(str(error))
     typer.echo(name)
     headers = ["version", "aliases", "metric", "p95_ms", "gate", "previous", "created"]
@@ -173,7 +200,7 @@ def models(
 def sync_registry(root: RootOption = Path(".")) -> None:
     """Register models/student in this clone's MLflow store if it lacks it (after `dvc pull` skipped the stage)."""
     from distilflow.environment import configure_hub
-    from distilflow.stages import register
+    from distilflow.registration import sync
 
     paths = Paths.at(root)
     try:
@@ -182,7 +209,7 @@ def sync_registry(root: RootOption = Path(".")) -> None:
         _fail(str(error), 2)
     configure_hub(params, paths.root)
     try:
-        register.sync(params, paths)
+        sync(params, paths)
     except FileNotFoundError as error:
         _fail(str(error))
 

@@ -239,9 +239,12 @@ class DistillParams(TrainingParams):
 
 
 class PromotionParams(Section):
-    min_metric: float = Field(0.7, description="absolute floor on the primary dev metric")
+    min_metric: float = Field(0.75, description="absolute floor on the primary dev metric")
     tolerance: float = Field(0.01, ge=0, description="allowed drop against the current champion")
     max_latency_ms: float = Field(50.0, gt=0, description="p95 batch-1 CPU latency budget")
+    baseline_margin: float = Field(
+        0.02, ge=0, description="the candidate must beat the task's trivial baseline (majority class / mean) by this"
+    )
 
 
 class ServingParams(Section):
@@ -257,7 +260,18 @@ class ServingParams(Section):
     workers: int = Field(1, ge=1, description="uvicorn worker processes of `mlflow models serve`")
     access_log: bool = Field(False, description="uvicorn's access log line per request (costs CPU per request)")
     max_rows: int = Field(256, ge=1, description="rows per request; more is answered with HTTP 400")
-    max_chars: int = Field(20_000, ge=1, description="texts are cut to this many characters before tokenizing")
+    max_chars: int | None = Field(
+        None,
+        ge=1,
+        description="texts are cut to this many characters before tokenizing; null: 32 per token of "
+        "tokenize.max_length (a WordPiece token of English text is far shorter), so the cap follows the token cap",
+    )
+    max_body_bytes: int = Field(
+        1_000_000, ge=1, description="a request body above this many bytes gets HTTP 413 before it is parsed"
+    )
+    min_agreement: float = Field(
+        0.995, ge=0, le=1, description="an export is served only if its dev predictions match fp32's on this share"
+    )
 
 
 class RegisterParams(Section):

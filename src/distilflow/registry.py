@@ -1,26 +1,35 @@
-"""The promotion gate and alias moves in the MLflow model registry.
+"""Aliases in the MLflow model registry: reading the champion, moving it compare-and-set, rollback, listing.
 
-A new student version gets the alias ``challenger``; it becomes ``champion`` only if the gate passes:
-its primary dev metric is at least an absolute floor and at least the current champion's minus a tolerance,
-and its latency is within budget. Every rule is checked and every reason is recorded, on the version (tags)
-and in the register stage's report.
+A new student version gets the alias ``challenger``; it becomes ``champion`` only if the gate
+(:mod:`distilflow.gate`) passes. Three rules make ``@champion`` something a person can trust:
+
+- **Errors are errors.** Only "this model or alias does not exist" means there is no champion. Any other
+  registry failure (sqlite's "database is locked", an unreachable server, a refused login) raises
+  :class:`RegistryUnavailable` before anything is written.
+- **Promotion is compare-and-set.** :func:`promote` takes the champion version the gate compared against and
+  re-reads the alias just before moving it, under a file lock (``.distilflow/registry.lock``) that serialises
+  promotions from this project folder. If the champion changed in between, it raises :class:`ChampionChanged`
+  and moves nothing.
+- **A person's decision stands.** ``rollback`` marks the demoted version (``distilflow.rolled_back``); the gate
+  refuses a marked version, so only ``distilflow promote VERSION --force`` brings it back. A manual alias move
+  (MLflow UI) is noticed because the registered model remembers which version distilflow itself last made
+  champion (``distilflow.champion_set``): the version a person moved away from gets the same mark.
 
 Aliases move with one registry call each (``set_registered_model_alias`` reassigns in place), so a reader
-resolving ``@champion`` always finds a version, never a gap. The version a promotion replaced is recorded
-in a tag on the new champion, which is what ``rollback`` follows.
+resolving ``@champion`` always finds a version, never a gap.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-
-from distilflow.config import PromotionParams
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -33,153 +42,152 @@ GATE_TAG = "distilflow.gate"
 GATE_REASONS_TAG = "distilflow.gate_reasons"
 PROMOTED_TAG = "distilflow.promoted"
 ROLLED_BACK_TAG = "distilflow.rolled_back"
+BASELINE_TAG = "distilflow.baseline_metric_value"
+SERVED_ARTIFACT_TAG = "distilflow.served_artifact"
+SERVED_METRIC_TAG = "distilflow.served_metric_value"
+AGREEMENT_TAG = "distilflow.served_agreement"
+CHAMPION_SET_TAG = "distilflow.champion_set"  # on the registered model: the version distilflow last made champion
+LOCK_FILE = Path(".distilflow") / "registry.lock"
 
 
 class RegistryError(ValueError):
     """A registry operation a person asked for cannot be done (unknown version, nothing to roll back to)."""
 
 
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be read or written (locked, unreachable, refused): nothing was changed."""
+
+
+class ChampionChanged(RuntimeError):
+    """The champion moved between the gate's read and the promotion: this promotion was abandoned."""
+
+
 def model_name(task: str, role: str) -> str:
     return f"distilflow-{task}-{role}"
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass
-class Decision:
-    promote: bool
-    reasons: list[str] = field(default_factory=list)
-    champion_version: str | None = None
-    champion_metric: float | None = None
+def is_missing(error: MlflowException) -> bool:
+    """True only for "no such model / version / alias" (the alias case is INVALID_PARAMETER_VALUE in MLflow 3)."""
+    if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    message = str(error.message).lower()
+    return error.error_code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "promote": self.promote,
-            "reasons": self.reasons,
-            "previous_champion_version": self.champion_version,
-            "previous_champion_metric": self.champion_metric,
-        }
+
+def unavailable(error: MlflowException, doing: str) -> RegistryUnavailable:
+    return RegistryUnavailable(
+        f"the model registry failed while {doing} ({error.error_code}: {str(error.message).splitlines()[0][:300]}); "
+        "no alias or tag was changed. Retry once the store is reachable (sqlite: no other process holding it)."
+    )
 
 
 def current_champion(client: MlflowClient, name: str) -> Any | None:
+    """The champion version, None if the model or alias does not exist; any other failure raises."""
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if is_missing(error):
+            return None
+        raise unavailable(error, f"reading {name}@{CHAMPION}") from error
 
 
 def get_version(client: MlflowClient, name: str, version: str) -> Any:
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as error:
+        if not is_missing(error):
+            raise unavailable(error, f"reading {name} v{version}") from error
         known = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
         raise RegistryError(f"{name} has no version {version!r} (versions: {known or 'none'})") from error
 
 
-def gate(
-    metric: float, latency_p95_ms: float, champion_metric: float | None, rules: PromotionParams, metric_name: str
-) -> Decision:
-    """Every rule is checked and reported, so a refusal lists all its reasons, not just the first."""
-    decision = Decision(promote=True, champion_metric=champion_metric)
-    if math.isnan(metric):
-        decision.promote = False
-        decision.reasons.append(f"{metric_name} is not a number")
-    elif metric >= rules.min_metric:
-        decision.reasons.append(f"{metric_name} {metric:.4f} ≥ floor {rules.min_metric:.4f}")
-    else:
-        decision.promote = False
-        decision.reasons.append(f"{metric_name} {metric:.4f} < floor {rules.min_metric:.4f}")
-    if champion_metric is None:
-        decision.reasons.append("no current champion")
-    elif metric >= champion_metric - rules.tolerance:
-        decision.reasons.append(
-            f"{metric_name} {metric:.4f} ≥ champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}"
-        )
-    else:
-        decision.promote = False
-        decision.reasons.append(
-            f"{metric_name} {metric:.4f} < champion {champion_metric:.4f} − tolerance {rules.tolerance:.4f}"
-        )
-    if math.isnan(latency_p95_ms):
-        decision.promote = False
-        decision.reasons.append("no latency measurement")
-    elif latency_p95_ms <= rules.max_latency_ms:
-        decision.reasons.append(f"p95 latency {latency_p95_ms:.2f} ms ≤ budget {rules.max_latency_ms:.2f} ms")
-    else:
-        decision.promote = False
-        decision.reasons.append(f"p95 latency {latency_p95_ms:.2f} ms > budget {rules.max_latency_ms:.2f} ms")
-    return decision
-
-
-def _tag_float(version: Any, key: str) -> float:
+def all_versions(client: MlflowClient, name: str) -> list[Any]:
     try:
-        return float(version.tags[key])
-    except (KeyError, ValueError):
-        return math.nan
+        return list(client.search_model_versions(f"name='{name}'"))
+    except MlflowException as error:
+        if is_missing(error):
+            return []
+        raise unavailable(error, f"listing the versions of {name}") from error
 
 
-def gate_version(client: MlflowClient, name: str, version: str, rules: PromotionParams) -> Decision:
-    """The gate for a registered version against the current champion, from the metrics tagged on both."""
-    candidate = get_version(client, name, version)
-    metric_name = candidate.tags.get(METRIC_NAME_TAG, "primary metric")
-    champion = current_champion(client, name)
-    if champion is not None and champion.version == candidate.version:
-        champion = None  # re-promoting the champion compares it with nothing but the floor
-    champion_metric = _tag_float(champion, METRIC_TAG) if champion is not None else None
-    decision = gate(
-        _tag_float(candidate, METRIC_TAG),
-        _tag_float(candidate, LATENCY_TAG),
-        None if champion_metric is not None and math.isnan(champion_metric) else champion_metric,
-        rules,
-        metric_name,
-    )
-    if champion is not None:
-        decision.champion_version = str(champion.version)
-        if champion_metric is not None and math.isnan(champion_metric):
-            decision.promote = False
-            decision.reasons.append(
-                f"champion v{champion.version} has no recorded {metric_name}; cannot show the candidate is not worse"
-            )
-        if champion.tags.get(DATA_TAG) != candidate.tags.get(DATA_TAG):
-            # Still compared (a drop on new data is worth stopping), but a person should know the scores differ
-            # in what they measure.
-            decision.reasons.append(
-                f"note: champion v{champion.version} was scored on different data "
-                f"({champion.tags.get(DATA_TAG)} vs {candidate.tags.get(DATA_TAG)})"
-            )
-    return decision
+@contextlib.contextmanager
+def registry_lock(root: Path) -> Iterator[None]:
+    """Serialise gate-and-promote from one project folder (released by the kernel if the holder dies)."""
+    path = Path(root) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def record_decision(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
-    client.set_model_version_tag(name, str(version), GATE_TAG, "passed" if decision.promote else "refused")
-    client.set_model_version_tag(name, str(version), GATE_REASONS_TAG, "; ".join(decision.reasons)[:4000])
+def mark_manual_moves(client: MlflowClient, name: str) -> str | None:
+    """If a person moved @champion away from the version distilflow set, mark that version; returns it."""
+    try:
+        registered = client.get_registered_model(name)
+    except MlflowException as error:
+        if is_missing(error):
+            return None
+        raise unavailable(error, f"reading {name}") from error
+    ours = (registered.tags or {}).get(CHAMPION_SET_TAG)
+    champion = (registered.aliases or {}).get(CHAMPION)
+    if not ours or champion is None or str(champion) == ours:
+        return None
+    replaced = get_version(client, name, ours)
+    if ROLLED_BACK_TAG not in replaced.tags:
+        client.set_model_version_tag(
+            name, ours, ROLLED_BACK_TAG, f"{now()} a person moved @{CHAMPION} to v{champion} (noticed by distilflow)"
+        )
+    client.set_registered_model_tag(name, CHAMPION_SET_TAG, str(champion))
+    return ours
 
 
-def promote(client: MlflowClient, name: str, version: str, how: str = "gate") -> str | None:
-    """Make ``version`` champion; remember the one it replaces for rollback. Returns that previous version.
+def promote(
+    client: MlflowClient, name: str, version: str, expected: str | None, how: str = "gate", force: bool = False
+) -> str | None:
+    """Make ``version`` champion if the champion is still ``expected`` (the version the gate compared against).
 
-    The tag is written before the alias moves, so the moment a version is champion its rollback target is known.
+    Returns the version it replaced. Raises :class:`ChampionChanged` (nothing moved) when the alias moved since
+    the gate read it. A rolled-back version needs ``force``. The rollback target is tagged before the alias moves.
     """
     candidate = get_version(client, name, version)
     version = str(candidate.version)
+    if ROLLED_BACK_TAG in candidate.tags and not force:
+        raise RegistryError(
+            f"{name} v{version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); "
+            f"only `distilflow promote {version} --force` brings it back"
+        )
     previous = current_champion(client, name)
     previous_version = str(previous.version) if previous is not None else None
     if previous_version == version:
         return previous_version
+    if previous_version != expected:
+        was, now_is = (f"v{v}" if v else "unset" for v in (expected, previous_version))
+        raise ChampionChanged(
+            f"{name}@{CHAMPION} changed while v{version} was being gated: it was {was}, it is now {now_is}. "
+            "Promotion abandoned; nothing moved. Run the gate again against the new champion."
+        )
     if previous_version is not None:
         client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous_version)
     elif PREVIOUS_CHAMPION_TAG in candidate.tags:
         # A stale target from an earlier reign would send a later rollback somewhere nobody chose.
         client.delete_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG)
-    client.set_model_version_tag(name, version, PROMOTED_TAG, f"{_now()} by {how}")
+    if force and ROLLED_BACK_TAG in candidate.tags:
+        client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
+    client.set_model_version_tag(name, version, PROMOTED_TAG, f"{now()} by {how}")
     client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_registered_model_tag(name, CHAMPION_SET_TAG, version)
     return previous_version
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
-    """Point champion back at the version it replaced; returns (demoted version, restored version)."""
+    """Point champion back at the version it replaced and mark the demoted one; returns (demoted, restored)."""
     champion = current_champion(client, name)
     if champion is None:
         raise RegistryError(f"{name} has no champion to roll back")
@@ -190,9 +198,14 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
             "it was the first champion, or was itself restored by a rollback"
         )
     restored = get_version(client, name, previous)
-    client.set_model_version_tag(name, str(champion.version), ROLLED_BACK_TAG, f"{_now()} back to v{previous}")
+    client.set_model_version_tag(name, str(champion.version), ROLLED_BACK_TAG, f"{now()} back to v{previous}")
     client.set_registered_model_alias(name, CHAMPION, str(restored.version))
+    client.set_registered_model_tag(name, CHAMPION_SET_TAG, str(restored.version))
     return str(champion.version), str(restored.version)
+
+
+def restart_hint(name: str) -> str:
+    return f"a running `make serve` keeps the version it loaded at start: restart it to serve the new {name}@{CHAMPION}"
 
 
 def version_rows(client: MlflowClient, name: str) -> list[dict[str, str]]:
@@ -200,12 +213,14 @@ def version_rows(client: MlflowClient, name: str) -> list[dict[str, str]]:
     try:
         registered = client.get_registered_model(name)
     except MlflowException as error:
+        if not is_missing(error):
+            raise unavailable(error, f"reading {name}") from error
         raise RegistryError(f"no registered model {name!r} in this store") from error
     aliases: dict[str, list[str]] = {}
     for alias, version in (registered.aliases or {}).items():
         aliases.setdefault(str(version), []).append(alias)
     rows = []
-    for version in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
+    for version in sorted(all_versions(client, name), key=lambda v: -int(v.version)):
         tags = version.tags
         rows.append(
             {
@@ -213,7 +228,7 @@ def version_rows(client: MlflowClient, name: str) -> list[dict[str, str]]:
                 "aliases": ",".join(sorted(aliases.get(str(version.version), []))),
                 "metric": f"{tags.get(METRIC_NAME_TAG, '?')}={float(tags.get(METRIC_TAG, 'nan')):.4f}",
                 "p95_ms": f"{float(tags.get(LATENCY_TAG, 'nan')):.2f}",
-                "gate": tags.get(GATE_TAG, "-"),
+                "gate": tags.get(GATE_TAG, "-") + ("/rolled-back" if ROLLED_BACK_TAG in tags else ""),
                 "previous": tags.get(PREVIOUS_CHAMPION_TAG, "-"),
                 "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
             }

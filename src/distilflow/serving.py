@@ -64,6 +64,8 @@ class ServingConfig:
     score_range: tuple[float, float] = (0.0, 5.0)
     aliases: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
     """Other accepted column names, e.g. sentence1/sentence2 for every pair task."""
+    max_body_bytes: int = 1_000_000
+    """Inside `mlflow models serve`: a request body above this gets HTTP 413 before anything parses it."""
 
     @property
     def regression(self) -> bool:
@@ -100,6 +102,9 @@ class TextClassifier(PythonModel):
         if in_server:
             self.records_output = True
             _plain_pandas_strings()
+            from distilflow.body_limit import limit_request_bodies
+
+            limit_request_bodies(self.config.max_body_bytes, SCORING_APP_MODULE)
 
     @classmethod
     def from_folder(cls, folder: Path, apply_threads: bool = False) -> TextClassifier:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
 from distilflow.config import Params, load_params
 from distilflow.paths import Paths
-from distilflow.tasks import GlueTask, get_task
+from distilflow.tasks import LABEL, GlueTask, get_task
 from tests.conftest import REPO_ROOT, deep_update
 
 REGISTRY_OVERRIDES: dict[str, Any] = {
@@ -79,7 +80,24 @@ def project(
     glue_task = get_task(task)
     tiny_model(paths.student_dir, glue_task, seed=1)
     tiny_model(paths.teacher_dir, glue_task, seed=2, hidden=64)
+    write_dev(paths, glue_task)
     return load_params(paths.params_file), paths
+
+
+def write_dev(paths: Paths, task: GlueTask, rows: int = 40, majority_share: float = 0.5) -> pd.DataFrame:
+    """A validated dev split as the validate stage writes it: the task's text fields and label ids (or scores)."""
+    import numpy as np
+
+    texts = [line.split("\t")[0] for line in (REPO_ROOT / "data/demo/sst2/dev.tsv").read_text().splitlines()[1:]]
+    texts = (texts * (rows // len(texts) + 1))[:rows]
+    frame = pd.DataFrame({field: texts if i == 0 else texts[::-1] for i, field in enumerate(task.fields)})
+    if task.is_regression:
+        frame[LABEL] = np.linspace(0.0, 5.0, rows)
+    else:
+        frame[LABEL] = [1 if i < round(rows * majority_share) else 0 for i in range(rows)]
+    paths.validated_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(paths.validated_dir / f"{task.dev_splits[0]}.parquet", index=False)
+    return frame
 
 
 def set_student(

@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 
 from distilflow.cli import app
 from distilflow.config import PromotionParams, load_params
+from distilflow.gate import gate
+from distilflow.packaging import package, serving_config
 from distilflow.registry import (
     CHALLENGER,
     CHAMPION,
     GATE_TAG,
     PREVIOUS_CHAMPION_TAG,
     ROLLED_BACK_TAG,
-    gate,
 )
 from distilflow.serving import TextClassifier
 from distilflow.stages import register
@@ -212,9 +213,7 @@ def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_s
         line.split("\t")[0]
         for line in (Path(__file__).parents[2] / "data/demo/sst2/dev.tsv").read_text().splitlines()[1:41]
     ]
-    fp32 = TextClassifier.from_folder(
-        register.package(paths.student_dir, register.serving_config(SST2, params), tmp_path / "fp32")
-    )
+    fp32 = TextClassifier.from_folder(package(paths.student_dir, serving_config(SST2, params), tmp_path / "fp32"))
     onnx_out, torch_out = served.predict(texts), fp32.predict(None, texts)
     assert list(onnx_out["label"]) == list(torch_out["label"])
     assert np.allclose(onnx_out["score"], torch_out["score"], atol=1e-4)

@@ -110,3 +110,24 @@ def test_every_bad_request_kind_gets_a_4xx_with_a_message(served: tuple[str, PyF
     # The server survived all of it.
     assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
     assert post(url, {"inputs": ["still here"]}).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_2_mb_body_gets_413_unparsed_and_the_server_keeps_answering(served: tuple[str, PyFuncModel]) -> None:
+    url, _ = served
+    huge = json.dumps({"inputs": ["a" * 2_000_000]})
+    declared = post(url, huge)
+    assert declared.status_code == 413 and "over 1000000 bytes" in declared.json()["message"]
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        data = huge.encode()
+        for start in range(0, len(data), 65536):
+            yield data[start : start + 65536]
+
+    chunked = httpx.post(
+        f"{url}/invocations", content=chunks(), headers={"Content-Type": "application/json"}, timeout=60
+    )
+    assert chunked.status_code == 413
+    assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
+    just_under = post(url, {"inputs": ["fine . " * 100_000]})  # ~700 kB: parsed, answered, truncated
+    assert just_under.status_code == 200 and just_under.json()["predictions"][0]["truncated"] is True

@@ -1,0 +1,287 @@
+"""Register teacher and student as MLflow models that take raw text, and gate the student's promotion.
+
+This is the register stage's work as a library (the stage and ``distilflow sync-registry`` both call
+:func:`register`). Each model is an MLflow pyfunc (:class:`distilflow.serving.TextClassifier`) with an explicit
+signature, an input example, the tokenizer and weights inside and pinned requirements (:mod:`distilflow.packaging`);
+its description is a generated model card (:mod:`distilflow.model_card`).
+
+A version is known by the md5 of its model folder (weights, tokenizer, config; not lineage.json). Registering the
+same weights again finds the existing version and neither re-gates nor re-promotes it: a rollback or a manual
+alias move made since then stands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from distilflow import dev_scoring
+from distilflow.config import Params
+from distilflow.gate import Decision, gate_version, record_decision
+from distilflow.model_card import lineage_section, model_card
+from distilflow.packaging import (
+    ServingChoice,
+    choose_serving,
+    example_input,
+    package,
+    pip_requirements,
+    serving_config,
+    signature,
+)
+from distilflow.paths import Paths
+from distilflow.registry import (
+    AGREEMENT_TAG,
+    BASELINE_TAG,
+    CHALLENGER,
+    DATA_TAG,
+    GATE_TAG,
+    LATENCY_TAG,
+    METRIC_NAME_TAG,
+    METRIC_TAG,
+    SERVED_ARTIFACT_TAG,
+    SERVED_METRIC_TAG,
+    all_versions,
+    current_champion,
+    mark_manual_moves,
+    model_name,
+    promote,
+    registry_lock,
+    restart_hint,
+)
+from distilflow.serving import MODEL_ARTIFACT, Backend
+from distilflow.tasks import GlueTask, get_task
+from distilflow.tracking import (
+    LINEAGE_FILE,
+    dvc_directory_md5,
+    dvc_lock_data_hash,
+    git_commit,
+    params_hash,
+    read_lineage,
+    stage_run,
+    write_json,
+)
+
+SECTIONS = ("register",)
+MODEL_HASH_TAG = "distilflow.model_md5"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
+
+
+def model_hash(folder: Path) -> str:
+    """DVC's md5 of the model folder without lineage.json: it names MLflow runs, not weights."""
+    return dvc_directory_md5(folder, exclude=frozenset({LINEAGE_FILE}))
+
+
+def registered_version(client: Any, name: str, model_md5: str) -> Any | None:
+    """The newest version of NAME built from these exact files, or None (so a rerun does not register a copy)."""
+    matches = [version for version in all_versions(client, name) if version.tags.get(MODEL_HASH_TAG) == model_md5]
+    return max(matches, key=lambda version: int(version.version)) if matches else None
+
+
+def version_tags(
+    task: GlueTask,
+    role: str,
+    metrics: dict[str, Any],
+    params: Params,
+    paths: Paths,
+    choice: ServingChoice | None,
+    baseline: float,
+) -> dict[str, str]:
+    fp32_metric = float(metrics.get(task.primary_metric, math.nan))
+    served = choice.export if choice else "none"
+    tags = {
+        "git_commit": git_commit(paths.root),
+        DATA_TAG: dvc_lock_data_hash(paths.root),
+        "params_hash": params_hash(params),
+        "distilflow.task": task.name,
+        "distilflow.role": role,
+        METRIC_NAME_TAG: task.primary_metric,
+        METRIC_TAG: str(fp32_metric),
+        LATENCY_TAG: str(metrics.get("latency_p95_ms", math.nan)),
+        BASELINE_TAG: str(baseline),
+        "distilflow.serving_backend": choice.backend if choice else "torch",
+        "distilflow.serving_export": served,
+        SERVED_ARTIFACT_TAG: "fp32" if served == "none" else served,
+        SERVED_METRIC_TAG: str(choice.served_metric(fp32_metric) if choice else fp32_metric),
+    }
+    if choice and served in choice.agreement:
+        tags[AGREEMENT_TAG] = f"{choice.agreement[served]:.6f}"
+    return tags
+
+
+def log_and_register(
+    role: str,
+    folder: Path,
+    params: Params,
+    paths: Paths,
+    metrics: dict[str, Any],
+    lineage: dict[str, str],
+    choice: ServingChoice | None,
+    workdir: Path,
+    baseline: float,
+) -> tuple[Any, bool]:
+    """The version for these weights (registered now, or found): (version, registered_now)."""
+    import mlflow
+
+    task = get_task(params.task)
+    name = model_name(task.name, role)
+    client = mlflow.MlflowClient()
+    model_md5 = model_hash(folder)
+    existing = registered_version(client, name, model_md5)
+    if existing is not None:
+        print(f"{name}: these weights are already registered as v{existing.version} (md5 {model_md5[:12]})")
+        return existing, False
+    backend: Backend = choice.backend if choice else "torch"
+    config = serving_config(
+        task, params, backend, choice.weights_file if choice else None, choice.export if choice else "none"
+    )
+    # The folder's name is what the logged model shows under artifacts/: keep it "model", one folder per role.
+    packaged = package(folder, config, workdir / role / MODEL_ARTIFACT, choice.export_file if choice else None)
+    info = mlflow.pyfunc.log_model(
+        name=role,
+        python_model=str(MODEL_CODE),  # models from code: no pickled class in the artifact
+        artifacts={MODEL_ARTIFACT: str(packaged)},
+        signature=signature(task),
+        input_example=example_input(task),
+        pip_requirements=pip_requirements(backend),
+        code_paths=[str(Path(__file__).resolve().parent)],
+    )
+    card = model_card(task, role, metrics, params, paths, config, choice)
+    mlflow.log_text(card, f"{role}_model_card.md")
+    tags = version_tags(task, role, metrics, params, paths, choice, baseline)
+    tags.update({MODEL_HASH_TAG: model_md5, **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()}})
+    # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
+    version = mlflow.register_model(info.model_uri, name, tags=tags)
+    client.update_model_version(name, version.version, description=card + lineage_section(client, lineage, paths.root))
+    return version, True
+
+
+def gate_and_promote(
+    client: Any, name: str, version: Any, registered_now: bool, params: Params, root: Path, how: str
+) -> tuple[Decision, bool]:
+    """Gate a newly registered version and promote it compare-and-set; an old version is left as it is."""
+    settings = params.register_
+    with registry_lock(root):
+        demoted = mark_manual_moves(client, name)
+        if not registered_now:
+            champion = current_champion(client, name)
+            decision = Decision(promote=False, champion_version=str(champion.version) if champion else None)
+            decision.reasons.append(
+                f"v{version.version} was registered before with these weights (gate: "
+                f"{version.tags.get(GATE_TAG, '-')}); not gated or promoted again, so a person's rollback or alias "
+                "move stands"
+            )
+            return decision, False
+        decision = gate_version(client, name, version.version, settings.promotion)
+        if demoted:
+            decision.reasons.append(f"note: a person moved @champion away from v{demoted}; it is marked rolled back")
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+        record_decision(client, name, version.version, decision)
+        promoted = decision.promote and settings.promote
+        if promoted:
+            promote(client, name, version.version, expected=decision.champion_version, how=how)
+        elif decision.promote:
+            decision.reasons.append("register.promote is false: champion left where it was")
+    return decision, promoted
+
+
+def outcome(
+    task: GlueTask, metrics: dict[str, Any], version: Any, decision: Decision, promoted: bool, choice: ServingChoice
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """metrics/register.json and reports/promotion.json: the decision with the baseline beside the metric."""
+    fp32_metric = float(metrics[task.primary_metric])
+    summary = {
+        "student_version": int(version.version),
+        "promoted": int(promoted),
+        f"student_{task.primary_metric}": fp32_metric,
+    }
+    if decision.baseline_metric is not None and not math.isnan(decision.baseline_metric):
+        summary[f"baseline_{task.primary_metric}"] = decision.baseline_metric
+    report = {
+        "model": model_name(task.name, "student"),
+        "version": str(version.version),
+        **decision.as_dict(),
+        "served_metric": choice.served_metric(fp32_metric),
+        "promoted": promoted,
+        "serving": choice.as_dict(),
+    }
+    return summary, report
+
+
+def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, Any]:
+    """Register, gate, promote. ``write_outputs=False`` leaves metrics/ and reports/ (git-versioned) untouched."""
+    import mlflow
+
+    task = get_task(params.task)
+    evaluations = {role: json.loads(paths.metrics_file(f"eval_{role}").read_text()) for role in ("teacher", "student")}
+    roles = ("teacher", "student") if params.register_.register_teacher else ("student",)
+    with stage_run("register", params, paths, SECTIONS) as tracked, tempfile.TemporaryDirectory() as tmp:
+        client = mlflow.MlflowClient()
+        dev = dev_scoring.load_dev(task, paths.validated_dir)
+        baseline, baseline_model = dev_scoring.baseline_metric(task, dev) if dev is not None else (math.nan, "-")
+        choice = choose_serving(params, paths, task, Path(tmp), dev)
+        versions, lineages, new = {}, {}, {}
+        for role in roles:
+            lineages[role] = {**read_lineage(paths.reports_dir / f"eval_{role}"), "register": tracked.run_id}
+            folder = paths.teacher_dir if role == "teacher" else paths.student_dir
+            student = role == "student"
+            versions[role], new[role] = log_and_register(
+                role,
+                folder,
+                params,
+                paths,
+                evaluations[role],
+                lineages[role],
+                choice if student else None,
+                Path(tmp),
+                baseline,
+            )
+        # The register run's description (rendered as markdown in the MLflow UI) links each model's lineage.
+        client.set_tag(
+            tracked.run_id,
+            "mlflow.note.content",
+            "\n".join(
+                f"## {model_name(task.name, role)} v{versions[role].version}\n"
+                + lineage_section(client, lineages[role], paths.root)
+                for role in roles
+            ),
+        )
+        name, student_version = model_name(task.name, "student"), versions["student"]
+        how = f"gate in register run {tracked.run_id}"
+        decision, promoted = gate_and_promote(client, name, student_version, new["student"], params, paths.root, how)
+        summary, report = outcome(task, evaluations["student"], student_version, decision, promoted, choice)
+        report.update(baseline_model=baseline_model, run_id=tracked.run_id)
+        if write_outputs:
+            write_json(paths.metrics_file("register"), summary)
+            write_json(paths.reports_dir / "promotion.json", report)
+        tracked.log_dict(report, "promotion.json")
+        tracked.log_metrics({key: value for key, value in summary.items() if not math.isnan(value)})
+    verdict = "PROMOTED " if promoted else "NOT PROMOTED "
+    print(verdict + f"{name} v{student_version.version}: " + "; ".join(decision.reasons))
+    print("serving: " + "; ".join(choice.reasons))
+    if promoted:
+        print(restart_hint(name))
+    return {"metrics": summary, "decision": report}
+
+
+def sync(params: Params, paths: Paths) -> dict[str, Any] | None:
+    """Register the student in this clone's store if it does not hold it yet; None if it does.
+
+    ``dvc pull`` restores models/ and the stage results without running the register stage, so a fresh clone's
+    own MLflow store (mlruns.db) starts empty; this fills it without touching the git-versioned results.
+    """
+    import mlflow
+
+    from distilflow.tracking import configure_mlflow
+
+    if not (paths.student_dir.is_dir() and paths.metrics_file("eval_student").is_file()):
+        raise FileNotFoundError(f"no student at {paths.student_dir} (run `dvc repro` or `dvc pull` first)")
+    configure_mlflow(params, paths)
+    name = model_name(params.task, "student")
+    existing = registered_version(mlflow.MlflowClient(), name, model_hash(paths.student_dir))
+    if existing is not None:
+        print(f"{name}: this store already holds models/student as v{existing.version}")
+        return None
+    return register(params, paths, write_outputs=False)

@@ -1,0 +1,251 @@
+"""The journeys of issue #18 against a real sqlite MLflow store: a champion that people can trust.
+
+A constant model never passes; a store error is an error; small drops cannot add up; a person's rollback or alias
+move stands; promotion is compare-and-set; an export that disagrees with fp32 is never served.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from distilflow.cli import app
+from distilflow.gate import gate_version
+from distilflow.registry import (
+    CHAMPION,
+    GATE_TAG,
+    ROLLED_BACK_TAG,
+    SERVED_ARTIFACT_TAG,
+    SERVED_METRIC_TAG,
+    ChampionChanged,
+    RegistryUnavailable,
+    current_champion,
+    promote,
+)
+from distilflow.stages import register
+from distilflow.tasks import get_task
+from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_dev
+
+__all__ = ["empty_store"]  # a fixture, imported for pytest to find
+SST2 = get_task("sst2")
+STUDENT = "distilflow-sst2-student"
+
+
+def champion_of(client: MlflowClient, name: str = STUDENT) -> str:
+    return str(client.get_model_version_by_alias(name, CHAMPION).version)
+
+
+def snapshot(client: MlflowClient, name: str = STUDENT) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    aliases = {alias: str(v) for alias, v in client.get_registered_model(name).aliases.items()}
+    tags = {str(v.version): dict(v.tags) for v in client.search_model_versions(f"name='{name}'")}
+    return aliases, tags
+
+
+def test_constant_prediction_candidate_on_a_pair_task_is_refused_naming_the_baseline(
+    tmp_path: Path, empty_store: Path
+) -> None:
+    mrpc = get_task("mrpc")
+    params, paths = project(
+        tmp_path / "p",
+        task="mrpc",
+        store=empty_store,
+        overrides={"register": {"promotion": {"min_metric": 0.75, "baseline_margin": 0.02}}},
+    )
+    client = client_for(paths)
+    write_dev(paths, mrpc, rows=100, majority_share=0.68)  # about MRPC dev's share of paraphrases (0.684)
+    # F1 0.812 is what always answering "paraphrase" scores here: above the 0.75 floor, so only the baseline stops it.
+    set_student(paths, mrpc, 0.812, seed=1)
+    report = register.run(params, paths)["decision"]
+    assert not report["promoted"]
+    assert report["baseline_metric"] == pytest.approx(2 * 0.68 / 1.68, abs=1e-9)
+    assert "always answer '1'" in report["baseline_model"]
+    expected = "0.8120 < trivial baseline 0.8095 + margin 0.0200"
+    assert any(expected in reason for reason in report["reasons"]), report["reasons"]
+    assert current_champion(client, "distilflow-mrpc-student") is None
+    set_student(paths, mrpc, 0.86, seed=2)
+    assert register.run(params, paths)["decision"]["promoted"]
+    assert champion_of(client, "distilflow-mrpc-student") == "2"
+
+
+def test_three_small_drops_cannot_walk_the_champion_down(tmp_path: Path, empty_store: Path) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client = client_for(paths)
+    for seed, metric in ((1, 0.800), (2, 0.791), (3, 0.782)):
+        set_student(paths, SST2, metric, seed=seed)
+        register.run(params, paths)
+    assert champion_of(client) == "2"  # 0.791 was within 0.01 of 0.800
+    refused = client.get_model_version(STUDENT, "3")
+    assert refused.tags[GATE_TAG] == "refused"
+    assert "0.7820 < best champion ever v1 0.8000 − tolerance 0.0100" in refused.tags["distilflow.gate_reasons"]
+
+
+def test_a_rollback_and_a_manual_alias_move_survive_a_rerun_of_register(tmp_path: Path, empty_store: Path) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client = client_for(paths)
+    runner = CliRunner()
+    set_student(paths, SST2, 0.80, seed=1)
+    register.run(params, paths)
+    set_student(paths, SST2, 0.85, seed=2)
+    register.run(params, paths)
+    assert champion_of(client) == "2"
+    result = runner.invoke(app, ["rollback", "--root", str(paths.root)])
+    assert result.exit_code == 0 and "restart it" in result.output
+    # What `dvc repro -f -s register` runs, on the same weights: the rolled-back v2 stays rolled back.
+    rerun = runner.invoke(app, ["stage", "register", "--root", str(paths.root)])
+    assert rerun.exit_code == 0, rerun.output
+    assert champion_of(client) == "1"
+    assert "registered before with these weights" in rerun.output
+    assert len(client.search_model_versions(f"name='{STUDENT}'")) == 2
+    # By hand, without --force, the gate names the rollback; with --force it comes back and loses the mark.
+    refused = runner.invoke(app, ["promote", "2", "--root", str(paths.root)])
+    assert refused.exit_code == 1 and "was rolled back" in refused.output and champion_of(client) == "1"
+    forced = runner.invoke(app, ["promote", "2", "--force", "--root", str(paths.root)])
+    assert forced.exit_code == 0, forced.output
+    assert champion_of(client) == "2" and ROLLED_BACK_TAG not in client.get_model_version(STUDENT, "2").tags
+
+    # A person moves @champion back to v1 in the MLflow UI (one alias call, no distilflow involved).
+    client.set_registered_model_alias(STUDENT, CHAMPION, "1")
+    rerun = runner.invoke(app, ["stage", "register", "--root", str(paths.root)])
+    assert rerun.exit_code == 0, rerun.output
+    assert champion_of(client) == "1"
+    assert "a person moved @champion" in client.get_model_version(STUDENT, "2").tags[ROLLED_BACK_TAG]
+    # A genuinely new and better candidate may still be promoted; v2 is not the bar any more.
+    set_student(paths, SST2, 0.84, seed=3)
+    assert register.run(params, paths)["decision"]["promoted"] and champion_of(client) == "3"
+
+
+def test_racing_promotions_one_wins_the_other_fails_with_a_message(tmp_path: Path, empty_store: Path) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store, overrides={"register": {"promote": False}})
+    client = client_for(paths)
+    for seed, metric in ((1, 0.80), (2, 0.82), (3, 0.83)):
+        set_student(paths, SST2, metric, seed=seed)
+        register.run(params, paths)
+    assert current_champion(client, STUDENT) is None
+    rules = params.register_.promotion
+    late = gate_version(client, STUDENT, "3", rules)  # this promotion read "no champion"...
+    assert late.promote and late.champion_version is None
+    won = CliRunner().invoke(app, ["promote", "2", "--root", str(paths.root)])  # ...and this one moved first
+    assert won.exit_code == 0, won.output
+    with pytest.raises(ChampionChanged, match="it was unset, it is now v2"):
+        promote(client, STUDENT, "3", expected=late.champion_version)
+    assert champion_of(client) == "2"
+    assert "distilflow.promoted" not in client.get_model_version(STUDENT, "3").tags
+
+
+def test_a_locked_store_fails_the_stage_and_changes_no_alias_or_tag(tmp_path: Path, empty_store: Path) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client = client_for(paths)
+    set_student(paths, SST2, 0.80, seed=1)
+    register.run(params, paths)
+    before = snapshot(client)
+    set_student(paths, SST2, 0.90, seed=2)
+    holder = sqlite3.connect(paths.mlflow_db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holding the store, as sqlite's "database is locked" means
+    try:
+        with pytest.raises(Exception, match="database is locked"):
+            register.run(params, paths)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert snapshot(client) == before
+
+
+def test_an_unreachable_registry_is_an_error_not_no_champion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    unreachable = MlflowClient(tracking_uri="http://127.0.0.1:9", registry_uri="http://127.0.0.1:9")
+    with pytest.raises(RegistryUnavailable, match="no alias or tag was changed"):
+        current_champion(unreachable, STUDENT)
+
+
+def test_an_export_that_disagrees_with_fp32_is_never_served(tmp_path: Path, empty_store: Path) -> None:
+    import torch
+
+    from distilflow.export import export_onnx
+    from distilflow.modeling import load_classifier
+
+    params, paths = project(tmp_path / "p", overrides={"register": {"serving": {"export": "auto"}}}, store=empty_store)
+    client = client_for(paths)
+    set_student(paths, SST2, 0.8)
+    # An ONNX file whose classifier is negated: it answers the opposite of fp32 on every example where the two
+    # logits differ, while the distill stage's summary (wrongly) says it agrees.
+    model = load_classifier(paths.student_dir)
+    with torch.no_grad():
+        model.classifier.weight.neg_()
+        model.classifier.bias.neg_()
+    export_onnx(model, paths.student_dir / "export" / "onnx" / "model.onnx")
+    summary = {"onnx": {"agrees": True, "metric": "accuracy", "accuracy": 0.8, "fp32_accuracy": 0.8}}
+    (paths.student_dir / "export" / "summary.json").write_text(json.dumps(summary))
+    report = register.run(params, paths)["decision"]
+    serving = report["serving"]
+    assert serving["export"] == "none", serving
+    assert serving["dev_agreement_with_fp32"]["onnx"] < 0.995
+    assert any("onnx: agrees with fp32 on" in reason and "not served" in reason for reason in serving["reasons"])
+    tags = client.get_model_version(STUDENT, "1").tags
+    assert tags[SERVED_ARTIFACT_TAG] == "fp32" and float(tags[SERVED_METRIC_TAG]) == pytest.approx(0.8)
+    assert mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion").metadata is not None
+
+
+FRESH_PROCESS = """
+import json, sys
+assert not any(name == "distilflow" or name.startswith("distilflow.") for name in sys.modules)
+import mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+import distilflow
+out = model.predict(["a gripping , beautifully acted film ."])
+print(json.dumps({"distilflow": distilflow.__file__, "columns": list(out.columns), "label": str(out["label"][0])}))
+"""
+
+
+def test_champion_is_a_model_from_code_that_loads_in_a_fresh_process(tmp_path: Path, empty_store: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests import conftest
+
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client_for(paths)
+    set_student(paths, SST2, 0.8)
+    register.run(params, paths)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{STUDENT}@champion", dst_path=str(tmp_path / "dl")))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    assert mlmodel["flavors"]["python_function"]["model_code_path"].endswith("pyfunc_model.py")
+    assert not list(local.rglob("*.pkl")), "no pickled Python object in the artifact"
+    assert [spec["type"] for spec in json.loads(mlmodel["signature"]["inputs"])] == ["any"]  # unchanged
+    env = {**conftest.test_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{paths.mlflow_db}"}
+    env.pop("PYTHONPATH", None)  # nothing of this checkout on the path: the code comes from the model
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, f"models:/{STUDENT}@champion"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["columns"] == ["label", "score", "truncated"] and answer["label"] in {"0", "1"}
+    assert "/code/distilflow/" in answer["distilflow"], answer  # the model's own copy, not an installed one
+
+
+def test_a_champion_scored_on_another_data_version_is_not_compared_but_refused(
+    tmp_path: Path, empty_store: Path
+) -> None:
+    params, paths = project(tmp_path / "p", store=empty_store)
+    client = client_for(paths)
+    set_student(paths, SST2, 0.80, seed=1)
+    register.run(params, paths)
+    client.set_model_version_tag(STUDENT, "1", "dvc_data_md5", "0123456789abcdef.dir")  # v1 saw other dev data
+    set_student(paths, SST2, 0.95, seed=2)
+    report = register.run(params, paths)["decision"]
+    assert not report["promoted"] and champion_of(client) == "1"
+    assert any("scored on another data version" in reason and "--force" in reason for reason in report["reasons"])
