@@ -9,6 +9,8 @@ PyTorch remains the path on CUDA (the CPU build of ONNX Runtime does not apply t
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -50,6 +52,24 @@ def export_teacher(model: Any, folder: Path) -> Path:
     """The teacher as an optimized ONNX graph (inputs as in distilflow.export.INPUT_NAMES, output logits)."""
     raw = export_onnx(model.cpu().eval(), folder / "teacher.onnx")
     return optimize_for_cpu(raw, folder / "teacher-optimized.onnx", model)
+
+
+def cached_teacher_session(model: Any, folder: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime session of the teacher exported into ``folder`` once; later calls reuse the file.
+
+    The export goes to a sibling folder that is renamed into place, so a process starting meanwhile never
+    loads half a graph.
+    """
+    graph = folder / "teacher-optimized.onnx"
+    if not graph.is_file():
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_teacher(model, tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process got there first: use its export
+            shutil.rmtree(tmp, ignore_errors=True)
+    return onnx_session(graph, threads)
 
 
 def onnx_logits(session: Any, dataset: Dataset, batch_size: int, pad_id: int) -> np.ndarray:
