@@ -18,6 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# Before torch loads OpenMP, as bench/finetune.py: on a shared CPU, spinning threads burn a descheduled peer's slice.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 import torch
 
@@ -46,6 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="as augment.teacher_batch_size")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--spin", action=argparse.BooleanOptionalAction, default=False, help="ONNX Runtime threads spin when idle"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "teacher-labelling-sst2.json")
     return parser.parse_args(argv)
 
@@ -75,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        session = onnx_session(export_teacher(model, Path(tmp)))
+        session = onnx_session(export_teacher(model, Path(tmp)), spin=args.spin)
         result["export_seconds"] = time.perf_counter() - started
         onnx_logits(session, rows.select(range(args.batch_size)), args.batch_size, pad_id)  # warm-up
         predict_logits(model, rows.select(range(args.batch_size)), args.batch_size, pad_id)

@@ -69,7 +69,7 @@ def cached_teacher_session(model: Any, folder: Path, threads: int | None = None)
             tmp.rename(folder)
         except OSError:  # another process got there first: use its export
             shutil.rmtree(tmp, ignore_errors=True)
-    return onnx_session(graph, threads)
+    return onnx_session(graph, threads, spin=False)
 
 
 def onnx_logits(session: Any, dataset: Dataset, batch_size: int, pad_id: int) -> np.ndarray:
@@ -132,7 +132,7 @@ def teacher_logits(
     with tempfile.TemporaryDirectory(prefix="teacher-onnx-") as tmp:
         folder = workdir or Path(tmp)
         started = time.perf_counter()
-        session = onnx_session(export_teacher(model, folder))
+        session = onnx_session(export_teacher(model, folder), spin=False)
         stats: dict[str, Any] = {"teacher_export_seconds": time.perf_counter() - started}
         stats.update(compare_on_sample(model, session, dataset, batch_size, pad_id, check_rows, seed))
         stats["teacher_logit_tolerance"] = LOGIT_TOLERANCE
