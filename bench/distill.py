@@ -65,6 +65,13 @@ from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.pretrain import pretrain_student
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
+from distilflow.teacher_onnx import (
+    LOGIT_TOLERANCE,
+    cached_teacher_session,
+    compare_on_sample,
+    onnx_logits,
+    onnx_runtime_available,
+)
 from distilflow.training import logits_to_predictions, predict_logits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,6 +143,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--throughput-rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads (default: torch's)")
     parser.add_argument(
+        "--teacher-backend",
+        choices=("auto", "torch"),
+        default="auto",
+        help="transfer-set labelling: auto = ONNX Runtime on CPU (as the augment stage), torch = eager PyTorch",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=2,
@@ -174,6 +187,33 @@ def file_digest(folder: Path) -> str:
 CHUNK = 2048
 
 
+def onnx_folder() -> Path:
+    return ARGS.cache / f"teacher-onnx-{file_digest(ARGS.teacher)}"
+
+
+SESSION: list[Any] = []  # this process's ONNX Runtime session of the teacher, made on first use
+
+
+def label(teacher: Any, rows: Dataset, pad_id: int) -> np.ndarray:
+    """The augment stage's path (distilflow.teacher_onnx): ONNX Runtime on CPU, eager PyTorch otherwise."""
+    if ARGS.teacher_backend == "torch" or torch.cuda.is_available() or not onnx_runtime_available():
+        return predict_logits(teacher, rows, 128, pad_id)
+    if not SESSION:
+        SESSION.append(cached_teacher_session(teacher, onnx_folder()))
+    return onnx_logits(SESSION[0], rows, 128, pad_id)
+
+
+def check_onnx_labels(teacher: Any, rows: Dataset, pad_id: int, seed: int) -> dict[str, Any]:
+    """Agreement with eager PyTorch and the speedup, on a random sample of the transfer set (as the stage does)."""
+    if ARGS.teacher_backend == "torch" or torch.cuda.is_available() or not onnx_runtime_available():
+        return {"teacher_backend": "torch"}
+    session = cached_teacher_session(teacher, onnx_folder())
+    stats = compare_on_sample(teacher, session, rows, 128, pad_id, rows=1024, seed=seed)
+    if stats["teacher_max_logit_difference"] > LOGIT_TOLERANCE:
+        raise SystemExit(f"ONNX teacher logits differ from eager by {stats['teacher_max_logit_difference']:.2g}")
+    return {**stats, "teacher_backend": "onnx", "teacher_logit_tolerance": LOGIT_TOLERANCE}
+
+
 def label_chunks(
     teacher: Any,
     rows: Dataset,
@@ -191,7 +231,7 @@ def label_chunks(
         if index % shards != shard or file.is_file() or index not in needed:
             continue
         started = time.perf_counter()
-        logits = predict_logits(teacher, rows.select(range(start, min(start + chunk, len(rows)))), 128, pad_id)
+        logits = label(teacher, rows.select(range(start, min(start + chunk, len(rows)))), pad_id)
         np.save(file.with_suffix(".tmp.npy"), logits)
         file.with_suffix(".tmp.npy").rename(file)
         log(
@@ -239,6 +279,7 @@ def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: P
     if ARGS.part == "label":
         label_chunks(teacher, rows, pad_id, folder, ARGS.shard, ARGS.workers, needed)
         raise SystemExit(0)
+    label(teacher, rows.select(range(min(8, len(rows)))), pad_id)  # export once, before the helpers start
     helpers = [child("label", "--shard", str(k)) for k in range(1, ARGS.workers)]
     label_chunks(teacher, rows, pad_id, folder, 0, ARGS.workers, needed)
     if any(helper.wait() != 0 for helper in helpers):
@@ -278,6 +319,7 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
     keep = np.concatenate([np.arange(kept_originals), np.arange(len(originals), len(rows))])
     logits = teacher_logits_resumable(teacher, rows, tokenizer.pad_token_id, folder / "logits", keep)
     teacher_seconds = time.perf_counter() - started
+    labelling = check_onnx_labels(teacher, rows.select(keep.tolist()), tokenizer.pad_token_id, params.seed)
     rows = rows.select(keep)
     originals = originals.select(range(kept_originals))
     augmented = np.asarray(rows["augmented"])
@@ -291,6 +333,7 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
         "transfer_rows": len(rows),
         "augment_seconds": augment_seconds,
         "teacher_seconds_this_run": teacher_seconds,
+        **labelling,
         "teacher_train_accuracy": float(
             (logits[: len(originals)].argmax(-1) == np.asarray(originals["labels"])).mean()
         ),

@@ -6,9 +6,12 @@ Two parts, one process, so the speed ratio is measured under the same machine lo
    The fine-tuned teacher is saved to bench/cache/teacher-sst2/ (save_pretrained + tokenizer) for the
    distillation benchmark. Checkpoints go to bench/cache/, so a killed benchmark resumes where it was.
 2. Speed: the same model, epochs, batch size and learning rate on the first ``--subset`` training rows for one
-   epoch, through our loop and through ``transformers.Trainer`` with every example padded to ``--max-length``
-   (what run_glue.py does with pad_to_max_length). Ours runs before and after the Trainer and the two are
-   averaged, so a change of load during the Trainer run biases neither side.
+   epoch, through our loop and through ``transformers.Trainer`` twice: with every example padded to
+   ``--max-length`` (what run_glue.py does with pad_to_max_length), and as a careful user would configure it,
+   with ``DataCollatorWithPadding`` and ``train_sampling_strategy="group_by_length"``. Every configuration
+   (the Trainer's and each of our loop's speed levers, ``--levers``) runs ``--rounds`` times, interleaved
+   (A B C A B C ...), so a change of machine load biases none of them; rates are averaged over rounds.
+   The padded Trainer is slow (every step at 128 tokens), so it runs once, on the first ``--padded-subset`` rows.
 
     make bench-finetune        # or: python bench/finetune.py --help
 """
@@ -16,10 +19,10 @@ Two parts, one process, so the speed ratio is measured under the same machine lo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -39,7 +42,7 @@ import torch
 import transformers
 from datasets import Dataset
 
-from distilflow.environment import hub_offline_by_default
+from distilflow.environment import hub_offline_by_default, machine_facts
 from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.scoring import dev_scorer
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
@@ -72,11 +75,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="all",
         help="all: the accuracy run in a child process while this one measures the speed ratio",
     )
+    parser.add_argument("--rounds", type=int, default=2, help="speed: interleaved rounds of every configuration")
+    parser.add_argument("--padded-subset", type=int, default=256, help="speed: rows for the max-length Trainer")
+    parser.add_argument(
+        "--levers",
+        default="ours",
+        help="speed: comma-separated configurations of our loop, from: " + ", ".join(LEVERS),
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--save-to", type=Path, default=ROOT / "bench" / "cache" / "teacher-sst2")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune-sst2.json")
     return parser.parse_args(argv)
+
+
+# Our loop's speed levers, each alone and combined: LoopSettings overrides, plus "threads" (torch.set_num_threads).
+LEVERS: dict[str, dict[str, Any]] = {
+    "ours": {},
+    "fused_adamw": {"optimizer": "fused"},
+    "loop_adamw": {"optimizer": "loop"},
+    "exact_length": {"exact_length_batches": True},
+    "no_full_mask": {"drop_full_mask": True},
+    "exact_length+no_full_mask": {"exact_length_batches": True, "drop_full_mask": True},
+    "lazy_loss": {"lazy_loss": True},
+    "one_thread": {"threads": 1},
+    "all": {"exact_length_batches": True, "drop_full_mask": True, "lazy_loss": True},
+    "all+one_thread": {"exact_length_batches": True, "drop_full_mask": True, "lazy_loss": True, "threads": 1},
+    "all+fused_adamw": {"exact_length_batches": True, "drop_full_mask": True, "lazy_loss": True, "optimizer": "fused"},
+}
 
 
 def read_split(folder: Path, split: str) -> pd.DataFrame:
@@ -126,9 +152,15 @@ def run_ours(
     checkpoint_dir: Path | None = None,
     checkpoint_every: int | None = None,
     on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
+    lever: str = "ours",
 ) -> tuple[torch.nn.Module, LoopResult]:
     score = dev_scorer(get_task("sst2"), dev, 256, pad_id)
-    settings = settings_for(args, epochs, eval_every, checkpoint_every)
+    overrides = dict(LEVERS[lever])
+    threads = overrides.pop("threads", None)
+    settings = dataclasses.replace(settings_for(args, epochs, eval_every, checkpoint_every), **overrides)
+    if threads is not None:
+        default_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
     model = fresh_model(args)
     best = [float("-inf")]
 
@@ -137,26 +169,27 @@ def run_ours(
             best[0] = point["dev_accuracy"]
             on_best(model, step, point["dev_accuracy"])
 
-    return train(
-        model,
-        train_set,
-        supervised_loss,
-        score,
-        settings,
-        pad_id,
-        regression=False,
-        checkpoint_dir=checkpoint_dir,
-        on_eval=on_eval,
-        description="distilflow",
-    )
+    try:
+        return train(
+            model,
+            train_set,
+            supervised_loss,
+            score,
+            settings,
+            pad_id,
+            regression=False,
+            checkpoint_dir=checkpoint_dir,
+            on_eval=on_eval,
+            description=f"distilflow {lever}",
+        )
+    finally:
+        if threads is not None:
+            torch.set_num_threads(default_threads)
 
 
-def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
-    """run_glue.py's recipe: pad every example to max_length, default collator, Trainer's own loop."""
-    encoded = tokenizer(frame["sentence"].tolist(), padding="max_length", truncation=True, max_length=args.max_length)
-    dataset = Dataset.from_dict({**encoded, "labels": frame[LABEL].tolist()})
-    steps = int(np.ceil(len(dataset) / args.batch_size))
-    training_args = transformers.TrainingArguments(
+def trainer_arguments(args: argparse.Namespace, rows: int, output_dir: Path, **extra: Any) -> Any:
+    steps = int(np.ceil(rows / args.batch_size))
+    return transformers.TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=1,
         per_device_train_batch_size=args.batch_size,
@@ -172,13 +205,47 @@ def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, o
         seed=args.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
+        **extra,
     )
+
+
+def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+    """run_glue.py's recipe: pad every example to max_length, default collator, Trainer's own loop."""
+    encoded = tokenizer(frame["sentence"].tolist(), padding="max_length", truncation=True, max_length=args.max_length)
+    dataset = Dataset.from_dict({**encoded, "labels": frame[LABEL].tolist()})
+    training_args = trainer_arguments(args, len(dataset), output_dir)
     trainer = transformers.Trainer(model=fresh_model(args), args=training_args, train_dataset=dataset)
     metrics = trainer.train().metrics
     return {
         "samples_per_s": float(metrics["train_samples_per_second"]),
         "seconds": float(metrics["train_runtime"]),
         "tokens_per_example": float(args.max_length),
+    }
+
+
+def run_trainer_dynamic(args: argparse.Namespace, rows: Dataset, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+    """The Trainer as a careful user sets it up: the same token ids as ours, padded per batch, length-grouped."""
+    dataset = Dataset.from_dict(
+        {
+            "input_ids": rows["input_ids"],
+            "token_type_ids": rows["token_type_ids"],
+            "attention_mask": [[1] * n for n in rows["length"]],
+            "labels": rows["labels"],
+            "length": rows["length"],
+        }
+    )
+    training_args = trainer_arguments(args, len(dataset), output_dir, train_sampling_strategy="group_by_length")
+    trainer = transformers.Trainer(
+        model=fresh_model(args),
+        args=training_args,
+        train_dataset=dataset,
+        data_collator=transformers.DataCollatorWithPadding(tokenizer),
+    )
+    metrics = trainer.train().metrics
+    return {
+        "samples_per_s": float(metrics["train_samples_per_second"]),
+        "seconds": float(metrics["train_runtime"]),
+        "tokens_per_example": float(np.mean(rows["length"])),
     }
 
 
@@ -198,6 +265,64 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def speed_comparison(
+    args: argparse.Namespace, train_frame: pd.DataFrame, train_set: Dataset, dev: Dataset, tokenizer: Any
+) -> dict[str, Any]:
+    """Every configuration ``--rounds`` times, interleaved; the max-length Trainer once, on fewer rows."""
+    subset = train_set.select(range(min(args.subset, len(train_set))))
+    pad_id = tokenizer.pad_token_id
+    no_eval = 10**9  # one evaluation, at the last step, outside the timed training
+    levers = [name.strip() for name in args.levers.split(",") if name.strip()]
+    unknown = set(levers) - set(LEVERS)
+    if unknown or "ours" not in levers:
+        raise SystemExit(f"--levers must include 'ours' and name only {', '.join(LEVERS)}; unknown: {unknown}")
+    rates: dict[str, list[float]] = {name: [] for name in [*levers, "trainer_dynamic"]}
+    accuracy: dict[str, list[float]] = {name: [] for name in levers}
+    # Warm-up, not recorded: the first run in a process pays one-time costs (allocator, kernel selection).
+    run_ours(args, subset.select(range(min(64, len(subset)))), dev.select(range(32)), 1.0, no_eval, pad_id)
+    for _ in range(args.rounds):
+        for name in rates:
+            if name == "trainer_dynamic":
+                cache = ROOT / "bench" / "cache" / "trainer-dynamic"
+                rates[name].append(run_trainer_dynamic(args, subset, tokenizer, cache)["samples_per_s"])
+            else:
+                _, ours = run_ours(args, subset, dev, 1.0, no_eval, pad_id, lever=name)
+                rates[name].append(ours.samples_per_s)
+                accuracy[name].append(ours.best_metric)
+            print(f"speed: {name} {rates[name][-1]:.1f} samples/s", flush=True)
+    padded_rows = train_frame.iloc[: args.padded_subset]
+    trainer = run_trainer(args, padded_rows, tokenizer, ROOT / "bench" / "cache" / "trainer")
+    mean = {name: float(np.mean(values)) for name, values in rates.items()}
+    best = max(levers, key=lambda name: mean[name])
+    dynamic = mean["trainer_dynamic"]
+    return {
+        "subset_rows": len(subset),
+        "subset_samples_per_s": mean["ours"],
+        "subset_samples_per_s_runs": rates["ours"],
+        "subset_dev_accuracy": accuracy["ours"],
+        "trainer_samples_per_s": trainer["samples_per_s"],
+        "trainer_seconds": trainer["seconds"],
+        "trainer_rows": len(padded_rows),
+        "speedup_vs_trainer": mean["ours"] / trainer["samples_per_s"],
+        "trainer_dynamic_samples_per_s": dynamic,
+        "trainer_dynamic_samples_per_s_runs": rates["trainer_dynamic"],
+        "speedup_vs_trainer_dynamic": mean["ours"] / dynamic,
+        "best_lever": best,
+        "best_lever_speedup_vs_trainer_dynamic": mean[best] / dynamic,
+        "ablation": {
+            name: {
+                "settings": LEVERS[name],
+                "samples_per_s_runs": rates[name],
+                "samples_per_s": mean[name],
+                "vs_ours": mean[name] / mean["ours"],
+                "vs_trainer_dynamic": mean[name] / dynamic,
+                "dev_accuracy_after_one_epoch": accuracy[name],
+            }
+            for name in levers
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     hub_offline_by_default()
@@ -214,9 +339,8 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "command": command.strip(),
         "machine": {
-            "cpus": os.cpu_count(),
+            **machine_facts(),
             "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
             "load_average_at_start": list(os.getloadavg()),
             "cuda": torch.cuda.is_available(),
         },
@@ -285,26 +409,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"accuracy run: dev accuracy {full.best_metric:.4f}, {full.samples_per_s:.1f} samples/s", flush=True)
 
     if args.part in ("all", "speed"):
-        subset_frame = train_frame.iloc[: args.subset]
-        subset = train_set.select(range(min(args.subset, len(train_set))))
-        no_eval = 10**9  # one evaluation, at the last step, outside the timed training
-        _, ours_before = run_ours(args, subset, dev, 1.0, no_eval, pad_id)
-        trainer = run_trainer(args, subset_frame, tokenizer, ROOT / "bench" / "cache" / "trainer")
-        _, ours_after = run_ours(args, subset, dev, 1.0, no_eval, pad_id)
-        ours_rate = (ours_before.samples_per_s + ours_after.samples_per_s) / 2
-        result.update(
-            {
-                "subset_rows": len(subset),
-                "subset_samples_per_s": ours_rate,
-                "subset_samples_per_s_runs": [ours_before.samples_per_s, ours_after.samples_per_s],
-                "subset_dev_accuracy": [ours_before.best_metric, ours_after.best_metric],
-                "trainer_samples_per_s": trainer["samples_per_s"],
-                "trainer_seconds": trainer["seconds"],
-                "speedup_vs_trainer": ours_rate / trainer["samples_per_s"],
-                "speed_measured_beside_accuracy_run": child is not None,
-            }
-        )
-        print(f"speed: ours {ours_rate:.1f} samples/s, Trainer {trainer['samples_per_s']:.1f} samples/s", flush=True)
+        result.update(speed_comparison(args, train_frame, train_set, dev, tokenizer))
+        result["speed_measured_beside_accuracy_run"] = child is not None
 
     if child is not None:
         if child.wait() != 0:
@@ -324,6 +430,10 @@ def main(argv: list[str] | None = None) -> None:
                     "samples_per_s",
                     "trainer_samples_per_s",
                     "speedup_vs_trainer",
+                    "trainer_dynamic_samples_per_s",
+                    "speedup_vs_trainer_dynamic",
+                    "best_lever",
+                    "best_lever_speedup_vs_trainer_dynamic",
                     "wall_s",
                 )
             },

@@ -17,7 +17,11 @@ BATCH_COLUMNS = ("input_ids", "token_type_ids", "labels", "teacher_logits")
 
 
 class LengthGroupedBatches:
-    """Shuffle, cut into mega-batches of ``batch_size * 50``, sort each by length, then cut into batches."""
+    """Shuffle, cut into mega-batches of ``batch_size * 50``, sort each by length, then cut into batches.
+
+    With ``exact=True`` the rows of each length are shuffled and cut into full batches of that length alone
+    (no padding at all); the leftovers of every length are pooled, sorted and cut like the rest.
+    """
 
     def __init__(
         self,
@@ -27,6 +31,7 @@ class LengthGroupedBatches:
         shuffle: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        exact: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -38,12 +43,32 @@ class LengthGroupedBatches:
         self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
+        self.exact = exact
+
+    def _exact_batches(self, generator: torch.Generator) -> list[list[int]]:
+        shuffled = torch.randperm(len(self.lengths), generator=generator)
+        ordered = shuffled[torch.argsort(self.lengths[shuffled], stable=True)]  # by length, shuffled within one
+        batches: list[list[int]] = []
+        leftovers: list[int] = []
+        _, counts = torch.unique_consecutive(self.lengths[ordered], return_counts=True)
+        for start, count in zip(torch.cumsum(counts, 0) - counts, counts.tolist(), strict=True):
+            rows = ordered[int(start) : int(start) + count].tolist()
+            full = count - count % self.batch_size
+            batches.extend(rows[i : i + self.batch_size] for i in range(0, full, self.batch_size))
+            leftovers.extend(rows[full:])  # stays sorted by length, since the lengths ascend
+        batches.extend(leftovers[i : i + self.batch_size] for i in range(0, len(leftovers), self.batch_size))
+        return batches
 
     def batches(self, epoch: int) -> list[list[int]]:
         count = len(self.lengths)
         if not self.shuffle:
             order = torch.argsort(self.lengths, stable=True).tolist()
             batches = [order[i : i + self.batch_size] for i in range(0, count, self.batch_size)]
+        elif self.exact:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            batches = self._exact_batches(generator)
+            batch_order = torch.randperm(len(batches), generator=generator).tolist()
+            batches = [batches[i] for i in batch_order]
         else:
             generator = torch.Generator().manual_seed(self.seed + epoch)
             shuffled = torch.randperm(count, generator=generator)
@@ -70,8 +95,14 @@ def pad_batch(rows: list[dict[str, Any]], pad_id: int, regression: bool) -> dict
     return pad_columns(columns, pad_id, regression)
 
 
-def pad_columns(columns: dict[str, list[Any]], pad_id: int, regression: bool) -> dict[str, torch.Tensor]:
-    """Like :func:`pad_batch`, from column lists: one numpy fill per row, tensors made once per batch."""
+def pad_columns(
+    columns: dict[str, list[Any]], pad_id: int, regression: bool, mask_if_full: bool = True
+) -> dict[str, torch.Tensor]:
+    """Like :func:`pad_batch`, from column lists: one numpy fill per row, tensors made once per batch.
+
+    ``mask_if_full=False`` leaves out the attention mask of a batch with no padding: an all-ones mask changes
+    nothing but still costs the model a mask to build and attention a masked kernel.
+    """
     ids = columns["input_ids"]
     types = columns.get("token_type_ids")
     width = max(len(row) for row in ids)
@@ -84,11 +115,9 @@ def pad_columns(columns: dict[str, list[Any]], pad_id: int, regression: bool) ->
         if types is not None:
             token_type_ids[i, :n] = types[i]
         attention_mask[i, :n] = 1
-    batch = {
-        "input_ids": torch.from_numpy(input_ids),
-        "token_type_ids": torch.from_numpy(token_type_ids),
-        "attention_mask": torch.from_numpy(attention_mask),
-    }
+    batch = {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids)}
+    if mask_if_full or any(len(row) != width for row in ids):
+        batch["attention_mask"] = torch.from_numpy(attention_mask)
     if "labels" in columns:
         batch["labels"] = torch.tensor(columns["labels"], dtype=torch.float if regression else torch.long)
     if "teacher_logits" in columns:  # distillation: the teacher's cached outputs ride along with the batch
@@ -117,12 +146,13 @@ class Columns:
 
 
 class Collator:
-    def __init__(self, pad_id: int, regression: bool) -> None:
+    def __init__(self, pad_id: int, regression: bool, mask_if_full: bool = True) -> None:
         self.pad_id = pad_id
         self.regression = regression
+        self.mask_if_full = mask_if_full
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return pad_batch(rows, self.pad_id, self.regression)
 
     def columns(self, columns: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
-        return pad_columns(columns, self.pad_id, self.regression)
+        return pad_columns(columns, self.pad_id, self.regression, self.mask_if_full)

@@ -166,6 +166,12 @@ class AugmentParams(Section):
     ngram_max: int = Field(6, ge=1)
     neighbours: int = Field(10, ge=1, description="candidates per word for replacement")
     teacher_batch_size: int = Field(128, ge=1, description="batch size when the teacher labels the transfer set")
+    teacher_backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="who runs the teacher: auto = ONNX Runtime on CPU when installed, PyTorch on CUDA"
+    )
+    teacher_check_rows: int = Field(
+        512, ge=1, description="ONNX path: rows labelled both ways to check agreement and time eager PyTorch"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AugmentParams:

@@ -114,13 +114,17 @@ def quantize_onnx(source: Path, target: Path) -> Path:
     return target
 
 
-def onnx_session(path: str | Path, threads: int | None = None) -> Any:
+def onnx_session(path: str | Path, threads: int | None = None, spin: bool = True) -> Any:
+    """``spin=False``: idle pool threads sleep instead of spinning, as OMP_WAIT_POLICY=PASSIVE does for torch;
+    on a shared, oversubscribed CPU a spinning thread burns the time slice a descheduled peer needs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # Same thread count as torch, so speed comparisons between formats are fair.
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -12,6 +12,7 @@ from distilflow.augment import Vocabulary, augment_rows, neighbour_table, rewrit
 from distilflow.config import AugmentParams, parse_params
 from distilflow.stages.augment import build_transfer_set
 from distilflow.stages.pretrain import mask_tokens
+from distilflow.teacher_onnx import LOGIT_TOLERANCE
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "movie", "film", "plot", "the", "a", "was", "is", "not"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ly", ",", "."]
@@ -140,19 +141,25 @@ def test_transfer_set_labels_rewrites_with_the_teacher(tokenizer: BertTokenizerF
             "length": [len(x) for x in encoded["input_ids"]],
         }
     )
-    params = parse_params({"augment": {"copies": 2, "min_words": 2, "neighbours": 2}})
-    transfer, stats = build_transfer_set(train, teacher, tokenizer, params)
-    assert stats["train_rows"] == 4 and stats["transfer_rows"] == len(transfer) == 4 + stats["augmented_rows"]
-    assert stats["augmented_rows"] == 6  # three rows with >= 2 words, two copies each
-    logits = np.asarray(transfer["teacher_logits"])
-    assert logits.shape == (len(transfer), 2)
-    augmented = np.asarray(transfer["augmented"])
-    labels = np.asarray(transfer["labels"])
-    assert labels[:4].tolist() == [1, 0, 1, 1], "original rows keep their gold labels"
-    assert (labels[augmented] == logits[augmented].argmax(-1)).all(), "rewrites carry the teacher's prediction"
-    with torch.inference_mode():
-        direct = teacher(input_ids=torch.tensor([transfer[0]["input_ids"]])).logits.numpy()
-    np.testing.assert_allclose(logits[0], direct[0], atol=1e-5)
+    for backend in ("torch", "onnx"):
+        params = parse_params({"augment": {"copies": 2, "min_words": 2, "neighbours": 2, "teacher_backend": backend}})
+        transfer, stats = build_transfer_set(train, teacher, tokenizer, params)
+        assert stats["teacher_backend"] == backend
+        assert stats["train_rows"] == 4 and stats["transfer_rows"] == len(transfer) == 4 + stats["augmented_rows"]
+        assert stats["augmented_rows"] == 6  # three rows with >= 2 words, two copies each
+        logits = np.asarray(transfer["teacher_logits"])
+        assert logits.shape == (len(transfer), 2)
+        augmented = np.asarray(transfer["augmented"])
+        labels = np.asarray(transfer["labels"])
+        assert labels[:4].tolist() == [1, 0, 1, 1], "original rows keep their gold labels"
+        assert (labels[augmented] == logits[augmented].argmax(-1)).all(), "rewrites carry the teacher's prediction"
+        with torch.inference_mode():
+            direct = teacher(input_ids=torch.tensor([transfer[0]["input_ids"]])).logits.numpy()
+        np.testing.assert_allclose(logits[0], direct[0], atol=1e-5 if backend == "torch" else LOGIT_TOLERANCE)
+    # The ONNX run checked every row (fewer than teacher_check_rows) against eager PyTorch and recorded it.
+    assert stats["teacher_check_rows"] == len(transfer)
+    assert stats["teacher_label_agreement"] == 1.0
+    assert stats["teacher_max_logit_difference"] < LOGIT_TOLERANCE
 
 
 def test_mlm_masking_follows_berts_80_10_10_rule() -> None:

@@ -23,8 +23,9 @@ from distilflow.config import Params
 from distilflow.modeling import load_classifier, load_tokenizer
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
+from distilflow.teacher_onnx import teacher_logits
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import logits_to_predictions, predict_logits
+from distilflow.training import logits_to_predictions
 
 SECTIONS = ("augment",)
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
@@ -60,8 +61,16 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
     augment_seconds = time.perf_counter() - started
     transfer = concatenate_datasets(parts)
     started = time.perf_counter()
-    logits = predict_logits(teacher, transfer, config.teacher_batch_size, tokenizer.pad_token_id)
-    teacher_seconds = time.perf_counter() - started
+    logits, labelling = teacher_logits(
+        teacher,
+        transfer,
+        config.teacher_batch_size,
+        tokenizer.pad_token_id,
+        backend=config.teacher_backend,
+        check_rows=config.teacher_check_rows,
+        seed=params.seed,
+    )
+    teacher_seconds = time.perf_counter() - started  # the ONNX export and the check sample included
     predictions = logits_to_predictions(logits, task.is_regression)
     augmented = np.asarray(transfer["augmented"], dtype=bool)
     labels = np.asarray(transfer["labels"])
@@ -76,6 +85,7 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
         "augment_seconds": augment_seconds,
         "teacher_seconds": teacher_seconds,
         "teacher_examples_per_s": len(transfer) / max(teacher_seconds, 1e-9),
+        **labelling,
     }
     if not task.is_regression:
         gold = np.asarray(train["labels"])

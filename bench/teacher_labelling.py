@@ -1,0 +1,118 @@
+"""Teacher labelling speed on real SST-2 rows: eager PyTorch against ONNX Runtime (distilflow.teacher_onnx).
+
+The same rows, the same length-sorted batches of ``--batch-size``, the same thread count; the two paths run
+``--rounds`` times interleaved (eager, onnx, eager, onnx, ...) so a change of machine load biases neither.
+Agreement is over every row: the share of rows whose predicted label is the same, and the largest logit gap.
+
+    python bench/teacher_labelling.py --rows 4096 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Before torch loads OpenMP, as bench/finetune.py: on a shared CPU, spinning threads burn a descheduled peer's slice.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+
+from distilflow.environment import hub_offline_by_default, machine_facts
+from distilflow.export import onnx_session
+from distilflow.glue_io import read_split
+from distilflow.modeling import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.stages.tokenization import encode
+from distilflow.tasks import get_task
+from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
+from distilflow.training import predict_logits, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
+    parser.add_argument(
+        "--teacher",
+        default="packaged-minilm",
+        help="a fine-tuned save_pretrained folder, or packaged-minilm (its head then drawn with --seed)",
+    )
+    parser.add_argument("--rows", type=int, default=4096, help="the first N training rows")
+    parser.add_argument("--batch-size", type=int, default=128, help="as augment.teacher_batch_size")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--spin", action=argparse.BooleanOptionalAction, default=False, help="ONNX Runtime threads spin when idle"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "teacher-labelling-sst2.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    hub_offline_by_default()
+    task = get_task("sst2")
+    tokenizer = load_tokenizer(resolve_teacher(args.teacher))
+    seed_everything(args.seed)
+    folder = Path(args.teacher)
+    model = (
+        load_classifier(folder)
+        if (folder / "config.json").is_file()
+        else load_teacher_for_finetuning(args.teacher, task)
+    )
+    model.eval()
+    frame, _ = read_split(task, args.data_dir / "train.tsv", "train", max_rows=args.rows)
+    rows = encode(frame, task, tokenizer, 128)
+    pad_id = tokenizer.pad_token_id
+    result: dict[str, object] = {
+        "command": "python bench/teacher_labelling.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine_at_start": machine_facts(),
+        "torch_threads": torch.get_num_threads(),
+        "rows": len(rows),
+        "tokens_mean": float(np.mean(rows["length"])),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        session = onnx_session(export_teacher(model, Path(tmp)), spin=args.spin)
+        result["export_seconds"] = time.perf_counter() - started
+        onnx_logits(session, rows.select(range(args.batch_size)), args.batch_size, pad_id)  # warm-up
+        predict_logits(model, rows.select(range(args.batch_size)), args.batch_size, pad_id)
+        seconds: dict[str, list[float]] = {"eager": [], "onnx": []}
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            eager = predict_logits(model, rows, args.batch_size, pad_id)
+            seconds["eager"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            fast = onnx_logits(session, rows, args.batch_size, pad_id)
+            seconds["onnx"].append(time.perf_counter() - started)
+            print(f"eager {seconds['eager'][-1]:.1f}s, onnx {seconds['onnx'][-1]:.1f}s", flush=True)
+    rates = {name: [len(rows) / s for s in values] for name, values in seconds.items()}
+    result.update(
+        {
+            "eager_examples_per_s_runs": rates["eager"],
+            "onnx_examples_per_s_runs": rates["onnx"],
+            "eager_examples_per_s": float(np.mean(rates["eager"])),
+            "onnx_examples_per_s": float(np.mean(rates["onnx"])),
+            "teacher_labelling_speedup_vs_eager": float(np.sum(seconds["eager"]) / np.sum(seconds["onnx"])),
+            "speedup_per_round": [e / o for e, o in zip(seconds["eager"], seconds["onnx"], strict=True)],
+            "teacher_label_agreement": float((eager.argmax(-1) == fast.argmax(-1)).mean()),
+            "teacher_max_logit_difference": float(np.abs(eager - fast).max()),
+            "teacher_logit_tolerance": LOGIT_TOLERANCE,
+            "machine_at_end": machine_facts(),
+        }
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("teacher_labelling_speedup_vs_eager", "teacher_label_agreement")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Teacher labelling through ONNX Runtime: a real export of a tiny BERT, real sessions, eager PyTorch as reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import BertConfig, BertForSequenceClassification
+
+from distilflow.export import onnx_session
+from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits, teacher_logits
+from distilflow.training import predict_logits
+
+
+@pytest.fixture(scope="module")
+def teacher() -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def rows(count: int, seed: int) -> Dataset:
+    """Lengths 3..30, so the length-sorted batches mix padded and unpadded ones."""
+    rng = np.random.default_rng(seed)
+    ids = [[2, *rng.integers(5, 50, size=int(rng.integers(1, 29))).tolist(), 3] for _ in range(count)]
+    return Dataset.from_dict(
+        {"input_ids": ids, "token_type_ids": [[0] * len(r) for r in ids], "length": [len(r) for r in ids]}
+    )
+
+
+@pytest.fixture(scope="module")
+def exported(teacher: BertForSequenceClassification, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_teacher(teacher, tmp_path_factory.mktemp("onnx"))
+
+
+def test_onnx_logits_match_eager_within_tolerance_in_row_order(
+    teacher: BertForSequenceClassification, exported: Path
+) -> None:
+    data = rows(200, seed=1)
+    eager = predict_logits(teacher, data, 16, pad_id=0)
+    fast = onnx_logits(onnx_session(exported, threads=1), data, 16, pad_id=0)
+    assert fast.shape == eager.shape == (200, 2)
+    assert np.abs(fast - eager).max() < LOGIT_TOLERANCE
+    assert (fast.argmax(-1) == eager.argmax(-1)).all()
+
+
+def test_onnx_path_records_agreement_and_speed_on_a_sample(teacher: BertForSequenceClassification) -> None:
+    data = rows(120, seed=2)
+    logits, stats = teacher_logits(teacher, data, 32, pad_id=0, backend="onnx", check_rows=50, seed=3)
+    assert stats["teacher_backend"] == "onnx"
+    assert stats["teacher_check_rows"] == 50
+    assert stats["teacher_label_agreement"] == 1.0
+    assert 0 <= stats["teacher_max_logit_difference"] < LOGIT_TOLERANCE
+    assert stats["teacher_labelling_speedup_vs_eager"] > 0
+    assert np.abs(logits - predict_logits(teacher, data, 32, pad_id=0)).max() < LOGIT_TOLERANCE
+
+
+def test_torch_backend_is_eager_pytorch_exactly(teacher: BertForSequenceClassification) -> None:
+    data = rows(40, seed=4)
+    logits, stats = teacher_logits(teacher, data, 8, pad_id=0, backend="torch")
+    assert stats == {"teacher_backend": "torch"}
+    np.testing.assert_array_equal(logits, predict_logits(teacher, data, 8, pad_id=0))
