@@ -28,7 +28,7 @@ from distilflow.environment import hub_offline_by_default, machine_facts
 from distilflow.export import onnx_session
 from distilflow.glue_io import read_split
 from distilflow.modeling import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
-from distilflow.stages.tokenization import encode
+from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
 from distilflow.training import predict_logits, seed_everything
