@@ -253,13 +253,16 @@ def skip_stage(stage: str) -> str:
     return SKIPPED
 
 
-@task(name="dvc fetch", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
-def fetch_remote(root: str, remote: str) -> None:
-    """Bring the remote's cache and run-cache down, so a fresh worker restores unchanged stages instead of
-    recomputing them (``dvc repro`` checks outputs out of the run-cache)."""
-    code, tail = run_logged(dvc_command("fetch", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
+@task(name="dvc pull", cache_policy=NO_CACHE)
+def fetch_remote(root: str, remote: str) -> bool:
+    """Check out what the remote holds for this dvc.lock (and its run-cache), so a fresh clone or worker
+    restores unchanged stages instead of recomputing them. Best effort: what the remote lacks, DVC computes."""
+    code, _ = run_logged(dvc_command("pull", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
     if code != 0:
-        raise RuntimeError(f"dvc fetch from remote {remote!r} failed:\n{tail}")
+        run_logger().warning(
+            "dvc pull from remote %r got only part (or none) of the outputs; dvc repro computes the rest", remote
+        )
+    return code == 0
 
 
 @task(name="dvc push", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
@@ -274,9 +277,8 @@ def follow_registry(root: str, register_outcome: str) -> str:
     """This workspace's MLflow store holds the student that dvc.lock records, however register's outputs came
     to be up to date: computed here, restored from the run-cache, or pulled into a fresh clone."""
     workspace = Path(root)
-    wanted = registry_state(workspace)
     marker = workspace / LOCK_DIR / REGISTRY_MARKER
-    if register_outcome != RAN and read_json(marker) != wanted:
+    if register_outcome != RAN and read_json(marker) != registry_state(workspace):
         command = [str(Path(sys.executable).parent / "distilflow"), "sync-registry", "--root", root]
         code, tail = run_logged(command, workspace, subprocess_env(None))
         if code != 0:
@@ -285,7 +287,7 @@ def follow_registry(root: str, register_outcome: str) -> str:
     else:
         outcome = "registered by this run" if register_outcome == RAN else "already registered"
     marker.parent.mkdir(exist_ok=True)
-    marker.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+    marker.write_text(json.dumps(registry_state(workspace)) + "\n", encoding="utf-8")
     return outcome
 
 

@@ -76,7 +76,12 @@ def stage_names(root: Path) -> tuple[str, ...]:
 
 
 def lineage_order(root: Path) -> tuple[str, ...]:
-    """Stage keys as lineage.json writes them, in pipeline order: a foreach instance is ``NAME_KEY``."""
+    """Stage keys as lineage.json writes them, in pipeline order: a foreach instance is ``NAME_KEY``.
+
+    Empty outside a project folder (a model registered from elsewhere): callers then order by name.
+    """
+    if not (Path(root) / DVC_FILE).is_file():
+        return ()
     return tuple(
         f"{spec.name}_{key}" if spec.foreach else spec.name for spec in stages(root) for key in (spec.foreach or ("",))
     )

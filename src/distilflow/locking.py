@@ -62,8 +62,14 @@ def lock_path(root: str | Path) -> Path:
 
 
 def read_holder(root: str | Path) -> LockHolder | None:
-    """Who holds the lock now, as the holder wrote it; None when free, unreadable or not yet written."""
+    """Who holds the lock now, as the holder wrote it; None when free, unreadable or not yet written.
+
+    A holder killed with SIGKILL cannot empty the file, but the kernel has dropped its lock: the file's
+    words count only while somebody really holds the lock.
+    """
     path = lock_path(root)
+    if not _held(path):
+        return None
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         return LockHolder(
@@ -75,6 +81,23 @@ def read_holder(root: str | Path) -> LockHolder | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _held(path: Path) -> bool:
+    """Whether some process holds the exclusive lock on ``path`` (a shared lock cannot be had meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _try_lock(fd: int) -> bool:
@@ -104,7 +127,8 @@ def workspace_lock(
         raise ValueError(f"timeout_s must be ≥ 0, got {timeout_s}")
     inherited = os.environ.get(TOKEN_ENV)
     holder = read_holder(root)
-    if inherited and holder is not None and holder.token == inherited:
+    # A child process of the holder passes through; a thread of the holder's own process waits like anyone else.
+    if inherited and holder is not None and holder.token == inherited and holder.pid != os.getpid():
         yield holder
         return
     path = lock_path(root)
