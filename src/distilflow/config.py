@@ -167,7 +167,9 @@ class AugmentParams(Section):
     neighbours: int = Field(10, ge=1, description="candidates per word for replacement")
     teacher_batch_size: int = Field(128, ge=1, description="batch size when the teacher labels the transfer set")
     teacher_backend: Literal["auto", "onnx", "torch"] = Field(
-        "auto", description="who runs the teacher: auto = ONNX Runtime on CPU when installed, PyTorch on CUDA"
+        "torch",
+        description="who runs the teacher: torch (eager); onnx; auto = ONNX Runtime on CPU when installed, PyTorch "
+        "on CUDA. ONNX measured 0.95-1.40x eager on this 2-core CPU (bench/results/teacher-labelling-*.json)",
     )
     teacher_check_rows: int = Field(
         512, ge=1, description="ONNX path: rows labelled both ways to check agreement and time eager PyTorch"
