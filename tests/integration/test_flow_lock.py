@@ -79,7 +79,8 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     child = hold_in_child(tmp_path, 600)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    assert read_holder(tmp_path) is not None  # its note is still in the file ...
+    assert "flow run 'first' (abc)" in lock_path(tmp_path).read_text()  # its note is still in the file ...
+    assert read_holder(tmp_path) is None  # ... but names nobody: the kernel dropped its lock
     with workspace_lock(tmp_path, "after the crash", timeout_s=0) as me:  # ... but the kernel dropped its lock
         assert me.owner == "after the crash"
 
