@@ -76,6 +76,7 @@ def project(
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     raw = deep_update(raw, deep_update({"task": task, **REGISTRY_OVERRIDES}, overrides or {}))
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    shutil.copy2(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")  # `distilflow stage` runs the stages dvc.yaml declares
     paths = Paths.at(root)
     glue_task = get_task(task)
     tiny_model(paths.student_dir, glue_task, seed=1)
