@@ -95,6 +95,14 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 900) -> su
     return process
 
 
+def committed_copy(source: Path, target: Path) -> Path:
+    """A copy of a reproduced workspace with its results committed, as a user's clone would hold them."""
+    shutil.copytree(source, target, symlinks=True)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], target)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "pipeline results"], target)
+    return target
+
+
 def make_workspace(target: Path, overrides: dict[str, Any] | None = None) -> Path:
     """A git + DVC project folder holding this repo's pipeline with tiny settings."""
     target.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,21 +12,13 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from tests.conftest import run, write_params
+from tests.conftest import committed_copy, run, write_params
 
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 STUDENT_METRICS = "metrics/eval_student.json"
 
 
 def ran(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
-
-
-def committed_copy(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, symlinks=True)
-    run([*GIT, "add", "-A"], target)
-    run([*GIT, "commit", "-qm", "pipeline results"], target)
-    return target
 
 
 def downstream_of(root: Path, stage: str) -> set[str]:

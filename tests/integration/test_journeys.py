@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,17 +15,8 @@ import yaml
 
 from distilflow.dvc_files import stages
 from distilflow.locking import TOKEN_ENV, workspace_lock
-from tests.conftest import run
+from tests.conftest import committed_copy, run
 from tests.import_closure import stage_code
-
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-
-
-def committed_copy(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, symlinks=True)
-    run([*GIT, "add", "-A"], target)
-    run([*GIT, "commit", "-qm", "pipeline results"], target)
-    return target
 
 
 def out_of_date(root: Path) -> set[str]:
