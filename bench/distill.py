@@ -39,7 +39,6 @@ import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.augment import Vocabulary, augment_rows
 from distilflow.config import DistillParams, Params, parse_params
 from distilflow.environment import machine_facts
 from distilflow.export import (
@@ -52,6 +51,7 @@ from distilflow.export import (
     torch_forward,
 )
 from distilflow.glue_io import read_split
+from distilflow.inference import logits_to_predictions, predict_logits
 from distilflow.modeling import (
     build_student,
     count_parameters,
@@ -60,6 +60,7 @@ from distilflow.modeling import (
     load_pretrained_encoder,
     load_tokenizer,
 )
+from distilflow.rewrites import Vocabulary, augment_rows
 from distilflow.scoring import dev_scorer
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.pretrain import pretrain_student
@@ -72,7 +73,6 @@ from distilflow.teacher_onnx import (
     onnx_logits,
     onnx_runtime_available,
 )
-from distilflow.training import logits_to_predictions, predict_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
@@ -600,7 +600,7 @@ def main(argv: list[str] | None = None) -> None:
     best_export = max(agreeing, key=lambda k: agreeing[k]) if agreeing else None
     batches, order = numpy_batches(dev, ARGS.batch_size, pad_id)
     student_logits = run_batches(torch_forward(student), batches, order)
-    student_dev = float((logits_to_predictions(student_logits, False) == np.asarray(dev["labels"])).mean())
+    student_dev = float((logits_to_predictions(student_logits, TASK) == np.asarray(dev["labels"])).mean())
 
     result = {
         "command": "python " + " ".join(shlex.quote(a) for a in ["bench/distill.py", *(argv or sys.argv[1:])]),

@@ -41,12 +41,12 @@ from datasets import Dataset, concatenate_datasets, load_from_disk
 from distilflow.config import parse_params
 from distilflow.environment import machine_facts
 from distilflow.glue_io import read_split
+from distilflow.inference import predict_logits
 from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
 from distilflow.scoring import dev_scorer
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
-from distilflow.training import predict_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))

@@ -42,13 +42,14 @@ import torch
 import transformers
 from datasets import Dataset
 
+from distilflow.devices import seed_everything
 from distilflow.environment import hub_offline_by_default, machine_facts
 from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.scoring import dev_scorer
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, get_task
-from distilflow.training import LoopResult, LoopSettings, seed_everything, train
+from distilflow.training import LoopResult, LoopSettings, train
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))

@@ -24,14 +24,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
+from distilflow.devices import seed_everything
 from distilflow.environment import hub_offline_by_default, machine_facts
 from distilflow.export import onnx_session
 from distilflow.glue_io import read_split
+from distilflow.inference import predict_logits
 from distilflow.modeling import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
-from distilflow.training import predict_logits, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))

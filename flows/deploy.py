@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from distilflow.flow_settings import FLOW_ENTRYPOINT, FLOW_NAME, prefect_defaults
+
+os.environ.update(prefect_defaults())  # before Prefect is imported
 
 import httpx
 from prefect import Flow, flow
@@ -25,8 +27,6 @@ from prefect.schedules import Cron
 from prefect.settings import PREFECT_API_URL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-ENTRYPOINT = "flows/pipeline.py:pipeline"
-FLOW_NAME = "distilflow-pipeline"
 DEFAULT_DEPLOYMENT = "nightly"
 DEFAULT_POOL = "distilflow-process"
 DEFAULT_CRON = "0 3 * * *"
@@ -103,7 +103,7 @@ def deploy(
         ensure_process_pool(pool)
     # A git URL for container pools (each run clones it); this checkout's folder for a process pool.
     code = source or str(root or PROJECT_ROOT)
-    pipeline = flow.from_source(source=code, entrypoint=ENTRYPOINT)
+    pipeline = flow.from_source(source=code, entrypoint=FLOW_ENTRYPOINT)
     assert isinstance(pipeline, Flow)  # from_source returns a coroutine only inside an event loop
     defaults = dict(parameters or {})
     if source is None and root is not None:

@@ -19,15 +19,19 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-# Prefect's temporary server needs far more than its default 20 s to migrate a fresh database on a small machine.
-# Set before Prefect is imported so that `python flows/pipeline.py` works without a started server.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from distilflow.flow_settings import (
+    FLOW_NAME,
+    checked_overrides,
+    prefect_defaults,
+    settings_overrides,
+)
+
+os.environ.update(prefect_defaults())  # before Prefect is imported: `python flows/pipeline.py` needs no started server
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -36,7 +40,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
-from distilflow.config import PACKAGED_TEACHER, ParamsError, load_params
+from distilflow.config import PACKAGED_TEACHER, DataParams, ParamsError, load_params
 from distilflow.dvc_files import lock_out_md5, read_lock
 from distilflow.dvc_plan import StagePlan, read_plan
 from distilflow.flow_reports import (
@@ -53,8 +57,6 @@ from distilflow.paths import Paths
 from distilflow.tracking import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FLOW_NAME = "distilflow-pipeline"
-PROFILES_DIR = "flows/profiles"
 # Transient failures (a hub download, a remote MLflow or DVC remote) get this many retries, 10 s, 20 s, 40 s apart.
 RETRIES = 3
 BACKOFF_S = 10.0
@@ -81,10 +83,6 @@ class StageFailed(RuntimeError):
 
 class ValidationFailed(RuntimeError):
     """The data did not pass the validate stage; the message is the validation summary."""
-
-
-class SettingsRejected(ValueError):
-    """The requested params (profile, overrides) are not valid settings; nothing was changed."""
 
 
 # ---------------------------------------------------------------------------------------------- processes
@@ -170,29 +168,6 @@ def retry_unless_deterministic(task_: Any, task_run: Any, state: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- tasks
-
-
-def checked_overrides(root: Path, overrides: list[str]) -> None:
-    """Apply ``KEY=VALUE`` overrides to a scratch copy of params.yaml the way ``dvc exp run --set-param`` will
-    (Hydra syntax), and check the result against distilflow's settings. params.yaml itself is never written."""
-    from dvc.utils.hydra import apply_overrides
-
-    scratch_parent = root / LOCK_DIR
-    scratch_parent.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_parent) as scratch:
-        candidate = Path(scratch) / "params.yaml"
-        candidate.write_text(Paths.at(root).params_file.read_text(encoding="utf-8"), encoding="utf-8")
-        try:
-            apply_overrides(str(candidate), overrides)
-            load_params(candidate)
-        except ParamsError as error:
-            raise SettingsRejected(f"{error}\nNothing was run; params.yaml is unchanged.") from None
-        except Exception as error:  # DVC/Hydra raise their own types for a malformed or unknown KEY=VALUE
-            raise SettingsRejected(
-                f"cannot apply {overrides}: {error} {error.__cause__ or ''}".strip()
-                + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. Nothing was run; "
-                "params.yaml is unchanged."
-            ) from None
 
 
 @task(name="dvc exp run --temp", cache_policy=NO_CACHE)
@@ -337,58 +312,6 @@ def publish_results(root: str, register_outcome: str) -> None:
 # ---------------------------------------------------------------------------------------------- the flow
 
 
-def settings_overrides(
-    task_name: str | None,
-    data_source: str | None,
-    data_path: str | None,
-    profile: str | None,
-    overrides: list[str] | None,
-    promote: bool | None,
-    root: Path,
-) -> list[str]:
-    """Every requested change as ``KEY=VALUE``: the profile first, then the named parameters, then ``overrides``."""
-    result: list[str] = []
-    if profile:
-        result += profile_overrides(profile, root)
-    if task_name is not None:
-        result.append(f"task={task_name}")
-    if data_source is not None:
-        result.append(f"data.source={data_source}")
-    if data_path is not None:
-        result.append(f"data.path={json.dumps(data_path)}")
-    if promote is not None:
-        result.append(f"register.promote={str(promote).lower()}")
-    return result + list(overrides or [])
-
-
-def profile_overrides(profile: str, root: Path) -> list[str]:
-    """A profile is a YAML file of params to change: NAME in flows/profiles/, or a path."""
-    import yaml
-
-    candidates = [root / PROFILES_DIR / f"{profile}.yaml", Path(profile), root / profile]
-    path = next((candidate for candidate in candidates if candidate.is_file()), None)
-    if path is None:
-        known = sorted(p.stem for p in (root / PROFILES_DIR).glob("*.yaml"))
-        raise SettingsRejected(
-            f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
-            f"(in {root / PROFILES_DIR}), or give a YAML file's path"
-        )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
-    flat: list[str] = []
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict) and node:
-            for key, child in node.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), child)
-        else:
-            flat.append(f"{prefix}={json.dumps(node)}")
-
-    walk("", data)
-    return flat
-
-
 def lock_owner() -> str:
     name, run_id = current_flow_run.get_name(), current_flow_run.get_id()
     return f"flow run {name!r} ({run_id})" if run_id else f"process {os.getpid()}"
@@ -494,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the distilflow pipeline as a Prefect flow (no server needed).")
     parser.add_argument("root", nargs="?", default=str(PROJECT_ROOT), help="workspace (default: this project)")
     parser.add_argument("--task", help="GLUE task, e.g. sst2 or cola")
-    parser.add_argument("--data-source", choices=("demo", "local", "hub"))
+    parser.add_argument("--data-source", choices=typing.get_args(DataParams.model_fields["source"].annotation))
     parser.add_argument("--data-path", help="GLUE task folder for --data-source local")
     parser.add_argument("--profile", help="params profile: NAME in flows/profiles/ or a YAML path")
     parser.add_argument(

@@ -16,16 +16,6 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", REPO_ROOT.parent / "shared" / "data" / "glue"))
 
-# A few optimizer steps on a few dozen rows: enough to exercise every code path, not to learn anything.
-TINY_OVERRIDES: dict[str, Any] = {
-    "data": {"max_train_rows": 64, "max_dev_rows": 32},
-    "finetune": {"max_steps": 4, "eval_every": 2, "checkpoint_every": 2, "batch_size": 16, "eval_batch_size": 32},
-    "evaluate": {"latency_examples": 5, "throughput_batches": 1, "throughput_batch_size": 8},
-    "distill": {"max_steps": 6, "eval_every": 3, "batch_size": 16},
-    # A few steps learn nothing: let the wiring reach @champion (the gate's own rules are tested on their own).
-    "register": {"promotion": {"min_metric": 0.0, "max_latency_ms": 100000.0, "baseline_margin": -1.0}},
-}
-
 WORKSPACE_ITEMS = (
     "dvc.yaml",
     "params.yaml",
@@ -55,6 +45,21 @@ def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
         else:
             merged[key] = value
     return merged
+
+
+# The tests' tiny settings are the documented smoke profile (a few optimizer steps on a few dozen rows: every code
+# path, nothing learned). The profile never moves @champion; the wiring tests need one, so they let a model that
+# learned nothing through the gate (the gate's own rules are tested on their own).
+SMOKE_PROFILE: dict[str, Any] = yaml.safe_load((REPO_ROOT / "flows" / "profiles" / "smoke.yaml").read_text())
+TINY_OVERRIDES: dict[str, Any] = deep_update(
+    SMOKE_PROFILE,
+    {
+        "register": {
+            "promote": True,
+            "promotion": {"min_metric": 0.0, "max_latency_ms": 100000.0, "baseline_margin": -1.0},
+        }
+    },
+)
 
 
 def write_params(root: Path, overrides: dict[str, Any]) -> None:

@@ -109,10 +109,15 @@ class FinetuneParams(TrainingParams):
     )
     eval_batch_size: int = Field(128, ge=1)
     grad_accum_steps: int = Field(1, ge=1)
-    checkpoint_every: int = Field(200, ge=1, description="save a resumable checkpoint every N optimizer steps")
+    checkpoint_every: int = Field(50, ge=1, description="save a resumable checkpoint every N optimizer steps")
     freeze_embeddings: bool = Field(
-        False, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
+        True, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
     )
+    epochs: float = Field(2.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    eval_every: int = Field(25, ge=1, description="evaluate on dev every N optimizer steps")
+    early_stopping_patience: int = Field(4, ge=0, description="evaluations without improvement; 0 disables")
 
 
 class EvaluateParams(Section):
@@ -206,7 +211,7 @@ ExportFormat = Literal["int8", "onnx", "onnx-int8"]
 
 class ExportParams(Section):
     formats: list[ExportFormat] = Field(
-        default_factory=lambda: list[ExportFormat](["int8", "onnx"]),
+        default_factory=lambda: list[ExportFormat](["int8", "onnx", "onnx-int8"]),
         description="int8: torch dynamic int8; onnx: fp32 ONNX for onnxruntime; onnx-int8: ONNX dynamically "
         "quantized by onnxruntime",
     )
@@ -223,7 +228,7 @@ class ExportParams(Section):
 class DistillParams(TrainingParams):
     student: StudentParams = StudentParams()
     temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
     hidden_weight: float = Field(
         0.0,
         ge=0,
@@ -242,8 +247,12 @@ class DistillParams(TrainingParams):
         "they are ~90% of BERT-tiny's weights, so a step costs about half",
     )
     export: ExportParams = ExportParams()
-    batch_size: int = Field(64, ge=1)
-    learning_rate: float = Field(3e-4, gt=0)
+    epochs: float = Field(6.0, gt=0)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-4, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    eval_every: int = Field(40, ge=1, description="evaluate on dev every N optimizer steps")
+    early_stopping_patience: int = Field(6, ge=0, description="evaluations without improvement; 0 disables")
 
 
 class PromotionParams(Section):
@@ -357,19 +366,19 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     return parse_params(raw, str(path))
 
 
+def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as flat ``section.key`` pairs (an empty mapping stays one value)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = value
+    return flat
+
+
 def section_dict(params: Params, section: str) -> dict[str, Any]:
     """A section as flat ``section.key`` pairs, the form MLflow params take."""
     value = params.model_dump(by_alias=True)[section]
-    if not isinstance(value, dict):
-        return {section: value}
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for key, child in node.items():
-                walk(f"{prefix}.{key}", child)
-        else:
-            flat[prefix] = node
-
-    walk(section, value)
-    return flat
+    return {key: item for key, item in flatten({section: value}).items() if item != {}}

@@ -25,9 +25,9 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 
 from distilflow.batching import pad_batch
 from distilflow.config import ExportParams
+from distilflow.inference import logits_to_predictions
 from distilflow.metrics import compute_glue_metrics
 from distilflow.tasks import GlueTask
-from distilflow.training import logits_to_predictions
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -179,7 +179,7 @@ def throughput(forward: Forward, batches: Sequence[dict[str, np.ndarray]], repea
 
 
 def score(task: GlueTask, logits: np.ndarray, references: Sequence[Any]) -> float:
-    metrics = compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression), list(references))
+    metrics = compute_glue_metrics(task.name, logits_to_predictions(logits, task), list(references))
     return float(metrics[task.primary_metric])
 
 
@@ -239,11 +239,11 @@ def export_student(
 
         shutil.rmtree(folder / "onnx")
     summary: dict[str, Any] = {}
-    fp32_predictions = logits_to_predictions(fp32_logits, task.is_regression)
+    fp32_predictions = logits_to_predictions(fp32_logits, task)
     for fmt, forward in forwards.items():
         logits = run_batches(forward, batches, order)
         metric = score(task, logits, references)
-        predictions = logits_to_predictions(logits, task.is_regression)
+        predictions = logits_to_predictions(logits, task)
         speed = throughput(forward, batches)
         summary[fmt] = {
             "agrees": agrees(task, metric, fp32_metric, predictions, fp32_predictions, config.max_accuracy_drop),

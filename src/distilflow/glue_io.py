@@ -29,47 +29,6 @@ MISSING_LABEL = "missing_label"
 LABEL_NOT_IN_SET = "label_not_in_set"
 SCORE_NOT_NUMERIC = "score_not_numeric"
 
-_MNLI_TRAIN = (
-    "index",
-    "promptID",
-    "pairID",
-    "genre",
-    "sentence1_binary_parse",
-    "sentence2_binary_parse",
-    "sentence1_parse",
-    "sentence2_parse",
-    "sentence1",
-    "sentence2",
-)
-
-# Full column lists of each task's files, needed only to write files back in the exact layout (the reader
-# looks columns up by name and ignores the ones no stage uses).
-_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "sst2": ("sentence", "label"),
-    "cola": ("source", "label", "original_mark", "sentence"),
-    "mrpc": ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
-    "stsb": (
-        "index",
-        "genre",
-        "filename",
-        "year",
-        "old_index",
-        "source1",
-        "source2",
-        "sentence1",
-        "sentence2",
-        "score",
-    ),
-    "qqp": ("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
-    "mnli": (*_MNLI_TRAIN, "label1", "gold_label"),
-    "mnli:dev": (*_MNLI_TRAIN, "label1", "label2", "label3", "label4", "label5", "gold_label"),
-    "qnli": ("index", "question", "sentence", "label"),
-    "rte": ("index", "sentence1", "sentence2", "label"),
-    "wnli": ("index", "sentence1", "sentence2", "label"),
-}
-# The GLUE script copies MRPC's header, byte order mark included, from Microsoft's original file.
-_BOM_TASKS = frozenset({"mrpc"})
-
 
 @dataclass(frozen=True)
 class RowProblem:
@@ -101,13 +60,7 @@ def split_path(data_dir: Path, split: str) -> Path:
 
 def file_columns(task: GlueTask, split: str = "train") -> tuple[str, ...]:
     """Every column of the task's file for this split, in file order."""
-    if task.name == "mnli" and split != "train":
-        return _LAYOUTS["mnli:dev"]
-    if task.name in _LAYOUTS:
-        return _LAYOUTS[task.name]
-    if not task.header:
-        return task.headerless_columns
-    return (*task.file_columns, task.label_column)
+    return task.columns(split)
 
 
 def required_columns(task: GlueTask) -> dict[str, str]:
@@ -196,7 +149,7 @@ def read_raw(task: GlueTask, path: Path, split: str = "train", max_rows: int | N
             )
             return RawSplit(split, path, columns, _empty_frame(wanted), problems, readable=False)
     else:
-        columns = task.headerless_columns
+        columns = task.layout
 
     width = len(columns)
     positions = [(columns.index(name), target) for name, target in wanted.items()]
@@ -314,7 +267,7 @@ def write_split(task: GlueTask, frame: pd.DataFrame, path: Path, split: str | No
     body = ["\t".join(values) for values in zip(*ordered, strict=True)]
     header = [] if not task.header else ["\t".join(columns)]
     text = "\n".join([*header, *body]) + "\n"
-    if task.name in _BOM_TASKS:
+    if task.bom_header:
         text = BOM + text
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8", newline="")

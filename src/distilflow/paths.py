@@ -23,6 +23,11 @@ class Paths:
         return self.root / "params.yaml"
 
     @property
+    def profiles_dir(self) -> Path:
+        """Params profiles a flow run can apply (flows/profiles/NAME.yaml)."""
+        return self.root / "flows" / "profiles"
+
+    @property
     def demo_dir(self) -> Path:
         return self.root / "data" / "demo"
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import torch
 
+from distilflow.inference import logits_to_predictions, predict_logits
 from distilflow.metrics import compute_glue_metrics
 from distilflow.tasks import GlueTask
-from distilflow.training import EvalFn, logits_to_predictions, predict_logits
+from distilflow.training import EvalFn
 
 
 def dev_scorer(task: GlueTask, dev: Any, batch_size: int, pad_id: int) -> EvalFn:
@@ -16,6 +17,6 @@ def dev_scorer(task: GlueTask, dev: Any, batch_size: int, pad_id: int) -> EvalFn
 
     def score(model: torch.nn.Module) -> dict[str, float]:
         logits = predict_logits(model, dev, batch_size, pad_id)
-        return compute_glue_metrics(task.name, logits_to_predictions(logits, task.is_regression), references)
+        return compute_glue_metrics(task.name, logits_to_predictions(logits, task), references)
 
     return score

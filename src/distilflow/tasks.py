@@ -26,12 +26,18 @@ class GlueTask:
     """Label values as written in the files, in class-id order; None for regression."""
     metrics: tuple[str, ...]
     primary_metric: str
+    layout: tuple[str, ...] = ()
+    """Every column of the training file, in file order (the reader looks columns up by name; writing a file back
+    needs them all). For files without a header row (CoLA), the names the reader gives the columns."""
+    dev_layout: tuple[str, ...] = ()
+    """The dev files' columns where they differ from train's (MNLI's dev files carry five annotator labels)."""
     header: bool = True
-    headerless_columns: tuple[str, ...] = ()
-    """Column names for files without a header row (CoLA)."""
+    bom_header: bool = False
+    """The header starts with a UTF-8 byte order mark (MRPC: the GLUE script copies Microsoft's original file)."""
     id_column: str | None = None
     dev_splits: tuple[str, ...] = ("dev",)
     score_range: tuple[float, float] = (0.0, 5.0)
+    """Regression tasks: the gold score's range, to which predictions are clipped."""
 
     @property
     def is_regression(self) -> bool:
@@ -60,9 +66,27 @@ class GlueTask:
         assert self.labels is not None
         return self.labels.index(value)
 
+    def columns(self, split: str = "train") -> tuple[str, ...]:
+        """Every column of this task's file for ``split``, in file order."""
+        if split != "train" and self.dev_layout:
+            return self.dev_layout
+        return self.layout or (*self.file_columns, self.label_column)
+
 
 _BINARY = ("0", "1")
 _NLI2 = ("entailment", "not_entailment")
+_MNLI_TRAIN = (
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+)
 
 TASKS: dict[str, GlueTask] = {
     task.name: task
@@ -86,8 +110,8 @@ TASKS: dict[str, GlueTask] = {
             labels=_BINARY,
             metrics=("matthews_correlation",),
             primary_metric="matthews_correlation",
+            layout=("source", "label", "original_mark", "sentence"),
             header=False,
-            headerless_columns=("source", "label", "original_mark", "sentence"),
         ),
         GlueTask(
             name="mrpc",
@@ -98,6 +122,8 @@ TASKS: dict[str, GlueTask] = {
             labels=_BINARY,
             metrics=("accuracy", "f1"),
             primary_metric="f1",
+            layout=("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"),
+            bom_header=True,
         ),
         GlueTask(
             name="stsb",
@@ -108,6 +134,18 @@ TASKS: dict[str, GlueTask] = {
             labels=None,
             metrics=("pearson", "spearmanr"),
             primary_metric="pearson",
+            layout=(
+                "index",
+                "genre",
+                "filename",
+                "year",
+                "old_index",
+                "source1",
+                "source2",
+                "sentence1",
+                "sentence2",
+                "score",
+            ),
             id_column="index",
         ),
         GlueTask(
@@ -119,6 +157,7 @@ TASKS: dict[str, GlueTask] = {
             labels=_BINARY,
             metrics=("accuracy", "f1"),
             primary_metric="f1",
+            layout=("id", "qid1", "qid2", "question1", "question2", "is_duplicate"),
             id_column="id",
         ),
         GlueTask(
@@ -130,6 +169,8 @@ TASKS: dict[str, GlueTask] = {
             labels=("entailment", "neutral", "contradiction"),
             metrics=("accuracy",),
             primary_metric="accuracy",
+            layout=(*_MNLI_TRAIN, "label1", "gold_label"),
+            dev_layout=(*_MNLI_TRAIN, "label1", "label2", "label3", "label4", "label5", "gold_label"),
             id_column="index",
             dev_splits=("dev_matched", "dev_mismatched"),
         ),
@@ -142,6 +183,7 @@ TASKS: dict[str, GlueTask] = {
             labels=_NLI2,
             metrics=("accuracy",),
             primary_metric="accuracy",
+            layout=("index", "question", "sentence", "label"),
             id_column="index",
         ),
         GlueTask(
@@ -153,6 +195,7 @@ TASKS: dict[str, GlueTask] = {
             labels=_NLI2,
             metrics=("accuracy",),
             primary_metric="accuracy",
+            layout=("index", "sentence1", "sentence2", "label"),
             id_column="index",
         ),
         GlueTask(
@@ -164,6 +207,7 @@ TASKS: dict[str, GlueTask] = {
             labels=_BINARY,
             metrics=("accuracy",),
             primary_metric="accuracy",
+            layout=("index", "sentence1", "sentence2", "label"),
             id_column="index",
         ),
     )

@@ -22,7 +22,7 @@ from datasets import Dataset
 
 from distilflow.batching import Columns, pad_columns
 from distilflow.export import INPUT_NAMES, export_onnx, onnx_session
-from distilflow.training import predict_logits
+from distilflow.inference import predict_logits
 
 LOGIT_TOLERANCE = 1e-3
 """Largest absolute logit difference from eager PyTorch that the ONNX labels may show on the check sample."""

@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from distilflow.batching import Collator, Columns, LengthGroupedBatches, pad_columns
+from distilflow.batching import Collator, Columns, LengthGroupedBatches
 from distilflow.checkpoints import _cpu_state, _readable, load_checkpoint, save_best, save_checkpoint
 from distilflow.config import TrainingParams
+from distilflow.devices import barrier, choose_device, choose_dtype, distributed, init_distributed, seed_everything
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
@@ -79,30 +77,6 @@ class LoopResult:
         return self.samples / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def choose_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("finetune.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return torch.device("cuda", local_rank)
-
-
-def choose_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """None means fp32. bf16 needs no loss scaling; fp16 (pre-Ampere GPUs) does."""
-    if precision == "fp32" or (precision == "auto" and device.type == "cpu"):
-        return None
-    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
 def optimizer_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Weight decay on matrices only: decaying biases and LayerNorm gains just hurts (BERT's recipe)."""
     decay: list[torch.nn.Parameter] = []
@@ -121,27 +95,6 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def distributed() -> tuple[int, int]:
-    """(rank, world size) under torchrun; (0, 1) otherwise."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def init_distributed(device: torch.device) -> None:
-    """Join the process group torchrun describes (WORLD_SIZE > 1); a no-op otherwise or when already joined."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
-
-
-def barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def _cycle(
@@ -414,31 +367,3 @@ def _result(progress: dict[str, Any], resumed_from: int) -> LoopResult:
         history=progress["history"],
         resumed_from_step=resumed_from,
     )
-
-
-@torch.inference_mode()
-def predict_logits(
-    model: torch.nn.Module, dataset: Dataset, batch_size: int, pad_id: int, device: torch.device | None = None
-) -> np.ndarray:
-    """Logits in the dataset's row order; batches are formed by length so little time goes on padding."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    columns = Columns(dataset, names=("input_ids", "token_type_ids"))
-    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
-    outputs: list[np.ndarray] = []
-    for start in range(0, len(order), batch_size):
-        batch = pad_columns(columns.take(order[start : start + batch_size].tolist()), pad_id, regression=False)
-        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        outputs.append(logits.float().cpu().numpy())
-    model.train(was_training)
-    stacked = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
-
-
-def logits_to_predictions(logits: np.ndarray, regression: bool) -> np.ndarray:
-    if regression:
-        return np.clip(logits[:, 0], 0.0, 5.0)
-    return logits.argmax(axis=-1)

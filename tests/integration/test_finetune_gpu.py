@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from distilflow.training import choose_device, choose_dtype
+from distilflow.devices import choose_device, choose_dtype
 from tests.conftest import run
 from tests.integration.test_finetune_resume import tokenized_workspace
 

@@ -25,13 +25,14 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from distilflow.flow_settings import FLOW_NAME
 from distilflow.locking import read_holder, workspace_lock
 from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
 from tests.conftest import make_workspace, run
 from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
 
 POOL = "distilflow-test-pool"
-DEPLOYMENT = "distilflow-pipeline/test-nightly"
+DEPLOYMENT = f"{FLOW_NAME}/test-nightly"
 CRON = "0 3 * * *"
 ARTIFACT_KEYS = {"validation-summary", "evaluation-metrics", "promotion-decision"}
 STUDENT = "distilflow-sst2-student"
@@ -348,7 +349,7 @@ def test_serverless_run_on_an_up_to_date_workspace_skips_every_stage(deployed: D
 
 def test_settings_are_checked_and_params_yaml_is_never_written(tmp_path: Path) -> None:
     """Profiles and overrides go through DVC's --set-param machinery, then distilflow's settings check."""
-    from flows.pipeline import SettingsRejected, checked_overrides, profile_overrides
+    from distilflow.flow_settings import SettingsRejected, checked_overrides, profile_overrides
 
     root = make_workspace(tmp_path / "ws")
     original = (root / "params.yaml").read_text()

@@ -8,8 +8,8 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from distilflow.augment import Vocabulary, augment_rows, neighbour_table, rewrite, segments, split_words
 from distilflow.config import AugmentParams, parse_params
+from distilflow.rewrites import Vocabulary, augment_rows, neighbour_table, rewrite, segments, split_words
 from distilflow.stages.augment import build_transfer_set
 from distilflow.stages.pretrain import mask_tokens
 from distilflow.teacher_onnx import LOGIT_TOLERANCE

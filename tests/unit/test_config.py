@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilflow.config import ParamsError, load_params, parse_params
+from distilflow.config import Params, ParamsError, load_params, parse_params
 from tests.conftest import REPO_ROOT, run
 
 
@@ -23,6 +23,11 @@ def test_project_params_load_with_the_documented_defaults() -> None:
     assert params.model.teacher == "packaged-minilm"
     assert params.distill.student.hidden_size == 128
     assert params.distill.student.num_layers == 2
+
+
+def test_the_typed_defaults_are_params_yaml() -> None:
+    """One source of defaults: code that builds Params from a partial dict gets what the pipeline runs with."""
+    assert Params().model_dump(by_alias=True) == load_params(REPO_ROOT / "params.yaml").model_dump(by_alias=True)
 
 
 def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from datasets import Dataset
 from sklearn.metrics import accuracy_score
 
 from distilflow import plots
+from distilflow.comparison import build_comparison, comparison_rows, quality_columns, render_markdown
 from distilflow.references import REFERENCES, references_for
-from distilflow.report import build_comparison, comparison_rows, quality_columns, render_markdown
 from distilflow.stages.evaluate import (
     analysis_metrics,
     bucket_labels,

@@ -28,7 +28,6 @@ import distilflow.metrics as glue_metrics
 from distilflow.metrics import (
     GLUE_METRIC_PATH,
     GLUE_TASKS,
-    PRIMARY_METRIC,
     compute_glue_metrics,
     load_glue_metric,
 )
@@ -401,8 +400,7 @@ def test_config_names_match_the_module() -> None:
     assert set(sys.modules[module.__module__].CONFIG_NAMES) == set(GLUE_TASKS)
 
 
-def test_primary_metric_agrees_with_the_task_registry_and_results() -> None:
-    assert {task: spec.primary_metric for task, spec in TASKS.items()} == PRIMARY_METRIC
-    for task, primary in PRIMARY_METRIC.items():
+def test_every_tasks_primary_metric_is_a_result_of_its_metric_config() -> None:
+    for task, primary in ((name, spec.primary_metric) for name, spec in TASKS.items()):
         sample = ([0.0, 1.0, 2.0], [0.0, 2.0, 1.0]) if task == "stsb" else ([0, 1, 1], [0, 1, 0])
         assert primary in compute_glue_metrics(task, *sample)

@@ -11,8 +11,8 @@ from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
 from distilflow.export import onnx_session
+from distilflow.inference import predict_logits
 from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits, teacher_logits
-from distilflow.training import predict_logits
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,10 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification
 
+from distilflow.devices import seed_everything
+from distilflow.inference import predict_logits
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
-from distilflow.training import (
-    LoopSettings,
-    linear_schedule,
-    load_checkpoint,
-    optimizer_groups,
-    predict_logits,
-    save_checkpoint,
-    seed_everything,
-    train,
-)
+from distilflow.training import LoopSettings, linear_schedule, load_checkpoint, optimizer_groups, save_checkpoint, train
 
 SIGNAL = 7  # label 1 iff this token occurs: learnable in a few dozen steps
 

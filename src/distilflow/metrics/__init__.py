@@ -6,7 +6,8 @@ and result keys as the hub's) and loads it by path. The hub copy stays one keywo
 anyone who wants to compare against it.
 
 Importing this package has no side effects and does not import ``evaluate`` (which pulls in
-``datasets`` and takes seconds), so stages that only need ``PRIMARY_METRIC`` stay cheap.
+``datasets`` and takes seconds), so importing it stays cheap. Which metric is a task's primary one is a
+task fact, in ``tasks.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = [
     "GLUE_METRIC_PATH",
     "GLUE_TASKS",
-    "PRIMARY_METRIC",
     "MetricSource",
     "compute_glue_metrics",
     "load_glue_metric",
@@ -54,20 +54,6 @@ GLUE_TASKS: Final[tuple[str, ...]] = (
 )
 """Config names the metric accepts, the same as the hub metric's. Checked here so that a typo
 fails with a ValueError naming the choices before ``evaluate`` is even imported."""
-
-PRIMARY_METRIC: Final[dict[str, str]] = {
-    "sst2": "accuracy",
-    "cola": "matthews_correlation",
-    "mrpc": "f1",
-    "stsb": "pearson",
-    "qqp": "f1",
-    "mnli": "accuracy",
-    "qnli": "accuracy",
-    "rte": "accuracy",
-    "wnli": "accuracy",
-}
-"""The one number per task used to pick checkpoints and compare student with teacher. F1 for
-MRPC and QQP because both are imbalanced, so accuracy rewards predicting the majority class."""
 
 # Correlations undefined for constant input: the local module reports them as 0.0; the hub
 # module returns NaN. Normalising here gives both sources the same contract.

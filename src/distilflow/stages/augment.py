@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.augment import Vocabulary, augment_rows
 from distilflow.config import Params
+from distilflow.inference import logits_to_predictions
 from distilflow.modeling import load_classifier, load_tokenizer
 from distilflow.paths import Paths
+from distilflow.rewrites import Vocabulary, augment_rows
 from distilflow.tasks import get_task
 from distilflow.teacher_onnx import teacher_logits
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import logits_to_predictions
 
 SECTIONS = ("augment",)
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
@@ -71,7 +71,7 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
         seed=params.seed,
     )
     teacher_seconds = time.perf_counter() - started  # the ONNX export and the check sample included
-    predictions = logits_to_predictions(logits, task.is_regression)
+    predictions = logits_to_predictions(logits, task)
     augmented = np.asarray(transfer["augmented"], dtype=bool)
     labels = np.asarray(transfer["labels"])
     labels = np.where(augmented, predictions, labels).astype(labels.dtype)

@@ -12,7 +12,7 @@ Outputs per model (``<m>`` is teacher or student):
 - ``plots/eval_<m>/*.png``: confusion matrix, reliability diagram (classification) or predicted-vs-gold scatter
   (regression), and quality by input length; ``plots/eval_<m>_length.csv`` is the length table as data.
 
-The report stage (distilflow.report) then times both models back to back in one process for a fair ratio.
+The report stage (distilflow.comparison) then times both models back to back in one process for a fair ratio.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from datasets import Dataset, load_from_disk
 
 from distilflow import plots
 from distilflow.config import EvaluateParams, Params
+from distilflow.devices import choose_device
+from distilflow.inference import logits_to_predictions, predict_logits
 from distilflow.metrics import compute_glue_metrics
 from distilflow.modeling import count_parameters, load_classifier, load_tokenizer
 from distilflow.paths import Paths
 from distilflow.speed import folder_megabytes, measure_speed
 from distilflow.tasks import LINE, GlueTask, get_task
 from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import choose_device, logits_to_predictions, predict_logits
 
 SECTIONS = ("evaluate",)
 MODELS = ("teacher", "student")
@@ -85,9 +86,7 @@ def evaluate_model(
     all_logits: dict[str, np.ndarray] = {}
     for split in task.dev_splits:
         logits = predict_logits(model, data[split], batch_size, pad_id)
-        scores = compute_glue_metrics(
-            task.name, logits_to_predictions(logits, task.is_regression), data[split]["labels"]
-        )
+        scores = compute_glue_metrics(task.name, logits_to_predictions(logits, task), data[split]["labels"])
         metrics.update(_prefixed(task, split, scores))
         all_logits[split] = logits
     return metrics, all_logits
@@ -195,7 +194,7 @@ def predictions_frame(
     ``label``/``prediction`` are what the metric scored (class ids, or scores clipped to the task's range);
     ``actual``/``predicted`` are the class names, or for regression the scores rounded to whole points.
     """
-    predictions = logits_to_predictions(logits, task.is_regression)
+    predictions = logits_to_predictions(logits, task)
     frame = pd.DataFrame({"split": split, LINE: dev[LINE]})
     if texts is not None:
         keep = [column for column in (ID, *task.fields) if column in texts.columns]

@@ -23,20 +23,13 @@ from distilflow.checkpoints import folder_digest, source_digest
 from distilflow.checkpoints import prepare as prepare_checkpoints
 from distilflow.config import Params
 from distilflow.curves import log_history, write_curve
+from distilflow.devices import barrier, choose_device, distributed, init_distributed, seed_everything
 from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.scoring import dev_scorer
 from distilflow.tasks import get_task
 from distilflow.tracking import StageRun, read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import (
-    LoopSettings,
-    barrier,
-    choose_device,
-    distributed,
-    init_distributed,
-    seed_everything,
-    train,
-)
+from distilflow.training import LoopSettings, train
 
 SECTIONS = ("model", "finetune")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,12 @@ from distilflow.validation.suites import (
     SCORE,
     SPLIT,
     TRAIN_LINE,
-    GxSuite,
     Outcome,
-    checked_rules,
     class_column,
     parse_class_column,
     suite_for,
-    suite_name,
 )
+from distilflow.validation.summary import build_summary, summary_json
 from distilflow.validation_rules import ERROR, OFF, RULES, WARNING
 
 # BERT's basic tokenizer splits on whitespace and around punctuation before WordPiece, so this count is a
@@ -343,63 +340,11 @@ def validate_folder(
         counts=collector.counts,
         frames=frames,
     )
-    report.summary = _summary(task, settings, report, raws, stats, suite, time.perf_counter() - started)
+    report.summary = build_summary(task, settings, report, raws, stats, suite, time.perf_counter() - started)
     if report_dir is not None:
-        from distilflow.validation.report import write_report
+        from distilflow.validation.html_report import write_report
 
         report.report_path = write_report(report, Path(report_dir), stats)
         report.summary["elapsed_seconds"] = round(time.perf_counter() - started, 3)
         (Path(report_dir) / "summary.json").write_text(summary_json(report.summary), encoding="utf-8")
     return report
-
-
-def _summary(
-    task: GlueTask,
-    settings: ValidateParams,
-    report: ValidationReport,
-    raws: dict[str, RawSplit],
-    stats: dict[str, dict[str, Any]],
-    suite: GxSuite | None,
-    elapsed: float,
-) -> dict[str, Any]:
-    rules: dict[str, dict[str, Any]] = {}
-    checked = checked_rules(task, settings)
-    for name, rule in RULES.items():
-        effective = settings.severity.get(name, rule.severity)
-        rules[name] = {"severity": effective, "checked": name in checked, "errors": 0, "warnings": 0}
-    for count in report.counts:
-        rules[count.rule]["errors" if count.severity == ERROR else "warnings"] += count.count
-    splits: dict[str, Any] = {}
-    for split in task.splits:
-        raw = raws.get(split)
-        entry: dict[str, Any] = {
-            "file": shown(raw.path) if raw else shown(split_path(report.data_dir, split)),
-            "rows": len(raw.frame) if raw else 0,
-            "errors": sum(c.count for c in report.counts if c.split == split and c.severity == ERROR),
-            "warnings": sum(c.count for c in report.counts if c.split == split and c.severity == WARNING),
-        }
-        entry.update({key: value for key, value in stats.get(split, {}).items() if not key.startswith("_")})
-        splits[split] = entry
-    return {
-        "task": task.name,
-        "kind": task.kind,
-        "data_dir": shown(report.data_dir),
-        "ok": report.ok,
-        "errors": report.errors,
-        "warnings": report.warnings,
-        "rows": {split: entry["rows"] for split, entry in splits.items()},
-        "elapsed_seconds": round(elapsed, 3),
-        "splits": splits,
-        "rules": rules,
-        "suite": {
-            "name": suite_name(task),
-            "expectations": suite.size if suite else 0,
-            "great_expectations": suite.gx_version if suite else None,
-        },
-        "settings": settings.model_dump(),
-    }
-
-
-def summary_json(summary: dict[str, Any]) -> str:
-    # allow_nan=False: DVC and MLflow both choke on NaN, so a stray one must fail here, loudly.
-    return json.dumps(summary, indent=2, sort_keys=False, allow_nan=False) + "\n"

@@ -1,0 +1,101 @@
+"""What a flow run is asked to change: a profile, named parameters and ``KEY=VALUE`` overrides, checked up front.
+
+The flow passes the result to ``dvc exp run --set-param``, so every change is a DVC experiment, never an edit of
+params.yaml. Prefect facts the flow and the deployment share (flow name, environment defaults) live here too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from distilflow.config import ParamsError, flatten, load_params
+from distilflow.locking import LOCK_DIR
+from distilflow.paths import Paths
+
+FLOW_NAME = "distilflow-pipeline"
+FLOW_ENTRYPOINT = "flows/pipeline.py:pipeline"
+# Prefect's temporary server needs far more than its default 20 s to migrate a fresh database on a small machine.
+# The Makefile exports the same values for the Prefect CLI (a test ties the two).
+PREFECT_ENV_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+}
+
+
+def prefect_defaults(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """Prefect's environment defaults that ``env`` does not set already: apply them before Prefect is imported."""
+    return {key: value for key, value in PREFECT_ENV_DEFAULTS.items() if key not in env}
+
+
+class SettingsRejected(ValueError):
+    """The requested params (profile, overrides) are not valid settings; nothing was changed."""
+
+
+def settings_overrides(
+    task_name: str | None,
+    data_source: str | None,
+    data_path: str | None,
+    profile: str | None,
+    overrides: list[str] | None,
+    promote: bool | None,
+    root: Path,
+) -> list[str]:
+    """Every requested change as ``KEY=VALUE``: the profile first, then the named parameters, then ``overrides``."""
+    result: list[str] = []
+    if profile:
+        result += profile_overrides(profile, root)
+    if task_name is not None:
+        result.append(f"task={task_name}")
+    if data_source is not None:
+        result.append(f"data.source={data_source}")
+    if data_path is not None:
+        result.append(f"data.path={json.dumps(data_path)}")
+    if promote is not None:
+        result.append(f"register.promote={str(promote).lower()}")
+    return result + list(overrides or [])
+
+
+def profile_overrides(profile: str, root: Path) -> list[str]:
+    """A profile is a YAML file of params to change: NAME in flows/profiles/, or a path."""
+    import yaml
+
+    profiles = Paths.at(root).profiles_dir
+    candidates = [profiles / f"{profile}.yaml", Path(profile), root / profile]
+    path = next((candidate for candidate in candidates if candidate.is_file()), None)
+    if path is None:
+        known = sorted(p.stem for p in profiles.glob("*.yaml"))
+        raise SettingsRejected(
+            f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
+            f"(in {profiles}), or give a YAML file's path"
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
+    return [f"{key}={json.dumps(value)}" for key, value in flatten(data).items()]
+
+
+def checked_overrides(root: Path, overrides: list[str]) -> None:
+    """Apply ``KEY=VALUE`` overrides to a scratch copy of params.yaml the way ``dvc exp run --set-param`` will
+    (Hydra syntax), and check the result against distilflow's settings. params.yaml itself is never written."""
+    from dvc.utils.hydra import apply_overrides
+
+    scratch_parent = root / LOCK_DIR
+    scratch_parent.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch_parent) as scratch:
+        candidate = Path(scratch) / "params.yaml"
+        candidate.write_text(Paths.at(root).params_file.read_text(encoding="utf-8"), encoding="utf-8")
+        try:
+            apply_overrides(str(candidate), overrides)
+            load_params(candidate)
+        except ParamsError as error:
+            raise SettingsRejected(f"{error}\nNothing was run; params.yaml is unchanged.") from None
+        except Exception as error:  # DVC/Hydra raise their own types for a malformed or unknown KEY=VALUE
+            raise SettingsRejected(
+                f"cannot apply {overrides}: {error} {error.__cause__ or ''}".strip()
+                + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. Nothing was run; "
+                "params.yaml is unchanged."
+            ) from None

@@ -1,0 +1,66 @@
+"""The validation summary (``reports/validation/summary.json``): what DVC tracks as validate's metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from distilflow.config import ValidateParams
+from distilflow.glue_io import RawSplit, split_path
+from distilflow.tasks import GlueTask
+from distilflow.validation.findings import ValidationReport, shown
+from distilflow.validation.suites import GxSuite, checked_rules, suite_name
+from distilflow.validation_rules import ERROR, RULES, WARNING
+
+
+def build_summary(
+    task: GlueTask,
+    settings: ValidateParams,
+    report: ValidationReport,
+    raws: dict[str, RawSplit],
+    stats: dict[str, dict[str, Any]],
+    suite: GxSuite | None,
+    elapsed: float,
+) -> dict[str, Any]:
+    """summary.json: per-rule and per-split counts, the split statistics, the suite and the settings."""
+    rules: dict[str, dict[str, Any]] = {}
+    checked = checked_rules(task, settings)
+    for name, rule in RULES.items():
+        effective = settings.severity.get(name, rule.severity)
+        rules[name] = {"severity": effective, "checked": name in checked, "errors": 0, "warnings": 0}
+    for count in report.counts:
+        rules[count.rule]["errors" if count.severity == ERROR else "warnings"] += count.count
+    splits: dict[str, Any] = {}
+    for split in task.splits:
+        raw = raws.get(split)
+        entry: dict[str, Any] = {
+            "file": shown(raw.path) if raw else shown(split_path(report.data_dir, split)),
+            "rows": len(raw.frame) if raw else 0,
+            "errors": sum(c.count for c in report.counts if c.split == split and c.severity == ERROR),
+            "warnings": sum(c.count for c in report.counts if c.split == split and c.severity == WARNING),
+        }
+        entry.update({key: value for key, value in stats.get(split, {}).items() if not key.startswith("_")})
+        splits[split] = entry
+    return {
+        "task": task.name,
+        "kind": task.kind,
+        "data_dir": shown(report.data_dir),
+        "ok": report.ok,
+        "errors": report.errors,
+        "warnings": report.warnings,
+        "rows": {split: entry["rows"] for split, entry in splits.items()},
+        "elapsed_seconds": round(elapsed, 3),
+        "splits": splits,
+        "rules": rules,
+        "suite": {
+            "name": suite_name(task),
+            "expectations": suite.size if suite else 0,
+            "great_expectations": suite.gx_version if suite else None,
+        },
+        "settings": settings.model_dump(),
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    # allow_nan=False: DVC and MLflow both choke on NaN, so a stray one must fail here, loudly.
+    return json.dumps(summary, indent=2, sort_keys=False, allow_nan=False) + "\n"
