@@ -7,7 +7,7 @@ key and the file named, instead of silently running with a default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -89,20 +89,35 @@ class TokenizeParams(Section):
 
 
 class TrainingParams(Section):
-    """What every training loop reads (distilflow.training.LoopSettings); finetune and distill add their own."""
+    """What every training loop reads (distilflow.training.LoopSettings); finetune and distill add their own.
 
-    epochs: float = Field(3.0, gt=0)
+    The loop's recipe differs per stage, so each subclass gives its defaults in ``RECIPE`` (params.yaml's values:
+    a test compares them) and the fields themselves carry only their types and bounds.
+    """
+
+    RECIPE: ClassVar[dict[str, Any]] = {}
+
+    epochs: float = Field(gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(ge=1)
+    learning_rate: float = Field(gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    warmup_ratio: float = Field(ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    eval_every: int = Field(200, ge=1, description="evaluate on dev every N optimizer steps")
-    early_stopping_patience: int = Field(5, ge=0, description="evaluations without improvement; 0 disables")
+    eval_every: int = Field(ge=1, description="evaluate on dev every N optimizer steps")
+    early_stopping_patience: int = Field(ge=0, description="evaluations without improvement; 0 disables")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_defaults(cls, data: Any) -> Any:
+        return {**cls.RECIPE, **data} if isinstance(data, dict) else data
 
 
 class FinetuneParams(TrainingParams):
+    RECIPE: ClassVar[dict[str, Any]] = dict(
+        epochs=2.0, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, eval_every=25, early_stopping_patience=4
+    )
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA where supported, else fp16 with a GradScaler; fp32 on CPU"
@@ -113,11 +128,6 @@ class FinetuneParams(TrainingParams):
     freeze_embeddings: bool = Field(
         True, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
     )
-    epochs: float = Field(2.0, gt=0)
-    learning_rate: float = Field(1e-4, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    eval_every: int = Field(25, ge=1, description="evaluate on dev every N optimizer steps")
-    early_stopping_patience: int = Field(4, ge=0, description="evaluations without improvement; 0 disables")
 
 
 class EvaluateParams(Section):
@@ -226,6 +236,10 @@ class ExportParams(Section):
 
 
 class DistillParams(TrainingParams):
+    RECIPE: ClassVar[dict[str, Any]] = dict(
+        epochs=6.0, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1, eval_every=40, early_stopping_patience=6
+    )
+
     student: StudentParams = StudentParams()
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.7, ge=0, le=1, description="weight of the soft-target loss; 1-alpha on gold labels")
@@ -247,12 +261,6 @@ class DistillParams(TrainingParams):
         "they are ~90% of BERT-tiny's weights, so a step costs about half",
     )
     export: ExportParams = ExportParams()
-    epochs: float = Field(6.0, gt=0)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-4, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    eval_every: int = Field(40, ge=1, description="evaluate on dev every N optimizer steps")
-    early_stopping_patience: int = Field(6, ge=0, description="evaluations without improvement; 0 disables")
 
 
 class PromotionParams(Section):
@@ -314,11 +322,11 @@ class Params(Section):
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     model: ModelParams = ModelParams()
     tokenize: TokenizeParams = TokenizeParams()
-    finetune: FinetuneParams = FinetuneParams()
+    finetune: FinetuneParams = FinetuneParams.model_validate({})
     evaluate: EvaluateParams = EvaluateParams()
     augment: AugmentParams = AugmentParams()
     pretrain: PretrainParams = PretrainParams()
-    distill: DistillParams = DistillParams()
+    distill: DistillParams = DistillParams.model_validate({})
     register_: RegisterParams = Field(RegisterParams(), alias="register")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -150,16 +151,7 @@ def length_buckets(table: pd.DataFrame, metric: str, path: Path, title: str) -> 
     axes = figure.subplots()
     positions = np.arange(len(table))
     bars = axes.bar(positions, table[metric], color=TEACHER_COLOUR)
-    for bar, count in zip(bars, table["examples"], strict=True):
-        axes.annotate(
-            f"n={count}",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            xytext=(0, 2),
-            textcoords="offset points",
-        )
+    _label_bars(axes, bars, [f"n={count}" for count in table["examples"]])
     axes.set_xticks(positions, labels=list(table["bucket"]))
     axes.set_xlabel("tokens per example (after tokenization, incl. special tokens)")
     axes.set_ylabel(metric)
@@ -167,6 +159,20 @@ def length_buckets(table: pd.DataFrame, metric: str, path: Path, title: str) -> 
         axes.set_ylim(0, 1.08)
     axes.set_title(title)
     return _save(figure, path)
+
+
+def _label_bars(axes: Any, bars: Any, labels: Sequence[str]) -> None:
+    """One small label just above each bar."""
+    for bar, label in zip(bars, labels, strict=True):
+        axes.annotate(
+            label,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
 
 
 def _short(value: float) -> str:
@@ -181,16 +187,7 @@ def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: st
     axes_grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axes, (name, teacher, student) in zip(axes_grid, panels, strict=False):
         bars = axes.bar(["teacher", "student"], [teacher, student], color=[TEACHER_COLOUR, STUDENT_COLOUR])
-        for bar in bars:
-            axes.annotate(
-                _short(bar.get_height()),
-                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                xytext=(0, 2),
-                textcoords="offset points",
-            )
+        _label_bars(axes, bars, [_short(bar.get_height()) for bar in bars])
         axes.set_title(name, fontsize=9)
         axes.margins(y=0.18)
     for spare in axes_grid[len(panels) :]:
