@@ -27,6 +27,7 @@ from distilflow.batching import pad_batch
 from distilflow.config import ExportParams
 from distilflow.inference import logits_to_predictions
 from distilflow.metrics import compute_glue_metrics
+from distilflow.numerics import quantize_dynamic_int8
 from distilflow.tasks import GlueTask
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -50,19 +51,11 @@ class _LogitsOnly(torch.nn.Module):
         return logits
 
 
-def _quiet_quantize(model: torch.nn.Module) -> torch.nn.Module:
-    # torch.ao's eager quantization warns that it moves to torchao; it still is torch's CPU int8 path.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantized: torch.nn.Module = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return quantized
-
-
 def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
     """Dynamic int8: Linear weights stored as int8, activations quantized per batch at run time; no calibration."""
     import copy
 
-    return _quiet_quantize(copy.deepcopy(model).eval())
+    return quantize_dynamic_int8(copy.deepcopy(model).eval())
 
 
 def save_int8(model: PreTrainedModel, quantized: torch.nn.Module, folder: Path) -> None:
@@ -76,7 +69,7 @@ def load_int8(folder: str | Path) -> torch.nn.Module:
     folder = Path(folder)
     config = AutoConfig.from_pretrained(str(folder))
     skeleton = AutoModelForSequenceClassification.from_config(config).eval()
-    model = _quiet_quantize(skeleton)
+    model = quantize_dynamic_int8(skeleton)
     model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     return model
 

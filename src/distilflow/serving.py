@@ -27,6 +27,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
+from distilflow.numerics import quantize_dynamic_int8, softmax
+
 SERVING_CONFIG = "distilflow_serving.json"
 MODEL_ARTIFACT = "model"
 THREADS_ENV = "DISTILFLOW_SERVE_THREADS"
@@ -268,8 +270,7 @@ class TextClassifier(PythonModel):
         if self.config.regression:
             low, high = self.config.score_range
             return {"score": np.clip(logits[:, 0], low, high).tolist(), "truncated": truncated.tolist()}
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+        probabilities = softmax(logits)
         index = probabilities.argmax(axis=-1)
         assert self.config.labels is not None
         return {
@@ -311,17 +312,6 @@ def pad_token_of(folder: Path) -> str:
             if token:
                 return str(token["content"]) if isinstance(token, dict) else str(token)
     return "[PAD]"
-
-
-def quantize_dynamic_int8(model: Any) -> Any:
-    """Dynamic int8 on every Linear layer: the same transform the int8 export applied before saving."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao warns that eager quantization moves to torchao
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def _describe(value: Any) -> str:

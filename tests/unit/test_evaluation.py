@@ -14,6 +14,7 @@ from sklearn.metrics import accuracy_score
 
 from distilflow import plots
 from distilflow.comparison import build_comparison, comparison_rows, quality_columns, render_markdown
+from distilflow.numerics import softmax
 from distilflow.references import REFERENCES, references_for
 from distilflow.stages.evaluate import (
     analysis_metrics,
@@ -23,7 +24,6 @@ from distilflow.stages.evaluate import (
     length_bucket,
     length_table,
     predictions_frame,
-    softmax,
 )
 from distilflow.tasks import LINE, TASKS, get_task
 

@@ -33,6 +33,7 @@ from distilflow.devices import choose_device
 from distilflow.inference import logits_to_predictions, predict_logits
 from distilflow.metrics import compute_glue_metrics
 from distilflow.modeling import count_parameters, load_classifier, load_tokenizer
+from distilflow.numerics import softmax
 from distilflow.paths import Paths
 from distilflow.speed import folder_megabytes, measure_speed
 from distilflow.tasks import LINE, GlueTask, get_task
@@ -90,13 +91,6 @@ def evaluate_model(
         metrics.update(_prefixed(task, split, scores))
         all_logits[split] = logits
     return metrics, all_logits
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    probabilities: np.ndarray = exp / exp.sum(axis=-1, keepdims=True)
-    return probabilities
 
 
 def calibration_table(
