@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from distilflow.config import ParamsError, load_params
 from distilflow.paths import Paths
 
 app = typer.Typer(
@@ -33,6 +32,7 @@ def stage(
     params_file: Annotated[Path | None, typer.Option("--params", help="default: ROOT/params.yaml")] = None,
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
+    from distilflow.config import ParamsError
     from distilflow.locking import WorkspaceLocked
     from distilflow.runner import UnknownStage, run_stage
 
@@ -63,7 +63,7 @@ def validate(
     limit: Annotated[int, typer.Option(help="failing rows listed per rule")] = 20,
 ) -> None:
     """Check any GLUE folder with the pipeline's rules, without running the pipeline."""
-    from distilflow.config import ValidateParams
+    from distilflow.config import ParamsError, ValidateParams, load_params
     from distilflow.tasks import get_task
     from distilflow.validation import validate_folder
 
@@ -88,6 +88,7 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
     """The MLflow client on the project's store, the registered model name for ROLE, and the params."""
     import mlflow
 
+    from distilflow.config import ParamsError, load_params
     from distilflow.registry import model_name
     from distilflow.tracking import configure_mlflow
 
@@ -199,6 +200,7 @@ def models(
 @app.command("sync-registry")
 def sync_registry(root: RootOption = Path(".")) -> None:
     """Register models/student in this clone's MLflow store if it lacks it (after `dvc pull` skipped the stage)."""
+    from distilflow.config import ParamsError, load_params
     from distilflow.environment import configure_hub
     from distilflow.registration import sync
 
@@ -266,6 +268,7 @@ def lineage(
 
     import mlflow
 
+    from distilflow.config import ParamsError, load_params
     from distilflow.lineage import LineageError, format_lineage, model_lineage
     from distilflow.tracking import configure_mlflow
 
