@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from tqdm.auto import tqdm
 
 from distilflow.batching import Collator, Columns, LengthGroupedBatches
 from distilflow.checkpoints import _cpu_state, _readable, load_checkpoint, save_best, save_checkpoint
 from distilflow.config import TrainingParams
 from distilflow.devices import barrier, choose_device, choose_dtype, distributed, init_distributed, seed_everything
+from distilflow.progress import progress_bar
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
@@ -318,14 +318,7 @@ def train(
     best_dir = checkpoint_dir / "best" if checkpoint_dir else None
     collate = Collator(pad_id, regression, mask_if_full=not settings.drop_full_mask)
     batches = _cycle(Columns(train_set), run.sampler, collate, progress["epoch"], progress["batch"])
-    bar = tqdm(
-        total=run.total,
-        initial=progress["step"],
-        desc=description,
-        disable=run.rank != 0,
-        dynamic_ncols=True,
-        unit="step",
-    )
+    bar = progress_bar(run.total, progress["step"], description, disable=run.rank != 0)
     losses = _Losses(settings.grad_accum_steps)
     run.net.train()
     started = time.perf_counter() - progress["seconds"]
