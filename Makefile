@@ -71,6 +71,9 @@ deploy: $(STAMP) ## create the nightly Prefect deployment (cron, process pool); 
 worker: $(STAMP) ## run the deployment's flow runs here; stop with Ctrl-C (SIGINT: the worker ignores SIGTERM)
 	PREFECT_API_URL=$${PREFECT_API_URL:-$(PREFECT_LOCAL_API)} $(BIN)/prefect worker start --pool $(PREFECT_POOL)
 
+bench-pipeline: $(STAMP) ## embedded dvc repro in a fresh clone: per-stage wall, work and overhead -> bench/results/pipeline.json
+	$(BIN)/python bench/pipeline.py $(ARGS)
+
 bench-flow: $(STAMP) ## flow overhead over a bare dvc repro -> bench/results/flow-overhead.json
 	nice -n 10 $(BIN)/python bench/flow_overhead.py $(ARGS)
 

@@ -1,0 +1,163 @@
+"""The embedded pipeline itself: where a `dvc repro` from a clean clone spends its time.
+
+A fresh `git clone` of this checkout's HEAD (so nothing of this workspace's outputs is reused) runs `dvc repro`
+once, exactly as a user would after cloning; every line DVC prints is time-stamped as it arrives. Per stage:
+
+- ``wall_s``: from DVC's "Running stage 'X'" line to the next stage's (or DVC's exit), all a user waits for;
+- ``work_s``: the stage's own MLflow run (start to end), the part that trains, scores or validates;
+- ``before_s``: from DVC's line to the MLflow run's start: process start, imports, settings, reading inputs;
+- ``after_s``: from the run's end to the next stage: closing the run, DVC hashing the outputs, writing dvc.lock.
+
+``overhead_s = wall_s - work_s``. The log's size is recorded too (progress must stay readable in a file).
+
+    python bench/pipeline.py [--out bench/results/pipeline.json] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNING = "Running stage '"
+
+
+def timed_lines(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[int, list[tuple[float, str]]]:
+    """Run ``command``, writing its output to ``log``; every line with the wall-clock time it arrived."""
+    lines: list[tuple[float, str]] = []
+    with log.open("w", encoding="utf-8") as sink:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+            sink.write(line)
+            print(line, end="", flush=True)
+        return process.wait(), lines
+
+
+def stage_starts(lines: list[tuple[float, str]]) -> list[tuple[str, float]]:
+    starts = []
+    for stamp, line in lines:
+        if line.startswith(RUNNING):
+            starts.append((line[len(RUNNING) :].split("'", 1)[0], stamp))
+    return starts
+
+
+def mlflow_runs(workspace: Path) -> dict[str, tuple[float, float]]:
+    """Stage tag (``evaluate-teacher`` for DVC's ``evaluate@teacher``) -> (start, end) of its MLflow run, in s."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{workspace / 'mlruns.db'}")
+    runs: dict[str, tuple[float, float]] = {}
+    for experiment in client.search_experiments():
+        for run in client.search_runs([experiment.experiment_id], max_results=1000):
+            stage = run.data.tags.get("distilflow.stage")
+            if stage and run.info.end_time:
+                runs[stage] = (run.info.start_time / 1000, run.info.end_time / 1000)
+    return runs
+
+
+def per_stage(
+    lines: list[tuple[float, str]], finished: float, runs: dict[str, tuple[float, float]]
+) -> list[dict[str, Any]]:
+    starts = stage_starts(lines)
+    rows = []
+    for index, (stage, began) in enumerate(starts):
+        ended = starts[index + 1][1] if index + 1 < len(starts) else finished
+        row: dict[str, Any] = {"stage": stage, "wall_s": round(ended - began, 2)}
+        run = runs.get(stage.replace("@", "-"))
+        if run is not None:
+            row.update(
+                work_s=round(run[1] - run[0], 2),
+                before_s=round(run[0] - began, 2),
+                after_s=round(ended - run[1], 2),
+                overhead_s=round(ended - began - (run[1] - run[0]), 2),
+            )
+        rows.append(row)
+    return rows
+
+
+def summary(stages: list[dict[str, Any]], total: float) -> dict[str, Any]:
+    timed = [row for row in stages if "work_s" in row]
+    work = sum(row["work_s"] for row in timed)
+    return {
+        "repro_wall_s": round(total, 1),
+        "stage_work_s": round(work, 1),
+        "overhead_s": round(total - work, 1),
+        "overhead_share": round((total - work) / total, 3) if total else None,
+        "median_stage_overhead_s": round(statistics.median(row["overhead_s"] for row in timed), 2) if timed else None,
+        "median_before_s": round(statistics.median(row["before_s"] for row in timed), 2) if timed else None,
+        "median_after_s": round(statistics.median(row["after_s"] for row in timed), 2) if timed else None,
+    }
+
+
+def dev_metrics(workspace: Path) -> dict[str, Any]:
+    """The quality the speed was bought at: teacher and student dev metrics from the committed metric files."""
+    found: dict[str, Any] = {}
+    for role in ("teacher", "student"):
+        path = workspace / "metrics" / f"eval_{role}.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            found[role] = {
+                key: data[key] for key in ("accuracy", "f1", "pearson", "matthews_correlation") if key in data
+            }
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
+    parser.add_argument("--keep", type=Path, help="clone here and keep it (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    scratch = Path(tempfile.mkdtemp(prefix="distilflow-bench-"))
+    workspace = args.keep or scratch / "distilflow"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(workspace)], check=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    log = scratch / "repro.log"
+    started = time.time()
+    code, lines = timed_lines(["dvc", "repro"], workspace, env, log)
+    finished = time.time()
+    if code != 0:
+        print(f"dvc repro exited {code}; log: {log}", file=sys.stderr)
+        return code
+    stages = per_stage(lines, finished, mlflow_runs(workspace))
+    result = {
+        "command": "python " + shlex.join(["bench/pipeline.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True
+        ).stdout.strip(),
+        "what": "dvc repro of the embedded default in a fresh clone (no outputs, empty MLflow store)",
+        **summary(stages, finished - started),
+        "log_bytes": log.stat().st_size,
+        "log_lines": len(lines),
+        "stages": stages,
+        "dev_metrics": dev_metrics(workspace),
+        "machine": {"cpus": os.cpu_count(), "load_average_after": os.getloadavg()},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({key: value for key, value in result.items() if key != "stages"}, indent=2))
+    if args.keep is None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
