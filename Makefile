@@ -57,7 +57,7 @@ lint: $(STAMP) ## ruff and mypy
 PREFECT_PORT ?= 4200
 PREFECT_LOCAL_API := http://127.0.0.1:$(PREFECT_PORT)/api
 PREFECT_POOL ?= distilflow-process
-.PHONY: flow ui deploy worker bench-flow
+.PHONY: flow ui deploy worker bench-flow bench-pipeline
 
 flow: $(STAMP) ## run the pipeline as a Prefect flow, no server needed (e.g. ARGS='--profile smoke')
 	python flows/pipeline.py $(ARGS)

@@ -77,6 +77,18 @@ class LineProgress:
         self._last_time, self._last_n = now, self.n
 
 
+# The Hugging Face libraries' own bars (datasets' map, transformers' "Loading weights"): read at their import.
+LIBRARY_BARS_OFF = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
+def quiet_library_bars_off_terminal(env: dict[str, str] | None = None) -> None:
+    """Off a terminal, turn the libraries' redraw bars off (a user's explicit setting wins). Call before import."""
+    target = os.environ if env is None else env
+    if not sys.stderr.isatty():
+        for key, value in LIBRARY_BARS_OFF.items():
+            target.setdefault(key, value)
+
+
 def progress_bar(total: int, initial: int = 0, desc: str = "", unit: str = "step", disable: bool = False) -> Any:
     """tqdm's bar in a terminal; :class:`LineProgress` in a file, a pipe, DVC's output or a Prefect log."""
     from tqdm.auto import tqdm

@@ -18,6 +18,7 @@ from distilflow.dvc_files import stage_names
 from distilflow.environment import configure_hub
 from distilflow.locking import LockHolder, die_with_parent, workspace_lock
 from distilflow.paths import Paths
+from distilflow.progress import quiet_library_bars_off_terminal
 
 # A stage started outside a holder of the workspace lock (a bare `dvc repro`) fails at once rather than waiting:
 # its `dvc repro` holds DVC's own repo lock meanwhile, which would stall the holder's next DVC command.
@@ -31,6 +32,7 @@ class UnknownStage(ValueError):
 def run_stage(name: str, root: Path, params_file: Path | None = None, which: str | None = None) -> Any:
     """Run stage ``name`` of the project at ``root`` under the workspace lock; returns what the stage returns."""
     die_with_parent()
+    quiet_library_bars_off_terminal()  # before the stage imports datasets or transformers
     paths = Paths.at(root)
     params = load_params(params_file or paths.params_file)
     known = stage_names(paths.root)

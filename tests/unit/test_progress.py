@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from distilflow.progress import LineProgress
+from distilflow.progress import LineProgress, quiet_library_bars_off_terminal
 from distilflow.training import train
 from tests.unit.test_training import accuracy_on, settings, supervised_loss, tiny_model, toy_data
 
@@ -79,3 +79,9 @@ def test_the_training_loop_logs_lines_not_redraws_when_stderr_is_not_a_terminal(
     assert 10 <= len(progress) <= 11, progress  # 48 steps: a line every 4.8 steps' tenth, and the last
     assert all(LINE.match(line) for line in progress), progress
     assert progress[-1].startswith("finetune: 48/48 steps (100%)")
+
+
+def test_off_a_terminal_the_libraries_bars_are_turned_off_unless_the_user_chose() -> None:
+    env = {"HF_HUB_DISABLE_PROGRESS_BARS": "0"}
+    quiet_library_bars_off_terminal(env)  # pytest's captured stderr is not a terminal
+    assert env == {"HF_HUB_DISABLE_PROGRESS_BARS": "0", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
