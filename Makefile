@@ -27,7 +27,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: this machine has the CPU wheel on disk; an unpinned torch pulls gigabytes of CUDA
 	# uv installs the rest in seconds (pip: ~5 minutes); it keeps the torch above, as ==2.13.0 admits 2.13.0+cpu.
 	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0 uv
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/uv pip install --quiet -e '.[dev]' \
+	# --compile-bytecode: uv writes no .pyc by default, so without it every stage process (and every test's
+	# subprocess) recompiles transformers' and datasets' sources (`distilflow stage pretrain`: 24.8 s, not 7.7 s).
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/uv pip install --quiet --compile-bytecode -e '.[dev]' \
 	  || $(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 

@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,9 @@ def test_push_delete_pull_then_a_fresh_clone_makes_pipeline_with_nothing_to_do(
     assert [run.name for run in flows] and len(flows) == 1
     task_names = {task.name.split(":")[0] for task in tasks if task.flow_run_id == flows[0].id}
     assert {instance for spec in stages(clone) for instance in spec.instances} <= task_names, task_names
+    # A user whose Python writes bytecode has __pycache__ beside every imported source: not a code change.
+    sh([sys.executable, "-m", "compileall", "-q", "src"], clone, home)
+    assert any((clone / "src" / "distilflow" / "metrics").rglob("*.pyc"))
     assert UP_TO_DATE in sh(["dvc", "status"], clone, home).stdout
     assert sh(["git", "status", "--porcelain", "--untracked-files=all"], clone, home).stdout == ""
 
