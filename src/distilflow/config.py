@@ -274,6 +274,16 @@ class PromotionParams(Section):
         description="the candidate must beat the task's trivial baseline (majority class / mean) by this; a negative "
         "value lets a model below the baseline through, for wiring checks on a few rows only (tests, smoke profile)",
     )
+    confidence: float = Field(
+        0.95,
+        ge=0.5,
+        lt=1,
+        description="the candidate must beat baseline + margin in at least this share of paired bootstrap resamples "
+        "of the dev examples (a win within noise on a small dev set does not count); intervals are at this level",
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=1, description="paired bootstrap resamples of the dev examples (seeded) behind every comparison"
+    )
 
 
 class ServingParams(Section):

@@ -78,3 +78,20 @@ def agreement(task: GlueTask, predictions: np.ndarray, reference: np.ndarray) ->
     if task.is_regression:
         return float(np.mean(np.abs(predictions - reference) <= REGRESSION_AGREEMENT_ATOL))
     return float(np.mean(predictions == reference))
+
+
+def recorded_predictions(task: GlueTask, file: Path, dev: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """The evaluate stage's per-example predictions (``predictions/<model>_dev.csv``) if they answer exactly
+    these dev rows (same labels in the same order); else None and why."""
+    if not file.is_file():
+        return None, f"no per-example dev predictions at {file}"
+    frame = pd.read_csv(file, usecols=["label", "prediction"])
+    labels = dev[LABEL].to_numpy()
+    recorded = frame["label"].to_numpy()
+    same = len(recorded) == len(labels) and (
+        np.allclose(recorded, labels, atol=1e-6) if task.is_regression else np.array_equal(recorded, labels)
+    )
+    if not same:
+        return None, f"{file} answers other dev rows than data/validated ({len(recorded)} vs {len(labels)} rows)"
+    dtype = np.float64 if task.is_regression else np.int64
+    return frame["prediction"].to_numpy(dtype=dtype), f"fp32, the evaluate stage's {file.name}"

@@ -12,21 +12,34 @@ A candidate must, on the primary dev metric of the artifact that will be served:
 - not have been rolled back by a person;
 - stay within the latency budget.
 
+Dev sets can be small (MRPC: 408 pairs), so each comparison is also a paired bootstrap over the dev examples
+(:mod:`distilflow.bootstrap`), on the per-example predictions each version recorded at registration
+(``distilflow.dev_predictions``). The win over the trivial baseline must hold: metric − baseline > margin in at
+least ``confidence`` of the resamples. Against the champion and the best champion ever, the probability that the
+candidate is better and the interval of the difference are reported beside the tolerance rule, which decides:
+a tolerance read as "within noise" would let a run of small drops walk quality down.
+
 Every rule is checked and every reason is recorded, on the version (tags) and in the register stage's report.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from mlflow import MlflowClient
 
+from distilflow import dev_scoring
+from distilflow.bootstrap import paired_bootstrap
 from distilflow.config import PromotionParams
 from distilflow.registry import (
     BASELINE_TAG,
     DATA_TAG,
+    DEV_PREDICTIONS_TAG,
+    GATE_BOOTSTRAP_TAG,
     GATE_REASONS_TAG,
     GATE_TAG,
     LATENCY_TAG,
@@ -51,6 +64,7 @@ class Decision:
     best_metric: float | None = None
     metric: float | None = None
     baseline_metric: float | None = None
+    bootstrap: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def refuse(self, reason: str) -> None:
         self.promote = False
@@ -66,6 +80,7 @@ class Decision:
             "previous_champion_metric": self.champion_metric,
             "best_champion_version": self.best_version,
             "best_champion_metric": self.best_metric,
+            "bootstrap": self.bootstrap,
         }
 
 
@@ -153,6 +168,63 @@ def best_champion(client: MlflowClient, name: str, candidate: Any, champion: Any
     return str(best.version), gated_metric(best)
 
 
+def dev_record(version: Any) -> dict[str, Any] | None:
+    """The per-example dev answers a version recorded at registration (labels, predictions, task), or None."""
+    import mlflow
+
+    uri = version.tags.get(DEV_PREDICTIONS_TAG)
+    return dict(mlflow.artifacts.load_dict(uri)) if uri else None
+
+
+def _baseline_bootstrap(decision: Decision, record: dict[str, Any], rules: PromotionParams, metric_name: str) -> None:
+    """metric − baseline > margin must hold in at least ``confidence`` of the paired resamples."""
+    from distilflow.tasks import get_task
+
+    labels, predictions = np.asarray(record["labels"]), np.asarray(record["predictions"])
+    constant = dev_scoring.baseline_predictions(get_task(record["task"]), labels)
+    result = paired_bootstrap(
+        metric_name, predictions, constant, labels, rules.bootstrap_resamples, rules.confidence, rules.baseline_margin
+    )
+    decision.bootstrap["baseline"] = result.as_dict()
+    claim = (
+        f"{metric_name} − trivial baseline > margin {rules.baseline_margin:.4f} in {result.p_above:.1%} of "
+        f"{result.resamples} paired resamples of {result.examples} dev examples"
+    )
+    if result.p_above >= rules.confidence:
+        decision.reasons.append(f"{claim} ≥ {rules.confidence:.0%}")
+    else:
+        decision.refuse(f"{claim} < {rules.confidence:.0%}: the win over the trivial baseline is within noise")
+
+
+def bootstrap_checks(
+    decision: Decision, candidate: Any, others: dict[str, Any], rules: PromotionParams, metric_name: str
+) -> None:
+    """The paired bootstrap against the baseline (a rule) and against each of ``others`` (reported)."""
+    record = dev_record(candidate)
+    if record is None:
+        decision.refuse(
+            f"v{candidate.version} recorded no per-example dev predictions: cannot tell its win over the trivial "
+            "baseline from noise"
+        )
+        return
+    _baseline_bootstrap(decision, record, rules, metric_name)
+    for label, version in others.items():
+        other = dev_record(version)
+        if other is None or other["labels"] != record["labels"]:
+            decision.reasons.append(f"note: no paired bootstrap against {label} (no dev predictions on these rows)")
+            continue
+        result = paired_bootstrap(
+            metric_name,
+            np.asarray(record["predictions"]),
+            np.asarray(other["predictions"]),
+            np.asarray(record["labels"]),
+            rules.bootstrap_resamples,
+            rules.confidence,
+        )
+        decision.bootstrap[label] = {"version": str(version.version), **result.as_dict()}
+        decision.reasons.append(f"against {label}: {result.describe(label)}")
+
+
 def gate_version(client: MlflowClient, name: str, version: str, rules: PromotionParams) -> Decision:
     """The gate for a registered version against the current and the best-ever champion, from their tags."""
     candidate = get_version(client, name, version)
@@ -188,6 +260,10 @@ def gate_version(client: MlflowClient, name: str, version: str, rules: Promotion
                 "Re-score the champion on this data (re-run the pipeline at its commit with this data) "
                 f"or promote by hand: `distilflow promote {candidate.version} --force`"
             )
+    others = {f"champion v{champion.version}": champion} if champion is not None and same_data else {}
+    if best is not None:
+        others[f"best champion ever v{best[0]}"] = get_version(client, name, best[0])
+    bootstrap_checks(decision, candidate, others, rules, metric_name)
     if ROLLED_BACK_TAG in candidate.tags:
         decision.refuse(
             f"v{candidate.version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); a person's decision stands: "
@@ -199,3 +275,5 @@ def gate_version(client: MlflowClient, name: str, version: str, rules: Promotion
 def record_decision(client: MlflowClient, name: str, version: str, decision: Decision) -> None:
     client.set_model_version_tag(name, str(version), GATE_TAG, "passed" if decision.promote else "refused")
     client.set_model_version_tag(name, str(version), GATE_REASONS_TAG, "; ".join(decision.reasons)[:4000])
+    if decision.bootstrap:
+        client.set_model_version_tag(name, str(version), GATE_BOOTSTRAP_TAG, json.dumps(decision.bootstrap)[:4000])

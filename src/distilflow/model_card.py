@@ -115,3 +115,24 @@ def lineage_section(client: Any, lineage: dict[str, str], root: Path) -> str:
     lines = ["", "## Lineage", "The MLflow run of every stage that produced this model:", ""]
     lines += [f"- {stage}: {run_link(client, lineage[stage])}" for stage in stages]
     return "\n".join(lines) + "\n"
+
+
+def gate_section(decision: dict[str, Any]) -> str:
+    """The promotion gate's decision for the card: every reason, and the paired bootstrap behind the comparisons."""
+    lines = ["", "## Promotion gate", f"**{'passed' if decision['promote'] else 'refused'}**", ""]
+    lines += [f"- {reason}" for reason in decision["reasons"]]
+    bootstrap = decision.get("bootstrap") or {}
+    if bootstrap:
+        lines += [
+            "",
+            "Paired bootstrap over the dev examples (candidate − other, on the served artifact's predictions):",
+            "",
+            "| against | difference | interval | P(candidate better) | resamples × examples |",
+            "|---|---|---|---|---|",
+        ]
+        for label, result in bootstrap.items():
+            lines.append(
+                f"| {label} | {result['difference']:+.4f} | {result['confidence']:.0%}: [{result['low']:+.4f}, "
+                f"{result['high']:+.4f}] | {result['p_better']:.3f} | {result['resamples']} × {result['examples']} |"
+            )
+    return "\n".join(lines) + "\n"

@@ -127,17 +127,19 @@ class ServingChoice:
     """Share of dev examples on which each candidate form answers as fp32 does (through the serving path)."""
     dev_metric: dict[str, float] = field(default_factory=dict)
     """Each candidate form's own primary metric on the dev set, scored by the register stage."""
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    """Each candidate form's per-example dev answers through the serving path (what ``dev_metric`` scored)."""
+    dev_record: dict[str, Any] | None = None
+    """The served form's per-example dev answers with their labels, logged on the version for the gate."""
 
     @property
     def weights_file(self) -> str | None:
         return EXPORTS[self.export][1] if self.export in EXPORTS else None
 
     def served_metric(self, fp32_metric: float) -> float:
-        """The served form's metric: the evaluate stage's fp32 figure plus the difference measured between the
-        served form and fp32 on the same dev rows through the same request path (0 when fp32 is served)."""
-        if self.export == "none" or self.export not in self.dev_metric:
-            return fp32_metric
-        return fp32_metric + self.dev_metric[self.export] - self.dev_metric["none"]
+        """The served form's own dev metric: an export's is its own predictions on the dev rows through the request
+        path, scored here (never fp32's figure plus a difference); fp32's is the evaluate stage's figure."""
+        return fp32_metric if self.export == "none" else self.dev_metric[self.export]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +225,7 @@ def _eligible(
         return False
     share = dev_scoring.agreement(task, predictions, reference)
     choice.agreement[name] = share
+    choice.predictions[name] = predictions
     choice.dev_metric[name] = dev_scoring.primary_metric(task, predictions, dev[LABEL].to_numpy())
     needed = params.register_.serving.min_agreement
     if share < needed:
@@ -256,6 +259,7 @@ def choose_serving(
         assert dev is not None
         reference = dev_scoring.predict_dev(models["none"], task, dev)
         choice.agreement["none"] = 1.0
+        choice.predictions["none"] = reference
         choice.dev_metric["none"] = dev_scoring.primary_metric(task, reference, dev[LABEL].to_numpy())
     for name in candidates:
         model = _load_candidate(name, params, paths, task, workdir, choice)

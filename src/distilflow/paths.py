@@ -103,3 +103,7 @@ class Paths:
 
     def metrics_file(self, stage: str) -> Path:
         return self.metrics_dir / f"{stage}.json"
+
+    def dev_predictions_file(self, which: str) -> Path:
+        """The evaluate stage's per-example dev predictions of the teacher or the student."""
+        return self.predictions_dir / f"{which}_dev.csv"

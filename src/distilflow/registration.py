@@ -5,24 +5,31 @@ This is the register stage's work as a library (the stage and ``distilflow sync-
 signature, an input example, the tokenizer and weights inside and pinned requirements (:mod:`distilflow.packaging`);
 its description is a generated model card (:mod:`distilflow.model_card`).
 
-A version is known by the md5 of its model folder (weights, tokenizer, config; not lineage.json). Registering the
-same weights again finds the existing version and neither re-gates nor re-promotes it: a rollback or a manual
-alias move made since then stands.
+A version is known by a fingerprint of its weights and settings (:func:`model_hash`: weights, config, tokenizer,
+export weights, serving settings; not lineage.json or timing summaries). Registering the same model again finds
+the existing version and neither re-gates nor re-promotes it: a rollback or a manual alias move made since then
+stands.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from distilflow import dev_scoring
 from distilflow.config import Params
 from distilflow.gate import Decision, gate_version, record_decision
-from distilflow.model_card import lineage_section, model_card
+from distilflow.model_card import gate_section, lineage_section, model_card
 from distilflow.packaging import (
+    EXPORT_DIR,
+    EXPORTS,
     ServingChoice,
     choose_serving,
     example_input,
@@ -37,6 +44,7 @@ from distilflow.registry import (
     BASELINE_TAG,
     CHALLENGER,
     DATA_TAG,
+    DEV_PREDICTIONS_TAG,
     GATE_TAG,
     LATENCY_TAG,
     METRIC_NAME_TAG,
@@ -45,6 +53,7 @@ from distilflow.registry import (
     SERVED_METRIC_TAG,
     all_versions,
     current_champion,
+    get_version,
     mark_manual_moves,
     model_name,
     promote,
@@ -52,10 +61,8 @@ from distilflow.registry import (
     restart_hint,
 )
 from distilflow.serving import MODEL_ARTIFACT, Backend
-from distilflow.tasks import GlueTask, get_task
+from distilflow.tasks import LABEL, GlueTask, get_task
 from distilflow.tracking import (
-    LINEAGE_FILE,
-    dvc_directory_md5,
     dvc_lock_data_hash,
     git_commit,
     params_hash,
@@ -69,9 +76,35 @@ MODEL_HASH_TAG = "distilflow.model_md5"
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
 
-def model_hash(folder: Path) -> str:
-    """DVC's md5 of the model folder without lineage.json: it names MLflow runs, not weights."""
-    return dvc_directory_md5(folder, exclude=frozenset({LINEAGE_FILE}))
+MODEL_FILES = ("*.safetensors", "config.json", "tokenizer*.json", "vocab.txt", "special_tokens_map.json")
+SERVING_RUNTIME_KEYS = frozenset({"port", "workers", "access_log"})  # how `make serve` runs, not what it serves
+
+
+def model_files(folder: Path) -> list[Path]:
+    """The files that make the model: weights, model config, tokenizer, and each export's weights file."""
+    files = {file for pattern in MODEL_FILES for file in folder.glob(pattern) if file.is_file()}
+    files |= {folder / EXPORT_DIR / relative for _, relative in EXPORTS.values()}
+    return sorted(file for file in files if file.is_file())
+
+
+def model_hash(folder: Path, params: Params) -> str:
+    """What the registry knows a model by: md5 over its weights, config and tokenizer files, its exports' weights
+    and the settings that shape the served artifact (task, token cap, register.serving).
+
+    Nothing else beside the weights counts: lineage.json names MLflow runs, export/summary.json holds timings, so
+    a recompute with the same code, data and params that reproduces the weights is the same version.
+    """
+    entries = [
+        {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
+        for file in model_files(folder)
+    ]
+    settings = {
+        "task": params.task,
+        "max_length": params.tokenize.max_length,
+        "serving": params.register_.serving.model_dump(exclude=set(SERVING_RUNTIME_KEYS)),
+    }
+    text = json.dumps({"files": entries, "settings": settings}, sort_keys=True)
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 def registered_version(client: Any, name: str, model_md5: str) -> Any | None:
@@ -111,6 +144,21 @@ def version_tags(
     return tags
 
 
+def served_record(task: GlueTask, paths: Paths, dev: pd.DataFrame | None, choice: ServingChoice) -> dict | None:
+    """The served form's per-example dev answers with their labels: the gate's paired bootstrap reads them."""
+    if dev is None:
+        return None
+    if choice.export != "none":
+        predictions: np.ndarray | None = choice.predictions[choice.export]
+        source = f"{choice.export} export, scored by register through the serving path"
+    else:
+        predictions, source = dev_scoring.recorded_predictions(task, paths.dev_predictions_file("student"), dev)
+    if predictions is None:
+        choice.reasons.append(f"{source}: the gate has no per-example answers for its bootstrap")
+        return None
+    return {"task": task.name, "source": source, "labels": dev[LABEL].tolist(), "predictions": predictions.tolist()}
+
+
 def log_and_register(
     role: str,
     folder: Path,
@@ -128,7 +176,7 @@ def log_and_register(
     task = get_task(params.task)
     name = model_name(task.name, role)
     client = mlflow.MlflowClient()
-    model_md5 = model_hash(folder)
+    model_md5 = model_hash(folder, params)
     existing = registered_version(client, name, model_md5)
     if existing is not None:
         print(f"{name}: these weights are already registered as v{existing.version} (md5 {model_md5[:12]})")
@@ -151,6 +199,9 @@ def log_and_register(
     card = model_card(task, role, metrics, params, paths, config, choice)
     mlflow.log_text(card, f"{role}_model_card.md")
     tags = version_tags(task, role, metrics, params, paths, choice, baseline)
+    if choice is not None and choice.dev_record is not None:
+        mlflow.log_dict(choice.dev_record, f"{role}_dev_predictions.json")
+        tags[DEV_PREDICTIONS_TAG] = f"runs:/{mlflow.active_run().info.run_id}/{role}_dev_predictions.json"  # type: ignore[union-attr]
     tags.update({MODEL_HASH_TAG: model_md5, **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()}})
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
@@ -179,6 +230,8 @@ def gate_and_promote(
             decision.reasons.append(f"note: a person moved @champion away from v{demoted}; it is marked rolled back")
         client.set_registered_model_alias(name, CHALLENGER, version.version)
         record_decision(client, name, version.version, decision)
+        card = get_version(client, name, version.version).description or ""
+        client.update_model_version(name, version.version, description=card + gate_section(decision.as_dict()))
         promoted = decision.promote and settings.promote
         if promoted:
             promote(client, name, version.version, expected=decision.champion_version, how=how)
@@ -222,6 +275,7 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
         dev = dev_scoring.load_dev(task, paths.validated_dir)
         baseline, baseline_model = dev_scoring.baseline_metric(task, dev) if dev is not None else (math.nan, "-")
         choice = choose_serving(params, paths, task, Path(tmp), dev)
+        choice.dev_record = served_record(task, paths, dev, choice)
         versions, lineages, new = {}, {}, {}
         for role in roles:
             lineages[role] = {**read_lineage(paths.reports_dir / f"eval_{role}"), "register": tracked.run_id}
@@ -280,7 +334,7 @@ def sync(params: Params, paths: Paths) -> dict[str, Any] | None:
         raise FileNotFoundError(f"no student at {paths.student_dir} (run `dvc repro` or `dvc pull` first)")
     configure_mlflow(params, paths)
     name = model_name(params.task, "student")
-    existing = registered_version(mlflow.MlflowClient(), name, model_hash(paths.student_dir))
+    existing = registered_version(mlflow.MlflowClient(), name, model_hash(paths.student_dir, params))
     if existing is not None:
         print(f"{name}: this store already holds models/student as v{existing.version}")
         return None

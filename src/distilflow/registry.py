@@ -46,6 +46,8 @@ BASELINE_TAG = "distilflow.baseline_metric_value"
 SERVED_ARTIFACT_TAG = "distilflow.served_artifact"
 SERVED_METRIC_TAG = "distilflow.served_metric_value"
 AGREEMENT_TAG = "distilflow.served_agreement"
+DEV_PREDICTIONS_TAG = "distilflow.dev_predictions"  # artifact URI: the served form's per-example dev answers
+GATE_BOOTSTRAP_TAG = "distilflow.gate_bootstrap"  # JSON: the paired bootstrap comparisons behind the decision
 CHAMPION_SET_TAG = "distilflow.champion_set"  # on the registered model: the version distilflow last made champion
 LOCK_FILE = Path(".distilflow") / "registry.lock"
 

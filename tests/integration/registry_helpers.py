@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
 
+from distilflow.bootstrap import batch_metric
 from distilflow.config import Params, load_params
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, GlueTask, get_task
@@ -29,6 +31,11 @@ REGISTRY_OVERRIDES: dict[str, Any] = {
         "promotion": {"min_metric": 0.6, "tolerance": 0.01, "max_latency_ms": 50.0},
     },
 }
+
+# A served export is scored on dev by its own predictions (packaging.ServingChoice.served_metric): a random tiny
+# model's answers on the fixture labels are a coin toss, so tests about serving an export, not about the gate, let
+# any metric through.
+ANY_METRIC: dict[str, Any] = {"promotion": {"min_metric": -1.0, "baseline_margin": -1.0}}
 
 
 def tiny_model(folder: Path, task: GlueTask, seed: int = 0, hidden: int = 32) -> Path:
@@ -85,10 +92,8 @@ def project(
     return load_params(paths.params_file), paths
 
 
-def write_dev(paths: Paths, task: GlueTask, rows: int = 40, majority_share: float = 0.5) -> pd.DataFrame:
+def write_dev(paths: Paths, task: GlueTask, rows: int = 200, majority_share: float = 0.5) -> pd.DataFrame:
     """A validated dev split as the validate stage writes it: the task's text fields and label ids (or scores)."""
-    import numpy as np
-
     texts = [line.split("\t")[0] for line in (REPO_ROOT / "data/demo/sst2/dev.tsv").read_text().splitlines()[1:]]
     texts = (texts * (rows // len(texts) + 1))[:rows]
     frame = pd.DataFrame({field: texts if i == 0 else texts[::-1] for i, field in enumerate(task.fields)})
@@ -101,6 +106,32 @@ def write_dev(paths: Paths, task: GlueTask, rows: int = 40, majority_share: floa
     return frame
 
 
+def answers_scoring(task: GlueTask, labels: np.ndarray, metric: float, seed: int) -> np.ndarray:
+    """Per-example dev answers whose primary metric on LABELS is as close to METRIC as these rows allow.
+
+    Classification: the labels with answers changed one at a time, in a seeded order, until the metric is
+    reached; regression: the scores plus seeded noise of the size that gives that Pearson correlation.
+    """
+    full = np.arange(len(labels))[None, :]
+
+    def score(answers: np.ndarray) -> float:
+        return float(batch_metric(task.primary_metric, answers, labels, full)[0])
+
+    rng = np.random.default_rng(seed)
+    if task.is_regression:
+        noise = rng.normal(size=len(labels))
+        scale = min(np.geomspace(1e-3, 1e3, 600), key=lambda s: abs(score(labels + s * noise) - metric))
+        return np.asarray(labels + scale * noise)
+    answers, best = labels.copy(), labels.copy()
+    for index in rng.permutation(len(labels)):
+        answers[index] = (answers[index] + 1) % task.num_labels
+        if abs(score(answers) - metric) < abs(score(best) - metric):
+            best = answers.copy()
+        if score(answers) < metric:
+            break
+    return best
+
+
 def set_student(
     paths: Paths,
     task: GlueTask,
@@ -108,9 +139,15 @@ def set_student(
     latency_p95_ms: float = 2.0,
     lineage: dict[str, str] | None = None,
     seed: int = 1,
-) -> None:
-    """A new student 'trained' to the given dev metric: new weights, evaluation and lineage files."""
+) -> float:
+    """A new student 'trained' to about the given dev metric: new weights, and the evaluate stage's files for it
+    (its per-example dev answers, scoring as close to METRIC as the dev rows allow, and that metric). Returns it."""
     tiny_model(paths.student_dir, task, seed=seed)
+    labels = pd.read_parquet(paths.validated_dir / f"{task.dev_splits[0]}.parquet")[LABEL].to_numpy()
+    answers = answers_scoring(task, labels, metric, seed)
+    paths.predictions_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"label": labels, "prediction": answers}).to_csv(paths.dev_predictions_file("student"), index=False)
+    metric = float(batch_metric(task.primary_metric, answers, labels, np.arange(len(labels))[None, :])[0])
     for role in ("teacher", "student"):
         evaluation = {
             task.primary_metric: metric if role == "student" else 0.9,
@@ -124,6 +161,7 @@ def set_student(
         folder = paths.reports_dir / f"eval_{role}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "lineage.json").write_text(json.dumps(lineage or {}))
+    return metric
 
 
 def client_for(paths: Paths) -> MlflowClient:

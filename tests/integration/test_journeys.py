@@ -15,7 +15,7 @@ import yaml
 
 from distilflow.dvc_files import stages
 from distilflow.locking import TOKEN_ENV, workspace_lock
-from tests.conftest import committed_copy, run
+from tests.conftest import committed_copy, run, write_params
 from tests.import_closure import stage_code
 
 
@@ -86,3 +86,31 @@ def test_a_bare_stage_refuses_while_another_run_holds_the_workspace(pipeline_wor
     assert process.returncode == 2
     assert "is locked by flow run 'nightly' (abc)" in process.stderr
     assert out_of_date(root) == set()  # nothing was written
+
+
+def test_a_rolled_back_version_stays_rolled_back_through_dvc_repro_f_s_register(
+    pipeline_workspace: Path, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    root = committed_copy(pipeline_workspace, tmp_path / "project")
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "distilflow-sst2-student"
+
+    def champion() -> str:
+        return str(client.get_model_version_by_alias(name, "champion").version)
+
+    assert champion() == "1"
+    # A second champion: the same weights served with another request cap are another model (its settings differ).
+    write_params(root, {"register": {"serving": {"max_rows": 128}}})
+    second = run(["dvc", "repro", "-s", "register"], root)
+    assert "PROMOTED distilflow-sst2-student v2" in second.stdout, second.stdout[-3000:]
+    assert run(["distilflow", "rollback"], root).returncode == 0
+    assert champion() == "1" and "distilflow.rolled_back" in client.get_model_version(name, "2").tags
+
+    rerun = run(["dvc", "repro", "-f", "-s", "register"], root)
+    assert "Running stage 'register'" in rerun.stdout
+    assert "registered before with these weights" in rerun.stdout, rerun.stdout[-3000:]
+    assert champion() == "1"
+    assert sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'")) == ["1", "2"]

@@ -33,7 +33,14 @@ from distilflow.serving import TextClassifier
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from distilflow.tracking import params_hash, stage_run
-from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_onnx_export
+from tests.integration.registry_helpers import (
+    ANY_METRIC,
+    client_for,
+    empty_store,
+    project,
+    set_student,
+    write_onnx_export,
+)
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
 SST2 = get_task("sst2")
@@ -199,7 +206,8 @@ def test_pair_tasks_accept_their_columns_sentence1_2_and_pairs(
 
 
 def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_store: Path) -> None:
-    params, paths = project(tmp_path / "p", overrides={"register": {"serving": {"export": "onnx"}}}, store=empty_store)
+    overrides = {"register": {"serving": {"export": "onnx"}, **ANY_METRIC}}
+    params, paths = project(tmp_path / "p", overrides=overrides, store=empty_store)
     client = client_for(paths)
     set_student(paths, SST2, 0.8)
     write_onnx_export(paths.student_dir, agrees=True)
@@ -217,6 +225,15 @@ def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_s
     onnx_out, torch_out = served.predict(texts), fp32.predict(None, texts)
     assert list(onnx_out["label"]) == list(torch_out["label"])
     assert np.allclose(onnx_out["score"], torch_out["score"], atol=1e-4)
+
+    # The metric the version records and the gate judged is the served export's own, on the dev rows: not the
+    # evaluate stage's fp32 figure (0.8 here) plus a difference.
+    dev = pd.read_parquet(paths.validated_dir / "dev.parquet")
+    answers = served.predict(dev[["sentence"]])["label"].astype(int).to_numpy()
+    tags = client.get_model_version(STUDENT, "1").tags
+    assert tags["distilflow.served_artifact"] == "onnx"
+    assert float(tags["distilflow.served_metric_value"]) == pytest.approx(float(np.mean(answers == dev["label"])))
+    assert float(tags["distilflow.primary_metric_value"]) == pytest.approx(0.8)
 
 
 def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_store: Path) -> None:

@@ -58,31 +58,64 @@ def test_constant_prediction_candidate_on_a_pair_task_is_refused_naming_the_base
         overrides={"register": {"promotion": {"min_metric": 0.75, "baseline_margin": 0.02}}},
     )
     client = client_for(paths)
-    write_dev(paths, mrpc, rows=100, majority_share=0.68)  # about MRPC dev's share of paraphrases (0.684)
-    # F1 0.812 is what always answering "paraphrase" scores here: above the 0.75 floor, so only the baseline stops it.
-    set_student(paths, mrpc, 0.812, seed=1)
+    write_dev(paths, mrpc, rows=400, majority_share=0.68)  # about MRPC dev's size (408) and share of paraphrases
+    # About what always answering "paraphrase" scores here (F1 0.81): above the 0.75 floor, only the baseline stops it.
+    metric = set_student(paths, mrpc, 0.812, seed=1)
     report = register.run(params, paths)["decision"]
     assert not report["promoted"]
     assert report["baseline_metric"] == pytest.approx(2 * 0.68 / 1.68, abs=1e-9)
     assert "always answer '1'" in report["baseline_model"]
-    expected = "0.8120 < trivial baseline 0.8095 + margin 0.0200"
+    expected = f"{metric:.4f} < trivial baseline 0.8095 + margin 0.0200"
     assert any(expected in reason for reason in report["reasons"]), report["reasons"]
+    assert report["bootstrap"]["baseline"]["p_above"] < 0.95
+    assert any("within noise" in reason for reason in report["reasons"]), report["reasons"]
     assert current_champion(client, "distilflow-mrpc-student") is None
-    set_student(paths, mrpc, 0.86, seed=2)
-    assert register.run(params, paths)["decision"]["promoted"]
+    set_student(paths, mrpc, 0.90, seed=2)
+    promoted = register.run(params, paths)["decision"]
+    assert promoted["promoted"], promoted["reasons"]
+    assert promoted["bootstrap"]["baseline"]["p_above"] >= 0.95
     assert champion_of(client, "distilflow-mrpc-student") == "2"
+
+
+def test_a_win_over_the_baseline_within_noise_is_refused_on_a_small_dev_set(tmp_path: Path, empty_store: Path) -> None:
+    # The same margin over the baseline passes the point rule on 40 and on 4,000 dev examples; only the larger dev
+    # set makes it more than noise, and the bootstrap says so on the version and in its model card.
+    outcomes = {}
+    for rows in (40, 4000):
+        floor = {"register": {"promotion": {"min_metric": 0.5}}}
+        params, paths = project(tmp_path / f"p{rows}", store=empty_store, overrides=floor)
+        client = client_for(paths)
+        write_dev(paths, SST2, rows=rows, majority_share=0.5)
+        set_student(paths, SST2, 0.55, seed=1)  # baseline 0.50 + margin 0.02 < 0.55
+        report = register.run(params, paths)["decision"]
+        assert any("≥ trivial baseline 0.5000 + margin 0.0200" in reason for reason in report["reasons"])
+        version = client.get_model_version(STUDENT, "1")
+        recorded = json.loads(version.tags["distilflow.gate_bootstrap"])["baseline"]
+        assert recorded == report["bootstrap"]["baseline"] and recorded["examples"] == rows
+        assert "## Promotion gate" in version.description and "Paired bootstrap" in version.description
+        outcomes[rows] = (report["promoted"], recorded["p_above"])
+    assert not outcomes[40][0] and outcomes[40][1] < 0.95
+    assert outcomes[4000][0] and outcomes[4000][1] >= 0.95
 
 
 def test_three_small_drops_cannot_walk_the_champion_down(tmp_path: Path, empty_store: Path) -> None:
     params, paths = project(tmp_path / "p", store=empty_store)
     client = client_for(paths)
+    write_dev(paths, SST2, rows=1000)  # so that 0.791 and 0.782 are accuracies these rows can have
     for seed, metric in ((1, 0.800), (2, 0.791), (3, 0.782)):
         set_student(paths, SST2, metric, seed=seed)
         register.run(params, paths)
     assert champion_of(client) == "2"  # 0.791 was within 0.01 of 0.800
     refused = client.get_model_version(STUDENT, "3")
     assert refused.tags[GATE_TAG] == "refused"
-    assert "0.7820 < best champion ever v1 0.8000 − tolerance 0.0100" in refused.tags["distilflow.gate_reasons"]
+    reasons = refused.tags["distilflow.gate_reasons"]
+    assert "0.7820 < best champion ever v1 0.8000 − tolerance 0.0100" in reasons
+    # Both comparisons are also paired bootstraps over the same 1,000 dev answers, reported beside the rule.
+    compared = json.loads(refused.tags["distilflow.gate_bootstrap"])
+    assert compared["champion v2"]["difference"] == pytest.approx(-0.009)
+    assert compared["best champion ever v1"]["difference"] == pytest.approx(-0.018)
+    assert compared["best champion ever v1"]["low"] < -0.018 < compared["best champion ever v1"]["high"]
+    assert "against best champion ever v1: P(better than best champion ever v1)" in reasons
 
 
 def test_a_rollback_and_a_manual_alias_move_survive_a_rerun_of_register(tmp_path: Path, empty_store: Path) -> None:
@@ -96,7 +129,7 @@ def test_a_rollback_and_a_manual_alias_move_survive_a_rerun_of_register(tmp_path
     assert champion_of(client) == "2"
     result = runner.invoke(app, ["rollback", "--root", str(paths.root)])
     assert result.exit_code == 0 and "restart it" in result.output
-    # What `dvc repro -f -s register` runs, on the same weights: the rolled-back v2 stays rolled back.
+    # The stage's entry point on the same weights (test_journeys.py runs it through `dvc repro -f -s register`).
     rerun = runner.invoke(app, ["stage", "register", "--root", str(paths.root)])
     assert rerun.exit_code == 0, rerun.output
     assert champion_of(client) == "1"

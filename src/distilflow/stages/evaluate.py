@@ -51,7 +51,7 @@ def model_dir(paths: Paths, which: str) -> Path:
 
 
 def predictions_file(paths: Paths, which: str) -> Path:
-    return paths.predictions_dir / f"{which}_dev.csv"
+    return paths.dev_predictions_file(which)
 
 
 def plot_dir(paths: Paths, which: str) -> Path:
