@@ -16,7 +16,9 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from distilflow.cli import app
+from distilflow.config import Params, load_params
 from distilflow.gate import gate_version
+from distilflow.paths import Paths
 from distilflow.registry import (
     CHAMPION,
     GATE_TAG,
@@ -282,3 +284,42 @@ def test_a_champion_scored_on_another_data_version_is_not_compared_but_refused(
     report = register.run(params, paths)["decision"]
     assert not report["promoted"] and champion_of(client) == "1"
     assert any("scored on another data version" in reason and "--force" in reason for reason in report["reasons"])
+
+
+def test_a_recompute_in_a_second_clone_reuses_the_version_it_reproduced(
+    tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from distilflow.registration import model_hash
+    from tests.integration.registry_helpers import write_onnx_export
+
+    params, paths = project(tmp_path / "a", store=empty_store)
+    client = client_for(paths)
+    set_student(paths, SST2, 0.8)
+    write_onnx_export(paths.student_dir, agrees=True)
+    assert register.run(params, paths)["decision"]["promoted"]
+    # A second clone recomputed the same weights (docs/registry.md, "Reproducibility"): its timing summary and
+    # lineage differ, as they do on every run. Both clones use one team registry.
+    clone = tmp_path / "b"
+    shutil.copytree(paths.root, clone, ignore=shutil.ignore_patterns("mlruns.db", "mlartifacts"))
+    summary = clone / "models/student/export/summary.json"
+    summary.write_text(json.dumps({**json.loads(summary.read_text()), "speedup_vs_fp32": 1.234}))
+    (clone / "models/student/lineage.json").write_text(json.dumps({"distill": "another-run"}))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{paths.mlflow_db}")
+    params_b, paths_b = load_params(clone / "params.yaml"), Paths.at(clone)
+    assert model_hash(paths_b.student_dir, params_b) == model_hash(paths.student_dir, params)
+    rerun = register.run(params_b, paths_b)["decision"]
+    assert any("registered before with these weights" in reason for reason in rerun["reasons"]), rerun["reasons"]
+    assert [str(v.version) for v in client.search_model_versions(f"name='{STUDENT}'")] == ["1"]
+
+    # How `make serve` runs is not the model; what it serves is.
+    def serving(**changes: object) -> Params:
+        changed = params_b.register_.serving.model_copy(update=changes)
+        return params_b.model_copy(update={"register_": params_b.register_.model_copy(update={"serving": changed})})
+
+    assert model_hash(paths_b.student_dir, serving(port=6001, workers=4)) == model_hash(paths_b.student_dir, params_b)
+    assert model_hash(paths_b.student_dir, serving(max_rows=8)) != model_hash(paths_b.student_dir, params_b)
+    onnx = paths_b.student_dir / "export/onnx/model.onnx"
+    onnx.write_bytes(onnx.read_bytes() + b"\0")
+    assert model_hash(paths_b.student_dir, params_b) != model_hash(paths.student_dir, params)
