@@ -102,8 +102,9 @@ def test_a_rolled_back_version_stays_rolled_back_through_dvc_repro_f_s_register(
         return str(client.get_model_version_by_alias(name, "champion").version)
 
     assert champion() == "1"
-    # A second champion: the same weights served with another request cap are another model (its settings differ).
-    write_params(root, {"register": {"serving": {"max_rows": 128}}})
+    # A second champion: the same weights served as fp32 instead of auto's pick are another model (settings differ);
+    # no teacher and no export timing keep the two register runs short.
+    write_params(root, {"register": {"register_teacher": False, "serving": {"export": "none"}}})
     second = run(["dvc", "repro", "-s", "register"], root)
     assert "PROMOTED distilflow-sst2-student v2" in second.stdout, second.stdout[-3000:]
     assert run(["distilflow", "rollback"], root).returncode == 0
