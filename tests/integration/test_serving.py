@@ -18,14 +18,8 @@ from distilflow.serving import serve_command, serve_env
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from tests import conftest
-from tests.integration.registry_helpers import (
-    ANY_METRIC,
-    client_for,
-    empty_store,
-    project,
-    set_student,
-    write_onnx_export,
-)
+from tests.integration import registry_helpers
+from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_onnx_export
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
 STUDENT = "distilflow-sst2-student"
@@ -50,7 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> Itera
     root = tmp_path_factory.mktemp("serving") / "p"
     # Served as ONNX, the form the pipeline's `auto` choice usually packages (and a server without torch starts
     # in a third of the time); the torch form answers through the same code (test_registry.py).
-    overrides = {"register": {"serving": {"export": "onnx"}, **ANY_METRIC}}
+    overrides = {"register": {"serving": {"export": "onnx"}, **registry_helpers.ANY_METRIC}}
     params, paths = project(root, overrides=overrides, store=empty_store)
     client_for(paths)
     set_student(paths, get_task("sst2"), 0.8)
