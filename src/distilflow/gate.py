@@ -35,7 +35,7 @@ from mlflow import MlflowClient
 from distilflow import dev_scoring
 from distilflow.bootstrap import paired_bootstrap
 from distilflow.config import PromotionParams
-from distilflow.registry import (
+from distilflow.mlflow_tags import (
     BASELINE_TAG,
     DATA_TAG,
     DEV_PREDICTIONS_TAG,
@@ -48,10 +48,8 @@ from distilflow.registry import (
     PROMOTED_TAG,
     ROLLED_BACK_TAG,
     SERVED_METRIC_TAG,
-    all_versions,
-    current_champion,
-    get_version,
 )
+from distilflow.registry import all_versions, current_champion, get_version
 
 
 @dataclass

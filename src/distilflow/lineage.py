@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from distilflow.dvc_files import data_md5, lineage_order, lock_out_md5, workspace_data_md5
+from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, LINEAGE_TAG_PREFIX, PARAMS_HASH_TAG
 from distilflow.paths import Paths
 
-LINEAGE_TAG_PREFIX = "lineage."
 GIT_LOG_LIMIT = 500
 _REF = re.compile(r"^(?:models:/)?(?P<name>[^@/]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
@@ -172,9 +172,9 @@ def model_lineage(client: Any, ref: str, root: Path) -> ModelLineage:
             f"Registered models: {', '.join(names) or 'none'}"
         ) from None
     tags = dict(model_version.tags)
-    commit = tags.get("git_commit", "unknown")
+    commit = tags.get(GIT_COMMIT_TAG, "unknown")
     subject = _git(root, "show", "-s", "--format=%s", commit) if commit != "unknown" else None
-    data_md5 = tags.get("dvc_data_md5", "unknown")
+    data_md5 = tags.get(DATA_TAG, "unknown")
     runs = stage_runs(client, tags, lineage_order(root))
     ingest = next((run.run_id for run in runs if run.stage == "ingest" and not run.missing), None)
     return ModelLineage(
@@ -186,7 +186,7 @@ def model_lineage(client: Any, ref: str, root: Path) -> ModelLineage:
         git_commit=commit,
         git_subject=subject.strip() if subject else None,
         data_md5=data_md5,
-        params_hash=tags.get("params_hash", "unknown"),
+        params_hash=tags.get(PARAMS_HASH_TAG, "unknown"),
         tags={key: value for key, value in sorted(tags.items()) if not key.startswith(LINEAGE_TAG_PREFIX)},
         manifest=ingest_manifest(ingest),
         data_commits=data_commits(root, data_md5) if data_md5 != "unknown" else [],
@@ -230,7 +230,7 @@ def format_lineage(lineage: ModelLineage) -> str:
         f"  params hash  {lineage.params_hash}",
     ]
     for key, value in lineage.tags.items():
-        if key.startswith("distilflow."):
+        if key.startswith("distilflow.") and key not in (DATA_TAG, PARAMS_HASH_TAG):  # both shown above
             lines.append(f"  {key[len('distilflow.') :]:<12} {value}")
     lines += ["", "Stage runs (MLflow)"]
     for run in lineage.stage_runs:

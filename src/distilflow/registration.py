@@ -26,6 +26,27 @@ import pandas as pd
 from distilflow import dev_scoring
 from distilflow.config import Params
 from distilflow.gate import Decision, gate_version, record_decision
+from distilflow.mlflow_tags import (
+    AGREEMENT_TAG,
+    BASELINE_TAG,
+    DATA_TAG,
+    DEV_PREDICTIONS_TAG,
+    GATE_TAG,
+    GIT_COMMIT_TAG,
+    LATENCY_TAG,
+    LINEAGE_TAG_PREFIX,
+    METRIC_NAME_TAG,
+    METRIC_TAG,
+    MODEL_HASH_TAG,
+    NOTE_TAG,
+    PARAMS_HASH_TAG,
+    ROLE_TAG,
+    SERVED_ARTIFACT_TAG,
+    SERVED_METRIC_TAG,
+    SERVING_BACKEND_TAG,
+    SERVING_EXPORT_TAG,
+    TASK_TAG,
+)
 from distilflow.model_card import gate_section, lineage_section, model_card
 from distilflow.packaging import (
     EXPORT_DIR,
@@ -40,17 +61,7 @@ from distilflow.packaging import (
 )
 from distilflow.paths import Paths
 from distilflow.registry import (
-    AGREEMENT_TAG,
-    BASELINE_TAG,
     CHALLENGER,
-    DATA_TAG,
-    DEV_PREDICTIONS_TAG,
-    GATE_TAG,
-    LATENCY_TAG,
-    METRIC_NAME_TAG,
-    METRIC_TAG,
-    SERVED_ARTIFACT_TAG,
-    SERVED_METRIC_TAG,
     all_versions,
     current_champion,
     get_version,
@@ -62,17 +73,9 @@ from distilflow.registry import (
 )
 from distilflow.serving import MODEL_ARTIFACT, Backend
 from distilflow.tasks import LABEL, GlueTask, get_task
-from distilflow.tracking import (
-    dvc_lock_data_hash,
-    git_commit,
-    params_hash,
-    read_lineage,
-    stage_run,
-    write_json,
-)
+from distilflow.tracking import dvc_lock_data_hash, git_commit, params_hash, read_lineage, stage_run, write_json
 
 SECTIONS = ("register",)
-MODEL_HASH_TAG = "distilflow.model_md5"
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
 
@@ -125,17 +128,17 @@ def version_tags(
     fp32_metric = float(metrics.get(task.primary_metric, math.nan))
     served = choice.export if choice else "none"
     tags = {
-        "git_commit": git_commit(paths.root),
+        GIT_COMMIT_TAG: git_commit(paths.root),
         DATA_TAG: dvc_lock_data_hash(paths.root),
-        "params_hash": params_hash(params),
-        "distilflow.task": task.name,
-        "distilflow.role": role,
+        PARAMS_HASH_TAG: params_hash(params),
+        TASK_TAG: task.name,
+        ROLE_TAG: role,
         METRIC_NAME_TAG: task.primary_metric,
         METRIC_TAG: str(fp32_metric),
         LATENCY_TAG: str(metrics.get("latency_p95_ms", math.nan)),
         BASELINE_TAG: str(baseline),
-        "distilflow.serving_backend": choice.backend if choice else "torch",
-        "distilflow.serving_export": served,
+        SERVING_BACKEND_TAG: choice.backend if choice else "torch",
+        SERVING_EXPORT_TAG: served,
         SERVED_ARTIFACT_TAG: "fp32" if served == "none" else served,
         SERVED_METRIC_TAG: str(choice.served_metric(fp32_metric) if choice else fp32_metric),
     }
@@ -202,7 +205,9 @@ def log_and_register(
     if choice is not None and choice.dev_record is not None:
         mlflow.log_dict(choice.dev_record, f"{role}_dev_predictions.json")
         tags[DEV_PREDICTIONS_TAG] = f"runs:/{mlflow.active_run().info.run_id}/{role}_dev_predictions.json"  # type: ignore[union-attr]
-    tags.update({MODEL_HASH_TAG: model_md5, **{f"lineage.{stage}": run_id for stage, run_id in lineage.items()}})
+    tags.update(
+        {MODEL_HASH_TAG: model_md5, **{f"{LINEAGE_TAG_PREFIX}{stage}": run_id for stage, run_id in lineage.items()}}
+    )
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
     client.update_model_version(name, version.version, description=card + lineage_section(client, lineage, paths.root))
@@ -295,7 +300,7 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
         # The register run's description (rendered as markdown in the MLflow UI) links each model's lineage.
         client.set_tag(
             tracked.run_id,
-            "mlflow.note.content",
+            NOTE_TAG,
             "\n".join(
                 f"## {model_name(task.name, role)} v{versions[role].version}\n"
                 + lineage_section(client, lineages[role], paths.root)

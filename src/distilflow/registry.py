@@ -31,24 +31,19 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from distilflow.mlflow_tags import (
+    CHAMPION_SET_TAG,
+    GATE_TAG,
+    LATENCY_TAG,
+    METRIC_NAME_TAG,
+    METRIC_TAG,
+    PREVIOUS_CHAMPION_TAG,
+    PROMOTED_TAG,
+    ROLLED_BACK_TAG,
+)
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PREVIOUS_CHAMPION_TAG = "distilflow.previous_champion"
-METRIC_TAG = "distilflow.primary_metric_value"
-METRIC_NAME_TAG = "distilflow.primary_metric"
-LATENCY_TAG = "distilflow.latency_p95_ms"
-DATA_TAG = "dvc_data_md5"
-GATE_TAG = "distilflow.gate"
-GATE_REASONS_TAG = "distilflow.gate_reasons"
-PROMOTED_TAG = "distilflow.promoted"
-ROLLED_BACK_TAG = "distilflow.rolled_back"
-BASELINE_TAG = "distilflow.baseline_metric_value"
-SERVED_ARTIFACT_TAG = "distilflow.served_artifact"
-SERVED_METRIC_TAG = "distilflow.served_metric_value"
-AGREEMENT_TAG = "distilflow.served_agreement"
-DEV_PREDICTIONS_TAG = "distilflow.dev_predictions"  # artifact URI: the served form's per-example dev answers
-GATE_BOOTSTRAP_TAG = "distilflow.gate_bootstrap"  # JSON: the paired bootstrap comparisons behind the decision
-CHAMPION_SET_TAG = "distilflow.champion_set"  # on the registered model: the version distilflow last made champion
 LOCK_FILE = Path(".distilflow") / "registry.lock"
 
 

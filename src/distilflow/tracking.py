@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.config import Params, section_dict
+from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, PARAMS_HASH_TAG, PIPELINE_ID_TAG, STAGE_TAG, TASK_TAG
 from distilflow.paths import Paths
 
 LINEAGE_FILE = "lineage.json"
 PIPELINE_ID_ENV = "DISTILFLOW_PIPELINE_ID"
-DATA_MD5_TAG = "distilflow.dvc_data_md5"
 
 
 def tracking_uri(params: Params, paths: Paths) -> str:
@@ -151,14 +151,14 @@ def stage_run(stage: str, params: Params, paths: Paths, sections: tuple[str, ...
 
     configure_mlflow(params, paths)
     tags = {
-        "distilflow.stage": stage,
-        "distilflow.task": params.task,
-        "distilflow.pipeline_id": pipeline_id(),
-        "mlflow.source.git.commit": git_commit(paths.root),
-        DATA_MD5_TAG: dvc_lock_data_hash(paths.root),
-        "distilflow.params_hash": params_hash(params),
+        STAGE_TAG: stage,
+        TASK_TAG: params.task,
+        PIPELINE_ID_TAG: pipeline_id(),
+        GIT_COMMIT_TAG: git_commit(paths.root),
+        DATA_TAG: dvc_lock_data_hash(paths.root),
+        PARAMS_HASH_TAG: params_hash(params),
     }
-    with mlflow.start_run(run_name=f"{stage}-{tags['distilflow.pipeline_id']}", tags=tags) as run:
+    with mlflow.start_run(run_name=f"{stage}-{tags[PIPELINE_ID_TAG]}", tags=tags) as run:
         logged: dict[str, Any] = {"task": params.task, "seed": params.seed}
         for section in sections:
             logged.update(section_dict(params, section))

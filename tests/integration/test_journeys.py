@@ -15,6 +15,7 @@ import yaml
 
 from distilflow.dvc_files import stages
 from distilflow.locking import TOKEN_ENV, workspace_lock
+from distilflow.mlflow_tags import ROLLED_BACK_TAG
 from tests.conftest import committed_copy, run, write_params
 from tests.import_closure import stage_code
 
@@ -108,7 +109,7 @@ def test_a_rolled_back_version_stays_rolled_back_through_dvc_repro_f_s_register(
     second = run(["dvc", "repro", "-s", "register"], root)
     assert "PROMOTED distilflow-sst2-student v2" in second.stdout, second.stdout[-3000:]
     assert run(["distilflow", "rollback"], root).returncode == 0
-    assert champion() == "1" and "distilflow.rolled_back" in client.get_model_version(name, "2").tags
+    assert champion() == "1" and ROLLED_BACK_TAG in client.get_model_version(name, "2").tags
 
     rerun = run(["dvc", "repro", "-f", "-s", "register"], root)
     assert "Running stage 'register'" in rerun.stdout

@@ -10,6 +10,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
+from distilflow.mlflow_tags import DATA_TAG, STAGE_TAG
 from tests.conftest import run, write_params
 
 STAGES = [
@@ -41,10 +42,10 @@ def test_repro_registers_a_champion_that_predicts(pipeline_workspace: Path) -> N
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("distilflow-sst2-student", "champion")
     data_md5 = next(o["md5"] for o in lock["stages"]["ingest"]["outs"] if o["path"] == "data/raw")
-    assert champion.tags["dvc_data_md5"] == data_md5
+    assert champion.tags[DATA_TAG] == data_md5
     # Every stage run carries the data version, the ingest run included (tagged once DVC's hash was known).
     runs = client.search_runs([client.get_experiment_by_name("distilflow-sst2").experiment_id])
-    stage_tags = {run.data.tags["distilflow.stage"]: run.data.tags["distilflow.dvc_data_md5"] for run in runs}
+    stage_tags = {run.data.tags[STAGE_TAG]: run.data.tags[DATA_TAG] for run in runs}
     assert stage_tags["ingest"] == stage_tags["validate"] == stage_tags["register"] == data_md5
     assert {"lineage.ingest", "lineage.finetune", "lineage.distill", "lineage.register"} <= set(champion.tags)
     assert client.get_registered_model("distilflow-sst2-teacher").name == "distilflow-sst2-teacher"

@@ -21,14 +21,21 @@ from typer.testing import CliRunner
 from distilflow.cli import app
 from distilflow.config import PromotionParams, load_params
 from distilflow.gate import gate
-from distilflow.packaging import package, serving_config
-from distilflow.registry import (
-    CHALLENGER,
-    CHAMPION,
+from distilflow.mlflow_tags import (
+    DATA_TAG,
     GATE_TAG,
+    GIT_COMMIT_TAG,
+    METRIC_TAG,
+    PARAMS_HASH_TAG,
     PREVIOUS_CHAMPION_TAG,
+    PROMOTED_TAG,
     ROLLED_BACK_TAG,
+    SERVED_ARTIFACT_TAG,
+    SERVED_METRIC_TAG,
+    SERVING_BACKEND_TAG,
 )
+from distilflow.packaging import package, serving_config
+from distilflow.registry import CHALLENGER, CHAMPION
 from distilflow.serving import TextClassifier
 from distilflow.stages import register
 from distilflow.tasks import get_task
@@ -110,7 +117,7 @@ def test_gate_refuses_worse_accepts_better_rollback_restores(tmp_path: Path, emp
     assert forced.exit_code == 0, forced.output
     assert aliases(client)[CHAMPION] == "2"
     version = client.get_model_version(STUDENT, "2")
-    assert version.tags[PREVIOUS_CHAMPION_TAG] == "1" and "--force" in version.tags["distilflow.promoted"]
+    assert version.tags[PREVIOUS_CHAMPION_TAG] == "1" and "--force" in version.tags[PROMOTED_TAG]
     assert runner.invoke(app, ["rollback", "--root", str(paths.root)]).exit_code == 0
     assert aliases(client)[CHAMPION] == "1"
 
@@ -139,7 +146,7 @@ def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Pat
     for role in ("student", "teacher"):
         version = client.get_model_version(f"distilflow-sst2-{role}", "1")
         tags = version.tags
-        assert {"git_commit", "dvc_data_md5"} <= set(tags) and tags["params_hash"] == params_hash(params)
+        assert {GIT_COMMIT_TAG, DATA_TAG} <= set(tags) and tags[PARAMS_HASH_TAG] == params_hash(params)
         for stage, run_id in lineage.items():
             assert tags[f"lineage.{stage}"] == run_id
             experiment = client.get_run(run_id).info.experiment_id
@@ -214,7 +221,7 @@ def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_s
     report = register.run(params, paths)["decision"]
     assert report["serving"]["export"] == "onnx"
     assert set(report["serving"]["predict_p50_ms"]) == {"none", "onnx"}  # both timed in the same process
-    assert client.get_model_version(STUDENT, "1").tags["distilflow.serving_backend"] == "onnx"
+    assert client.get_model_version(STUDENT, "1").tags[SERVING_BACKEND_TAG] == "onnx"
 
     served = mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")
     texts = [
@@ -231,9 +238,9 @@ def test_agreeing_onnx_export_is_served_and_matches_fp32(tmp_path: Path, empty_s
     dev = pd.read_parquet(paths.validated_dir / "dev.parquet")
     answers = served.predict(dev[["sentence"]])["label"].astype(int).to_numpy()
     tags = client.get_model_version(STUDENT, "1").tags
-    assert tags["distilflow.served_artifact"] == "onnx"
-    assert float(tags["distilflow.served_metric_value"]) == pytest.approx(float(np.mean(answers == dev["label"])))
-    assert float(tags["distilflow.primary_metric_value"]) == pytest.approx(0.8)
+    assert tags[SERVED_ARTIFACT_TAG] == "onnx"
+    assert float(tags[SERVED_METRIC_TAG]) == pytest.approx(float(np.mean(answers == dev["label"])))
+    assert float(tags[METRIC_TAG]) == pytest.approx(0.8)
 
 
 def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_store: Path) -> None:
@@ -244,7 +251,7 @@ def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_stor
     report = register.run(params, paths)["decision"]
     assert report["serving"]["export"] == "none"
     assert any("failed its agreement check" in reason for reason in report["serving"]["reasons"])
-    assert client.get_model_version(STUDENT, "1").tags["distilflow.serving_backend"] == "torch"
+    assert client.get_model_version(STUDENT, "1").tags[SERVING_BACKEND_TAG] == "torch"
 
 
 def test_params_reject_unknown_serving_export(tmp_path: Path) -> None:

@@ -18,18 +18,18 @@ from typer.testing import CliRunner
 from distilflow.cli import app
 from distilflow.config import Params, load_params
 from distilflow.gate import gate_version
-from distilflow.paths import Paths
-from distilflow.registry import (
-    CHAMPION,
+from distilflow.mlflow_tags import (
+    DATA_TAG,
+    GATE_BOOTSTRAP_TAG,
+    GATE_REASONS_TAG,
     GATE_TAG,
+    PROMOTED_TAG,
     ROLLED_BACK_TAG,
     SERVED_ARTIFACT_TAG,
     SERVED_METRIC_TAG,
-    ChampionChanged,
-    RegistryUnavailable,
-    current_champion,
-    promote,
 )
+from distilflow.paths import Paths
+from distilflow.registry import CHAMPION, ChampionChanged, RegistryUnavailable, current_champion, promote
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_dev
@@ -92,7 +92,7 @@ def test_a_win_over_the_baseline_within_noise_is_refused_on_a_small_dev_set(tmp_
         report = register.run(params, paths)["decision"]
         assert any("≥ trivial baseline 0.5000 + margin 0.0200" in reason for reason in report["reasons"])
         version = client.get_model_version(STUDENT, "1")
-        recorded = json.loads(version.tags["distilflow.gate_bootstrap"])["baseline"]
+        recorded = json.loads(version.tags[GATE_BOOTSTRAP_TAG])["baseline"]
         assert recorded == report["bootstrap"]["baseline"] and recorded["examples"] == rows
         assert "## Promotion gate" in version.description and "Paired bootstrap" in version.description
         outcomes[rows] = (report["promoted"], recorded["p_above"])
@@ -110,10 +110,10 @@ def test_three_small_drops_cannot_walk_the_champion_down(tmp_path: Path, empty_s
     assert champion_of(client) == "2"  # 0.791 was within 0.01 of 0.800
     refused = client.get_model_version(STUDENT, "3")
     assert refused.tags[GATE_TAG] == "refused"
-    reasons = refused.tags["distilflow.gate_reasons"]
+    reasons = refused.tags[GATE_REASONS_TAG]
     assert "0.7820 < best champion ever v1 0.8000 − tolerance 0.0100" in reasons
     # Both comparisons are also paired bootstraps over the same 1,000 dev answers, reported beside the rule.
-    compared = json.loads(refused.tags["distilflow.gate_bootstrap"])
+    compared = json.loads(refused.tags[GATE_BOOTSTRAP_TAG])
     assert compared["champion v2"]["difference"] == pytest.approx(-0.009)
     assert compared["best champion ever v1"]["difference"] == pytest.approx(-0.018)
     assert compared["best champion ever v1"]["low"] < -0.018 < compared["best champion ever v1"]["high"]
@@ -170,7 +170,7 @@ def test_racing_promotions_one_wins_the_other_fails_with_a_message(tmp_path: Pat
     with pytest.raises(ChampionChanged, match="it was unset, it is now v2"):
         promote(client, STUDENT, "3", expected=late.champion_version)
     assert champion_of(client) == "2"
-    assert "distilflow.promoted" not in client.get_model_version(STUDENT, "3").tags
+    assert PROMOTED_TAG not in client.get_model_version(STUDENT, "3").tags
 
 
 def test_a_locked_store_fails_the_stage_and_changes_no_alias_or_tag(tmp_path: Path, empty_store: Path) -> None:
@@ -279,7 +279,7 @@ def test_a_champion_scored_on_another_data_version_is_not_compared_but_refused(
     client = client_for(paths)
     set_student(paths, SST2, 0.80, seed=1)
     register.run(params, paths)
-    client.set_model_version_tag(STUDENT, "1", "dvc_data_md5", "0123456789abcdef.dir")  # v1 saw other dev data
+    client.set_model_version_tag(STUDENT, "1", DATA_TAG, "0123456789abcdef.dir")  # v1 saw other dev data
     set_student(paths, SST2, 0.95, seed=2)
     report = register.run(params, paths)["decision"]
     assert not report["promoted"] and champion_of(client) == "1"

@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score
 from transformers import BertConfig, BertForSequenceClassification
 
 from distilflow.config import parse_params
+from distilflow.mlflow_tags import STAGE_TAG
 from distilflow.modeling import label_maps, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import evaluate as evaluation
@@ -189,7 +190,7 @@ def test_evaluate_both_models_then_report(task_name: str, tmp_path: Path, monkey
 
     client = MlflowClient(tracking_uri=f"sqlite:///{paths.mlflow_db}")
     runs = {
-        run.data.tags["distilflow.stage"]: run
+        run.data.tags[STAGE_TAG]: run
         for run in client.search_runs([client.get_experiment_by_name(f"distilflow-{task_name}").experiment_id])
     }
     assert set(runs) == {"evaluate-teacher", "evaluate-student", "report"}

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.config import Params
+from distilflow.mlflow_tags import DATA_TAG
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking import DATA_MD5_TAG, dvc_directory_md5, stage_run, write_json, write_lineage
+from distilflow.tracking import dvc_directory_md5, stage_run, write_json, write_lineage
 
 SECTIONS = ("data",)
 
@@ -124,7 +125,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         }
         write_json(target / "manifest.json", manifest)
         write_lineage(target, {"ingest": tracked.run_id})
-        tracked.set_tag(DATA_MD5_TAG, dvc_directory_md5(target))  # what DVC is about to record in dvc.lock
+        tracked.set_tag(DATA_TAG, dvc_directory_md5(target))  # what DVC is about to record in dvc.lock
         metrics = {f"rows_{split}": count for split, count in rows.items()}
         tracked.log_metrics(metrics)
         tracked.log_dict(manifest, "manifest.json")
