@@ -11,7 +11,6 @@ Without a server: ``python flows/pipeline.py --help``. Scheduled: ``make deploy`
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import logging
@@ -19,14 +18,14 @@ import os
 import re
 import subprocess
 import sys
-import typing
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from distilflow.flow_retries import StageFailed, retry_unless_deterministic, transient_reasons
 from distilflow.flow_settings import (
     FLOW_NAME,
     checked_overrides,
+    flow_arguments,
     prefect_defaults,
     settings_overrides,
 )
@@ -40,7 +39,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
-from distilflow.config import PACKAGED_TEACHER, DataParams, ParamsError, load_params
+from distilflow.config import load_params
 from distilflow.dvc_files import lock_out_md5, read_lock
 from distilflow.dvc_plan import StagePlan, read_plan
 from distilflow.flow_reports import (
@@ -61,24 +60,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RETRIES = 3
 BACKOFF_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600.0
-# MLflow stores that live on this machine: their failures are not network hiccups.
-LOCAL_TRACKING_SCHEMES = {"", "file", "sqlite"}
 SKIPPED = "skipped (up to date)"
 TAIL_LINES = 200  # of a failed command's output, kept for the error message and the validation artifact
 RESTORED = "restored from DVC's run-cache"
 UNCHANGED = "unchanged (DVC skipped it)"
 REGISTRY_MARKER = "registry.json"  # in LOCK_DIR: which student this workspace's registry was last made to hold
-
-
-class StageFailed(RuntimeError):
-    """A stage's ``dvc repro`` exited non-zero; ``deterministic`` marks failures a retry cannot fix."""
-
-    def __init__(self, stage: str, exit_code: int | None, output: str, deterministic: bool) -> None:
-        super().__init__(f"stage {stage} failed (stage command exit code {exit_code}):\n{output}")
-        self.stage = stage
-        self.output = output
-        self.exit_code = exit_code
-        self.deterministic = deterministic
 
 
 class ValidationFailed(RuntimeError):
@@ -125,46 +111,6 @@ def run_logger() -> Any:
 
 def dvc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "distilflow.dvc_child", *args]
-
-
-# ---------------------------------------------------------------------------------------------- retry policy
-
-
-def transient_reasons(stage: str, root: Path) -> list[str]:
-    """Why a failure of ``stage`` could be transient under the current params; empty means never retry it.
-
-    Decided from the stage name and params.yaml: ingest with ``data.source: hub`` downloads GLUE; tokenize and
-    finetune download the teacher when ``model.teacher`` is a hub id; every stage that logs to MLflow talks to a
-    server when the tracking URI is remote. validate reads local files only, so its failures (bad data) are
-    always deterministic and never retried.
-    """
-    base = stage.split("@", 1)[0]
-    if base == "validate":
-        return []
-    try:
-        params = load_params(root / "params.yaml")
-    except ParamsError:
-        return []  # the stage itself will report the bad settings; retrying cannot fix them
-    reasons: list[str] = []
-    uri = tracking_uri(params, Paths.at(root))
-    if urlsplit(uri).scheme not in LOCAL_TRACKING_SCHEMES:
-        reasons.append(f"logs to the remote MLflow server {uri}")
-    if base == "ingest" and params.data.source == "hub":
-        reasons.append("downloads nyu-mll/glue from the Hugging Face hub")
-    teacher = params.model.teacher
-    if (
-        base in ("tokenize", "finetune")
-        and teacher != PACKAGED_TEACHER
-        and not (Path(teacher).exists() or (root / teacher).exists())
-    ):
-        reasons.append(f"downloads the teacher {teacher} from the Hugging Face hub")
-    return reasons
-
-
-def retry_unless_deterministic(task_: Any, task_run: Any, state: Any) -> bool:
-    """Retry a transient-capable stage, except when it failed in a way no retry can fix (rejected settings)."""
-    error = state.data if isinstance(state.data, BaseException) else None
-    return not (isinstance(error, StageFailed) and error.deterministic)
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -414,30 +360,7 @@ def experiment_name() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the distilflow pipeline as a Prefect flow (no server needed).")
-    parser.add_argument("root", nargs="?", default=str(PROJECT_ROOT), help="workspace (default: this project)")
-    parser.add_argument("--task", help="GLUE task, e.g. sst2 or cola")
-    parser.add_argument("--data-source", choices=typing.get_args(DataParams.model_fields["source"].annotation))
-    parser.add_argument("--data-path", help="GLUE task folder for --data-source local")
-    parser.add_argument("--profile", help="params profile: NAME in flows/profiles/ or a YAML path")
-    parser.add_argument(
-        "-S",
-        "--set-param",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="params.yaml change, as in `dvc exp run --set-param` (repeatable)",
-    )
-    parser.add_argument(
-        "--promote",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="allow or forbid moving @champion (default: params.yaml's register.promote)",
-    )
-    parser.add_argument("--lock-timeout", type=float, default=DEFAULT_LOCK_TIMEOUT_S, metavar="SECONDS")
-    parser.add_argument("--no-sync-remote", dest="sync_remote", action="store_false")
-    args = parser.parse_args(argv)
+    args = flow_arguments(str(PROJECT_ROOT), DEFAULT_LOCK_TIMEOUT_S).parse_args(argv)
     state = pipeline(
         task=args.task,
         data_source=args.data_source,

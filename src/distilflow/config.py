@@ -1,7 +1,5 @@
-"""Typed view of ``params.yaml``: one pydantic model per section, loaded once.
-
-Every model forbids unknown keys, so a typo such as ``distill.temprature`` fails loudly with the
-key and the file named, instead of silently running with a default.
+"""Typed view of ``params.yaml``: one pydantic model per section, loaded once. Every model forbids unknown keys,
+so a typo such as ``distill.temprature`` fails with the key and the file named instead of running with a default.
 """
 
 from __future__ import annotations
@@ -90,10 +88,7 @@ class TokenizeParams(Section):
 
 class TrainingParams(Section):
     """What every training loop reads (distilflow.training.LoopSettings); finetune and distill add their own.
-
-    The loop's recipe differs per stage, so each subclass gives its defaults in ``RECIPE`` (params.yaml's values:
-    a test compares them) and the fields themselves carry only their types and bounds.
-    """
+    Each subclass gives its recipe's defaults in ``RECIPE`` (params.yaml's values: a test compares them)."""
 
     RECIPE: ClassVar[dict[str, Any]] = {}
 

@@ -6,13 +6,15 @@ params.yaml. Prefect facts the flow and the deployment share (flow name, environ
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 
-from distilflow.config import ParamsError, flatten, load_params
+from distilflow.config import DataParams, ParamsError, flatten, load_params
 from distilflow.locking import LOCK_DIR
 from distilflow.paths import Paths
 
@@ -29,6 +31,34 @@ PREFECT_ENV_DEFAULTS = {
 def prefect_defaults(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """Prefect's environment defaults that ``env`` does not set already: apply them before Prefect is imported."""
     return {key: value for key, value in PREFECT_ENV_DEFAULTS.items() if key not in env}
+
+
+def flow_arguments(default_root: str, lock_timeout_s: float) -> argparse.ArgumentParser:
+    """``python flows/pipeline.py``'s command line: the flow's parameters, as the Prefect UI shows them."""
+    parser = argparse.ArgumentParser(description="Run the distilflow pipeline as a Prefect flow (no server needed).")
+    parser.add_argument("root", nargs="?", default=default_root, help="workspace (default: this project)")
+    parser.add_argument("--task", help="GLUE task, e.g. sst2 or cola")
+    parser.add_argument("--data-source", choices=typing.get_args(DataParams.model_fields["source"].annotation))
+    parser.add_argument("--data-path", help="GLUE task folder for --data-source local")
+    parser.add_argument("--profile", help="params profile: NAME in flows/profiles/ or a YAML path")
+    parser.add_argument(
+        "-S",
+        "--set-param",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="params.yaml change, as in `dvc exp run --set-param` (repeatable)",
+    )
+    parser.add_argument(
+        "--promote",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow or forbid moving @champion (default: params.yaml's register.promote)",
+    )
+    parser.add_argument("--lock-timeout", type=float, default=lock_timeout_s, metavar="SECONDS")
+    parser.add_argument("--no-sync-remote", dest="sync_remote", action="store_false")
+    return parser
 
 
 class SettingsRejected(ValueError):
