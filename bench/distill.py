@@ -1,16 +1,21 @@
 """Distil the fine-tuned SST-2 teacher into BERT-tiny on real SST-2; ablations; exports; CPU throughput.
 
+The settings are params.yaml's, changed by this benchmark's own ``OVERRIDES`` (below), then by the flags that name
+a params key (``--help`` shows each key and its value) and ``--set KEY=VALUE``; the result file records every
+override beside the command. The other flags are the benchmark's budgets (steps, rows, workers, output).
+
 One process, in this order (each expensive artefact is cached under ``--cache`` and reused by a rerun):
 
-1. The transfer set: the SST-2 training split plus ``--copies`` word-level rewrites of its ``--max-source-rows``
-   longest examples, labelled by the teacher once (logits saved in chunks, so a killed run resumes).
+1. The transfer set: the SST-2 training split plus ``augment.copies`` word-level rewrites of its
+   ``augment.max_source_rows`` longest examples, labelled by the teacher once (logits saved in chunks, so a killed
+   run resumes).
 2. MLM pre-training of the student on the transfer text (when the main configuration or an ablation uses it).
-3. The main student: ``--main-steps`` distillation steps; then its exports (torch int8, ONNX, ONNX int8), each
+3. The main student: ``distill.max_steps`` distillation steps; then its exports (``distill.export.formats``), each
    checked against the fp32 student on dev.
 4. Ablations, one factor flipped from the main configuration each, at ``--ablation-steps`` (fewer than the
    main run; the main configuration is re-run at that budget too, as the row the others compare with).
-5. CPU throughput at ``--batch-size`` on the dev sentences: teacher fp32 and every student format, interleaved
-   over several rounds (best round each), so the ratios are measured under the same load.
+5. CPU throughput at ``evaluate.throughput_batch_size`` on the dev sentences: teacher fp32 and every student
+   format, interleaved over several rounds (best round each), so the ratios are measured under the same load.
 
     make bench-distill        # or: python bench/distill.py --help
 """
@@ -20,37 +25,39 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shlex
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-# Before torch loads OpenMP: on a shared, oversubscribed CPU, spinning threads burn their time slice waiting for a
-# descheduled peer.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import (
+    CACHE_DIR,
+    PARAMS_FILE,
+    RESULTS_DIR,
+    SCORE_BATCH_SIZE,
+    SST2_DIR,
+    ParamFlag,
+    add_param_flags,
+    changed,
+    command_line,
+    log,
+    read_encoded_split,
+    settings_from,
+    write_result,
+)
+
+# isort: split
 
 import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.config import DistillParams, Params, parse_params
+from distilflow import export
+from distilflow.config import DistillParams, Params
 from distilflow.environment import machine_facts
-from distilflow.export import (
-    export_student,
-    load_int8,
-    numpy_batches,
-    onnx_forward,
-    onnx_session,
-    run_batches,
-    torch_forward,
-)
-from distilflow.glue_io import read_split
 from distilflow.inference import logits_to_predictions, predict_logits
 from distilflow.modeling import (
     build_student,
@@ -64,7 +71,6 @@ from distilflow.rewrites import Vocabulary, augment_rows
 from distilflow.scoring import dev_scorer
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.pretrain import pretrain_student
-from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.teacher_onnx import (
     LOGIT_TOLERANCE,
@@ -74,24 +80,64 @@ from distilflow.teacher_onnx import (
     onnx_runtime_available,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
 TASK = get_task("sst2")
+CHUNK = 2048
+# What this benchmark changes from params.yaml: a longer run at a higher rate on a larger transfer set, KD-heavy,
+# no early stopping, on the CPU; labelling through ONNX Runtime where installed, checked on 1024 rows.
+OVERRIDES: dict[str, Any] = {
+    "augment": {"min_words": 5, "max_source_rows": 12000, "teacher_backend": "auto", "teacher_check_rows": 1024},
+    "pretrain": {"max_steps": 1500},
+    "distill": {
+        "max_steps": 6000,
+        "batch_size": 64,
+        "learning_rate": 1e-3,
+        "alpha": 0.9,
+        "warmup_ratio": 0.06,
+        "eval_every": 250,
+        "early_stopping_patience": 0,
+    },
+    "finetune": {"device": "cpu"},
+}
+PARAM_FLAGS = (
+    ParamFlag("--copies", "augment.copies", int, "rewrites per eligible training example"),
+    ParamFlag("--max-source-rows", "augment.max_source_rows", int, "rewrite only the N longest examples"),
+    ParamFlag("--min-words", "augment.min_words", int),
+    ParamFlag("--max-train-rows", "data.max_train_rows", int, "use only N training rows (quick runs)"),
+    ParamFlag("--init", "distill.student.init", str, "main run: random | teacher-projected"),
+    ParamFlag("--mlm", "pretrain.enabled", bool, "main run: MLM pre-training before distillation"),
+    ParamFlag("--mlm-steps", "pretrain.max_steps", int, "MLM pre-training steps (it evaluates every third of them)"),
+    ParamFlag("--augmented", "distill.augmented", bool, "main run: train on the rewrites too"),
+    ParamFlag(
+        "--freeze-embeddings",
+        "distill.freeze_word_embeddings",
+        bool,
+        "keep the word embeddings fixed (teacher-projected init only; random init always trains them)",
+    ),
+    ParamFlag("--main-steps", "distill.max_steps", int, "main run's distillation steps"),
+    ParamFlag("--batch-size", "distill.batch_size", int, "training batch (throughput: evaluate.throughput_batch_size)"),
+    ParamFlag("--learning-rate", "distill.learning_rate", float),
+    ParamFlag("--temperature", "distill.temperature", float),
+    ParamFlag("--alpha", "distill.alpha", float),
+    ParamFlag("--eval-every", "distill.eval_every", int),
+    ParamFlag("--seed", "seed", int),
+    ParamFlag(
+        "--teacher-backend",
+        "augment.teacher_backend",
+        str,
+        "transfer-set labelling: auto = ONNX Runtime on CPU (as the augment stage), torch = eager PyTorch",
+    ),
+)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
+    parser.add_argument("--data-dir", type=Path, default=SST2_DIR)
     parser.add_argument(
         "--teacher",
         type=Path,
-        default=ROOT / "bench" / "cache" / "teacher-sst2",
+        default=CACHE_DIR / "teacher-sst2",
         help="fine-tuned teacher (save_pretrained folder), e.g. from bench/finetune.py",
     )
-    parser.add_argument("--copies", type=int, default=2, help="rewrites per eligible training example")
-    parser.add_argument("--max-source-rows", type=int, default=12000, help="rewrite only the N longest examples")
-    parser.add_argument("--min-words", type=int, default=5)
-    parser.add_argument("--max-train-rows", type=int, default=None, help="use only N training rows (quick runs)")
     parser.add_argument(
         "--label-originals",
         type=int,
@@ -99,32 +145,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the teacher labels only the first N training rows (plus every rewrite, which is "
         "still drawn from the whole split); the rest stay out of the transfer set (time budget)",
     )
-    parser.add_argument("--init", default="teacher-projected", help="main run: random | teacher-projected")
-    parser.add_argument(
-        "--mlm",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="main run: MLM pre-training before distillation",
-    )
-    parser.add_argument(
-        "--augmented", action=argparse.BooleanOptionalAction, default=True, help="main run: train on the rewrites too"
-    )
     parser.add_argument(
         "--intermediate",
         action=argparse.BooleanOptionalAction,
-        default=False,
-        help="main run: TinyBERT hidden-state and attention losses (teacher in the loop)",
+        default=None,
+        help="main run: TinyBERT hidden-state and attention losses (teacher in the loop) at --hidden-weight and "
+        "--attention-weight; default: on where params.yaml's distill.hidden_weight or attention_weight is above 0",
     )
-    parser.add_argument(
-        "--freeze-embeddings",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="keep the word embeddings fixed (teacher-projected init only; random init always trains them)",
-    )
-    parser.add_argument("--hidden-weight", type=float, default=1.0)
-    parser.add_argument("--attention-weight", type=float, default=1.0)
-    parser.add_argument("--mlm-steps", type=int, default=1500)
-    parser.add_argument("--main-steps", type=int, default=6000)
+    parser.add_argument("--hidden-weight", type=float, default=1.0, help="distill.hidden_weight of a run with them")
+    parser.add_argument("--attention-weight", type=float, default=1.0, help="distill.attention_weight, likewise")
     parser.add_argument("--ablation-steps", type=int, default=2000)
     parser.add_argument(
         "--intermediate-steps",
@@ -135,19 +164,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ablations", default="init,mlm,augmentation,intermediate", help="comma-separated factors to flip, or 'none'"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="training and throughput batch size")
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--temperature", type=float, default=2.0)
-    parser.add_argument("--alpha", type=float, default=0.9)
-    parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--throughput-rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch/onnxruntime threads (default: torch's)")
-    parser.add_argument(
-        "--teacher-backend",
-        choices=("auto", "torch"),
-        default="auto",
-        help="transfer-set labelling: auto = ONNX Runtime on CPU (as the augment stage), torch = eager PyTorch",
-    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -157,24 +175,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--part", choices=("all", "label", "ablation"), default="all", help=argparse.SUPPRESS)
     parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "cache" / "distill-sst2")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill-sst2.json")
+    parser.add_argument("--cache", type=Path, default=CACHE_DIR / "distill-sst2")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "distill-sst2.json")
+    add_param_flags(parser, PARAM_FLAGS, OVERRIDES)
     return parser.parse_args(argv)
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+def intermediate_on(config: DistillParams) -> bool:
+    return config.hidden_weight > 0 or config.attention_weight > 0
 
 
-def load_split(name: str, tokenizer: Any, limit: int | None) -> Dataset:
-    file = ARGS.data_dir / f"{name}.tsv"
-    if not file.is_file():
-        raise SystemExit(f"{file} not found: point --data-dir (or DISTILFLOW_GLUE_DIR) at the GLUE SST-2 folder")
-    frame, problems = read_split(TASK, file, name, max_rows=limit)
-    if problems:
-        log(f"{name}: {len(problems)} unreadable rows skipped (first: {problems[0]})")
-    return encode(frame, TASK, tokenizer, 128)
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark run's settings: the benchmark's own knobs, the params they start from and how it was called."""
+
+    args: argparse.Namespace
+    params: Params
+    overrides: dict[str, Any]
+    argv: list[str]
+    teacher: Path  # the snapshot every process reads (--teacher may be replaced while bench/finetune.py runs)
+    sessions: list[Any] = field(default_factory=list, compare=False)  # this process's ONNX session, made once
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> Bench:
+        args = parse_args(argv)
+        flag_overrides: dict[str, Any] = {}
+        if args.intermediate is not None:
+            on = args.intermediate
+            flag_overrides = {
+                "distill.hidden_weight": args.hidden_weight if on else 0.0,
+                "distill.attention_weight": args.attention_weight if on else 0.0,
+            }
+        params, overrides = settings_from(args, PARAM_FLAGS, OVERRIDES, flag_overrides)
+        if params.distill.max_steps is None or params.pretrain.max_steps is None:
+            raise SystemExit("distill.max_steps and pretrain.max_steps must be set: they are the step budgets")
+        return cls(args, params, overrides, argv, args.teacher)
+
+    def with_params(self, changes: dict[str, Any]) -> Params:
+        """These settings with nested ``changes`` (as params.yaml's sections) applied."""
+        return changed(self.params, changes)
+
+    @property
+    def torch_labels(self) -> bool:
+        backend = self.params.augment.teacher_backend
+        return backend == "torch" or torch.cuda.is_available() or not onnx_runtime_available()
 
 
 def file_digest(folder: Path) -> str:
@@ -184,84 +228,73 @@ def file_digest(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-CHUNK = 2048
+def onnx_folder(bench: Bench) -> Path:
+    return bench.args.cache / f"teacher-onnx-{file_digest(bench.teacher)}"
 
 
-def onnx_folder() -> Path:
-    return ARGS.cache / f"teacher-onnx-{file_digest(ARGS.teacher)}"
-
-
-SESSION: list[Any] = []  # this process's ONNX Runtime session of the teacher, made on first use
-
-
-def label(teacher: Any, rows: Dataset, pad_id: int) -> np.ndarray:
+def label(bench: Bench, teacher: Any, rows: Dataset, pad_id: int) -> np.ndarray:
     """The augment stage's path (distilflow.teacher_onnx): ONNX Runtime on CPU, eager PyTorch otherwise."""
-    if ARGS.teacher_backend == "torch" or torch.cuda.is_available() or not onnx_runtime_available():
-        return predict_logits(teacher, rows, 128, pad_id)
-    if not SESSION:
-        SESSION.append(cached_teacher_session(teacher, onnx_folder()))
-    return onnx_logits(SESSION[0], rows, 128, pad_id)
+    batch_size = bench.params.augment.teacher_batch_size
+    if bench.torch_labels:
+        return predict_logits(teacher, rows, batch_size, pad_id)
+    if not bench.sessions:
+        bench.sessions.append(cached_teacher_session(teacher, onnx_folder(bench)))
+    return onnx_logits(bench.sessions[0], rows, batch_size, pad_id)
 
 
-def check_onnx_labels(teacher: Any, rows: Dataset, pad_id: int, seed: int) -> dict[str, Any]:
+def check_onnx_labels(bench: Bench, teacher: Any, rows: Dataset, pad_id: int) -> dict[str, Any]:
     """Agreement with eager PyTorch and the speedup, on a random sample of the transfer set (as the stage does)."""
-    if ARGS.teacher_backend == "torch" or torch.cuda.is_available() or not onnx_runtime_available():
+    if bench.torch_labels:
         return {"teacher_backend": "torch"}
-    session = cached_teacher_session(teacher, onnx_folder())
-    stats = compare_on_sample(teacher, session, rows, 128, pad_id, rows=1024, seed=seed)
+    session = cached_teacher_session(teacher, onnx_folder(bench))
+    augment = bench.params.augment
+    stats = compare_on_sample(
+        teacher,
+        session,
+        rows,
+        augment.teacher_batch_size,
+        pad_id,
+        rows=augment.teacher_check_rows,
+        seed=bench.params.seed,
+    )
     if stats["teacher_max_logit_difference"] > LOGIT_TOLERANCE:
         raise SystemExit(f"ONNX teacher logits differ from eager by {stats['teacher_max_logit_difference']:.2g}")
     return {**stats, "teacher_backend": "onnx", "teacher_logit_tolerance": LOGIT_TOLERANCE}
 
 
 def label_chunks(
-    teacher: Any,
-    rows: Dataset,
-    pad_id: int,
-    folder: Path,
-    shard: int,
-    shards: int,
-    needed: set[int],
-    chunk: int = CHUNK,
+    bench: Bench, teacher: Any, rows: Dataset, pad_id: int, folder: Path, shard: int, needed: set[int]
 ) -> None:
-    """Teacher logits in chunks saved as they finish (a killed run resumes); chunk i goes to shard i % shards."""
+    """Teacher logits in chunks saved as they finish (a killed run resumes); chunk i goes to shard i % workers."""
     folder.mkdir(parents=True, exist_ok=True)
-    for index, start in enumerate(range(0, len(rows), chunk)):
+    for index, start in enumerate(range(0, len(rows), CHUNK)):
         file = folder / f"{index:05d}.npy"
-        if index % shards != shard or file.is_file() or index not in needed:
+        if index % bench.args.workers != shard or file.is_file() or index not in needed:
             continue
         started = time.perf_counter()
-        logits = label(teacher, rows.select(range(start, min(start + chunk, len(rows)))), pad_id)
+        logits = label(bench, teacher, rows.select(range(start, min(start + CHUNK, len(rows)))), pad_id)
         np.save(file.with_suffix(".tmp.npy"), logits)
         file.with_suffix(".tmp.npy").rename(file)
         log(
-            f"  [shard {shard}] teacher logits {min(start + chunk, len(rows))}/{len(rows)} "
+            f"  [shard {shard}] teacher logits {min(start + CHUNK, len(rows))}/{len(rows)} "
             f"({len(logits) / (time.perf_counter() - started):.0f} examples/s)"
         )
 
 
-def child(part: str, *extra: str) -> subprocess.Popen[bytes]:
+def child(bench: Bench, part: str, *extra: str) -> subprocess.Popen[bytes]:
     # The snapshot, not the live folder: every process must see the same teacher.
+    script = str(Path(__file__).resolve())
     return subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            *sys.argv[1:],
-            "--teacher",
-            str(ARGS.teacher),
-            "--part",
-            part,
-            *extra,
-        ]
+        [sys.executable, script, *bench.argv, "--teacher", str(bench.teacher), "--part", part, *extra]
     )
 
 
-def snapshot_teacher(source: Path) -> Path:
+def snapshot_teacher(source: Path, cache: Path) -> Path:
     """Copy the teacher first: bench/finetune.py replaces its folder at every new best while it trains."""
     for _ in range(5):
         try:
             digest = file_digest(source)
-            target = ARGS.cache / f"teacher-{digest}"
+            target = cache / f"teacher-{digest}"
             if not (target / "config.json").is_file():
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(source, target)
@@ -273,33 +306,45 @@ def snapshot_teacher(source: Path) -> Path:
     raise SystemExit(f"could not take a stable copy of {source}")
 
 
-def teacher_logits_resumable(teacher: Any, rows: Dataset, pad_id: int, folder: Path, keep: np.ndarray) -> np.ndarray:
+def teacher_logits_resumable(
+    bench: Bench, teacher: Any, rows: Dataset, pad_id: int, folder: Path, keep: np.ndarray
+) -> np.ndarray:
     """Logits of the rows ``keep`` selects (row indices into ``rows``)."""
     needed = set((keep // CHUNK).tolist())
-    if ARGS.part == "label":
-        label_chunks(teacher, rows, pad_id, folder, ARGS.shard, ARGS.workers, needed)
+    if bench.args.part == "label":
+        label_chunks(bench, teacher, rows, pad_id, folder, bench.args.shard, needed)
         raise SystemExit(0)
-    label(teacher, rows.select(range(min(8, len(rows)))), pad_id)  # export once, before the helpers start
-    helpers = [child("label", "--shard", str(k)) for k in range(1, ARGS.workers)]
-    label_chunks(teacher, rows, pad_id, folder, 0, ARGS.workers, needed)
+    label(bench, teacher, rows.select(range(min(8, len(rows)))), pad_id)  # export once, before the helpers start
+    helpers = [child(bench, "label", "--shard", str(k)) for k in range(1, bench.args.workers)]
+    label_chunks(bench, teacher, rows, pad_id, folder, 0, needed)
     if any(helper.wait() != 0 for helper in helpers):
         raise SystemExit("a labelling process failed; rerun to resume from the saved chunks")
     chunks = {index: np.load(folder / f"{index:05d}.npy") for index in sorted(needed)}
     return np.stack([chunks[int(i) // CHUNK][int(i) % CHUNK] for i in keep])
 
 
-def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, key: str) -> tuple[Dataset, dict]:
-    """The stage's recipe (distilflow.stages.augment) with resumable, cached teacher logits."""
-    folder = ARGS.cache / f"transfer-{key}"
-    name = "dataset" if ARGS.label_originals is None else f"dataset-{ARGS.label_originals}"
-    if (folder / name / "dataset_info.json").is_file():
-        return load_from_disk(str(folder / name)), json.loads((folder / f"{name}-stats.json").read_text())
-    started = time.perf_counter()
+def transfer_key(bench: Bench, rows: int) -> str:
+    """What the transfer set's rows and labels depend on: the teacher, the rewrite settings, the rows, the seed
+    (not how the teacher is run: its backend, batch size and check rows give the same labels)."""
+    running = {"teacher_backend", "teacher_batch_size", "teacher_check_rows"}
+    recipe = {
+        "teacher": file_digest(bench.teacher),
+        "augment": bench.params.augment.model_dump(exclude=running),
+        "rows": rows,
+        "seed": bench.params.seed,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def rewrite_rows(bench: Bench, train: Dataset, teacher: Any, tokenizer: Any) -> tuple[Dataset, Dataset]:
+    """The training split and its word-level rewrites (distilflow.rewrites, as the augment stage makes them)."""
+    params = bench.params
+    max_length = params.tokenize.max_length
     originals = train.select_columns(["input_ids", "token_type_ids", "labels", "length"])
     originals = originals.add_column("source", list(range(len(originals))))
     originals = originals.add_column("augmented", [False] * len(originals))
     vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, params.augment.neighbours)
-    ids, types, sources = augment_rows(train["input_ids"], vocab, params.augment, params.seed, 128)
+    ids, types, sources = augment_rows(train["input_ids"], vocab, params.augment, params.seed, max_length)
     rewrites = Dataset.from_dict(
         {
             "input_ids": ids,
@@ -311,15 +356,27 @@ def transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params, k
         },
         features=originals.features,
     )
+    return originals, rewrites
+
+
+def transfer_set(bench: Bench, train: Dataset, teacher: Any, tokenizer: Any, key: str) -> tuple[Dataset, dict]:
+    """The stage's recipe (distilflow.stages.augment) with resumable, cached teacher logits."""
+    folder = bench.args.cache / f"transfer-{key}"
+    label_originals = bench.args.label_originals
+    name = "dataset" if label_originals is None else f"dataset-{label_originals}"
+    if (folder / name / "dataset_info.json").is_file():
+        return load_from_disk(str(folder / name)), json.loads((folder / f"{name}-stats.json").read_text())
+    started = time.perf_counter()
+    originals, rewrites = rewrite_rows(bench, train, teacher, tokenizer)
     rows = concatenate_datasets([originals, rewrites])
     augment_seconds = time.perf_counter() - started
     log(f"transfer set: {len(originals)} originals + {len(rewrites)} rewrites ({augment_seconds:.0f}s); labelling")
     started = time.perf_counter()
-    kept_originals = min(ARGS.label_originals or len(originals), len(originals))
+    kept_originals = min(label_originals or len(originals), len(originals))
     keep = np.concatenate([np.arange(kept_originals), np.arange(len(originals), len(rows))])
-    logits = teacher_logits_resumable(teacher, rows, tokenizer.pad_token_id, folder / "logits", keep)
+    logits = teacher_logits_resumable(bench, teacher, rows, tokenizer.pad_token_id, folder / "logits", keep)
     teacher_seconds = time.perf_counter() - started
-    labelling = check_onnx_labels(teacher, rows.select(keep.tolist()), tokenizer.pad_token_id, params.seed)
+    labelling = check_onnx_labels(bench, teacher, rows.select(keep.tolist()), tokenizer.pad_token_id)
     rows = rows.select(keep)
     originals = originals.select(range(kept_originals))
     augmented = np.asarray(rows["augmented"])
@@ -353,36 +410,44 @@ class Variant:
     steps: int
 
 
-def distill_params(variant: Variant) -> DistillParams:
-    weights = (
-        {"hidden_weight": ARGS.hidden_weight, "attention_weight": ARGS.attention_weight} if variant.intermediate else {}
+def main_variant(params: Params) -> Variant:
+    config = params.distill
+    assert config.max_steps is not None  # Bench.from_argv checks it
+    return Variant(
+        "main",
+        config.student.init,
+        params.pretrain.enabled,
+        config.augmented,
+        intermediate_on(config),
+        config.max_steps,
     )
-    return parse_params(
-        {
-            "distill": {
-                "student": {"init": variant.init},
-                "temperature": ARGS.temperature,
-                "alpha": ARGS.alpha,
-                "max_steps": variant.steps,
-                "batch_size": ARGS.batch_size,
-                "learning_rate": ARGS.learning_rate,
-                "warmup_ratio": 0.06,
-                "eval_every": ARGS.eval_every,
-                "early_stopping_patience": 0,
-                "augmented": variant.augmented,
-                **weights,
-                "freeze_word_embeddings": ARGS.freeze_embeddings and variant.init != "random",
-            }
-        }
-    ).distill
 
 
-def run_variant(variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    config = distill_params(variant)
-    params = parse_params({"seed": ARGS.seed, "distill": config.model_dump(), "finetune": {"device": "cpu"}})
-    student = build_student(ctx["teacher"], config.student, TASK, ARGS.seed)
+def variant_params(bench: Bench, variant: Variant) -> Params:
+    """The settings with the variant's factors: its init, rows, losses and step budget."""
+    base = bench.params.distill
+    if not variant.intermediate:
+        weights = {"hidden_weight": 0.0, "attention_weight": 0.0}
+    elif intermediate_on(base):
+        weights = {"hidden_weight": base.hidden_weight, "attention_weight": base.attention_weight}
+    else:
+        weights = {"hidden_weight": bench.args.hidden_weight, "attention_weight": bench.args.attention_weight}
+    distill_changes = {
+        "student": {"init": variant.init},
+        "max_steps": variant.steps,
+        "augmented": variant.augmented,
+        **weights,
+        "freeze_word_embeddings": base.freeze_word_embeddings and variant.init != "random",
+    }
+    return bench.with_params({"distill": distill_changes})
+
+
+def run_variant(bench: Bench, variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    params = variant_params(bench, variant)
+    config = params.distill
+    student = build_student(ctx["teacher"], config.student, TASK, params.seed)
     if variant.mlm:
-        load_pretrained_encoder(student, mlm_checkpoint(variant.init, ctx))
+        load_pretrained_encoder(student, mlm_checkpoint(bench, variant.init, ctx))
     rows = ctx["transfer"] if variant.augmented else ctx["originals"]
     started = time.perf_counter()
     log(f"distill {variant.name}: {variant.steps} steps on {len(rows)} rows")
@@ -417,28 +482,19 @@ def run_variant(variant: Variant, ctx: dict[str, Any]) -> tuple[Any, dict[str, A
     }
 
 
-def mlm_checkpoint(init: str, ctx: dict[str, Any]) -> Path:
+def mlm_checkpoint(bench: Bench, init: str, ctx: dict[str, Any]) -> Path:
     """MLM-pre-train a student from ``init`` once per (init, steps, transfer set); cached on disk."""
-    folder = ARGS.cache / f"mlm-{ctx['key']}-{init}-{ARGS.mlm_steps}"
+    steps = bench.params.pretrain.max_steps
+    assert steps is not None  # Bench.from_argv checks it
+    folder = bench.args.cache / f"mlm-{ctx['key']}-{init}-{steps}"
     if (folder / "model.safetensors").is_file():
         return folder
-    params = parse_params(
-        {
-            "seed": ARGS.seed,
-            "finetune": {"device": "cpu"},
-            "pretrain": {
-                "enabled": True,
-                "max_steps": ARGS.mlm_steps,
-                "batch_size": ARGS.batch_size,
-                "learning_rate": 1e-3,
-                "eval_every": max(ARGS.mlm_steps // 3, 1),
-            },
-            "distill": {"student": {"init": init}},
-        }
+    params = bench.with_params(
+        {"pretrain": {"enabled": True, "eval_every": max(steps // 3, 1)}, "distill": {"student": {"init": init}}}
     )
-    student = build_student(ctx["teacher"], params.distill.student, TASK, ARGS.seed)
+    student = build_student(ctx["teacher"], params.distill.student, TASK, params.seed)
     started = time.perf_counter()
-    log(f"MLM pre-training from {init}: {ARGS.mlm_steps} steps")
+    log(f"MLM pre-training from {init}: {steps} steps")
     model, outcome = pretrain_student(student, ctx["transfer"], ctx["tokenizer"], params, description=f"mlm-{init}")
     model.save_pretrained(str(folder))
     metrics = {**outcome["metrics"], "wall_seconds": time.perf_counter() - started}
@@ -448,14 +504,14 @@ def mlm_checkpoint(init: str, ctx: dict[str, Any]) -> Path:
     return folder
 
 
-def throughput_table(forwards: dict[str, Any], dev: Dataset, pad_id: int) -> dict[str, float]:
-    """Examples/s per model over the dev set at --batch-size; rounds interleave the models, best round wins."""
-    batches, _ = numpy_batches(dev, ARGS.batch_size, pad_id)
+def throughput_table(bench: Bench, forwards: dict[str, Any], dev: Dataset, pad_id: int) -> dict[str, float]:
+    """Examples/s per model over the dev set; rounds interleave the models, best round wins."""
+    batches, _ = export.numpy_batches(dev, bench.params.evaluate.throughput_batch_size, pad_id)
     examples = sum(len(batch["input_ids"]) for batch in batches)
     best = dict.fromkeys(forwards, float("inf"))
     for forward in forwards.values():
         forward(batches[0])  # warm-up
-    for _ in range(ARGS.throughput_rounds):
+    for _ in range(bench.args.throughput_rounds):
         for name, forward in forwards.items():
             started = time.perf_counter()
             for batch in batches:
@@ -464,116 +520,140 @@ def throughput_table(forwards: dict[str, Any], dev: Dataset, pad_id: int) -> dic
     return {name: examples / seconds for name, seconds in best.items()}
 
 
-def run_ablations(main_variant: Variant, ctx: dict[str, Any]) -> list[dict[str, Any]]:
+def flipped(bench: Bench, base: Variant, flip: str) -> Variant:
+    """``base`` with one factor flipped."""
+    if flip == "init":
+        other = "random" if base.init == "teacher-projected" else "teacher-projected"
+        return replace(base, name=f"init: {other}", init=other)
+    if flip == "mlm":
+        return replace(base, name=f"MLM pre-training: {'off' if base.mlm else 'on'}", mlm=not base.mlm)
+    if flip == "augmentation":
+        return replace(base, name=f"augmentation: {'off' if base.augmented else 'on'}", augmented=not base.augmented)
+    if flip == "intermediate":
+        return replace(
+            base,
+            name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
+            intermediate=not base.intermediate,
+            steps=bench.args.intermediate_steps or bench.args.ablation_steps,
+        )
+    raise SystemExit(f"unknown ablation {flip!r}; known: init, mlm, augmentation, intermediate")
+
+
+def run_ablations(bench: Bench, ctx: dict[str, Any]) -> list[dict[str, Any]]:
     """The main configuration at the ablation budget, then one row per flipped factor."""
-    flips = [] if ARGS.ablations == "none" else [name.strip() for name in ARGS.ablations.split(",")]
+    ablations = bench.args.ablations
+    flips = [] if ablations == "none" else [name.strip() for name in ablations.split(",")]
     if not flips:
         return []
-    base = replace(main_variant, name="main @ ablation budget", steps=ARGS.ablation_steps)
-    rows = [run_variant(base, ctx)[1]]
-    for flip in flips:
-        if flip == "init":
-            other = "random" if base.init == "teacher-projected" else "teacher-projected"
-            variant = replace(base, name=f"init: {other}", init=other)
-        elif flip == "mlm":
-            variant = replace(base, name=f"MLM pre-training: {'off' if base.mlm else 'on'}", mlm=not base.mlm)
-        elif flip == "augmentation":
-            variant = replace(
-                base, name=f"augmentation: {'off' if base.augmented else 'on'}", augmented=not base.augmented
-            )
-        elif flip == "intermediate":
-            variant = replace(
-                base,
-                name=f"intermediate losses: {'off' if base.intermediate else 'on'}",
-                intermediate=not base.intermediate,
-                steps=ARGS.intermediate_steps or ARGS.ablation_steps,
-            )
-        else:
-            raise SystemExit(f"unknown ablation {flip!r}; known: init, mlm, augmentation, intermediate")
-        rows.append(run_variant(variant, ctx)[1])
-    return rows
+    base = replace(main_variant(bench.params), name="main @ ablation budget", steps=bench.args.ablation_steps)
+    return [run_variant(bench, variant, ctx)[1] for variant in [base, *(flipped(bench, base, f) for f in flips)]]
 
 
-ARGS = parse_args([])
-
-
-def main(argv: list[str] | None = None) -> None:
-    global ARGS
-    ARGS = parse_args(argv)
-    hub_offline_by_default()
-    if ARGS.threads:
-        torch.set_num_threads(ARGS.threads)
-    if not (ARGS.teacher / "config.json").is_file():
-        raise SystemExit(f"{ARGS.teacher}: no fine-tuned teacher there; run bench/finetune.py first")
-    wall = time.perf_counter()
-    ARGS.cache.mkdir(parents=True, exist_ok=True)
-    teacher_source = ARGS.teacher
-    if ARGS.part == "all":
-        ARGS.teacher = snapshot_teacher(ARGS.teacher)
-    summary_file = ARGS.teacher / "bench_summary.json"
-    teacher_info = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    tokenizer = load_tokenizer(str(ARGS.teacher))
-    teacher = load_classifier(ARGS.teacher)
+def load_context(bench: Bench) -> dict[str, Any]:
+    """The teacher, the dev scorer and the transfer set (made or read from the cache)."""
+    tokenizer = load_tokenizer(str(bench.teacher))
+    teacher = load_classifier(bench.teacher)
     pad_id = tokenizer.pad_token_id
-    train = load_split("train", tokenizer, ARGS.max_train_rows)
-    dev = load_split("dev", tokenizer, None)
-    score_dev = dev_scorer(TASK, dev, 256, pad_id)
-    teacher_dev = score_dev(teacher)["accuracy"] if ARGS.part == "all" else float("nan")
-    log(f"[{ARGS.part}] teacher dev accuracy {teacher_dev:.4f}; {len(train)} training rows")
-
-    augment = {"copies": ARGS.copies, "min_words": ARGS.min_words, "max_source_rows": ARGS.max_source_rows}
-    params = parse_params({"seed": ARGS.seed, "augment": augment})
-    key = hashlib.sha256(
-        json.dumps(
-            {
-                "teacher": file_digest(ARGS.teacher),
-                "augment": params.augment.model_dump(),
-                "rows": len(train),
-                "seed": ARGS.seed,
-            },
-            sort_keys=True,
-        ).encode()
-    ).hexdigest()[:12]
+    max_length = bench.params.tokenize.max_length
+    data_dir = bench.args.data_dir
+    train = read_encoded_split(TASK, data_dir, "train", tokenizer, max_length, bench.params.data.max_train_rows)
+    dev = read_encoded_split(TASK, data_dir, "dev", tokenizer, max_length, None)
+    score_dev = dev_scorer(TASK, dev, SCORE_BATCH_SIZE, pad_id)
+    teacher_dev = score_dev(teacher)["accuracy"] if bench.args.part == "all" else float("nan")
+    log(f"[{bench.args.part}] teacher dev accuracy {teacher_dev:.4f}; {len(train)} training rows")
+    key = transfer_key(bench, len(train))
     started = time.perf_counter()
-    transfer, transfer_stats = transfer_set(train, teacher, tokenizer, params, key)
+    transfer, transfer_stats = transfer_set(bench, train, teacher, tokenizer, key)
     transfer_stats["wall_seconds_this_run"] = time.perf_counter() - started
     originals = transfer.filter(lambda flags: [not f for f in flags], input_columns="augmented", batched=True)
-    ctx: dict[str, Any] = {
+    return {
         "teacher": teacher,
         "tokenizer": tokenizer,
         "pad_id": pad_id,
+        "dev": dev,
+        "teacher_dev": teacher_dev,
         "transfer": transfer,
+        "transfer_stats": transfer_stats,
         "originals": originals,
         "score_dev": score_dev,
         "key": key,
     }
 
-    main_variant = Variant("main", ARGS.init, ARGS.mlm, ARGS.augmented, ARGS.intermediate, ARGS.main_steps)
-    ablation_json = ARGS.out.with_name(ARGS.out.stem + ".ablation.json")
-    if ARGS.part == "ablation":
-        ablation_json.write_text(json.dumps({"ablation": run_ablations(main_variant, ctx), "mlm": ctx.get("mlm", {})}))
-        return
-    ablation_process = None
-    if ARGS.ablations != "none" and ARGS.workers > 1:
-        # Beside the main run: on a shared CPU a second process finishes both sooner than running them in turn.
-        ablation_json.unlink(missing_ok=True)
-        ablation_process = child("ablation")
-    student, main_row = run_variant(main_variant, ctx)
 
-    export_dir = ARGS.cache / "student-export"
-    student.save_pretrained(str(ARGS.cache / "student"))
-    tokenizer.save_pretrained(str(ARGS.cache / "student"))
-    exports = export_student(
-        student,
-        tokenizer,
-        dev,
-        TASK,
-        export_dir,
-        parse_params({"distill": {"export": {"formats": ["int8", "onnx", "onnx-int8"]}}}).distill.export,
-        ARGS.batch_size,
+def export_formats(bench: Bench, student: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The student saved, and its exports (``distill.export``), each checked against fp32 on dev."""
+    student.save_pretrained(str(bench.args.cache / "student"))
+    ctx["tokenizer"].save_pretrained(str(bench.args.cache / "student"))
+    batch_size = bench.params.evaluate.throughput_batch_size
+    export_dir = bench.args.cache / "student-export"
+    exports = export.export_student(
+        student, ctx["tokenizer"], ctx["dev"], TASK, export_dir, bench.params.distill.export, batch_size
     )
     log("exports: " + ", ".join(f"{k} {v['accuracy']:.4f} agrees={v['agrees']}" for k, v in exports.items()))
+    return exports
 
+
+def measure_speed(bench: Bench, student: Any, exports: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """Every model's CPU throughput (after the ablation process ended: the same load for all), and the
+    fp32 student's dev accuracy on the throughput batches."""
+    log("throughput")
+    export_dir = bench.args.cache / "student-export"
+    forwards = {"teacher_fp32": export.torch_forward(ctx["teacher"]), "student_fp32": export.torch_forward(student)}
+    for name in exports:
+        if name == "int8":
+            forwards["student_int8"] = export.torch_forward(export.load_int8(export_dir / name))
+        else:
+            session = export.onnx_session(export_dir / name / "model.onnx")
+            forwards["student_" + name.replace("-", "_")] = export.onnx_forward(session)
+    dev, pad_id = ctx["dev"], ctx["pad_id"]
+    speeds = throughput_table(bench, forwards, dev, pad_id)
+    teacher_speed = speeds["teacher_fp32"]
+    export_speeds = {k: v for k, v in speeds.items() if k not in ("teacher_fp32", "student_fp32")}
+    agreeing = {
+        k: v for k, v in export_speeds.items() if exports[k.removeprefix("student_").replace("_", "-")]["agrees"]
+    }
+    best_export = max(agreeing, key=lambda k: agreeing[k]) if agreeing else None
+    batch_size = bench.params.evaluate.throughput_batch_size
+    batches, order = export.numpy_batches(dev, batch_size, pad_id)
+    student_logits = export.run_batches(export.torch_forward(student), batches, order)
+    student_dev = float((logits_to_predictions(student_logits, TASK) == np.asarray(dev["labels"])).mean())
+    return {
+        "student_dev_accuracy": student_dev,
+        "throughput_batch_size": batch_size,
+        "throughput_examples_per_s": speeds,
+        "throughput_ratio_vs_teacher": {k: v / teacher_speed for k, v in speeds.items()},
+        "best_export": best_export,
+        "throughput_ratio_best_export_vs_teacher": agreeing[best_export] / teacher_speed if best_export else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    bench = Bench.from_argv(list(sys.argv[1:] if argv is None else argv))
+    args = bench.args
+    hub_offline_by_default()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not (args.teacher / "config.json").is_file():
+        raise SystemExit(f"{args.teacher}: no fine-tuned teacher there; run bench/finetune.py first")
+    wall = time.perf_counter()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.part == "all":
+        bench = replace(bench, teacher=snapshot_teacher(args.teacher, args.cache))
+    summary_file = bench.teacher / "bench_summary.json"
+    teacher_info = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    ctx = load_context(bench)
+
+    ablation_json = args.out.with_name(args.out.stem + ".ablation.json")
+    if args.part == "ablation":
+        ablation_json.write_text(json.dumps({"ablation": run_ablations(bench, ctx), "mlm": ctx.get("mlm", {})}))
+        return
+    ablation_process = None
+    if args.ablations != "none" and args.workers > 1:
+        # Beside the main run: on a shared CPU a second process finishes both sooner than running them in turn.
+        ablation_json.unlink(missing_ok=True)
+        ablation_process = child(bench, "ablation")
+    student, main_row = run_variant(bench, main_variant(bench.params), ctx)
+    exports = export_formats(bench, student, ctx)
     if ablation_process is not None:
         if ablation_process.wait() != 0:
             raise SystemExit("the ablation process failed; rerun (cached steps are reused)")
@@ -581,64 +661,45 @@ def main(argv: list[str] | None = None) -> None:
         ablation, ctx["mlm"] = child_result["ablation"], {**ctx.get("mlm", {}), **child_result["mlm"]}
         ablation_json.unlink()
     else:
-        ablation = run_ablations(main_variant, ctx)
+        ablation = run_ablations(bench, ctx)
+    measured = measure_speed(bench, student, exports, ctx)
 
-    log("throughput")
-    forwards = {
-        "teacher_fp32": torch_forward(teacher),
-        "student_fp32": torch_forward(student),
-        "student_int8": torch_forward(load_int8(export_dir / "int8")),
-        "student_onnx": onnx_forward(onnx_session(export_dir / "onnx" / "model.onnx")),
-        "student_onnx_int8": onnx_forward(onnx_session(export_dir / "onnx-int8" / "model.onnx")),
-    }
-    speeds = throughput_table(forwards, dev, pad_id)
-    teacher_speed = speeds["teacher_fp32"]
-    export_speeds = {k: v for k, v in speeds.items() if k not in ("teacher_fp32", "student_fp32")}
-    agreeing = {
-        k: v for k, v in export_speeds.items() if exports[k.removeprefix("student_").replace("_", "-")]["agrees"]
-    }
-    best_export = max(agreeing, key=lambda k: agreeing[k]) if agreeing else None
-    batches, order = numpy_batches(dev, ARGS.batch_size, pad_id)
-    student_logits = run_batches(torch_forward(student), batches, order)
-    student_dev = float((logits_to_predictions(student_logits, TASK) == np.asarray(dev["labels"])).mean())
-
+    teacher_dev = ctx["teacher_dev"]
     result = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ["bench/distill.py", *(argv or sys.argv[1:])]),
+        "command": command_line("distill.py", bench.argv),
+        "params_file": PARAMS_FILE.name,
+        "params_overrides": bench.overrides,
         "task": "sst2",
-        "data": str(ARGS.data_dir),
-        "teacher": str(teacher_source),
-        "teacher_snapshot": str(ARGS.teacher),
+        "data": str(args.data_dir),
+        "teacher": str(args.teacher),
+        "teacher_snapshot": str(bench.teacher),
         "teacher_finetune_summary": teacher_info,
-        "teacher_parameters": count_parameters(teacher),
+        "teacher_parameters": count_parameters(ctx["teacher"]),
         "student_parameters": count_parameters(student),
         "teacher_dev_accuracy": teacher_dev,
-        "student_dev_accuracy": student_dev,
-        "retention": student_dev / teacher_dev,
+        "student_dev_accuracy": measured["student_dev_accuracy"],
+        "retention": measured["student_dev_accuracy"] / teacher_dev,
         "target_student_dev_accuracy": 0.86,
         "main": main_row,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(ARGS).items()},
-        "transfer_set": transfer_stats,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "transfer_set": ctx["transfer_stats"],
         "mlm": ctx.get("mlm", {}),
         "exports": exports,
-        "throughput_batch_size": ARGS.batch_size,
-        "throughput_examples_per_s": speeds,
-        "throughput_ratio_vs_teacher": {k: v / teacher_speed for k, v in speeds.items()},
-        "best_export": best_export,
-        "throughput_ratio_best_export_vs_teacher": agreeing[best_export] / teacher_speed if best_export else None,
+        **{k: v for k, v in measured.items() if k != "student_dev_accuracy"},
         "target_throughput_ratio": 25.0,
         "ablation": ablation,
-        "ablation_note": f"ablation rows train {ARGS.ablation_steps} steps (intermediate losses: "
-        f"{ARGS.intermediate_steps or ARGS.ablation_steps}), the main run {ARGS.main_steps}; "
+        "ablation_note": f"ablation rows train {args.ablation_steps} steps (intermediate losses: "
+        f"{args.intermediate_steps or args.ablation_steps}), the main run {bench.params.distill.max_steps}; "
         "compare rows with 'main @ ablation budget'",
         "wall_seconds": time.perf_counter() - wall,
         "threads": torch.get_num_threads(),
         "machine": machine_facts(),
     }
-    ARGS.out.parent.mkdir(parents=True, exist_ok=True)
-    ARGS.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
+    ratio = measured["throughput_ratio_best_export_vs_teacher"]
     log(
-        f"student {student_dev:.4f} / teacher {teacher_dev:.4f}; best export {best_export} "
-        f"{result['throughput_ratio_best_export_vs_teacher']}x the teacher; wrote {ARGS.out}"
+        f"student {measured['student_dev_accuracy']:.4f} / teacher {teacher_dev:.4f}; best export "
+        f"{measured['best_export']} {ratio}x the teacher; wrote {args.out}"
     )
 
 

@@ -9,7 +9,8 @@ Prefect's import and the flow run's creation, a fixed start-up cost like the ser
 
     python bench/flow_overhead.py [--workspace DIR] [--rounds 5] [--out bench/results/flow-overhead.json]
 
-Without ``--workspace`` a shrunken copy of the project is made and reproduced first (minutes, not timed).
+Without ``--workspace`` a copy of the project with the smoke profile's settings (distilflow.scratch_workspace, as the
+tests make theirs) is made and reproduced first (minutes, not timed).
 """
 
 from __future__ import annotations
@@ -31,12 +32,9 @@ from typing import Any
 
 import httpx
 
+from common import ROOT
+from distilflow.scratch_workspace import make_workspace, smoke_profile, subprocess_env
 from distilflow.servers import ServerStartError, free_port, prefect_server_command, start_server, stop_server
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.conftest import make_workspace, test_env  # noqa: E402  (the shrunken workspace the tests use)
 
 SKIPPED = "skipped (up to date)"
 
@@ -96,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, help="an already reproduced workspace (default: build one)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "flow-overhead.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "flow-overhead.json")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (workspace, Prefect homes)")
     args = parser.parse_args()
 
@@ -114,10 +112,10 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    env = test_env()
+    env = subprocess_env()
     env.pop("PREFECT_API_URL", None)
     if args.workspace is None:
-        root = make_workspace(scratch / "ws")
+        root = make_workspace(ROOT, scratch / "ws", smoke_profile(ROOT))
         print(f"reproducing a shrunken workspace in {root} (not timed) ...", flush=True)
         timed(["dvc", "repro"], root, env)
     else:
@@ -126,7 +124,7 @@ def measure(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     server, url, server_start_s = start_prefect(scratch / "prefect-home", env)
     flow_env = {**env, "PREFECT_HOME": str(scratch / "prefect-home"), "PREFECT_API_URL": url}
     dvc_cmd = [sys.executable, "-m", "dvc", "repro"]
-    flow_cmd = [sys.executable, str(REPO_ROOT / "flows" / "pipeline.py"), str(root)]
+    flow_cmd = [sys.executable, str(ROOT / "flows" / "pipeline.py"), str(root)]
     try:
         timed(dvc_cmd, root, env)  # warm-ups: page cache, DVC's state database, Prefect's flow record
         _, output = timed(flow_cmd, root, flow_env)

@@ -1,0 +1,159 @@
+"""What the benchmark scripts share: where the project and the GLUE data are, how a script's settings are made
+(params.yaml plus explicit overrides), the split reader and the result file.
+
+Imported first by every script (before torch): it sets the OpenMP and tokenizer thread policy a shared CPU needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from distilflow.config import Params, flatten, parse_params
+from distilflow.paths import Paths
+
+# Before torch loads OpenMP: on a shared, oversubscribed CPU, spinning threads wait for a descheduled peer and
+# burn the time slice (measured here: 2 spinning threads took ~5x longer per step than 2 passive ones).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS_FILE = Paths.at(ROOT).params_file
+GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+SST2_DIR = GLUE_DIR / "SST-2"
+RESULTS_DIR = ROOT / "bench" / "results"
+CACHE_DIR = ROOT / "bench" / "cache"
+SCORE_BATCH_SIZE = 256  # dev scoring batch (inference only: the metric does not depend on it)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@dataclass(frozen=True)
+class ParamFlag:
+    """A command-line flag that sets one params.yaml key; its default is the key's value (plus the script's
+    own overrides), never a number typed again here."""
+
+    flag: str
+    key: str
+    kind: type = float
+    help: str = ""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+def _lookup(raw: dict[str, Any], key: str) -> Any:
+    value: Any = raw
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def _set(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Change an existing key (as ``dvc exp run --set-param`` does without ``+``): a misspelt key fails."""
+    *sections, last = key.split(".")
+    node = raw
+    for part in sections:
+        if not isinstance(node.get(part), dict):
+            raise SystemExit(f"{key}: no such section in {PARAMS_FILE.name}")
+        node = node[part]
+    if last not in node:
+        raise SystemExit(f"{key}: no such key in {PARAMS_FILE.name}")
+    node[last] = value
+
+
+def with_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the raw params with flat ``section.key`` overrides applied."""
+    changed: dict[str, Any] = json.loads(json.dumps(raw))
+    for key, value in overrides.items():
+        _set(changed, key, value)
+    return changed
+
+
+def changed(params: Params, changes: dict[str, Any]) -> Params:
+    """``params`` with nested ``changes`` (as params.yaml's sections) applied and checked."""
+    return parse_params(with_overrides(params.model_dump(by_alias=True), flatten(changes)))
+
+
+def add_param_flags(
+    parser: argparse.ArgumentParser, flags: Sequence[ParamFlag], script_overrides: dict[str, Any]
+) -> None:
+    """The flags that set params keys, and ``--set KEY=VALUE`` for any other key."""
+    base = with_overrides(yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")), flatten(script_overrides))
+    group = parser.add_argument_group("settings (params.yaml, then this script's overrides, then these)")
+    for item in flags:
+        default = _lookup(base, item.key)
+        text = f"{item.help + '; ' if item.help else ''}{item.key} (default {default})"
+        if item.kind is bool:
+            group.add_argument(item.flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            group.add_argument(item.flag, type=item.kind, default=None, help=text)
+    group.add_argument(
+        "--set",
+        dest="set_params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change any params.yaml key, e.g. --set distill.temperature=4 (VALUE is YAML; repeatable; wins over "
+        "the flags above)",
+    )
+
+
+def settings_from(
+    args: argparse.Namespace,
+    flags: Sequence[ParamFlag],
+    script_overrides: dict[str, Any],
+    flag_overrides: dict[str, Any] | None = None,
+) -> tuple[Params, dict[str, Any]]:
+    """params.yaml with the script's overrides, then the flags given (and ``flag_overrides``, flat keys that other
+    flags of the script mean), then ``--set``: the settings and every override applied (flat ``section.key``, as
+    the result file records them)."""
+    overrides = flatten(script_overrides)
+    for item in flags:
+        value = getattr(args, item.dest)
+        if value is not None:
+            overrides[item.key] = value
+    overrides.update(flag_overrides or {})
+    for pair in args.set_params:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise SystemExit(f"--set {pair}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    raw = with_overrides(yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")), overrides)
+    return parse_params(raw, f"{PARAMS_FILE.name} with {overrides}"), overrides
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """How the run was started, as the result file records it."""
+    return shlex.join(["python", f"bench/{script}", *argv])
+
+
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def read_encoded_split(task: Any, folder: Path, split: str, tokenizer: Any, max_length: int, limit: int | None) -> Any:
+    """A GLUE split read strictly (distilflow.glue_io) and tokenized as the tokenize stage does."""
+    from distilflow.glue_io import read_split
+    from distilflow.stages.tokenize import encode
+
+    file = folder / f"{split}.tsv"
+    if not file.is_file():
+        raise SystemExit(f"{file} not found: point --data-dir (or DISTILFLOW_GLUE_DIR) at the GLUE SST-2 folder")
+    frame, problems = read_split(task, file, split, max_rows=limit)
+    if problems:
+        log(f"{split}: {len(problems)} unreadable rows skipped (first: {problems[0]})")
+    return encode(frame, task, tokenizer, max_length)
