@@ -10,8 +10,9 @@ import argparse
 import json
 import os
 import shlex
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,47 @@ def settings_from(
 def command_line(script: str, argv: Sequence[str]) -> str:
     """How the run was started, as the result file records it."""
     return shlex.join(["python", f"bench/{script}", *argv])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One benchmark run's settings: its own knobs (``args``), the params they start from, how it was called."""
+
+    script: str
+    args: argparse.Namespace
+    params: Params
+    overrides: dict[str, Any]
+    argv: list[str]
+
+    @classmethod
+    def parse(
+        cls,
+        script: str,
+        parser: argparse.ArgumentParser,
+        argv: Sequence[str] | None,
+        flags: Sequence[ParamFlag],
+        script_overrides: dict[str, Any],
+        flag_overrides: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+    ) -> Settings:
+        """``argv`` (default: the command line) parsed: the benchmark's knobs and its params."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        add_param_flags(parser, flags, script_overrides)
+        args = parser.parse_args(argv)
+        extra = flag_overrides(args) if flag_overrides else None
+        params, overrides = settings_from(args, flags, script_overrides, extra)
+        return cls(script, args, params, overrides, argv)
+
+    def with_params(self, changes: dict[str, Any]) -> Params:
+        """These params with nested ``changes`` (as params.yaml's sections) applied and checked."""
+        return changed(self.params, changes)
+
+    def provenance(self) -> dict[str, Any]:
+        """What a result file records first: the command, and what it changed from params.yaml."""
+        return {
+            "command": command_line(self.script, self.argv),
+            "params_file": PARAMS_FILE.name,
+            "params_overrides": self.overrides,
+        }
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

@@ -35,17 +35,13 @@ from typing import Any
 
 from common import (
     CACHE_DIR,
-    PARAMS_FILE,
     RESULTS_DIR,
     SCORE_BATCH_SIZE,
     SST2_DIR,
     ParamFlag,
-    add_param_flags,
-    changed,
-    command_line,
+    Settings,
     log,
     read_encoded_split,
-    settings_from,
     write_result,
 )
 
@@ -129,7 +125,7 @@ PARAM_FLAGS = (
 )
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=SST2_DIR)
     parser.add_argument(
@@ -177,43 +173,50 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shard", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--cache", type=Path, default=CACHE_DIR / "distill-sst2")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "distill-sst2.json")
-    add_param_flags(parser, PARAM_FLAGS, OVERRIDES)
-    return parser.parse_args(argv)
+    return parser
 
 
 def intermediate_on(config: DistillParams) -> bool:
     return config.hidden_weight > 0 or config.attention_weight > 0
 
 
+def intermediate_flag(args: argparse.Namespace) -> dict[str, Any]:
+    """``--intermediate`` sets both TinyBERT weights (``--no-intermediate`` turns them off)."""
+    if args.intermediate is None:
+        return {}
+    on = args.intermediate
+    return {
+        "distill.hidden_weight": args.hidden_weight if on else 0.0,
+        "distill.attention_weight": args.attention_weight if on else 0.0,
+    }
+
+
 @dataclass(frozen=True)
 class Bench:
-    """One benchmark run's settings: the benchmark's own knobs, the params they start from and how it was called."""
+    """The run's settings, and the teacher snapshot every process reads (``--teacher`` may be replaced while
+    bench/finetune.py runs)."""
 
-    args: argparse.Namespace
-    params: Params
-    overrides: dict[str, Any]
-    argv: list[str]
-    teacher: Path  # the snapshot every process reads (--teacher may be replaced while bench/finetune.py runs)
+    settings: Settings
+    teacher: Path
     sessions: list[Any] = field(default_factory=list, compare=False)  # this process's ONNX session, made once
 
     @classmethod
-    def from_argv(cls, argv: list[str]) -> Bench:
-        args = parse_args(argv)
-        flag_overrides: dict[str, Any] = {}
-        if args.intermediate is not None:
-            on = args.intermediate
-            flag_overrides = {
-                "distill.hidden_weight": args.hidden_weight if on else 0.0,
-                "distill.attention_weight": args.attention_weight if on else 0.0,
-            }
-        params, overrides = settings_from(args, PARAM_FLAGS, OVERRIDES, flag_overrides)
-        if params.distill.max_steps is None or params.pretrain.max_steps is None:
+    def from_argv(cls, argv: list[str] | None) -> Bench:
+        settings = Settings.parse("distill.py", parser(), argv, PARAM_FLAGS, OVERRIDES, intermediate_flag)
+        if settings.params.distill.max_steps is None or settings.params.pretrain.max_steps is None:
             raise SystemExit("distill.max_steps and pretrain.max_steps must be set: they are the step budgets")
-        return cls(args, params, overrides, argv, args.teacher)
+        return cls(settings, settings.args.teacher)
+
+    @property
+    def args(self) -> argparse.Namespace:
+        return self.settings.args
+
+    @property
+    def params(self) -> Params:
+        return self.settings.params
 
     def with_params(self, changes: dict[str, Any]) -> Params:
-        """These settings with nested ``changes`` (as params.yaml's sections) applied."""
-        return changed(self.params, changes)
+        return self.settings.with_params(changes)
 
     @property
     def torch_labels(self) -> bool:
@@ -285,7 +288,7 @@ def child(bench: Bench, part: str, *extra: str) -> subprocess.Popen[bytes]:
     # The snapshot, not the live folder: every process must see the same teacher.
     script = str(Path(__file__).resolve())
     return subprocess.Popen(
-        [sys.executable, script, *bench.argv, "--teacher", str(bench.teacher), "--part", part, *extra]
+        [sys.executable, script, *bench.settings.argv, "--teacher", str(bench.teacher), "--part", part, *extra]
     )
 
 
@@ -628,7 +631,7 @@ def measure_speed(bench: Bench, student: Any, exports: dict[str, Any], ctx: dict
 
 
 def main(argv: list[str] | None = None) -> None:
-    bench = Bench.from_argv(list(sys.argv[1:] if argv is None else argv))
+    bench = Bench.from_argv(argv)
     args = bench.args
     hub_offline_by_default()
     if args.threads:
@@ -666,9 +669,7 @@ def main(argv: list[str] | None = None) -> None:
 
     teacher_dev = ctx["teacher_dev"]
     result = {
-        "command": command_line("distill.py", bench.argv),
-        "params_file": PARAMS_FILE.name,
-        "params_overrides": bench.overrides,
+        **bench.settings.provenance(),
         "task": "sst2",
         "data": str(args.data_dir),
         "teacher": str(args.teacher),

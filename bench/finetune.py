@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -32,9 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Before torch loads OpenMP: on a shared, oversubscribed CPU, spinning threads wait for a descheduled peer and
-# burn the time slice (measured here: 2 spinning threads took ~5x longer per step than 2 passive ones).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from common import CACHE_DIR, RESULTS_DIR, ROOT, SCORE_BATCH_SIZE, SST2_DIR, ParamFlag, Settings, write_result
+
+# isort: split
 
 import numpy as np
 import pandas as pd
@@ -51,24 +50,28 @@ from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, get_task
 from distilflow.training import LoopResult, LoopSettings, train
 
-ROOT = Path(__file__).resolve().parents[1]
-GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
+# What this benchmark changes from params.yaml: a shorter warm-up, dev evaluations (and checkpoints) every 300
+# steps, no early stopping.
+OVERRIDES: dict[str, Any] = {"finetune": {"warmup_ratio": 0.06, "eval_every": 300, "early_stopping_patience": 0}}
+PARAM_FLAGS = (
+    ParamFlag("--teacher", "model.teacher", str),
+    ParamFlag("--epochs", "finetune.epochs", float),
+    ParamFlag("--batch-size", "finetune.batch_size", int),
+    ParamFlag("--learning-rate", "finetune.learning_rate", float),
+    ParamFlag("--warmup-ratio", "finetune.warmup_ratio", float),
+    ParamFlag("--weight-decay", "finetune.weight_decay", float),
+    ParamFlag("--max-length", "tokenize.max_length", int),
+    ParamFlag("--freeze-embeddings", "finetune.freeze_embeddings", bool),
+    ParamFlag("--eval-every", "finetune.eval_every", int, "optimizer steps between dev evaluations"),
+    ParamFlag("--patience", "finetune.early_stopping_patience", int, "early stopping, in evaluations; 0: off"),
+    ParamFlag("--max-train-rows", "data.max_train_rows", int, "accuracy run on the first N rows only"),
+    ParamFlag("--seed", "seed", int),
+)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2", help="folder with train.tsv, dev.tsv")
-    parser.add_argument("--teacher", default="packaged-minilm")
-    parser.add_argument("--epochs", type=float, default=2.0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--warmup-ratio", type=float, default=0.06)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--eval-every", type=int, default=300, help="optimizer steps between dev evaluations")
-    parser.add_argument("--patience", type=int, default=0, help="early stopping, in evaluations; 0: off")
-    parser.add_argument("--max-train-rows", type=int, default=None, help="accuracy run on the first N rows only")
+    parser.add_argument("--data-dir", type=Path, default=SST2_DIR, help="folder with train.tsv, dev.tsv")
     parser.add_argument("--subset", type=int, default=4000, help="training rows for the speed comparison")
     parser.add_argument(
         "--part",
@@ -84,10 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="speed: comma-separated configurations of our loop, from: " + ", ".join(LEVERS),
     )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--save-to", type=Path, default=ROOT / "bench" / "cache" / "teacher-sst2")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune-sst2.json")
-    return parser.parse_args(argv)
+    parser.add_argument("--save-to", type=Path, default=CACHE_DIR / "teacher-sst2")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "finetune-sst2.json")
+    return parser
 
 
 # Our loop's speed levers, each alone and combined: LoopSettings overrides, plus "threads" (torch.set_num_threads).
@@ -116,35 +118,31 @@ def read_split(folder: Path, split: str) -> pd.DataFrame:
     return frame
 
 
-def settings_for(
-    args: argparse.Namespace, epochs: float, eval_every: int, checkpoint_every: int | None
-) -> LoopSettings:
-    return LoopSettings(
-        epochs=epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
-        max_grad_norm=1.0,
-        eval_every=eval_every,
-        early_stopping_patience=args.patience,
-        primary_metric="accuracy",
-        seed=args.seed,
+def settings_for(run: Settings, epochs: float, eval_every: int, checkpoint_every: int | None) -> LoopSettings:
+    """The finetune stage's loop settings (``finetune``), at this run's epochs and evaluation interval."""
+    config = run.params.finetune
+    settings = LoopSettings.from_params(
+        config,
+        get_task("sst2").primary_metric,
+        run.params.seed,
+        grad_accum_steps=config.grad_accum_steps,
         checkpoint_every=checkpoint_every,
-        device="cpu" if not torch.cuda.is_available() else "auto",
+        device=config.device,
+        precision=config.precision,
     )
+    return dataclasses.replace(settings, epochs=epochs, eval_every=eval_every)
 
 
-def fresh_model(args: argparse.Namespace) -> torch.nn.Module:
-    seed_everything(args.seed)  # the new classification head is drawn from torch's generator
-    model = load_teacher_for_finetuning(args.teacher, get_task("sst2"))
-    if args.freeze_embeddings:
+def fresh_model(run: Settings) -> torch.nn.Module:
+    seed_everything(run.params.seed)  # the new classification head is drawn from torch's generator
+    model = load_teacher_for_finetuning(run.params.model.teacher, get_task("sst2"))
+    if run.params.finetune.freeze_embeddings:
         freeze_word_embeddings(model)
     return model
 
 
 def run_ours(
-    args: argparse.Namespace,
+    run: Settings,
     train_set: Dataset,
     dev: Dataset,
     epochs: float,
@@ -155,14 +153,14 @@ def run_ours(
     on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
     lever: str = "ours",
 ) -> tuple[torch.nn.Module, LoopResult]:
-    score = dev_scorer(get_task("sst2"), dev, 256, pad_id)
+    score = dev_scorer(get_task("sst2"), dev, SCORE_BATCH_SIZE, pad_id)
     overrides = dict(LEVERS[lever])
     threads = overrides.pop("threads", None)
-    settings = dataclasses.replace(settings_for(args, epochs, eval_every, checkpoint_every), **overrides)
+    settings = dataclasses.replace(settings_for(run, epochs, eval_every, checkpoint_every), **overrides)
     if threads is not None:
         default_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
-    model = fresh_model(args)
+    model = fresh_model(run)
     best = [float("-inf")]
 
     def on_eval(step: int, point: dict[str, float]) -> None:
@@ -188,43 +186,45 @@ def run_ours(
             torch.set_num_threads(default_threads)
 
 
-def trainer_arguments(args: argparse.Namespace, rows: int, output_dir: Path, **extra: Any) -> Any:
-    steps = int(np.ceil(rows / args.batch_size))
+def trainer_arguments(run: Settings, rows: int, output_dir: Path, **extra: Any) -> Any:
+    steps = int(np.ceil(rows / run.params.finetune.batch_size))
     return transformers.TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=1,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
-        warmup_steps=int(args.warmup_ratio * steps),
+        per_device_train_batch_size=run.params.finetune.batch_size,
+        learning_rate=run.params.finetune.learning_rate,
+        weight_decay=run.params.finetune.weight_decay,
+        warmup_steps=int(run.params.finetune.warmup_ratio * steps),
         lr_scheduler_type="linear",
-        max_grad_norm=1.0,
+        max_grad_norm=run.params.finetune.max_grad_norm,
         eval_strategy="no",
         save_strategy="no",
         logging_strategy="no",
         report_to="none",
-        seed=args.seed,
+        seed=run.params.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
         **extra,
     )
 
 
-def run_trainer(args: argparse.Namespace, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+def run_trainer(run: Settings, frame: pd.DataFrame, tokenizer: Any, output_dir: Path) -> dict[str, float]:
     """run_glue.py's recipe: pad every example to max_length, default collator, Trainer's own loop."""
-    encoded = tokenizer(frame["sentence"].tolist(), padding="max_length", truncation=True, max_length=args.max_length)
+    encoded = tokenizer(
+        frame["sentence"].tolist(), padding="max_length", truncation=True, max_length=run.params.tokenize.max_length
+    )
     dataset = Dataset.from_dict({**encoded, "labels": frame[LABEL].tolist()})
-    training_args = trainer_arguments(args, len(dataset), output_dir)
-    trainer = transformers.Trainer(model=fresh_model(args), args=training_args, train_dataset=dataset)
+    training_args = trainer_arguments(run, len(dataset), output_dir)
+    trainer = transformers.Trainer(model=fresh_model(run), args=training_args, train_dataset=dataset)
     metrics = trainer.train().metrics
     return {
         "samples_per_s": float(metrics["train_samples_per_second"]),
         "seconds": float(metrics["train_runtime"]),
-        "tokens_per_example": float(args.max_length),
+        "tokens_per_example": float(run.params.tokenize.max_length),
     }
 
 
-def run_trainer_dynamic(args: argparse.Namespace, rows: Dataset, tokenizer: Any, output_dir: Path) -> dict[str, float]:
+def run_trainer_dynamic(run: Settings, rows: Dataset, tokenizer: Any, output_dir: Path) -> dict[str, float]:
     """The Trainer as a careful user sets it up: the same token ids as ours, padded per batch, length-grouped."""
     dataset = Dataset.from_dict(
         {
@@ -235,9 +235,9 @@ def run_trainer_dynamic(args: argparse.Namespace, rows: Dataset, tokenizer: Any,
             "length": rows["length"],
         }
     )
-    training_args = trainer_arguments(args, len(dataset), output_dir, train_sampling_strategy="group_by_length")
+    training_args = trainer_arguments(run, len(dataset), output_dir, train_sampling_strategy="group_by_length")
     trainer = transformers.Trainer(
-        model=fresh_model(args),
+        model=fresh_model(run),
         args=training_args,
         train_dataset=dataset,
         data_collator=transformers.DataCollatorWithPadding(tokenizer),
@@ -261,38 +261,33 @@ def save_teacher(model: torch.nn.Module, tokenizer: Any, target: Path, summary: 
     tmp.rename(target)
 
 
-def write_result(path: Path, result: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-
-
 def speed_comparison(
-    args: argparse.Namespace, train_frame: pd.DataFrame, train_set: Dataset, dev: Dataset, tokenizer: Any
+    run: Settings, train_frame: pd.DataFrame, train_set: Dataset, dev: Dataset, tokenizer: Any
 ) -> dict[str, Any]:
     """Every configuration ``--rounds`` times, interleaved; the max-length Trainer once, on fewer rows."""
-    subset = train_set.select(range(min(args.subset, len(train_set))))
+    subset = train_set.select(range(min(run.args.subset, len(train_set))))
     pad_id = tokenizer.pad_token_id
     no_eval = 10**9  # one evaluation, at the last step, outside the timed training
-    levers = [name.strip() for name in args.levers.split(",") if name.strip()]
+    levers = [name.strip() for name in run.args.levers.split(",") if name.strip()]
     unknown = set(levers) - set(LEVERS)
     if unknown or "ours" not in levers:
         raise SystemExit(f"--levers must include 'ours' and name only {', '.join(LEVERS)}; unknown: {unknown}")
     rates: dict[str, list[float]] = {name: [] for name in [*levers, "trainer_dynamic"]}
     accuracy: dict[str, list[float]] = {name: [] for name in levers}
     # Warm-up, not recorded: the first run in a process pays one-time costs (allocator, kernel selection).
-    run_ours(args, subset.select(range(min(64, len(subset)))), dev.select(range(32)), 1.0, no_eval, pad_id)
-    for _ in range(args.rounds):
+    run_ours(run, subset.select(range(min(64, len(subset)))), dev.select(range(32)), 1.0, no_eval, pad_id)
+    for _ in range(run.args.rounds):
         for name in rates:
             if name == "trainer_dynamic":
-                cache = ROOT / "bench" / "cache" / "trainer-dynamic"
-                rates[name].append(run_trainer_dynamic(args, subset, tokenizer, cache)["samples_per_s"])
+                cache = CACHE_DIR / "trainer-dynamic"
+                rates[name].append(run_trainer_dynamic(run, subset, tokenizer, cache)["samples_per_s"])
             else:
-                _, ours = run_ours(args, subset, dev, 1.0, no_eval, pad_id, lever=name)
+                _, ours = run_ours(run, subset, dev, 1.0, no_eval, pad_id, lever=name)
                 rates[name].append(ours.samples_per_s)
                 accuracy[name].append(ours.best_metric)
             print(f"speed: {name} {rates[name][-1]:.1f} samples/s", flush=True)
-    padded_rows = train_frame.iloc[: args.padded_subset]
-    trainer = run_trainer(args, padded_rows, tokenizer, ROOT / "bench" / "cache" / "trainer")
+    padded_rows = train_frame.iloc[: run.args.padded_subset]
+    trainer = run_trainer(run, padded_rows, tokenizer, CACHE_DIR / "trainer")
     mean = {name: float(np.mean(values)) for name, values in rates.items()}
     best = max(levers, key=lambda name: mean[name])
     dynamic = mean["trainer_dynamic"]
@@ -324,21 +319,67 @@ def speed_comparison(
     }
 
 
+def accuracy_run(run: Settings, train_set: Dataset, dev: Dataset, tokenizer: Any, started: float) -> dict[str, Any]:
+    """Our loop on the training split (``data.max_train_rows`` of it): the teacher saved at every new best."""
+    config = run.params.finetune
+    limit = run.params.data.max_train_rows
+    rows = train_set if limit is None else train_set.select(range(limit))
+    recipe = {"params": run.params.model_dump(by_alias=True, include={"seed", "data", "model", "tokenize", "finetune"})}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    checkpoints = CACHE_DIR / f"checkpoints-{key}"
+    command = run.provenance()["command"]
+
+    def keep_best(model: torch.nn.Module, step: int, accuracy: float) -> None:
+        # Saved at every new best, so the distillation benchmark can start before this run ends.
+        summary = {"dev_accuracy": accuracy, "step": step, "final": False, "command": command}
+        save_teacher(model, tokenizer, run.args.save_to, summary)
+
+    pad_id = tokenizer.pad_token_id
+    every = config.eval_every
+    model, full = run_ours(run, rows, dev, config.epochs, every, pad_id, checkpoints, every, on_best=keep_best)
+    curve = [
+        {k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
+        for p in full.history
+        if "dev_accuracy" in p
+    ]
+    save_to = run.args.save_to
+    save_teacher(
+        model,
+        tokenizer,
+        save_to,
+        {"dev_accuracy": full.best_metric, "step": full.best_step, "final": True, "command": command},
+    )
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    print(f"accuracy run: dev accuracy {full.best_metric:.4f}, {full.samples_per_s:.1f} samples/s", flush=True)
+    return {
+        "teacher_dev_accuracy": full.best_metric,
+        "best_step": full.best_step,
+        "steps": full.steps,
+        "samples_per_s": full.samples_per_s,
+        "train_seconds": full.train_seconds,
+        "accuracy_run_wall_s": time.perf_counter() - started,
+        "resumed_from_step": full.resumed_from_step,
+        "dev_curve": curve,
+        "train_loss_every_100_steps": [
+            {"step": p["step"], "train_loss": p["train_loss"]} for p in full.history if p["step"] % 100 == 0
+        ],
+        "teacher_dir": str(save_to.relative_to(ROOT) if save_to.is_relative_to(ROOT) else save_to),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    run = Settings.parse("finetune.py", parser(), argv, PARAM_FLAGS, OVERRIDES)
     hub_offline_by_default()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if run.args.threads:
+        torch.set_num_threads(run.args.threads)
     started = time.perf_counter()
     task = get_task("sst2")
-    tokenizer = load_tokenizer(resolve_teacher(args.teacher))
-    train_frame, dev_frame = read_split(args.data_dir, "train"), read_split(args.data_dir, "dev")
-    train_set = encode(train_frame, task, tokenizer, args.max_length)
-    dev = encode(dev_frame, task, tokenizer, args.max_length)
-    pad_id = tokenizer.pad_token_id
-    command = "python bench/finetune.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    tokenizer = load_tokenizer(resolve_teacher(run.params.model.teacher))
+    train_frame, dev_frame = read_split(run.args.data_dir, "train"), read_split(run.args.data_dir, "dev")
+    train_set = encode(train_frame, task, tokenizer, run.params.tokenize.max_length)
+    dev = encode(dev_frame, task, tokenizer, run.params.tokenize.max_length)
     result: dict[str, Any] = {
-        "command": command.strip(),
+        **run.provenance(),
         "machine": {
             **machine_facts(),
             "torch_threads": torch.get_num_threads(),
@@ -346,71 +387,25 @@ def main(argv: list[str] | None = None) -> None:
             "cuda": torch.cuda.is_available(),
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(run.args).items()},
         "train_rows": len(train_set),
         "dev_rows": len(dev),
         "train_tokens_mean": float(np.mean(train_set["length"])),
     }
     child = None
-    if args.part == "all":
+    if run.args.part == "all":
         # The accuracy run takes most of the hour; run it beside the speed comparison instead of before it.
         # Both sides of the speed ratio run in this process, one after the other, under the same load.
-        accuracy_json = args.out.with_name(args.out.stem + ".accuracy.json")
+        accuracy_json = run.args.out.with_name(run.args.out.stem + ".accuracy.json")
         accuracy_json.unlink(missing_ok=True)
-        child_args = [*(argv if argv is not None else sys.argv[1:]), "--part", "accuracy", "--out", str(accuracy_json)]
+        child_args = [*run.argv, "--part", "accuracy", "--out", str(accuracy_json)]
         child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *child_args])
 
-    if args.part == "accuracy":
-        rows = train_set if args.max_train_rows is None else train_set.select(range(args.max_train_rows))
-        key = hashlib.sha256(json.dumps(result["settings"], sort_keys=True).encode()).hexdigest()[:12]
-        checkpoints = ROOT / "bench" / "cache" / f"checkpoints-{key}"
+    if run.args.part == "accuracy":
+        result.update(accuracy_run(run, train_set, dev, tokenizer, started))
 
-        def keep_best(model: torch.nn.Module, step: int, accuracy: float) -> None:
-            # Saved at every new best, so the distillation benchmark can start before this run ends.
-            save_teacher(
-                model,
-                tokenizer,
-                args.save_to,
-                {"dev_accuracy": accuracy, "step": step, "final": False, "command": command},
-            )
-
-        model, full = run_ours(
-            args, rows, dev, args.epochs, args.eval_every, pad_id, checkpoints, args.eval_every, on_best=keep_best
-        )
-        curve = [
-            {k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
-            for p in full.history
-            if "dev_accuracy" in p
-        ]
-        result.update(
-            {
-                "teacher_dev_accuracy": full.best_metric,
-                "best_step": full.best_step,
-                "steps": full.steps,
-                "samples_per_s": full.samples_per_s,
-                "train_seconds": full.train_seconds,
-                "accuracy_run_wall_s": time.perf_counter() - started,
-                "resumed_from_step": full.resumed_from_step,
-                "dev_curve": curve,
-                "train_loss_every_100_steps": [
-                    {"step": p["step"], "train_loss": p["train_loss"]} for p in full.history if p["step"] % 100 == 0
-                ],
-                "teacher_dir": str(
-                    args.save_to.relative_to(ROOT) if args.save_to.is_relative_to(ROOT) else args.save_to
-                ),
-            }
-        )
-        save_teacher(
-            model,
-            tokenizer,
-            args.save_to,
-            {"dev_accuracy": full.best_metric, "step": full.best_step, "final": True, "command": command},
-        )
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        print(f"accuracy run: dev accuracy {full.best_metric:.4f}, {full.samples_per_s:.1f} samples/s", flush=True)
-
-    if args.part in ("all", "speed"):
-        result.update(speed_comparison(args, train_frame, train_set, dev, tokenizer))
+    if run.args.part in ("all", "speed"):
+        result.update(speed_comparison(run, train_frame, train_set, dev, tokenizer))
         result["speed_measured_beside_accuracy_run"] = child is not None
 
     if child is not None:
@@ -421,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         accuracy_json.unlink()
     result["wall_s"] = time.perf_counter() - started
     result["load_average_at_end"] = list(os.getloadavg())
-    write_result(args.out, result)
+    write_result(run.args.out, result)
     print(
         json.dumps(
             {
