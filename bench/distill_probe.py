@@ -24,33 +24,38 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from common import (
+    CACHE_DIR,
+    RESULTS_DIR,
+    SCORE_BATCH_SIZE,
+    SST2_DIR,
+    ParamFlag,
+    Settings,
+    log,
+    read_encoded_split,
+    write_result,
+)
+from distill import OVERRIDES as DISTILL_OVERRIDES
+
+# isort: split
 
 import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.config import parse_params
 from distilflow.environment import machine_facts
-from distilflow.glue_io import read_split
 from distilflow.inference import predict_logits
 from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
 from distilflow.scoring import dev_scorer
+from distilflow.scratch_workspace import deep_update
 from distilflow.stages.distill import distill, loop_settings
-from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[1]
-GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
-CACHE = ROOT / "bench" / "cache" / "distill-sst2"
+CACHE = CACHE_DIR / "distill-sst2"
 TASK = get_task("sst2")
 VARIANTS = (
     "baseline",
@@ -68,9 +73,25 @@ CONNECTIVES = (
 )
 # fmt: on
 COLUMNS = ["input_ids", "token_type_ids", "length", "labels", "teacher_logits"]
+# The baseline is bench/distill.py's main configuration (its distill settings and the CPU), at this probe's budget.
+OVERRIDES: dict[str, Any] = deep_update(
+    {"distill": DISTILL_OVERRIDES["distill"], "finetune": DISTILL_OVERRIDES["finetune"]},
+    {"distill": {"max_steps": 3000, "eval_every": 500}},
+)
+PARAM_FLAGS = (
+    ParamFlag("--steps", "distill.max_steps", int, "distillation steps of every variant"),
+    ParamFlag("--eval-every", "distill.eval_every", int),
+    ParamFlag("--seed", "seed", int),
+)
+# What each variant changes from the baseline's params (the others change the student or its rows).
+VARIANT_PARAMS: dict[str, dict[str, Any]] = {
+    "4-layers": {"distill": {"student": {"num_layers": 4}}},
+    "hidden-256": {"distill": {"student": {"hidden_size": 256, "num_heads": 4, "intermediate_size": 1024}}},
+    "intermediate-losses": {"distill": {"hidden_weight": 1.0, "attention_weight": 1.0}},
+}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--transfer",
@@ -79,35 +100,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a transfer-* folder from bench/distill.py (default: the newest under bench/cache/distill-sst2)",
     )
     parser.add_argument("--teacher", type=Path, default=None, help="default: the teacher-* snapshot beside it")
-    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
+    parser.add_argument("--data-dir", type=Path, default=SST2_DIR)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--splices", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "distill-probe.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "distill-probe.json")
+    return parser
+
+
+def parse_settings(argv: list[str] | None) -> Settings:
+    run = Settings.parse("distill_probe.py", parser(), argv, PARAM_FLAGS, OVERRIDES)
+    args = run.args
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
-        parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
+        raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     if args.transfer is None:
         made = sorted(CACHE.glob("transfer-*/dataset"), key=lambda folder: folder.stat().st_mtime)
         if not made:
-            parser.error(f"no transfer set under {CACHE}: run bench/distill.py (make bench-distill) first")
+            raise SystemExit(f"no transfer set under {CACHE}: run bench/distill.py (make bench-distill) first")
         args.transfer = made[-1].parent
     if not (args.transfer / "dataset").is_dir():
-        parser.error(f"{args.transfer}: no dataset folder; pass a transfer-* folder written by bench/distill.py")
+        raise SystemExit(f"{args.transfer}: no dataset folder; pass a transfer-* folder written by bench/distill.py")
     if args.teacher is None:
         snapshots = sorted(args.transfer.parent.glob("teacher-*"))
         if len(snapshots) != 1:
-            parser.error(f"pass --teacher: found {len(snapshots)} teacher snapshots beside {args.transfer}")
+            raise SystemExit(f"pass --teacher: found {len(snapshots)} teacher snapshots beside {args.transfer}")
         args.teacher = snapshots[0]
-    return args
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    return run
 
 
 def spliced_sentences(phrases: list[list[int]], tokenizer: Any, count: int, seed: int) -> list[list[int]]:
@@ -141,13 +160,14 @@ def label_part(job: tuple[str, str, int]) -> None:
     np.save(part + ".npy", logits)
 
 
-def spliced_set(transfer: Dataset, tokenizer: Any, args: argparse.Namespace) -> tuple[Dataset, dict[str, Any]]:
-    folder = args.transfer.parent / f"splices-{args.transfer.name}-{args.splices}-{args.seed}"
+def spliced_set(transfer: Dataset, tokenizer: Any, run: Settings) -> tuple[Dataset, dict[str, Any]]:
+    args, seed = run.args, run.params.seed
+    folder = args.transfer.parent / f"splices-{args.transfer.name}-{args.splices}-{seed}"
     if not (folder / "dataset" / "dataset_info.json").is_file():
         started = time.perf_counter()
         originals = transfer.filter(lambda flags: [not f for f in flags], input_columns="augmented", batched=True)
         phrases = [ids[1:-1] for ids in originals["input_ids"] if len(ids) >= 5]
-        ids = spliced_sentences(phrases, tokenizer, args.splices, args.seed)
+        ids = spliced_sentences(phrases, tokenizer, args.splices, seed)
         rows = Dataset.from_dict(
             {"input_ids": ids, "token_type_ids": [[0] * len(r) for r in ids], "length": [len(r) for r in ids]}
         )
@@ -192,120 +212,121 @@ def contextual_word_embeddings(teacher: Any, tokenizer: Any, student: Any) -> to
 
 
 def agreement(student: Any, rows: Dataset, teacher_logits: np.ndarray, pad_id: int) -> float:
-    return float((predict_logits(student, rows, 256, pad_id).argmax(-1) == teacher_logits.argmax(-1)).mean())
+    return float(
+        (predict_logits(student, rows, SCORE_BATCH_SIZE, pad_id).argmax(-1) == teacher_logits.argmax(-1)).mean()
+    )
+
+
+def prepared_student(run: Settings, name: str, params: Any, ctx: dict[str, Any]) -> Any:
+    """The variant's student before training: built as distill builds it, then the variant's own change."""
+    teacher = ctx["teacher"]
+    student = build_student(teacher, params.distill.student, TASK, params.seed)
+    if name == "contextual-word-init":
+        words = student.get_input_embeddings()
+        assert isinstance(words, torch.nn.Embedding)
+        with torch.no_grad():
+            words.weight.copy_(contextual_word_embeddings(teacher, ctx["tokenizer"], student))
+    if name == "no-dropout":
+        for module in student.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    return student
+
+
+def fit_to_teacher(run: Settings, student: Any, ctx: dict[str, Any]) -> dict[str, float]:
+    """On rows it trained on against held-out dev: does the student fit the teacher, and does it generalise?"""
+    rng = np.random.default_rng(run.params.seed)
+    transfer, pad_id = ctx["transfer"], ctx["pad_id"]
+    flags = np.asarray(transfer["augmented"])
+    fits = {}
+    for kind, pool in (("training_split", np.flatnonzero(~flags)), ("rewrites", np.flatnonzero(flags))):
+        sample = transfer.select(rng.choice(pool, min(8000, len(pool)), replace=False))
+        fits[kind] = agreement(student, sample, np.asarray(sample["teacher_logits"]), pad_id)
+    fits["dev"] = agreement(student, ctx["dev"], ctx["teacher_dev_logits"], pad_id)
+    return fits
+
+
+def run_variant(run: Settings, name: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    params = run.with_params(VARIANT_PARAMS.get(name, {}))
+    config = params.distill
+    student = prepared_student(run, name, params, ctx)
+    train_rows = ctx["transfer"]
+    if name == "spliced-text":
+        spliced, ctx["splice_stats"] = spliced_set(train_rows, ctx["tokenizer"], run)
+        base = train_rows.select_columns(COLUMNS)
+        train_rows = concatenate_datasets([base, spliced.select_columns(COLUMNS).cast(base.features)])
+    started = time.perf_counter()
+    log(f"{name}: {config.max_steps} steps on {len(train_rows)} rows")
+    student, result = distill(
+        student,
+        ctx["teacher"] if config.hidden_weight > 0 or config.attention_weight > 0 else None,
+        train_rows,
+        ctx["score_dev"],
+        config,
+        loop_settings(config, TASK, params),
+        ctx["pad_id"],
+        False,
+        description=name,
+    )
+    row: dict[str, Any] = {
+        "name": name,
+        "student_dev_accuracy": result.best_metric,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "train_rows": len(train_rows),
+        "student_parameters": count_parameters(student),
+        "wall_seconds": time.perf_counter() - started,
+        "dev_curve": [
+            {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
+        ],
+    }
+    if name == "baseline":
+        row["agreement_with_teacher"] = fit_to_teacher(run, student, ctx)
+    log(f"  {name}: dev {result.best_metric:.4f} (step {result.best_step})")
+    return row
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    run = parse_settings(argv)
+    args = run.args
     torch.set_num_threads(args.threads)
     wall = time.perf_counter()
     teacher = load_classifier(args.teacher)
     tokenizer = load_tokenizer(str(args.teacher))
-    frame, _ = read_split(TASK, args.data_dir / "dev.tsv", "dev")
-    dev = encode(frame, TASK, tokenizer, 128)
+    dev = read_encoded_split(TASK, args.data_dir, "dev", tokenizer, run.params.tokenize.max_length, None)
     pad_id = tokenizer.pad_token_id
-    score_dev = dev_scorer(TASK, dev, 256, pad_id)
     # One teacher pass on dev: its accuracy here, and the reference the baseline's dev agreement is measured against.
-    teacher_dev_logits = predict_logits(teacher, dev, 256, pad_id)
+    teacher_dev_logits = predict_logits(teacher, dev, SCORE_BATCH_SIZE, pad_id)
     teacher_dev = float((teacher_dev_logits.argmax(-1) == np.asarray(dev["labels"])).mean())
     transfer = load_from_disk(str(args.transfer / "dataset"))
     log(f"teacher dev {teacher_dev:.4f}; transfer set {len(transfer)} rows")
-    rows = []
-    splice_stats: dict[str, Any] = {}
-    for name in args.variants.split(","):
-        student_shape: dict[str, Any] = {"init": "teacher-projected"}
-        if name == "4-layers":
-            student_shape["num_layers"] = 4
-        if name == "hidden-256":
-            student_shape |= {"hidden_size": 256, "num_heads": 4, "intermediate_size": 1024}
-        weights = {"hidden_weight": 1.0, "attention_weight": 1.0} if name == "intermediate-losses" else {}
-        config = parse_params(
-            {
-                "distill": {
-                    "student": student_shape,
-                    "temperature": 2.0,
-                    "alpha": 0.9,
-                    "max_steps": args.steps,
-                    "batch_size": 64,
-                    "learning_rate": 1e-3,
-                    "warmup_ratio": 0.06,
-                    "eval_every": args.eval_every,
-                    "early_stopping_patience": 0,
-                    **weights,
-                }
-            }
-        ).distill
-        params = parse_params({"seed": args.seed, "distill": config.model_dump(), "finetune": {"device": "cpu"}})
-        student = build_student(teacher, config.student, TASK, args.seed)
-        if name == "contextual-word-init":
-            words = student.get_input_embeddings()
-            assert isinstance(words, torch.nn.Embedding)
-            with torch.no_grad():
-                words.weight.copy_(contextual_word_embeddings(teacher, tokenizer, student))
-        if name == "no-dropout":
-            for module in student.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.p = 0.0
-        train_rows = transfer
-        if name == "spliced-text":
-            spliced, splice_stats = spliced_set(transfer, tokenizer, args)
-            base = transfer.select_columns(COLUMNS)
-            train_rows = concatenate_datasets([base, spliced.select_columns(COLUMNS).cast(base.features)])
-        started = time.perf_counter()
-        log(f"{name}: {args.steps} steps on {len(train_rows)} rows")
-        student, result = distill(
-            student,
-            teacher if weights else None,
-            train_rows,
-            score_dev,
-            config,
-            loop_settings(config, TASK, params),
-            pad_id,
-            False,
-            description=name,
-        )
-        row: dict[str, Any] = {
-            "name": name,
-            "student_dev_accuracy": result.best_metric,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "train_rows": len(train_rows),
-            "student_parameters": count_parameters(student),
-            "wall_seconds": time.perf_counter() - started,
-            "dev_curve": [
-                {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
-            ],
-        }
-        if name == "baseline":
-            # On rows it trained on against held-out dev: does the student fit the teacher, and does it generalise?
-            rng = np.random.default_rng(args.seed)
-            flags = np.asarray(transfer["augmented"])
-            fits = {}
-            for kind, pool in (("training_split", np.flatnonzero(~flags)), ("rewrites", np.flatnonzero(flags))):
-                sample = transfer.select(rng.choice(pool, min(8000, len(pool)), replace=False))
-                fits[kind] = agreement(student, sample, np.asarray(sample["teacher_logits"]), pad_id)
-            fits["dev"] = agreement(student, dev, teacher_dev_logits, pad_id)
-            row["agreement_with_teacher"] = fits
-        log(f"  {name}: dev {result.best_metric:.4f} (step {result.best_step})")
-        rows.append(row)
-
+    ctx: dict[str, Any] = {
+        "teacher": teacher,
+        "tokenizer": tokenizer,
+        "pad_id": pad_id,
+        "dev": dev,
+        "teacher_dev_logits": teacher_dev_logits,
+        "score_dev": dev_scorer(TASK, dev, SCORE_BATCH_SIZE, pad_id),
+        "transfer": transfer,
+        "splice_stats": {},
+    }
+    rows = [run_variant(run, name, ctx) for name in args.variants.split(",")]
     result_json = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ["bench/distill_probe.py", *(argv or sys.argv[1:])]),
+        **run.provenance(),
         "task": "sst2",
         "transfer": str(args.transfer),
         "teacher": str(args.teacher),
         "teacher_dev_accuracy": teacher_dev,
-        "steps": args.steps,
+        "steps": run.params.distill.max_steps,
         "note": "best dev accuracy over evaluations every eval_every steps; one seed, so about +-1 point is noise "
         "(872 dev sentences)",
         "variants": rows,
-        "spliced_text": splice_stats,
+        "spliced_text": ctx["splice_stats"],
         "wall_seconds": time.perf_counter() - wall,
         "threads": args.threads,
         "machine": machine_facts(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result_json, indent=2) + "\n")
+    write_result(args.out, result_json)
     log(f"wrote {args.out}")
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# Before torch loads OpenMP, as bench/finetune.py: on a shared CPU, spinning threads burn a descheduled peer's slice.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from common import RESULTS_DIR, SST2_DIR, ParamFlag, Settings, read_encoded_split, write_result
+
+# isort: split
 
 import numpy as np
 import torch
@@ -27,54 +25,54 @@ import torch
 from distilflow.devices import seed_everything
 from distilflow.environment import hub_offline_by_default, machine_facts
 from distilflow.export import onnx_session
-from distilflow.glue_io import read_split
 from distilflow.inference import predict_logits
 from distilflow.modeling import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
-from distilflow.stages.tokenize import encode
 from distilflow.tasks import get_task
 from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
 
-ROOT = Path(__file__).resolve().parents[1]
-GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", ROOT.parent / "shared" / "data" / "glue"))
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=GLUE_DIR / "SST-2")
-    parser.add_argument(
+PARAM_FLAGS = (
+    ParamFlag(
         "--teacher",
-        default="packaged-minilm",
-        help="a fine-tuned save_pretrained folder, or packaged-minilm (its head then drawn with --seed)",
-    )
+        "model.teacher",
+        str,
+        "a fine-tuned save_pretrained folder, or packaged-minilm (its head then drawn with --seed)",
+    ),
+    ParamFlag("--batch-size", "augment.teacher_batch_size", int),
+    ParamFlag("--seed", "seed", int),
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=SST2_DIR)
     parser.add_argument("--rows", type=int, default=4096, help="the first N training rows")
-    parser.add_argument("--batch-size", type=int, default=128, help="as augment.teacher_batch_size")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
         "--spin", action=argparse.BooleanOptionalAction, default=False, help="ONNX Runtime threads spin when idle"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "teacher-labelling-sst2.json")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "teacher-labelling-sst2.json")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    run = Settings.parse("teacher_labelling.py", parser(), argv, PARAM_FLAGS, {})
+    args, params = run.args, run.params
     hub_offline_by_default()
     task = get_task("sst2")
-    tokenizer = load_tokenizer(resolve_teacher(args.teacher))
-    seed_everything(args.seed)
-    folder = Path(args.teacher)
+    tokenizer = load_tokenizer(resolve_teacher(params.model.teacher))
+    seed_everything(params.seed)
+    folder = Path(params.model.teacher)
     model = (
         load_classifier(folder)
         if (folder / "config.json").is_file()
-        else load_teacher_for_finetuning(args.teacher, task)
+        else load_teacher_for_finetuning(params.model.teacher, task)
     )
     model.eval()
-    frame, _ = read_split(task, args.data_dir / "train.tsv", "train", max_rows=args.rows)
-    rows = encode(frame, task, tokenizer, 128)
+    rows = read_encoded_split(task, args.data_dir, "train", tokenizer, params.tokenize.max_length, args.rows)
     pad_id = tokenizer.pad_token_id
+    batch_size = params.augment.teacher_batch_size
     result: dict[str, object] = {
-        "command": "python bench/teacher_labelling.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        **run.provenance(),
         "machine_at_start": machine_facts(),
         "torch_threads": torch.get_num_threads(),
         "rows": len(rows),
@@ -84,15 +82,15 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         session = onnx_session(export_teacher(model, Path(tmp)), spin=args.spin)
         result["export_seconds"] = time.perf_counter() - started
-        onnx_logits(session, rows.select(range(args.batch_size)), args.batch_size, pad_id)  # warm-up
-        predict_logits(model, rows.select(range(args.batch_size)), args.batch_size, pad_id)
+        onnx_logits(session, rows.select(range(batch_size)), batch_size, pad_id)  # warm-up
+        predict_logits(model, rows.select(range(batch_size)), batch_size, pad_id)
         seconds: dict[str, list[float]] = {"eager": [], "onnx": []}
         for _ in range(args.rounds):
             started = time.perf_counter()
-            eager = predict_logits(model, rows, args.batch_size, pad_id)
+            eager = predict_logits(model, rows, batch_size, pad_id)
             seconds["eager"].append(time.perf_counter() - started)
             started = time.perf_counter()
-            fast = onnx_logits(session, rows, args.batch_size, pad_id)
+            fast = onnx_logits(session, rows, batch_size, pad_id)
             seconds["onnx"].append(time.perf_counter() - started)
             print(f"eager {seconds['eager'][-1]:.1f}s, onnx {seconds['onnx'][-1]:.1f}s", flush=True)
     rates = {name: [len(rows) / s for s in values] for name, values in seconds.items()}
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             "machine_at_end": machine_facts(),
         }
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps({k: result[k] for k in ("teacher_labelling_speedup_vs_eager", "teacher_label_agreement")}))
 
 
