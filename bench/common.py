@@ -1,7 +1,5 @@
 """What the benchmark scripts share: where the project and the GLUE data are, how a script's settings are made
-(params.yaml plus explicit overrides), the split reader and the result file.
-
-Imported first by every script (before torch): it sets the OpenMP and tokenizer thread policy a shared CPU needs.
+(params.yaml plus explicit overrides), the split reader and the result file. Importing it changes nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +19,6 @@ import yaml
 
 from distilflow.config import Params, flatten, parse_params
 from distilflow.paths import Paths
-
-# Before torch loads OpenMP: on a shared, oversubscribed CPU, spinning threads wait for a descheduled peer and
-# burn the time slice (measured here: 2 spinning threads took ~5x longer per step than 2 passive ones).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_FILE = Paths.at(ROOT).params_file

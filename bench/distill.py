@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import shared_cpu  # noqa: F401  (before torch: the thread policy)
 from common import (
     CACHE_DIR,
     RESULTS_DIR,

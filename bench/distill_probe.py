@@ -28,17 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import (
-    CACHE_DIR,
-    RESULTS_DIR,
-    SCORE_BATCH_SIZE,
-    SST2_DIR,
-    ParamFlag,
-    Settings,
-    log,
-    read_encoded_split,
-    write_result,
-)
+import common
+import shared_cpu  # noqa: F401  (before torch: the thread policy)
+from common import ParamFlag, Settings, log
 from distill import OVERRIDES as DISTILL_OVERRIDES
 
 # isort: split
@@ -55,7 +47,7 @@ from distilflow.scratch_workspace import deep_update
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.tasks import get_task
 
-CACHE = CACHE_DIR / "distill-sst2"
+CACHE = common.CACHE_DIR / "distill-sst2"
 TASK = get_task("sst2")
 VARIANTS = (
     "baseline",
@@ -100,11 +92,11 @@ def parser() -> argparse.ArgumentParser:
         help="a transfer-* folder from bench/distill.py (default: the newest under bench/cache/distill-sst2)",
     )
     parser.add_argument("--teacher", type=Path, default=None, help="default: the teacher-* snapshot beside it")
-    parser.add_argument("--data-dir", type=Path, default=SST2_DIR)
+    parser.add_argument("--data-dir", type=Path, default=common.SST2_DIR)
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     parser.add_argument("--splices", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "distill-probe.json")
+    parser.add_argument("--out", type=Path, default=common.RESULTS_DIR / "distill-probe.json")
     return parser
 
 
@@ -213,7 +205,7 @@ def contextual_word_embeddings(teacher: Any, tokenizer: Any, student: Any) -> to
 
 def agreement(student: Any, rows: Dataset, teacher_logits: np.ndarray, pad_id: int) -> float:
     return float(
-        (predict_logits(student, rows, SCORE_BATCH_SIZE, pad_id).argmax(-1) == teacher_logits.argmax(-1)).mean()
+        (predict_logits(student, rows, common.SCORE_BATCH_SIZE, pad_id).argmax(-1) == teacher_logits.argmax(-1)).mean()
     )
 
 
@@ -293,10 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     wall = time.perf_counter()
     teacher = load_classifier(args.teacher)
     tokenizer = load_tokenizer(str(args.teacher))
-    dev = read_encoded_split(TASK, args.data_dir, "dev", tokenizer, run.params.tokenize.max_length, None)
+    dev = common.read_encoded_split(TASK, args.data_dir, "dev", tokenizer, run.params.tokenize.max_length, None)
     pad_id = tokenizer.pad_token_id
     # One teacher pass on dev: its accuracy here, and the reference the baseline's dev agreement is measured against.
-    teacher_dev_logits = predict_logits(teacher, dev, SCORE_BATCH_SIZE, pad_id)
+    teacher_dev_logits = predict_logits(teacher, dev, common.SCORE_BATCH_SIZE, pad_id)
     teacher_dev = float((teacher_dev_logits.argmax(-1) == np.asarray(dev["labels"])).mean())
     transfer = load_from_disk(str(args.transfer / "dataset"))
     log(f"teacher dev {teacher_dev:.4f}; transfer set {len(transfer)} rows")
@@ -306,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
         "pad_id": pad_id,
         "dev": dev,
         "teacher_dev_logits": teacher_dev_logits,
-        "score_dev": dev_scorer(TASK, dev, SCORE_BATCH_SIZE, pad_id),
+        "score_dev": dev_scorer(TASK, dev, common.SCORE_BATCH_SIZE, pad_id),
         "transfer": transfer,
         "splice_stats": {},
     }
@@ -326,7 +318,7 @@ def main(argv: list[str] | None = None) -> None:
         "threads": args.threads,
         "machine": machine_facts(),
     }
-    write_result(args.out, result_json)
+    common.write_result(args.out, result_json)
     log(f"wrote {args.out}")
 
 

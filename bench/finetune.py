@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shared_cpu  # noqa: F401  (before torch: the thread policy)
 from common import CACHE_DIR, RESULTS_DIR, ROOT, SCORE_BATCH_SIZE, SST2_DIR, ParamFlag, Settings, write_result
 
 # isort: split

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -29,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS_DIR, ROOT, command_line, write_result
+
 RUNNING = "Running stage '"
 
 
@@ -119,7 +119,7 @@ def dev_metrics(workspace: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "pipeline.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "pipeline.json")
     parser.add_argument("--keep", type=Path, help="clone here and keep it (default: a temporary folder)")
     args = parser.parse_args(argv)
     scratch = Path(tempfile.mkdtemp(prefix="distilflow-bench-"))
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     stages = per_stage(lines, finished, mlflow_runs(workspace))
     result = {
-        "command": "python " + shlex.join(["bench/pipeline.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command_line("pipeline.py", sys.argv[1:] if argv is None else argv),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=workspace, capture_output=True, text=True
@@ -151,8 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "dev_metrics": dev_metrics(workspace),
         "machine": {"cpus": os.cpu_count(), "load_average_after": os.getloadavg()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result)
     print(json.dumps({key: value for key, value in result.items() if key != "stages"}, indent=2))
     if args.keep is None:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import shared_cpu  # noqa: F401  (before torch: the thread policy)
 from common import RESULTS_DIR, SST2_DIR, ParamFlag, Settings, read_encoded_split, write_result
 
 # isort: split
