@@ -114,7 +114,8 @@ def parse_settings(argv: list[str] | None) -> Settings:
     if not (args.transfer / "dataset").is_dir():
         raise SystemExit(f"{args.transfer}: no dataset folder; pass a transfer-* folder written by bench/distill.py")
     if args.teacher is None:
-        snapshots = sorted(args.transfer.parent.glob("teacher-*"))
+        # teacher-<digest> snapshots hold a save_pretrained folder; teacher-onnx-<digest> their ONNX export
+        snapshots = sorted(p for p in args.transfer.parent.glob("teacher-*") if (p / "config.json").is_file())
         if len(snapshots) != 1:
             raise SystemExit(f"pass --teacher: found {len(snapshots)} teacher snapshots beside {args.transfer}")
         args.teacher = snapshots[0]
