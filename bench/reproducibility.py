@@ -1,6 +1,7 @@
 """Is CPU training bitwise reproducible here? Train twice from scratch, same code, data, params and seed; compare.
 
-Two fresh shrunken workspaces (the tests' settings: tests/conftest.py TINY_OVERRIDES) each run
+Two fresh shrunken workspaces (the smoke profile's settings, as the tests make theirs: distilflow.scratch_workspace;
+the tests' extra register settings do not reach distill) each run
 ``dvc repro distill`` (ingest through finetune, pretrain and distill with its exports), one after the other. Every
 file under models/teacher and models/student is hashed and compared between the two.
 
@@ -19,12 +20,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from common import RESULTS_DIR, ROOT
 from distilflow.environment import machine_facts
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from tests.conftest import make_workspace, run  # noqa: E402  (the shrunken workspace the tests use)
+from distilflow.scratch_workspace import make_workspace, run_checked, smoke_profile
 
 
 def model_files(root: Path) -> dict[str, str]:
@@ -38,14 +36,14 @@ def model_files(root: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/results/reproducibility-tiny.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "reproducibility-tiny.json")
     args = parser.parse_args()
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("first", "second"):
-            root = make_workspace(Path(tmp) / name)
+            root = make_workspace(ROOT, Path(tmp) / name, smoke_profile(ROOT))
             start = time.perf_counter()
-            run(["dvc", "repro", "distill"], root, timeout=3600)
+            run_checked(["dvc", "repro", "distill"], root, timeout=3600)
             runs[name] = {"seconds": round(time.perf_counter() - start, 1), "md5": model_files(root)}
     first, second = runs["first"]["md5"], runs["second"]["md5"]
     files = sorted(set(first) | set(second))
