@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, ROOT, command_line, write_result
+from distilflow.mlflow_tags import STAGE_TAG
 
 RUNNING = "Running stage '"
 
@@ -64,7 +65,7 @@ def mlflow_runs(workspace: Path) -> dict[str, tuple[float, float]]:
     runs: dict[str, tuple[float, float]] = {}
     for experiment in client.search_experiments():
         for run in client.search_runs([experiment.experiment_id], max_results=1000):
-            stage = run.data.tags.get("distilflow.stage")
+            stage = run.data.tags.get(STAGE_TAG)
             if stage and run.info.end_time:
                 runs[stage] = (run.info.start_time / 1000, run.info.end_time / 1000)
     return runs

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from distilflow.config import load_params
+from distilflow.mlflow_tags import METRIC_NAME_TAG, METRIC_TAG, SERVING_BACKEND_TAG, SERVING_EXPORT_TAG
 from distilflow.paths import Paths
 from distilflow.registry import model_name
 from distilflow.servers import ServerStartError, free_port, start_server, stop_server
@@ -181,13 +182,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         version = client.get_model_version_by_alias(name, alias)
         model.update(
             version=str(version.version),
-            serving_backend=version.tags.get("distilflow.serving_backend"),
-            serving_export=version.tags.get("distilflow.serving_export"),
-            metric={
-                version.tags.get("distilflow.primary_metric", "metric"): float(
-                    version.tags.get("distilflow.primary_metric_value", "nan")
-                )
-            },
+            serving_backend=version.tags.get(SERVING_BACKEND_TAG),
+            serving_export=version.tags.get(SERVING_EXPORT_TAG),
+            metric={version.tags.get(METRIC_NAME_TAG, "metric"): float(version.tags.get(METRIC_TAG, "nan"))},
         )
     texts = dev_sentences(paths, task.fields[0])
     port = free_port()
