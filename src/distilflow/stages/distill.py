@@ -23,6 +23,7 @@ from distilflow.curves import log_history, write_curve
 from distilflow.export import export_student
 from distilflow.modeling import (
     build_student,
+    centre_regression_head,
     count_parameters,
     load_classifier,
     load_pretrained_encoder,
@@ -186,8 +187,11 @@ def distill(
     description: str = "distill student",
 ) -> tuple[PreTrainedModel, LoopResult]:
     """Train ``student`` on ``transfer`` (which carries ``teacher_logits``); the teacher is needed only for
-    intermediate-layer losses. Returns the student with its best dev weights."""
+    intermediate-layer losses. Returns the student with its best dev weights. A regression head starts at the
+    teacher's mean score (:func:`centre_regression_head`)."""
     model: torch.nn.Module = student
+    if regression:
+        centre_regression_head(student, [row[0] for row in transfer["teacher_logits"]])
     if config.hidden_weight > 0 or config.attention_weight > 0:
         if teacher is None:
             raise ValueError("intermediate-layer losses need the teacher")

@@ -24,7 +24,13 @@ from distilflow.checkpoints import prepare as prepare_checkpoints
 from distilflow.config import Params
 from distilflow.curves import log_history, write_curve
 from distilflow.devices import barrier, choose_device, distributed, init_distributed, seed_everything
-from distilflow.modeling import count_parameters, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.modeling import (
+    centre_regression_head,
+    count_parameters,
+    load_teacher_for_finetuning,
+    load_tokenizer,
+    resolve_teacher,
+)
 from distilflow.paths import Paths
 from distilflow.scoring import dev_scorer
 from distilflow.tasks import get_task
@@ -103,6 +109,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
     seed_everything(params.seed)
     model = load_teacher_for_finetuning(params.model.teacher, task)
+    if task.is_regression:
+        centre_regression_head(model, data["train"]["labels"])
     if config.freeze_embeddings:
         freeze_word_embeddings(model)
     metrics: dict[str, Any] = {}
