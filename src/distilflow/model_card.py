@@ -8,21 +8,12 @@ from typing import Any
 
 from distilflow.config import Params
 from distilflow.dvc_files import lineage_order
+from distilflow.numerics import readable_number
 from distilflow.packaging import ServingChoice
 from distilflow.paths import Paths
 from distilflow.serving import ServingConfig
 from distilflow.tasks import GlueTask
 from distilflow.tracking import dvc_lock_data_hash
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def run_link(client: Any, run_id: str) -> str:
@@ -49,7 +40,7 @@ def model_card(
     rows = {key.removeprefix("rows_"): count for key, count in counts.items() if key.startswith("rows_")}
     row_text = ", ".join(f"{split} {count}" for split, count in rows.items()) or "see metrics/validate.json"
     table = "\n".join(
-        f"| {key} | {_fmt(value)} |"
+        f"| {key} | {readable_number(value)} |"
         for key, value in sorted(metrics.items())
         if isinstance(value, int | float) and not isinstance(value, bool)
     )
@@ -84,9 +75,10 @@ def model_card(
 
 ## Metrics (dev)
 - **{primary}: {metrics.get(primary, float("nan")):.4f}**
-- size: {_fmt(metrics.get("parameters", "?"))} parameters, {_fmt(metrics.get("size_mb", "?"))} MB of weights
-- latency (batch 1, forward pass, CPU): p50 {_fmt(metrics.get("latency_p50_ms", "?"))} ms, \
-p95 {_fmt(metrics.get("latency_p95_ms", "?"))} ms
+- size: {readable_number(metrics.get("parameters", "?"))} parameters, \
+{readable_number(metrics.get("size_mb", "?"))} MB of weights
+- latency (batch 1, forward pass, CPU): p50 {readable_number(metrics.get("latency_p50_ms", "?"))} ms, \
+p95 {readable_number(metrics.get("latency_p95_ms", "?"))} ms
 - served as: {serving}{speed}
 
 | metric | value |

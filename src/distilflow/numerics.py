@@ -32,3 +32,14 @@ def quantize_dynamic_int8(model: Any) -> Any:
             "ignore"
         )  # torch.ao warns that eager quantization moves to torchao; it still is torch's CPU int8 path
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def readable_number(value: Any, digits: int = 4) -> str:
+    """A number as a person reads it in a card or on a chart: 12,346 rather than 1.235e+04, 0.8123 for a metric."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.{digits}g}"
+    return str(value)

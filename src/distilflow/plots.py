@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from distilflow.numerics import readable_number
+
 TEACHER_COLOUR = "#4c72b0"
 STUDENT_COLOUR = "#dd8452"
 DPI = 110
@@ -175,10 +177,6 @@ def _label_bars(axes: Any, bars: Any, labels: Sequence[str]) -> None:
         )
 
 
-def _short(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
 def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: str) -> Path:
     """Teacher and student side by side, one small panel per measure: (panel title, teacher, student)."""
     columns = min(3, len(panels))
@@ -187,7 +185,7 @@ def comparison(panels: Sequence[tuple[str, float, float]], path: Path, title: st
     axes_grid = np.atleast_1d(figure.subplots(rows, columns)).ravel()
     for axes, (name, teacher, student) in zip(axes_grid, panels, strict=False):
         bars = axes.bar(["teacher", "student"], [teacher, student], color=[TEACHER_COLOUR, STUDENT_COLOUR])
-        _label_bars(axes, bars, [_short(bar.get_height()) for bar in bars])
+        _label_bars(axes, bars, [readable_number(bar.get_height(), digits=3) for bar in bars])
         axes.set_title(name, fontsize=9)
         axes.margins(y=0.18)
     for spare in axes_grid[len(panels) :]:

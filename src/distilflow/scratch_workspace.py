@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from distilflow.flow_settings import PREFECT_ENV_DEFAULTS
 from distilflow.paths import Paths
 
 SMOKE_PROFILE_NAME = "smoke"
@@ -85,9 +86,9 @@ def subprocess_env() -> dict[str, str]:
         TOKENIZERS_PARALLELISM="false",
         GX_ANALYTICS_ENABLED="false",
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         TQDM_DISABLE="1",
     )
+    env.update(PREFECT_ENV_DEFAULTS)
     return env
 
 

@@ -61,7 +61,7 @@ def prefect_runs(prefect_home: Path, tmp_path: Path) -> tuple[list[Any], list[An
 
     port = free_port()
     env = conftest.test_env(tmp_path)
-    env.update(PREFECT_HOME=str(prefect_home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(PREFECT_HOME=str(prefect_home))  # Prefect defaults: conftest.test_env (flow_settings)
     env.pop("PREFECT_API_URL", None)
     url = f"http://127.0.0.1:{port}/api"
     server = start_server(prefect_server_command(port), env, f"{url}/health", 300, tmp_path / "prefect.log", poll_s=1)

@@ -71,7 +71,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         PREFECT_HOME=str(home),
         PREFECT_API_URL=url,
         PREFECT_SERVER_UI_ENABLED="false",
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="INFO",
         PREFECT_WORKER_QUERY_SECONDS="2",
     )
