@@ -73,7 +73,15 @@ from distilflow.registry import (
 )
 from distilflow.serving import MODEL_ARTIFACT, Backend
 from distilflow.tasks import LABEL, GlueTask, get_task
-from distilflow.tracking import dvc_lock_data_hash, git_commit, params_hash, read_lineage, stage_run, write_json
+from distilflow.tracking import (
+    dvc_lock_data_hash,
+    file_md5_entries,
+    git_commit,
+    params_hash,
+    read_lineage,
+    stage_run,
+    write_json,
+)
 
 SECTIONS = ("register",)
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
@@ -97,10 +105,7 @@ def model_hash(folder: Path, params: Params) -> str:
     Nothing else beside the weights counts: lineage.json names MLflow runs, export/summary.json holds timings, so
     a recompute with the same code, data and params that reproduces the weights is the same version.
     """
-    entries = [
-        {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
-        for file in model_files(folder)
-    ]
+    entries = file_md5_entries(folder, model_files(folder))
     settings = {
         "task": params.task,
         "max_length": params.tokenize.max_length,

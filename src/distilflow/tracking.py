@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -66,21 +66,22 @@ def dvc_lock_data_hash(root: Path) -> str:
     return workspace_data_md5(root) or "unknown"
 
 
-def dvc_directory_md5(folder: Path, exclude: frozenset[str] = frozenset()) -> str:
+def file_md5_entries(folder: Path, files: Iterable[Path]) -> list[dict[str, str]]:
+    """DVC's listing entries for ``files`` under ``folder``: each file's md5 and relative path, in the order given."""
+    return [
+        {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
+        for file in files
+    ]
+
+
+def dvc_directory_md5(folder: Path) -> str:
     """The md5 DVC 3 records for FOLDER as an output: md5 of the sorted JSON listing of (relpath, file md5).
 
     The ingest stage tags its run with this once data/raw is complete, because dvc.lock still holds the previous
-    version while the stage runs (DVC hashes outputs after the command exits). Files named in ``exclude`` are
-    left out (the registry identifies weights without lineage.json, which names MLflow runs).
+    version while the stage runs (DVC hashes outputs after the command exits).
     """
-    files = (path for path in folder.rglob("*") if path.is_file() and path.name not in exclude)
-    entries = sorted(
-        (
-            {"md5": hashlib.md5(file.read_bytes()).hexdigest(), "relpath": file.relative_to(folder).as_posix()}
-            for file in files
-        ),
-        key=lambda entry: entry["relpath"],
-    )
+    files = (path for path in folder.rglob("*") if path.is_file())
+    entries = sorted(file_md5_entries(folder, files), key=lambda entry: entry["relpath"])
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
