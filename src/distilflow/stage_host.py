@@ -46,6 +46,9 @@ PRELOAD = (
     "evaluate",
     "mlflow",
     "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store",  # ~1 s more per stage: the sqlite store every stage run opens
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "git",  # GitPython, which MLflow's run context imports to tag the commit (~1 s)
     "sqlalchemy",
     "alembic",
     "pandas",
