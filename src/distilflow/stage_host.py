@@ -64,6 +64,7 @@ PRELOAD = (
 VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
 VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_")
 READY_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 10.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STREAMS = 3  # stdin, stdout, stderr
 
@@ -74,7 +75,12 @@ def source_digest() -> str:
 
 
 def comparable_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES)}
+    # The libraries' bar switches differ between a caller on a terminal and one in a log; the child sets them
+    # through the libraries' own functions (_progress_bars_as), which work because the host never sets them.
+    from distilflow.progress import LIBRARY_BARS_OFF
+
+    ignored = VOLATILE_ENV | LIBRARY_BARS_OFF.keys()
+    return {k: v for k, v in env.items() if k not in ignored and not k.startswith(VOLATILE_PREFIXES)}
 
 
 def env_difference(host: Mapping[str, str], caller: Mapping[str, str]) -> list[str]:
@@ -196,10 +202,8 @@ def _alive(pid: int) -> bool:
 def serve(path: str, idle_timeout_s: float) -> None:
     """Import the heavy libraries, then fork a child per request until idle for ``idle_timeout_s``."""
     from distilflow.locking import die_with_parent
-    from distilflow.progress import quiet_library_bars_off_terminal
 
     die_with_parent()  # the flow that started us
-    quiet_library_bars_off_terminal()
     host_env, digest = dict(os.environ), source_digest()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
@@ -243,11 +247,13 @@ def _start(
     conn: socket.socket, host_env: dict[str, str], import_env: dict[str, str], digest: str, listener: socket.socket
 ) -> int | None:
     """Fork the child for one request; returns its pid, or None when the request was refused."""
+    conn.settimeout(REQUEST_TIMEOUT_S)  # a caller sends its request at once; one that does not must not stall us
     try:
         request, fds = receive_message(conn, with_fds=STREAMS)
     except (EOFError, OSError, ValueError):
         conn.close()
         return None
+    conn.settimeout(None)
     refusal = None
     if request.get("source") != digest:
         refusal = "it runs an older distilflow.stage_host"
@@ -285,6 +291,7 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], imp
         os.environ.clear()
         os.environ.update(import_env)
         os.environ.update({k: v for k, v in request["env"].items() if k != HOST_ENV})
+        _progress_bars_as(os.environ)
         sys.argv = list(request["argv"])
         # sys.path[0] as a cold console script has it (its own folder), not the host's working folder.
         sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
@@ -308,6 +315,20 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], imp
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(status)
+
+
+def _progress_bars_as(env: Mapping[str, str]) -> None:
+    """What the bar switches in ``env`` would have done at import time, done through the libraries' functions."""
+    with contextlib.suppress(ImportError):
+        import datasets.utils
+        import huggingface_hub.utils
+
+        for key, module in (
+            ("HF_HUB_DISABLE_PROGRESS_BARS", huggingface_hub.utils),
+            ("HF_DATASETS_DISABLE_PROGRESS_BARS", datasets.utils),
+        ):
+            off = env.get(key, "").upper() in {"1", "ON", "YES", "TRUE"}
+            (module.disable_progress_bars if off else module.enable_progress_bars)()
 
 
 def _die_with_caller(conn: socket.socket) -> None:
