@@ -45,7 +45,8 @@ from pipeline import pipeline, run_logger  # noqa: E402  # flows/pipeline.py
 
 GLUE_FLOW_NAME = "distilflow-glue"
 TASK_FLOW_NAME = "distilflow-glue-task"
-REASON_CHARS = 600
+REASON_CHARS = 800
+REASON_LINES = 4
 
 
 @task(name="prepare task workspace", cache_policy=NO_CACHE)
@@ -88,8 +89,11 @@ def failure_reason(state: Any) -> str:
     except Exception as raised:  # a result that cannot be read back says why itself
         error = raised
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message)
-    text = " ".join(text.split())
-    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + " …"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # The first line says which stage; a failed command's last lines say why (DVC's and distilflow's errors).
+    kept = lines if len(lines) <= REASON_LINES + 1 else [lines[0], "…", *lines[-REASON_LINES:]]
+    reason = " / ".join(kept)
+    return reason if len(reason) <= REASON_CHARS else "… " + reason[-REASON_CHARS:]
 
 
 @flow(name=GLUE_FLOW_NAME, log_prints=True)
