@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from distilflow.paths import Paths
 from distilflow.tasks import TASKS
 
 PACKAGED_TEACHER = "packaged-minilm"
@@ -325,7 +326,7 @@ class GlueParams(Section):
     lives. No stage reads this section, so editing it reruns no stage (dvc.yaml lists it nowhere)."""
 
     root: str = Field(
-        "data/demo",
+        Paths(Path()).demo_dir.as_posix(),  # data/demo: the embedded demos, relative to the project
         min_length=1,
         description="folder holding one folder per GLUE task, named as GLUE's download script names them (SST-2, "
         "CoLA, MRPC, STS-B, ...) or as the embedded demos are (sst2, mrpc, stsb); relative to the project",
