@@ -55,6 +55,7 @@ def prepare(task_name: str, folder: str, root: str, workspace: str, profile: str
     overrides = glue_suite.task_overrides(
         load_params(Paths.at(project).params_file), task_name, Path(folder), project, profile
     )
+    glue_suite.share_artifact_store(task_name, overrides["register"]["tracking_uri"], project)
     made = glue_suite.prepare_workspace(project, Path(workspace), overrides)
     run_logger().info("%s: workspace %s (data %s)", task_name, made, overrides["data"]["path"])
     return str(made)

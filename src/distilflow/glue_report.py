@@ -96,6 +96,11 @@ def _row(
     }
 
 
+def _percent(value: Any) -> float | None:
+    number = _finite(value)
+    return None if number is None else number * 100
+
+
 def _scaled(results: Mapping[str, Mapping[str, Any]], role: str) -> dict[str, dict[str, float]]:
     return {
         name: {key: float(value) * 100 for key, value in result[role].items() if isinstance(value, int | float)}
@@ -109,8 +114,8 @@ def build_glue_table(
     failed: Mapping[str, str] | None = None,
     skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``metrics/glue.json``: the tasks that ran, the rows (teacher, student, trivial baseline, then every published
-    row with a score for a task that ran), per-task details and the suite's outcome.
+    """``metrics/glue.json`` (every score x 100): the tasks that ran, the rows (teacher, student, trivial baseline,
+    then every published row with a score for a task that ran), per-task details and the suite's outcome.
 
     ``results`` maps a task to ``{"teacher": {metric: 0..1}, "student": {...}, "baseline": {...}, "ratios": {...},
     "registered": {...}}`` (``glue_suite.task_results``); published scores are already x 100.
@@ -134,11 +139,12 @@ def build_glue_table(
     for name, result in results.items():
         task = get_task(name)
         primary = task.primary_metric if len(task.dev_splits) == 1 else f"{task.dev_splits[0]}_{task.primary_metric}"
-        student = _finite(result["student"].get(primary))
-        baseline = _finite(result["baseline"].get(primary))
+        teacher = _percent(result["teacher"].get(primary))
+        student = _percent(result["student"].get(primary))
+        baseline = _percent(result["baseline"].get(primary))
         per_task[name] = {
             "metric": primary,
-            "teacher": _finite(result["teacher"].get(primary)),
+            "teacher": teacher,
             "student": student,
             "baseline": baseline,
             "student_minus_baseline": None if student is None or baseline is None else student - baseline,

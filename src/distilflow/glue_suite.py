@@ -10,7 +10,9 @@ not a DVC experiment per task. Nothing here knows about Prefect: flows/glue.py c
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -76,6 +78,23 @@ def task_overrides(params: Params, task: str, folder: Path, root: Path, profile:
     shared = params.register_.tracking_uri or f"sqlite:///{Paths.at(root).mlflow_db}"
     overrides = deep_update(overrides, {"register": {"tracking_uri": shared}})
     return overrides
+
+
+def share_artifact_store(task: str, tracking: str, root: Path) -> None:
+    """Create the task's MLflow experiment in the project's sqlite store with the project's artifact folder, before
+    a stage does: otherwise the first stage would put its artifacts (the registered models' files) inside the task's
+    workspace, and removing the workspace would break the registry. A server keeps its own artifacts: nothing to do.
+    """
+    if not tracking.startswith("sqlite") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking)
+    name = f"distilflow-{task}"  # tracking.configure_mlflow's experiment name
+    if client.get_experiment_by_name(name) is None:
+        with contextlib.suppress(MlflowException):  # a concurrent run may create it first
+            client.create_experiment(name, artifact_location=Paths.at(root).mlflow_artifacts.as_uri())
 
 
 def _share_dvc_cache(workspace: Path, root: Path) -> None:

@@ -92,7 +92,7 @@ def test_per_task_baseline_ratios_and_registration() -> None:
     table = build_glue_table(RESULTS, [TINY])
     mrpc = table["per_task"]["mrpc"]
     assert mrpc["metric"] == "f1"
-    assert mrpc["baseline"] == pytest.approx(0.8)
+    assert mrpc["baseline"] == pytest.approx(80.0)  # x 100, like the published column beside it
     assert mrpc["student_minus_baseline"] == pytest.approx(0.0)
     assert mrpc["published_bert_tiny"] == pytest.approx(81.1)
     assert mrpc["ratios"]["throughput_speedup_x"] == 18.0
@@ -100,7 +100,7 @@ def test_per_task_baseline_ratios_and_registration() -> None:
     header, body = task_table(table)
     assert "baseline" in header
     assert [row[0] for row in body] == ["SST-2", "MRPC", "STS-B"]
-    assert body[0][4] == "0.5"  # the baseline cell is the baseline's own metric (0..1 here; the main table x 100)
+    assert body[0][2:5] == ["90.0", "80.0", "50.0"]  # teacher, student, baseline
 
 
 def test_mnli_reports_matched_and_mismatched() -> None:
