@@ -55,3 +55,16 @@ def test_the_recipe_applies_after_the_task_and_the_profile_after_the_recipe() ->
     assert overrides["register"]["tracking_uri"] == f"sqlite:///{REPO_ROOT / 'mlruns.db'}"  # the project's store
     without = task_overrides(params, "cola", REPO_ROOT / "data" / "demo" / "sst2", REPO_ROOT, None)
     assert without["distill"]["max_steps"] == recipe("cola", REPO_ROOT)["distill"]["max_steps"]
+
+
+def test_the_cli_refuses_unknown_tasks_and_missing_folders_before_starting_anything(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "distilflow.cli", "glue", "--root", str(REPO_ROOT)]
+    unknown = subprocess.run([*command, "--tasks", "sst2,imdb"], capture_output=True, text=True, check=False)
+    assert unknown.returncode == 2
+    assert "unknown GLUE tasks ['imdb']" in unknown.stderr
+    missing = subprocess.run([*command, "--glue-dir", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert "not a folder" in missing.stderr
