@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from distilflow.scratch_workspace import (
     workspace_items,
     write_params,
 )
+from distilflow.stage_host import HOST_ENV, warm_host
 
 # What the tests import from here (deep_update and write_params live in distilflow.scratch_workspace).
 __all__ = [
@@ -87,6 +88,24 @@ def workspace_factory(tmp_path: Path) -> Callable[..., Path]:
         return make_workspace(tmp_path / name, overrides)
 
     return factory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_stages(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One warm stage host for every stage the session's integration tests run (``distilflow.stage_host``).
+
+    Stages reach it through $DISTILFLOW_STAGE_HOST, which ``subprocess_env()`` passes on; a test that changes the
+    environment its stages see gets fresh processes instead, as it would without the host.
+    """
+    if not any("integration" in item.path.parts for item in request.session.items):
+        yield
+        return
+    with warm_host(subprocess_env()) as address:
+        os.environ[HOST_ENV] = address
+        try:
+            yield
+        finally:
+            os.environ.pop(HOST_ENV, None)
 
 
 @pytest.fixture(scope="session")

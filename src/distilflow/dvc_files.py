@@ -12,8 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from distilflow import yaml_io
 from distilflow.paths import Paths
 
 DVC_FILE = "dvc.yaml"
@@ -46,7 +45,7 @@ def _paths(entries: list[Any] | None) -> tuple[str, ...]:
 
 @cache
 def _load(dvc_file: Path, mtime_ns: int) -> tuple[StageSpec, ...]:
-    data = yaml.safe_load(dvc_file.read_text(encoding="utf-8")) or {}
+    data = yaml_io.load(dvc_file.read_text(encoding="utf-8")) or {}
     specs = []
     for name, body in (data.get("stages") or {}).items():
         foreach = body.get("foreach")
@@ -105,7 +104,7 @@ def read_lock(root: Path) -> dict[str, Any] | None:
     lock = Path(root) / LOCK_FILE
     if not lock.is_file():
         return None
-    content: dict[str, Any] = yaml.safe_load(lock.read_text(encoding="utf-8")) or {}
+    content: dict[str, Any] = yaml_io.load(lock.read_text(encoding="utf-8")) or {}
     return content
 
 

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 
+from distilflow import yaml_io
 from distilflow.config import DataParams, ParamsError, flatten, load_params
 from distilflow.locking import LOCK_DIR
 from distilflow.paths import Paths
@@ -96,7 +97,6 @@ def profile_overrides(profile: str, root: Path) -> list[str]:
 
 def read_profile(profile: str, root: Path) -> dict[str, typing.Any]:
     """The params a profile changes, as nested sections: NAME in flows/profiles/, or a YAML file's path."""
-    import yaml
 
     profiles = Paths.at(root).profiles_dir
     candidates = [profiles / f"{profile}.yaml", Path(profile), root / profile]
@@ -107,7 +107,7 @@ def read_profile(profile: str, root: Path) -> dict[str, typing.Any]:
             f"no params profile {profile!r}; known: {', '.join(known) or 'none'} "
             f"(in {profiles}), or give a YAML file's path"
         )
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml_io.load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
     return data

@@ -19,8 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from distilflow import yaml_io
 from distilflow.config import Params
 from distilflow.flow_settings import read_profile
 from distilflow.paths import Paths
@@ -54,7 +53,7 @@ def recipe(task: str, root: Path) -> dict[str, Any]:
     file = Paths.at(root).glue_recipes_dir / f"{task}.yaml"
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no recipe for GLUE task {task}")
-    data: dict[str, Any] = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    data: dict[str, Any] = yaml_io.load(file.read_text(encoding="utf-8")) or {}
     return data
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from distilflow import yaml_io
 from distilflow.dvc_files import data_md5, lineage_order, lock_out_md5, workspace_data_md5
 from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, LINEAGE_TAG_PREFIX, PARAMS_HASH_TAG
 from distilflow.paths import Paths
@@ -104,7 +105,7 @@ def data_commits(root: Path, raw_md5: str, limit: int = GIT_LOG_LIMIT) -> list[D
         if text is None:
             continue
         try:
-            lock = yaml.safe_load(text) or {}
+            lock = yaml_io.load(text) or {}
         except yaml.YAMLError:
             continue
         if data_md5(lock, root) == raw_md5:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from distilflow import yaml_io
 from distilflow.flow_settings import PREFECT_ENV_DEFAULTS
 from distilflow.paths import Paths
 
@@ -61,14 +62,14 @@ def deep_update(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
 def smoke_profile(source: Path) -> dict[str, Any]:
     """The documented smoke profile: a few optimizer steps on a few dozen rows, every code path, nothing learned."""
     text = (Paths.at(source).profiles_dir / f"{SMOKE_PROFILE_NAME}.yaml").read_text(encoding="utf-8")
-    profile: dict[str, Any] = yaml.safe_load(text) or {}
+    profile: dict[str, Any] = yaml_io.load(text) or {}
     return profile
 
 
 def write_params(root: Path, overrides: dict[str, Any]) -> None:
     """Change the params.yaml in ``root`` by ``overrides`` (nested, as the file's sections)."""
     file = Paths.at(root).params_file
-    params = yaml.safe_load(file.read_text(encoding="utf-8"))
+    params = yaml_io.load(file.read_text(encoding="utf-8"))
     file.write_text(yaml.safe_dump(deep_update(params, overrides), sort_keys=False), encoding="utf-8")
 
 

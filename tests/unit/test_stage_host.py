@@ -1,0 +1,115 @@
+"""The warm stage host (``distilflow.stage_host``): a stage forked from it behaves as a fresh ``distilflow stage``.
+
+Real host processes, real forks, real ``distilflow`` command lines; each host takes a few seconds to import.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from distilflow.locking import workspace_lock
+from distilflow.stage_host import HOST_ENV, env_difference, warm_host
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "distilflow.cli"]
+
+
+def base_env(pythonpath: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DISTILFLOW_", "PYTEST_"))}
+    env["PYTHONPATH"] = str(pythonpath)
+    return env
+
+
+def stage(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "stage", *args], env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[tuple[str, dict[str, str]]]:
+    env = base_env(REPO_ROOT / "src")
+    with warm_host(env) as address:
+        yield address, env
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def wait_for(condition: object, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_warm_stage_prints_and_exits_as_a_cold_one(host: tuple[str, dict[str, str]]) -> None:
+    address, env = host
+    cold = stage(["nosuch", "--root", str(REPO_ROOT)], env)
+    warm = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: address})
+    assert cold.returncode == warm.returncode == 2
+    assert "unknown stage 'nosuch'; dvc.yaml's stages: ingest, validate" in cold.stderr
+    assert warm.stderr == cold.stderr
+    assert warm.stdout == cold.stdout
+
+
+def test_a_caller_in_another_environment_runs_the_stage_itself(host: tuple[str, dict[str, str]]) -> None:
+    address, env = host
+    other = {**env, "OMP_NUM_THREADS": "7", HOST_ENV: address}  # read by torch at import: the host's would be wrong
+    result = stage(["nosuch", "--root", str(REPO_ROOT)], other)
+    assert result.returncode == 2
+    assert "stage host: the environment differs in OMP_NUM_THREADS; running the stage in this process" in result.stderr
+    assert "unknown stage 'nosuch'" in result.stderr
+    assert env_difference({"A": "1", "PWD": "/x", "DVC_ROOT": "/y"}, {"A": "1", "PWD": "/z", "DISTILFLOW_X": "1"}) == []
+
+
+def test_a_stage_forked_by_the_host_dies_with_its_caller(host: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """kill -9 of the caller (as of the flow, which takes dvc and the caller with it) leaves no stage running."""
+    address, env = host
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(REPO_ROOT / name, tmp_path / name)
+    host_pid = int(address.split(":")[0])
+    with workspace_lock(tmp_path, "the test"):
+        # The stage waits for the lock the test holds: a stage that is running, forked by the host.
+        waiting = {**env, HOST_ENV: address, "DISTILFLOW_STAGE_LOCK_TIMEOUT_S": "120"}
+        caller = subprocess.Popen(
+            [*CLI, "stage", "ingest", "--root", str(tmp_path)], env=waiting, stderr=subprocess.PIPE, text=True
+        )
+        wait_for(lambda: children_of(host_pid))
+        (child,) = children_of(host_pid)
+        assert "the workspace is in use by" in (caller.stderr.readline() if caller.stderr else "")
+        caller.send_signal(signal.SIGKILL)
+        caller.wait()
+        wait_for(lambda: not children_of(host_pid), timeout_s=30)
+        assert not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text()
+
+
+def test_the_host_serves_the_code_on_disk_not_the_code_it_started_with(tmp_path: Path) -> None:
+    """An edit between two stages is in the second one, as dvc.yaml's code deps promise, even through the host."""
+    package = tmp_path / "src" / "distilflow"
+    shutil.copytree(REPO_ROOT / "src" / "distilflow", package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = base_env(tmp_path / "src")
+    with warm_host(env) as address:
+        warm = {**env, HOST_ENV: address}
+        before = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        assert before.returncode == 2 and "stage host:" not in before.stderr
+        # locking.py is one the host itself imported: the child must not reuse the host's copy.
+        locking = package / "locking.py"
+        locking.write_text(locking.read_text() + "\nprint('locking.py as edited', file=sys.stderr)\n")
+        after = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        assert after.returncode == 2
+        assert "locking.py as edited" in after.stderr and "stage host:" not in after.stderr
+        # A newer stage_host than the host's own: the host refuses and the stage runs cold.
+        host_module = package / "stage_host.py"
+        host_module.write_text(host_module.read_text() + "\n# edited\n")
+        newer = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        assert "stage host: it runs an older distilflow.stage_host; running the stage in this process" in newer.stderr
+        assert newer.returncode == 2 and "unknown stage 'nosuch'" in newer.stderr
