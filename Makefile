@@ -17,7 +17,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export TQDM_MININTERVAL ?= 10
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pipeline test test-slow lint
+.PHONY: help setup pipeline glue test test-slow lint
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data as a Pref
 	@echo
 	@echo "Results: metrics/*.json (dvc metrics show), plots/ (dvc plots show), reports/, models/"
 	@echo "Registry: MLflow store mlruns.db — make ui, or: distilflow models / distilflow promote|rollback"
+
+# The whole GLUE benchmark: one workspace and Prefect subflow per task folder under GLUE_DIR (default params.yaml's
+# glue.root, the embedded demos), each with its recipe (flows/profiles/glue/TASK.yaml); then reports/glue.md.
+glue: $(STAMP) ## every GLUE task under GLUE_DIR (e.g. ../shared/data/glue), then reports/glue.md (TASKS=sst2,cola PROFILE=smoke)
+	$(BIN)/distilflow glue $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR)) $(if $(TASKS),--tasks $(TASKS)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
 test: $(STAMP) ## run the default test suite (fast; slow and gpu tests excluded)
 	$(BIN)/pytest -q

@@ -305,6 +305,48 @@ def lineage(
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else format_lineage(found))
 
 
+@app.command()
+def glue(
+    glue_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--glue-dir", help="one folder per GLUE task (SST-2, CoLA, ... or sst2, mrpc, ...); default glue.root"
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None, typer.Option(help="comma-separated tasks, e.g. sst2,cola; default params.yaml glue.tasks")
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="applied to every task after its recipe: NAME in flows/profiles/ or a YAML path")
+    ] = None,
+    root: RootOption = Path("."),
+) -> None:
+    """Run the pipeline on every GLUE task folder found (one Prefect subflow and workspace per task) and write
+    reports/glue.md, metrics/glue.json and plots/glue.png. Exits 1 if a task failed; the summary says why."""
+    import importlib.util
+
+    from distilflow.tasks import TASKS
+
+    names = [name.strip() for name in (tasks or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in TASKS]
+    if unknown:
+        _fail(f"--tasks: unknown GLUE tasks {unknown}; known: {', '.join(TASKS)}", 2)
+    if glue_dir is not None and not glue_dir.is_dir():
+        _fail(f"--glue-dir {glue_dir}: not a folder", 2)
+    flow_file = Paths.at(root).root / "flows" / "glue.py"
+    if not flow_file.is_file():
+        _fail(f"{flow_file}: no GLUE flow here; point --root at a distilflow project", 2)
+    spec = importlib.util.spec_from_file_location("distilflow_glue_flow", flow_file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--root", str(Paths.at(root).root)]
+    argv += ["--glue-dir", str(glue_dir.resolve())] if glue_dir is not None else []
+    argv += ["--tasks", ",".join(names)] if names else []
+    argv += ["--profile", profile] if profile else []
+    raise typer.Exit(module.main(argv))
+
+
 def main() -> None:
     app(prog_name="distilflow")
 

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distilflow import yaml_io
+from distilflow.paths import Paths
 from distilflow.tasks import TASKS
 
 PACKAGED_TEACHER = "packaged-minilm"
@@ -321,6 +322,43 @@ class RegisterParams(Section):
     )
 
 
+class GlueParams(Section):
+    """The GLUE suite (`distilflow glue`, `make glue`): which task folders to run and where each task's workspace
+    lives. No stage reads this section, so editing it reruns no stage (dvc.yaml lists it nowhere)."""
+
+    root: str = Field(
+        Paths(Path()).demo_dir.as_posix(),  # data/demo: the embedded demos, relative to the project
+        min_length=1,
+        description="folder holding one folder per GLUE task, named as GLUE's download script names them (SST-2, "
+        "CoLA, MRPC, STS-B, ...) or as the embedded demos are (sst2, mrpc, stsb); relative to the project",
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: list(TASKS),
+        min_length=1,
+        description="the tasks to run, in this order; a task whose folder is absent under root is skipped",
+    )
+    workspaces: str = Field(
+        "glue",
+        min_length=1,
+        description="folder for the per-task workspaces (git + DVC projects, one per task; git-ignored)",
+    )
+    profile: str | None = Field(
+        None,
+        description="a profile applied to every task after its recipe: NAME of flows/profiles/NAME.yaml or a YAML "
+        "path, e.g. smoke for a wiring check",
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown GLUE tasks {unknown}; known: {', '.join(TASKS)}")
+        if len(set(value)) != len(value):
+            raise ValueError("each task at most once")
+        return value
+
+
 class Params(Section):
     task: str = "sst2"
     seed: int = 42
@@ -334,6 +372,7 @@ class Params(Section):
     pretrain: PretrainParams = PretrainParams()
     distill: DistillParams = DistillParams.model_validate({})
     register_: RegisterParams = Field(RegisterParams(), alias="register")
+    glue: GlueParams = GlueParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -92,6 +92,11 @@ def settings_overrides(
 
 def profile_overrides(profile: str, root: Path) -> list[str]:
     """A profile is a YAML file of params to change: NAME in flows/profiles/, or a path."""
+    return [f"{key}={json.dumps(value)}" for key, value in flatten(read_profile(profile, root)).items()]
+
+
+def read_profile(profile: str, root: Path) -> dict[str, typing.Any]:
+    """The params a profile changes, as nested sections: NAME in flows/profiles/, or a YAML file's path."""
 
     profiles = Paths.at(root).profiles_dir
     candidates = [profiles / f"{profile}.yaml", Path(profile), root / profile]
@@ -105,7 +110,7 @@ def profile_overrides(profile: str, root: Path) -> list[str]:
     data = yaml_io.load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise SettingsRejected(f"profile {path} must be a mapping of params.yaml sections")
-    return [f"{key}={json.dumps(value)}" for key, value in flatten(data).items()]
+    return data
 
 
 def checked_overrides(root: Path, overrides: list[str]) -> None:

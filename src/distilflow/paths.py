@@ -28,6 +28,24 @@ class Paths:
         return self.root / "flows" / "profiles"
 
     @property
+    def glue_recipes_dir(self) -> Path:
+        """One params profile per GLUE task (flows/profiles/glue/TASK.yaml), applied by the GLUE suite."""
+        return self.profiles_dir / "glue"
+
+    @property
+    def glue_report_file(self) -> Path:
+        """The GLUE suite's table: one row per model, one column per task."""
+        return self.reports_dir / "glue.md"
+
+    @property
+    def glue_metrics_file(self) -> Path:
+        return self.metrics_dir / "glue.json"
+
+    @property
+    def glue_plot_file(self) -> Path:
+        return self.plots_dir / "glue.png"
+
+    @property
     def demo_dir(self) -> Path:
         return self.root / "data" / "demo"
 

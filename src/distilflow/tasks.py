@@ -8,6 +8,7 @@ are the normalised names (the Hugging Face ``glue`` dataset's) used everywhere a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 LABEL = "label"
 LINE = "line"  # 1-based line number in the source file, kept so errors point at the file
@@ -61,6 +62,12 @@ class GlueTask:
     @property
     def splits(self) -> tuple[str, ...]:
         return ("train", *self.dev_splits)
+
+    @property
+    def folder_names(self) -> tuple[str, str]:
+        """The folder names a task's files may sit in: GLUE's download script's (``SST-2``) and this project's
+        embedded demos' (``data/demo/sst2``)."""
+        return (self.dir_name, self.name)
 
     def label_id(self, value: str) -> int:
         assert self.labels is not None
@@ -212,6 +219,15 @@ TASKS: dict[str, GlueTask] = {
         ),
     )
 }
+
+
+def task_folder(root: Path, task: GlueTask) -> Path | None:
+    """``task``'s folder under a GLUE root (``ROOT/SST-2`` or ``ROOT/sst2``); None when neither holds train.tsv."""
+    for name in task.folder_names:
+        folder = root / name
+        if (folder / "train.tsv").is_file():
+            return folder
+    return None
 
 
 def get_task(name: str) -> GlueTask:

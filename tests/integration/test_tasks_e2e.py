@@ -1,6 +1,7 @@
-"""The whole pipeline on the embedded pair and regression demos, through a real `dvc repro`, plus the evaluation
-outputs people compare experiments with (`dvc metrics diff`, `dvc plots diff`) and, where the real GLUE data is
-present, the evaluate stage's numbers checked against an independent computation from its saved predictions.
+"""The evaluation outputs people compare experiments with (`dvc metrics diff`, `dvc plots diff`) and, where the
+real GLUE data is present, the evaluate stage's numbers checked against an independent computation from its saved
+predictions. The embedded pair and regression demos' end-to-end checks (evaluation outputs, the served pair model)
+run on the GLUE suite's per-task workspaces: tests/integration/test_glue_suite.py.
 """
 
 from __future__ import annotations
@@ -11,17 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+from sklearn.metrics import accuracy_score, matthews_corrcoef
 
-from tests.conftest import REPO_ROOT, run, write_params
+from tests.conftest import run, write_params
 
-DEMO = REPO_ROOT / "data" / "demo"
-ROLES = ("teacher", "student")
 # A whole `dvc repro` takes a few minutes on an idle 2-core machine; this leaves room for a busy one.
 REPRO_TIMEOUT = 3600
 
@@ -34,109 +31,6 @@ def read_json(path: Path) -> dict[str, Any]:
 def commit_all(root: Path, message: str) -> None:
     run(["git", "add", "-A"], root)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)
-
-
-def check_evaluation_outputs(root: Path, task: str, keys: set[str], regression: bool) -> None:
-    dev = pd.read_csv(DEMO / task / "dev.tsv", sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig")
-    dev = dev.head(yaml.safe_load((root / "params.yaml").read_text())["data"]["max_dev_rows"])
-    for role in ROLES:
-        metrics = read_json(root / "metrics" / f"eval_{role}.json")
-        assert keys <= set(metrics), (role, sorted(metrics))
-        assert {"latency_p50_ms", "latency_p95_ms", "parameters", "size_mb"} <= set(metrics)
-        predictions = pd.read_csv(root / "predictions" / f"{role}_dev.csv")
-        assert len(predictions) == len(dev) == metrics["dev_examples"]
-        # The pair's texts ride along for error analysis, in the file's order.
-        first = "sentence1" if regression else "#1 String"
-        second = "sentence2" if regression else "#2 String"
-        assert predictions["sentence1"].tolist() == dev[first].tolist()
-        assert predictions["sentence2"].tolist() == dev[second].tolist()
-        figures = {path.name for path in (root / "plots" / f"eval_{role}").iterdir()}
-        if regression:
-            assert predictions["prediction"].between(0.0, 5.0).all()
-            assert predictions["label"].tolist() == pytest.approx(dev["score"].tolist())
-            assert {"mse", "mae"} <= set(metrics)
-            assert figures == {"scatter.png", "confusion_matrix.png", "length_buckets.png"}
-        else:
-            assert predictions["label"].tolist() == dev["Quality"].tolist()
-            assert metrics["f1"] == pytest.approx(
-                f1_score(predictions["label"], predictions["prediction"], zero_division=0.0)
-            )
-            assert metrics["accuracy"] == pytest.approx(accuracy_score(predictions["label"], predictions["prediction"]))
-            assert 0.0 <= metrics["ece"] <= 1.0
-            assert figures == {"confusion_matrix.png", "reliability.png", "length_buckets.png"}
-    combined = read_json(root / "metrics" / "eval.json")
-    assert set(combined) == {"teacher", "student", "ratios"}
-    assert keys <= set(combined["student"])
-    assert combined["ratios"]["parameters_smaller_x"] > 1
-    assert (root / "plots" / "comparison.png").is_file()
-    report = (root / "reports" / "comparison.md").read_text()
-    assert f"# distilflow {task}: teacher vs student" in report
-    assert "BERT-Tiny (L2/H128) (published)" in report
-
-
-def check_served_model(root: Path, task: str, regression: bool) -> None:
-    """The registered student, behind MLflow's own scoring app (in-process, no server to start), answers a raw
-    sentence pair and rejects a one-column request with HTTP 400 (the gate may or may not have promoted it)."""
-    from fastapi.testclient import TestClient
-    from mlflow import MlflowClient
-
-    uri = f"sqlite:///{root / 'mlruns.db'}"
-    names = {model.name for model in MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()}
-    assert f"distilflow-{task}-student" in names, names
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    model = mlflow.pyfunc.load_model(f"models:/distilflow-{task}-student@challenger")
-    pairs = pd.DataFrame(
-        {
-            "sentence1": ["A man is playing a guitar.", "The company hired 40 people ."],
-            "sentence2": ["A man plays the guitar.", "It is raining in the city ."],
-        }
-    )
-    predicted = model.predict(pairs)
-    if regression:
-        assert predicted["score"].between(0.0, 5.0).all()
-    else:
-        assert set(predicted["label"]) <= {"0", "1"}
-    from mlflow.pyfunc import scoring_server
-
-    app = TestClient(scoring_server.init(model))
-    answer = app.post("/invocations", json={"dataframe_records": pairs.to_dict(orient="records")})
-    assert answer.status_code == 200, answer.text
-    served = answer.json()["predictions"]
-    assert len(served) == 2
-    if regression:
-        assert [row["score"] for row in served] == pytest.approx(predicted["score"].tolist(), abs=1e-5)
-    else:
-        assert [row["label"] for row in served] == predicted["label"].tolist()
-    one_column = app.post("/invocations", json={"dataframe_records": [{"sentence1": "A man is playing a guitar."}]})
-    assert one_column.status_code == 400, one_column.text
-    assert "only has 1 inputs" in one_column.json()["message"]  # MLflow's schema check: the model reads two
-
-
-@pytest.mark.parametrize(("task", "keys"), [("mrpc", {"f1", "accuracy"}), ("stsb", {"pearson", "spearmanr"})])
-def test_pipeline_runs_end_to_end_on_the_pair_and_regression_demos(
-    task: str, keys: set[str], workspace_factory: Any
-) -> None:
-    regression = task == "stsb"
-    overrides: dict[str, Any] = {"task": task, "data": {"source": "local", "path": f"data/demo/{task}"}}
-    if regression:
-        # A student trained for six steps predicts almost the same score everywhere, and the correlation of
-        # near-constant scores swings with the 1e-3 rounding of int8 exports; the export check (tested with
-        # the distill stage) would fail the run on noise that says nothing about evaluation.
-        overrides["distill"] = {"export": {"fail_on_disagreement": False}}
-    root = workspace_factory(task, overrides)
-    run(["dvc", "repro"], root, timeout=REPRO_TIMEOUT)
-    check_evaluation_outputs(root, task, keys, regression)
-    check_served_model(root, task, regression)
-    # The evaluation's own plot definitions (dvc.yaml's evaluate and report stages) render for this task kind.
-    targets = [
-        f"{prefix}{role}{suffix}"
-        for role in ROLES
-        for prefix, suffix in (("predictions/", "_dev.csv"), ("plots/eval_", ""), ("plots/eval_", "_length.csv"))
-    ]
-    shown = json.loads(run(["dvc", "plots", "show", "--json", *targets, "plots/comparison.png"], root).stdout)
-    assert not shown.get("errors"), shown.get("errors")
-    assert f"plots/eval_student/{'scatter' if regression else 'reliability'}.png" in shown["data"]
 
 
 @pytest.mark.slow

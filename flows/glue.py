@@ -1,0 +1,182 @@
+"""Prefect flow for the whole GLUE benchmark: one subflow per task folder found, then the table.
+
+Each task's subflow (``distilflow-glue-task``) makes or refreshes the task's workspace (``glue_suite``: the project's
+params.yaml with the task, its recipe ``flows/profiles/glue/<task>.yaml`` and ``glue.profile``), runs the pipeline
+flow there (flows/pipeline.py: DVC decides what reruns) and reads what the run left. Subflows are called with
+``return_state=True``: a task that fails is reported with its reason and the others still run. The parent writes
+``reports/glue.md``, ``metrics/glue.json`` and ``plots/glue.png`` in the project from the tasks that finished.
+
+The subflows run one after another in this process. Deployed (``flows/deploy.py``'s pattern), each subflow can be
+its own deployment on a process or Kubernetes work pool, one task per worker: the workspaces share nothing but the
+MLflow store and the DVC cache, which a team points at a server and a remote (docs/glue.md).
+
+Without a server: ``python flows/glue.py --help``; ``distilflow glue`` and ``make glue`` call ``main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+FLOWS_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = FLOWS_DIR.parent
+if str(FLOWS_DIR) not in sys.path:  # `python flows/glue.py` has it; `distilflow glue` loads this file by path
+    sys.path.insert(0, str(FLOWS_DIR))
+
+from distilflow.flow_settings import prefect_defaults  # noqa: E402
+
+os.environ.update(prefect_defaults())  # before Prefect is imported
+
+from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from distilflow import glue_report, glue_suite  # noqa: E402
+from distilflow.config import load_params  # noqa: E402
+from distilflow.paths import Paths  # noqa: E402
+from distilflow.references import REFERENCES  # noqa: E402
+from distilflow.tasks import get_task  # noqa: E402
+from pipeline import pipeline, run_logger  # noqa: E402  # flows/pipeline.py
+
+GLUE_FLOW_NAME = "distilflow-glue"
+TASK_FLOW_NAME = "distilflow-glue-task"
+REASON_CHARS = 800
+REASON_LINES = 4
+
+
+@task(name="prepare task workspace", cache_policy=NO_CACHE)
+def prepare(task_name: str, folder: str, root: str, workspace: str, profile: str | None) -> str:
+    project = Path(root)
+    overrides = glue_suite.task_overrides(
+        load_params(Paths.at(project).params_file), task_name, Path(folder), project, profile
+    )
+    glue_suite.share_artifact_store(task_name, overrides["register"]["tracking_uri"], project)
+    made = glue_suite.prepare_workspace(project, Path(workspace), overrides)
+    run_logger().info("%s: workspace %s (data %s)", task_name, made, overrides["data"]["path"])
+    return str(made)
+
+
+@task(name="read task results", cache_policy=NO_CACHE)
+def collect(task_name: str, workspace: str) -> dict[str, Any]:
+    glue_suite.commit_results(Path(workspace))
+    return glue_suite.task_results(task_name, Path(workspace))
+
+
+@flow(name=TASK_FLOW_NAME, flow_run_name="{task_name}", log_prints=True)
+def glue_task(task_name: str, folder: str, root: str, workspace: str, profile: str | None = None) -> dict[str, Any]:
+    """One GLUE task in its own workspace: prepare it, run the pipeline there, read its results.
+
+    Args:
+        task_name: the GLUE task (sst2, cola, mrpc, ...).
+        folder: the task's GLUE folder (train.tsv, dev.tsv, ...).
+        root: the project whose pipeline, params.yaml, MLflow store and DVC cache the workspace uses.
+        workspace: the task's workspace folder (made if absent).
+        profile: a params profile applied after the task's recipe (NAME in flows/profiles/ or a YAML path).
+    """
+    made = prepare(task_name, folder, root, workspace, profile)
+    pipeline(root=made, sync_remote=False)
+    return collect(task_name, made)
+
+
+def failure_reason(state: Any) -> str:
+    """The exception a failed subflow raised, in a few lines (its full log is in the subflow run)."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception as raised:  # a result that cannot be read back says why itself
+        error = raised
+    text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # The first line says which stage; a failed command's last lines say why (DVC's and distilflow's errors).
+    kept = lines if len(lines) <= REASON_LINES + 1 else [lines[0], "…", *lines[-REASON_LINES:]]
+    reason = " / ".join(kept)
+    return reason if len(reason) <= REASON_CHARS else "… " + reason[-REASON_CHARS:]
+
+
+@flow(name=GLUE_FLOW_NAME, log_prints=True)
+def glue(
+    glue_dir: str | None = None,
+    tasks: list[str] | None = None,
+    profile: str | None = None,
+    root: str = str(PROJECT_ROOT),
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline on every GLUE task folder under ``glue_dir`` and write the GLUE table.
+
+    Args:
+        glue_dir: folder with one folder per task (SST-2, CoLA, ... or sst2, mrpc, ...); empty: params.yaml glue.root.
+        tasks: which tasks; empty: params.yaml glue.tasks.
+        profile: applied to every task after its recipe; empty: params.yaml glue.profile.
+        root: the project (params.yaml, pipeline, MLflow store, DVC cache); the table is written here.
+        command: the command line that started the run, recorded in the report.
+    """
+    logger = run_logger()
+    project = Path(root).resolve()
+    paths = Paths.at(project)
+    settings = load_params(paths.params_file).glue
+    glue_root = Path(glue_dir) if glue_dir else project / settings.root
+    names = list(tasks or settings.tasks)
+    chosen_profile = profile or settings.profile
+    present, absent = glue_suite.find_task_folders(glue_root, names)
+    skipped = {name: glue_suite.absent_reason(glue_root, get_task(name)) for name in absent}
+    for name, reason in skipped.items():
+        logger.warning("%s skipped: %s", name, reason)
+    results: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for name, folder in present.items():
+        workspace = project / settings.workspaces / name
+        state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)
+        if state.is_completed():
+            results[name] = state.result()
+        else:
+            failed[name] = failure_reason(state)
+            logger.error("%s failed: %s", name, failed[name])
+    table = glue_report.build_glue_table(results, REFERENCES, failed, skipped)
+    if results:
+        paths.glue_metrics_file.parent.mkdir(parents=True, exist_ok=True)
+        paths.glue_metrics_file.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        markdown = glue_report.render_markdown(table, command)
+        paths.glue_report_file.parent.mkdir(parents=True, exist_ok=True)
+        paths.glue_report_file.write_text(markdown, encoding="utf-8")
+        glue_report.draw(table, paths.glue_plot_file)
+        create_markdown_artifact(markdown, key="glue-table", description="GLUE: one row per model, one column per task")
+    summary = glue_suite.summary_lines(results, failed, skipped)
+    for line in summary:
+        logger.info(line)
+    return {"ran": list(results), "failed": failed, "skipped": skipped, "summary": summary}
+
+
+def arguments() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Run the distilflow pipeline on every GLUE task folder under a root.")
+    parser.add_argument("--glue-dir", help="one folder per task (default: params.yaml glue.root)")
+    parser.add_argument("--tasks", help="comma-separated tasks, e.g. sst2,cola (default: params.yaml glue.tasks)")
+    parser.add_argument("--profile", help="applied to every task after its recipe, e.g. smoke")
+    parser.add_argument("--root", default=str(PROJECT_ROOT), help="the project (default: this one)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit 0 when every task found ran, 1 when one failed or none was found; the summary says which and why."""
+    args = arguments().parse_args(argv)
+    tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks else None
+    glue_dir = str(Path(args.glue_dir).resolve()) if args.glue_dir else None
+    command = shlex.join(["distilflow", "glue", *(argv if argv is not None else sys.argv[1:])])
+    state = glue(
+        glue_dir=glue_dir, tasks=tasks, profile=args.profile, root=args.root, command=command, return_state=True
+    )
+    if not state.is_completed():
+        print(f"glue {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    outcome = state.result()
+    print("\n".join(outcome["summary"]))
+    if outcome["ran"]:
+        print(f"table: {Paths.at(args.root).glue_report_file}")
+    return 0 if outcome["ran"] and not outcome["failed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The GLUE suite's workspaces: one git + DVC project per task, made from this project, and what each one's run left.
+
+A task's workspace holds what a clone holds (``scratch_workspace.workspace_items``) with the project's full
+params.yaml changed, in this order, by: the task and its data folder, the task's recipe
+(``flows/profiles/glue/<task>.yaml``), then ``glue.profile`` (e.g. smoke). Every workspace shares the project's
+MLflow store (so each task's student is registered as ``distilflow-<task>-student`` beside the project's own models)
+and the project's DVC cache (so identical outputs are stored once). docs/glue.md says why a workspace per task and
+not a DVC experiment per task. Nothing here knows about Prefect: flows/glue.py calls it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from distilflow import yaml_io
+from distilflow.config import Params
+from distilflow.flow_settings import read_profile
+from distilflow.paths import Paths
+from distilflow.scratch_workspace import deep_update, git_commit, make_workspace, workspace_items, write_params
+from distilflow.tasks import GlueTask, get_task, task_folder
+
+WORKSPACE_COMMIT = "distilflow glue: params for this task"
+RESULTS_COMMIT = "distilflow glue: results"
+
+
+def find_task_folders(glue_root: Path, tasks: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
+    """The tasks whose folder exists under ``glue_root`` (in ``tasks``' order), and the absent ones."""
+    present: dict[str, Path] = {}
+    absent: list[str] = []
+    for name in tasks:
+        folder = task_folder(glue_root, get_task(name))
+        if folder is None:
+            absent.append(name)
+        else:
+            present[name] = folder
+    return present, absent
+
+
+def absent_reason(glue_root: Path, task: GlueTask) -> str:
+    names = " or ".join(f"{glue_root / name}/train.tsv" for name in task.folder_names)
+    return f"no {names}"
+
+
+def recipe(task: str, root: Path) -> dict[str, Any]:
+    """The task's recipe: the params ``flows/profiles/glue/<task>.yaml`` changes (each value's source in a comment)."""
+    file = Paths.at(root).glue_recipes_dir / f"{task}.yaml"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no recipe for GLUE task {task}")
+    data: dict[str, Any] = yaml_io.load(file.read_text(encoding="utf-8")) or {}
+    return data
+
+
+def data_path(folder: Path, root: Path) -> str:
+    """How the task workspace's params.yaml names the data: the embedded demos travel with the workspace (relative),
+    anything else is read where it lies (absolute)."""
+    demo = Paths.at(root).demo_dir
+    folder = folder.resolve()
+    if folder.is_relative_to(demo):
+        return folder.relative_to(Paths.at(root).root).as_posix()
+    return str(folder)
+
+
+def task_overrides(params: Params, task: str, folder: Path, root: Path, profile: str | None) -> dict[str, Any]:
+    """What the task's workspace changes in the project's params.yaml: task and data, recipe, then the profile."""
+    overrides: dict[str, Any] = {"task": task, "data": {"source": "local", "path": data_path(folder, root)}}
+    overrides = deep_update(overrides, recipe(task, root))
+    if profile:
+        overrides = deep_update(overrides, read_profile(profile, root))
+    # The project's store by absolute URI (a team server if params.yaml names one); MLFLOW_TRACKING_URI still wins.
+    shared = params.register_.tracking_uri or f"sqlite:///{Paths.at(root).mlflow_db}"
+    overrides = deep_update(overrides, {"register": {"tracking_uri": shared}})
+    return overrides
+
+
+def share_artifact_store(task: str, tracking: str, root: Path) -> None:
+    """Create the task's MLflow experiment in the project's sqlite store with the project's artifact folder, before
+    a stage does: otherwise the first stage would put its artifacts (the registered models' files) inside the task's
+    workspace, and removing the workspace would break the registry. A server keeps its own artifacts: nothing to do.
+    """
+    if not tracking.startswith("sqlite") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking)
+    name = f"distilflow-{task}"  # tracking.configure_mlflow's experiment name
+    if client.get_experiment_by_name(name) is None:
+        with contextlib.suppress(MlflowException):  # a concurrent run may create it first
+            client.create_experiment(name, artifact_location=Paths.at(root).mlflow_artifacts.as_uri())
+
+
+def _share_dvc_cache(workspace: Path, root: Path) -> None:
+    """Point the workspace's DVC cache at the project's (``.dvc/config.local``, git-ignored by DVC)."""
+    cache = Paths.at(root).root / ".dvc" / "cache"
+    (workspace / ".dvc").mkdir(exist_ok=True)
+    (workspace / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n", encoding="utf-8")
+
+
+def _git_changed(workspace: Path) -> bool:
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=workspace, capture_output=True, text=True, check=True
+    ).stdout
+    return bool(status.strip())
+
+
+def prepare_workspace(root: Path, workspace: Path, overrides: dict[str, Any]) -> Path:
+    """Make (or bring up to date) the task's workspace: the project's pipeline and code, its params.yaml changed by
+    ``overrides``, committed. An existing workspace keeps its DVC outputs, so DVC reruns only what changed."""
+    if not (workspace / "dvc.yaml").is_file():
+        make_workspace(root, workspace, overrides)
+    else:
+        for item in workspace_items(root):
+            origin, target = root / item, workspace / item
+            if origin.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            elif origin.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
+        write_params(workspace, overrides)
+        if _git_changed(workspace):
+            git_commit(workspace, WORKSPACE_COMMIT)
+    _share_dvc_cache(workspace, root)
+    return workspace
+
+
+def commit_results(workspace: Path) -> None:
+    """Record the run's tracked results (metrics, reports, plots, dvc.lock) in the workspace's own git history."""
+    if _git_changed(workspace):
+        git_commit(workspace, RESULTS_COMMIT)
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: missing; did the task's pipeline run to the end?")
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
+
+
+def baseline_scores(task: GlueTask, workspace: Path) -> dict[str, float]:
+    """The trivial model's (majority class; mean score) GLUE metrics on each dev split the workspace scored, keyed
+    as ``metrics/eval_<model>.json`` keys them (``dev_matched_accuracy`` for MNLI's)."""
+    import pandas as pd
+
+    from distilflow.dev_scoring import baseline_predictions
+    from distilflow.metrics import compute_glue_metrics
+    from distilflow.tasks import LABEL
+
+    scores: dict[str, float] = {}
+    for split in task.dev_splits:
+        file = Paths.at(workspace).validated_dir / f"{split}.parquet"
+        references = pd.read_parquet(file, columns=[LABEL])[LABEL].to_numpy()
+        found = compute_glue_metrics(task.name, baseline_predictions(task, references), references)
+        if len(task.dev_splits) > 1:
+            scores.update({f"{split}_{key}": value for key, value in found.items()})
+        else:
+            scores.update(found)
+    return scores
+
+
+def task_results(task: str, workspace: Path) -> dict[str, Any]:
+    """What the table needs from one task's finished workspace: the report stage's ``metrics/eval.json`` (teacher,
+    student, ratios), the trivial baseline on the same dev rows, and the register stage's decision."""
+    paths = Paths.at(workspace)
+    evaluation = _read_json(paths.metrics_file("eval"))
+    promotion = _read_json(paths.reports_dir / "promotion.json")
+    return {
+        "teacher": evaluation["teacher"],
+        "student": evaluation["student"],
+        "ratios": evaluation.get("ratios", {}),
+        "baseline": baseline_scores(get_task(task), workspace),
+        "registered": {
+            "model": promotion.get("model"),
+            "version": promotion.get("version"),
+            "promoted": bool(promotion.get("promoted")),
+            "reasons": list(promotion.get("reasons", []))[:3],
+        },
+        "workspace": str(workspace),
+    }
+
+
+def summary_lines(results: Mapping[str, Any], failed: Mapping[str, str], skipped: Mapping[str, str]) -> list[str]:
+    """One line per task: what ran and was registered, what failed and why, what was skipped."""
+    lines = []
+    for name, result in results.items():
+        registered = result["registered"]
+        promoted = "promoted to @champion" if registered["promoted"] else "not promoted"
+        lines.append(f"{name}: ok, {registered['model']} v{registered['version']} registered ({promoted})")
+    lines += [f"{name}: FAILED: {reason}" for name, reason in failed.items()]
+    lines += [f"{name}: skipped: {reason}" for name, reason in skipped.items()]
+    return lines

@@ -1,0 +1,70 @@
+"""The GLUE suite's settings and per-task workspace params: task folders in both spellings, recipe then profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distilflow.config import GlueParams, Params, ParamsError, load_params, parse_params
+from distilflow.glue_suite import data_path, find_task_folders, recipe, task_overrides
+from distilflow.tasks import TASKS
+from tests.conftest import REPO_ROOT, SMOKE_PROFILE
+
+
+def test_the_glue_section_defaults_to_every_task_on_the_embedded_demos() -> None:
+    glue = load_params(REPO_ROOT / "params.yaml").glue
+    assert glue == GlueParams()
+    assert glue.tasks == list(TASKS)
+    assert (REPO_ROOT / glue.root / "sst2" / "train.tsv").is_file()
+
+
+def test_the_glue_section_rejects_unknown_or_repeated_tasks() -> None:
+    with pytest.raises(ParamsError, match=r"glue\.tasks"):
+        parse_params({"glue": {"tasks": ["sst2", "imdb"]}})
+    with pytest.raises(ParamsError, match=r"glue\.tasks"):
+        parse_params({"glue": {"tasks": ["sst2", "sst2"]}})
+
+
+def test_task_folders_are_found_under_both_spellings(tmp_path: Path) -> None:
+    for name in ("SST-2", "mrpc"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.tsv").write_text("x\n")
+    (tmp_path / "CoLA").mkdir()  # no train.tsv: absent
+    present, absent = find_task_folders(tmp_path, ["cola", "sst2", "mrpc", "stsb"])
+    assert present == {"sst2": tmp_path / "SST-2", "mrpc": tmp_path / "mrpc"}
+    assert absent == ["cola", "stsb"]
+    demos, missing = find_task_folders(REPO_ROOT / "data" / "demo", list(TASKS))
+    assert list(demos) == ["sst2", "mrpc", "stsb"]
+    assert len(missing) == 6
+
+
+def test_a_demo_travels_with_the_workspace_and_other_data_is_read_where_it_lies(tmp_path: Path) -> None:
+    assert data_path(REPO_ROOT / "data" / "demo" / "stsb", REPO_ROOT) == "data/demo/stsb"
+    assert data_path(tmp_path / "STS-B", REPO_ROOT) == str((tmp_path / "STS-B").resolve())
+
+
+def test_the_recipe_applies_after_the_task_and_the_profile_after_the_recipe() -> None:
+    params = Params()
+    overrides = task_overrides(params, "cola", REPO_ROOT / "data" / "demo" / "sst2", REPO_ROOT, "smoke")
+    assert overrides["task"] == "cola"
+    assert overrides["data"]["path"] == "data/demo/sst2"
+    assert overrides["augment"]["copies"] == recipe("cola", REPO_ROOT)["augment"]["copies"]
+    assert overrides["distill"]["max_steps"] == SMOKE_PROFILE["distill"]["max_steps"]  # the profile wins
+    assert overrides["data"]["max_train_rows"] == SMOKE_PROFILE["data"]["max_train_rows"]
+    assert overrides["register"]["tracking_uri"] == f"sqlite:///{REPO_ROOT / 'mlruns.db'}"  # the project's store
+    without = task_overrides(params, "cola", REPO_ROOT / "data" / "demo" / "sst2", REPO_ROOT, None)
+    assert without["distill"]["max_steps"] == recipe("cola", REPO_ROOT)["distill"]["max_steps"]
+
+
+def test_the_cli_refuses_unknown_tasks_and_missing_folders_before_starting_anything(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "distilflow.cli", "glue", "--root", str(REPO_ROOT)]
+    unknown = subprocess.run([*command, "--tasks", "sst2,imdb"], capture_output=True, text=True, check=False)
+    assert unknown.returncode == 2
+    assert "unknown GLUE tasks ['imdb']" in unknown.stderr
+    missing = subprocess.run([*command, "--glue-dir", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert "not a folder" in missing.stderr
