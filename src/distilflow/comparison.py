@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from distilflow.markdown import markdown_table
 from distilflow.references import Reference, references_for
 from distilflow.tasks import GlueTask
 
@@ -170,12 +171,6 @@ def comparison_rows(
 
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return "\n".join(lines)
 
 
 def render_markdown(

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from distilflow.markdown import markdown_table
 from distilflow.references import Reference
 from distilflow.tasks import GlueTask, get_task
 
@@ -173,12 +174,6 @@ def _cell(value: float | None, digits: int = 1) -> str:
 
 def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return "\n".join(lines)
 
 
 def main_table(table: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
