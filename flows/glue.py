@@ -16,6 +16,7 @@ Without a server: ``python flows/glue.py --help``; ``distilflow glue`` and ``mak
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -40,8 +41,9 @@ from distilflow import glue_report, glue_suite  # noqa: E402
 from distilflow.config import load_params  # noqa: E402
 from distilflow.paths import Paths  # noqa: E402
 from distilflow.references import REFERENCES  # noqa: E402
+from distilflow.stage_host import exported, shared_host  # noqa: E402
 from distilflow.tasks import get_task  # noqa: E402
-from pipeline import pipeline, run_logger  # noqa: E402  # flows/pipeline.py
+from pipeline import pipeline, run_logger, subprocess_env  # noqa: E402  # flows/pipeline.py
 
 GLUE_FLOW_NAME = "distilflow-glue"
 TASK_FLOW_NAME = "distilflow-glue-task"
@@ -127,14 +129,16 @@ def glue(
         logger.warning("%s skipped: %s", name, reason)
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
-    for name, folder in present.items():
-        workspace = project / settings.workspaces / name
-        state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)
-        if state.is_completed():
-            results[name] = state.result()
-        else:
-            failed[name] = failure_reason(state)
-            logger.error("%s failed: %s", name, failed[name])
+    # One warm stage host for every task's stages, not one per task (each costs the imports once more).
+    with shared_host(subprocess_env(None)) if present else contextlib.nullcontext("") as host, exported(host):
+        for name, folder in present.items():
+            workspace = project / settings.workspaces / name
+            state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)
+            if state.is_completed():
+                results[name] = state.result()
+            else:
+                failed[name] = failure_reason(state)
+                logger.error("%s failed: %s", name, failed[name])
     table = glue_report.build_glue_table(results, REFERENCES, failed, skipped)
     if results:
         paths.glue_metrics_file.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from distilflow.flow_reports import (
 )
 from distilflow.locking import LOCK_DIR, LockHolder, workspace_lock
 from distilflow.paths import Paths
-from distilflow.stage_host import HOST_ENV, warm_host
+from distilflow.stage_host import HOST_ENV, shared_host
 from distilflow.tracking import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,9 @@ class ValidationFailed(RuntimeError):
 def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
     """The stage commands need this interpreter's console scripts (``distilflow``) even when a worker runs us."""
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    scripts = str(Path(sys.executable).parent)
+    if env.get("PATH", "").split(os.pathsep)[0] != scripts:  # once: a host started with this env must match it
+        env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}"
     # Each progress-bar refresh becomes a log line in the UI: one every 10 s is plenty (tqdm reads TQDM_*).
     env.setdefault("TQDM_MININTERVAL", "10")
     if pipeline_id:
@@ -133,7 +135,7 @@ def run_experiment(root: str, overrides: list[str], name: str, pipeline_id: str 
     command = dvc_command("exp", "run", "--temp", "--name", name)
     for override in overrides:
         command += ["--set-param", override]
-    with warm_host(env) as host:
+    with shared_host(env) as host:
         code, tail = run_logged(command, workspace, {**env, HOST_ENV: host})
     if code != 0:
         exited = re.findall(r"exited with (-?\d+)", tail)
@@ -332,7 +334,7 @@ def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> d
         fetch_remote(str(workspace), remote)
     ran: set[str] = set()
     # One warm host for the stages that run: each saves the ~6 s of importing torch, transformers and MLflow.
-    with warm_host(subprocess_env(pipeline_id)) if plan.changed else contextlib.nullcontext() as host:
+    with shared_host(subprocess_env(pipeline_id)) if plan.changed else contextlib.nullcontext() as host:
         for stage in plan.order:
             due = stage in plan.changed or any(up in ran for up in plan.upstream.get(stage, []))
             if not due:

@@ -59,10 +59,10 @@ PRELOAD = (
     "matplotlib.pyplot",
     "great_expectations",
 )
-# Keys a caller's environment may differ in: set per command by a shell or DVC, or this project's own settings,
-# which only the child's freshly imported distilflow code reads.
+# Keys a caller's environment may differ in: set per command by a shell, or read only by code the host never
+# imports (this project's DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
 VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
-VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_")
+VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_", "PREFECT_")
 READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 10.0
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -243,6 +243,15 @@ def _reaped(pids: list[int]) -> Iterator[tuple[int, int]]:
             yield pid, os.waitstatus_to_exitcode(raw) if not os.WIFSIGNALED(raw) else 128 + os.WTERMSIG(raw)
 
 
+def refusal_for(request: dict[str, Any], host_env: dict[str, str], digest: str) -> str | None:
+    """Why the host cannot run ``request`` exactly as a fresh process would; None when it can."""
+    if request.get("source") != digest:
+        return "it runs an older distilflow.stage_host"
+    if differing := env_difference(host_env, request["env"]):
+        return f"the environment differs in {', '.join(differing[:8])}"
+    return None
+
+
 def _start(
     conn: socket.socket, host_env: dict[str, str], import_env: dict[str, str], digest: str, listener: socket.socket
 ) -> int | None:
@@ -254,17 +263,13 @@ def _start(
         conn.close()
         return None
     conn.settimeout(None)
-    refusal = None
-    if request.get("source") != digest:
-        refusal = "it runs an older distilflow.stage_host"
-    elif len(fds) != STREAMS:
+    refusal = refusal_for(request, host_env, digest)
+    if refusal is None and not request.get("probe") and len(fds) != STREAMS:
         refusal = "the standard streams did not arrive"
-    elif differing := env_difference(host_env, request["env"]):
-        refusal = f"the environment differs in {', '.join(differing[:8])}"
-    if refusal:
+    if refusal or request.get("probe"):
         for fd in fds:
             os.close(fd)
-        send_message(conn, {"refused": refusal})
+        send_message(conn, {"refused": refusal} if refusal else {"ok": True})
         conn.close()
         return None
     pid = os.fork()
@@ -374,6 +379,43 @@ def warm_host(env: dict[str, str], idle_timeout_s: float = 3600.0) -> Iterator[s
                 os.unlink(leftover)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+def shared_host(env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
+    """The host this process was pointed at ($DISTILFLOW_STAGE_HOST: ``distilflow warm``, a parent flow, the test
+    session) if it serves callers with ``env``, else a new one for the block."""
+    existing = os.environ.get(HOST_ENV)
+    if existing and probe(existing, env) is None:
+        return contextlib.nullcontext(existing)
+    return warm_host(env)
+
+
+def probe(address: str, env: dict[str, str]) -> str | None:
+    """Whether the host at ``address`` would serve a caller with ``env``: None if so, else why not."""
+    conn = connect(address)
+    if conn is None:
+        return "no host is listening"
+    with conn:
+        send_message(conn, {"probe": True, "env": env, "source": source_digest()})
+        try:
+            reply, _ = receive_message(conn)
+        except (EOFError, OSError):
+            return "the host closed the connection"
+    return reply.get("refused")
+
+
+@contextlib.contextmanager
+def exported(address: str) -> Iterator[str]:
+    """$DISTILFLOW_STAGE_HOST set to ``address`` in this process for the block, so every child inherits it."""
+    previous = os.environ.get(HOST_ENV)
+    os.environ[HOST_ENV] = address
+    try:
+        yield address
+    finally:
+        if previous is None:
+            os.environ.pop(HOST_ENV, None)
+        else:
+            os.environ[HOST_ENV] = previous
 
 
 def run_warm(command: list[str]) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from distilflow.locking import workspace_lock
-from distilflow.stage_host import HOST_ENV, env_difference, warm_host
+from distilflow.stage_host import HOST_ENV, env_difference, probe, warm_host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "distilflow.cli"]
@@ -69,6 +69,9 @@ def test_a_caller_in_another_environment_runs_the_stage_itself(host: tuple[str, 
     assert "stage host: the environment differs in OMP_NUM_THREADS; running the stage in this process" in result.stderr
     assert "unknown stage 'nosuch'" in result.stderr
     assert env_difference({"A": "1", "PWD": "/x", "DVC_ROOT": "/y"}, {"A": "1", "PWD": "/z", "DISTILFLOW_X": "1"}) == []
+    # A flow asks before reusing a host it was pointed at, and starts its own when the answer is no.
+    assert probe(address, env) is None
+    assert probe(address, other) == "the environment differs in OMP_NUM_THREADS"
 
 
 def test_a_stage_forked_by_the_host_dies_with_its_caller(host: tuple[str, dict[str, str]], tmp_path: Path) -> None:
