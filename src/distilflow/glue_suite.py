@@ -26,6 +26,10 @@ from distilflow.paths import Paths
 from distilflow.scratch_workspace import deep_update, git_commit, make_workspace, workspace_items, write_params
 from distilflow.tasks import GlueTask, get_task, task_folder
 
+# params.yaml sections the flows read and no stage does (this module's `glue`): `dvc exp run -S glue.tasks=...`
+# reruns nothing, by design; a test checks that every other key feeds a stage, and that no stage lists these.
+FLOW_ONLY_SECTIONS = ("glue",)
+
 WORKSPACE_COMMIT = "distilflow glue: params for this task"
 RESULTS_COMMIT = "distilflow glue: results"
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
+from distilflow.glue_suite import FLOW_ONLY_SECTIONS
 from distilflow.lineage import LineageError, parse_model_ref
 from tests.conftest import REPO_ROOT
 
@@ -134,7 +135,11 @@ def test_every_param_feeds_a_stage_so_exp_set_param_reruns_something() -> None:
     with Repo(str(REPO_ROOT)) as repo:
         listed = {name for stage in repo.index.stages for dep in stage.params for name in dep.params}
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    stage_params = {section: value for section, value in params.items() if section not in FLOW_ONLY_SECTIONS}
     orphans = [
-        key for key in _leaf_keys(params) if not any(key == name or key.startswith(name + ".") for name in listed)
+        key for key in _leaf_keys(stage_params) if not any(key == name or key.startswith(name + ".") for name in listed)
     ]
     assert orphans == [], f"params no stage reads (dvc exp run -S would change nothing): {orphans}"
+    # The flows' own sections are read by no stage: editing them must rerun nothing.
+    assert not [name for name in listed if name.split(".")[0] in FLOW_ONLY_SECTIONS]
+    assert set(FLOW_ONLY_SECTIONS) <= params.keys()
