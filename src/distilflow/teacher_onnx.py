@@ -110,6 +110,9 @@ def compare_on_sample(
     }
 
 
+LABELLING = "teacher labels"
+
+
 def teacher_logits(
     model: Any,
     dataset: Dataset,
@@ -128,7 +131,7 @@ def teacher_logits(
     """
     on_cuda = next(model.parameters()).device.type == "cuda" or torch.cuda.is_available()
     if backend == "torch" or (backend == "auto" and (on_cuda or not onnx_runtime_available())):
-        return predict_logits(model, dataset, batch_size, pad_id), {"teacher_backend": "torch"}
+        return predict_logits(model, dataset, batch_size, pad_id, progress=LABELLING), {"teacher_backend": "torch"}
     with tempfile.TemporaryDirectory(prefix="teacher-onnx-") as tmp:
         folder = workdir or Path(tmp)
         started = time.perf_counter()
@@ -137,5 +140,6 @@ def teacher_logits(
         stats.update(compare_on_sample(model, session, dataset, batch_size, pad_id, check_rows, seed))
         stats["teacher_logit_tolerance"] = LOGIT_TOLERANCE
         if stats["teacher_max_logit_difference"] > LOGIT_TOLERANCE:
-            return predict_logits(model, dataset, batch_size, pad_id), {**stats, "teacher_backend": "torch-fallback"}
+            labels = predict_logits(model, dataset, batch_size, pad_id, progress=LABELLING)
+            return labels, {**stats, "teacher_backend": "torch-fallback"}
         return onnx_logits(session, dataset, batch_size, pad_id), {**stats, "teacher_backend": "onnx"}

@@ -66,6 +66,17 @@ def test_onnx_path_records_agreement_and_speed_on_a_sample(teacher: BertForSeque
     assert np.abs(logits - predict_logits(teacher, data, 32, pad_id=0)).max() < LOGIT_TOLERANCE
 
 
+def test_labelling_a_transfer_set_reports_progress_off_a_terminal(
+    teacher: BertForSequenceClassification, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labelling takes minutes on real data: off a terminal, a line per 10 % with the rows done, rate and ETA."""
+    teacher_logits(teacher, rows(40, seed=5), 4, pad_id=0, backend="torch")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("teacher labels: ")]
+    assert lines[0].startswith("teacher labels: 4/40 rows (10%)")
+    assert lines[-1].startswith("teacher labels: 40/40 rows (100%)")
+    assert len(lines) == 10 and all(" row/s  elapsed " in line and "ETA" in line for line in lines)
+
+
 def test_torch_backend_is_eager_pytorch_exactly(teacher: BertForSequenceClassification) -> None:
     data = rows(40, seed=4)
     logits, stats = teacher_logits(teacher, data, 8, pad_id=0, backend="torch")
