@@ -269,7 +269,7 @@ def draw(table: Mapping[str, Any], path: Path) -> Path:
     rows = {row["model"]: row for row in table["rows"]}
     series = [(name, colour) for name, colour in wanted if name in rows]
     labels = [get_task(name).dir_name for name in tasks] + ["GLUE avg"]
-    figure = Figure(figsize=(1.6 + 1.3 * len(labels), 4.4))
+    figure = Figure(figsize=(max(6.4, 1.6 + 1.3 * len(labels)), 4.4))  # wide enough for the title with one task
     axes = figure.subplots()
     positions = np.arange(len(labels))
     width = 0.8 / max(len(series), 1)
@@ -281,6 +281,6 @@ def draw(table: Mapping[str, Any], path: Path) -> Path:
     axes.set_xticks(positions, labels=labels)
     axes.axhline(0, color="black", linewidth=0.6)
     axes.set_ylabel("task score (mean of official metrics) x 100")
-    axes.set_title("GLUE dev: this run's teacher and student, trivial baseline, published BERT-Tiny (test)")
+    axes.set_title("GLUE dev: this run's teacher and student, trivial baseline,\npublished BERT-Tiny (test)")
     axes.legend(fontsize=8, loc="lower right")
     return _save(figure, path)
