@@ -199,11 +199,17 @@ def _alive(pid: int) -> bool:
 # ---------------------------------------------------------------------------------------------- host side
 
 
-def serve(path: str, idle_timeout_s: float) -> None:
-    """Import the heavy libraries, then fork a child per request until idle for ``idle_timeout_s``."""
+def serve(path: str, idle_timeout_s: float, starter: int | None = None) -> None:
+    """Import the heavy libraries, then fork a child per request until idle for ``idle_timeout_s``.
+
+    ``starter``: the pid of the process that started us. If it died before we could ask the kernel to kill us with
+    it (a flow killed while we were starting), we are an orphan already and leave at once.
+    """
     from distilflow.locking import die_with_parent
 
     die_with_parent()  # the flow that started us
+    if starter is not None and os.getppid() != starter:
+        return
     host_env, digest = dict(os.environ), source_digest()
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
@@ -359,7 +365,7 @@ def warm_host(env: dict[str, str], idle_timeout_s: float = 3600.0) -> Iterator[s
     folder = tempfile.mkdtemp(prefix="distilflow-host-")
     path = os.path.join(folder, "host.sock")
     process = subprocess.Popen(
-        [sys.executable, "-m", "distilflow.stage_host", path, str(idle_timeout_s)],
+        [sys.executable, "-m", "distilflow.stage_host", path, str(idle_timeout_s), str(os.getpid())],
         env={k: v for k, v in env.items() if k != HOST_ENV},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -431,7 +437,7 @@ def run_warm(command: list[str]) -> int:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the stage through its caller; warm_host stops us
-    serve(argv[0], float(argv[1]) if len(argv) > 1 else 600.0)
+    serve(argv[0], float(argv[1]) if len(argv) > 1 else 600.0, int(argv[2]) if len(argv) > 2 else None)
     return 0
 
 

@@ -116,3 +116,18 @@ def test_the_host_serves_the_code_on_disk_not_the_code_it_started_with(tmp_path:
         newer = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
         assert "stage host: it runs an older distilflow.stage_host; running the stage in this process" in newer.stderr
         assert newer.returncode == 2 and "unknown stage 'nosuch'" in newer.stderr
+
+
+def test_a_host_whose_starter_died_before_it_started_leaves_at_once(tmp_path: Path) -> None:
+    """A flow killed while its host starts: the host finds itself orphaned and exits before importing anything."""
+    socket_path = tmp_path / "host.sock"
+    not_our_parent = "1"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "distilflow.stage_host", str(socket_path), "60", not_our_parent],
+        env=base_env(REPO_ROOT / "src"),
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert not socket_path.exists()
+    assert time.monotonic() - started < 30  # well short of the imports and the 60 s idle timeout
