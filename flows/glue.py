@@ -130,7 +130,7 @@ def glue(
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     # One warm stage host for every task's stages, not one per task (each costs the imports once more).
-    with shared_host(subprocess_env(None)) if present else contextlib.nullcontext("") as host, exported(host):
+    with shared_host(subprocess_env(None)) if present else contextlib.nullcontext(None) as host, exported(host):
         for name, folder in present.items():
             workspace = project / settings.workspaces / name
             state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)

@@ -90,22 +90,46 @@ def workspace_factory(tmp_path: Path) -> Callable[..., Path]:
     return factory
 
 
+HOST_LOG = pytest.StashKey[Path]()
+
+
+@pytest.fixture(autouse=True)
+def environment_restored() -> Iterator[None]:
+    """Each test starts from the session's environment: what one test's in-process code exports (mlflow's setters
+    export MLFLOW_REGISTRY_URI and MLFLOW_EXPERIMENT_ID) must not reach the next test's stages."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def warm_stages(request: pytest.FixtureRequest) -> Iterator[None]:
+def warm_stages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """One warm stage host for every stage the session's integration tests run (``distilflow.stage_host``).
 
     Stages reach it through $DISTILFLOW_STAGE_HOST, which ``subprocess_env()`` passes on; a test that changes the
-    environment its stages see gets fresh processes instead, as it would without the host.
+    environment its stages see gets fresh processes instead, as it would without the host. The summary at the end
+    names every caller the host refused (pytest_terminal_summary), since each costs a cold start.
     """
     if not any("integration" in item.path.parts for item in request.session.items):
         yield
         return
-    with warm_host(subprocess_env()) as address:
+    log = request.config.stash[HOST_LOG] = tmp_path_factory.mktemp("stage-host") / "host.log"
+    with warm_host(subprocess_env(), log=log) as address:
         os.environ[HOST_ENV] = address
         try:
             yield
         finally:
             os.environ.pop(HOST_ENV, None)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    log = config.stash.get(HOST_LOG, None)
+    refused = [line for line in log.read_text().splitlines() if line.startswith("refused")] if log else []
+    if refused:
+        terminalreporter.section(f"stage host: {len(refused)} callers ran cold")
+        for line in refused[:20]:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

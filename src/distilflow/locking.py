@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from distilflow.env_vars import exported
+
 LOCK_DIR = ".distilflow"
 LOCK_NAME = "pipeline.lock"
 TOKEN_ENV = "DISTILFLOW_LOCK_TOKEN"
@@ -159,14 +161,10 @@ def workspace_lock(
         )
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
-        os.environ[TOKEN_ENV] = me.token
         try:
-            yield me
+            with exported(TOKEN_ENV, me.token):
+                yield me
         finally:
-            if inherited is None:
-                os.environ.pop(TOKEN_ENV, None)
-            else:
-                os.environ[TOKEN_ENV] = inherited
             # Emptied before unlocking: a waiter that reads the file after we let go must not name us.
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)

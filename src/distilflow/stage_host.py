@@ -37,6 +37,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from distilflow import env_vars
+
 HOST_ENV = "DISTILFLOW_STAGE_HOST"
 """``PID:SOCKET`` of the host a ``distilflow stage`` call should hand its run to."""
 PRELOAD = (
@@ -59,9 +61,10 @@ PRELOAD = (
     "matplotlib.pyplot",
     "great_expectations",
 )
-# Keys a caller's environment may differ in: set per command by a shell, or read only by code the host never
-# imports (this project's DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
-VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})
+# Keys a caller's environment may differ in: set per command by a shell or per test by pytest, an id that changes
+# no behaviour (MLflow's telemetry session), or read only by code the host never imports (this project's
+# DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
+VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST", "_MLFLOW_TELEMETRY_SESSION_ID"})
 VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_", "PREFECT_")
 READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 10.0
@@ -249,11 +252,18 @@ def _reaped(pids: list[int]) -> Iterator[tuple[int, int]]:
             yield pid, os.waitstatus_to_exitcode(raw) if not os.WIFSIGNALED(raw) else 128 + os.WTERMSIG(raw)
 
 
-def refusal_for(request: dict[str, Any], host_env: dict[str, str], digest: str) -> str | None:
-    """Why the host cannot run ``request`` exactly as a fresh process would; None when it can."""
+def refusal_for(
+    request: dict[str, Any], host_env: dict[str, str], import_env: dict[str, str], digest: str
+) -> str | None:
+    """Why the host cannot run ``request`` exactly as a fresh process would; None when it can.
+
+    A variable the host's imports set for themselves (``import_env``) may be in the caller's environment too (a
+    caller that imported the same libraries, a flow or a test process) as long as it holds the value the imports
+    chose: a fresh process would end up with that value either way.
+    """
     if request.get("source") != digest:
         return "it runs an older distilflow.stage_host"
-    if differing := env_difference(host_env, request["env"]):
+    if differing := env_difference({**host_env, **import_env}, {**import_env, **request["env"]}):
         return f"the environment differs in {', '.join(differing[:8])}"
     return None
 
@@ -269,9 +279,12 @@ def _start(
         conn.close()
         return None
     conn.settimeout(None)
-    refusal = refusal_for(request, host_env, digest)
+    refusal = refusal_for(request, host_env, import_env, digest)
     if refusal is None and not request.get("probe") and len(fds) != STREAMS:
         refusal = "the standard streams did not arrive"
+    if refusal:  # on the host's stderr: a log (warm_host's ``log``) shows which callers ran cold and why
+        kind = "probe" if request.get("probe") else " ".join(request.get("argv", [])[1:3])
+        print(f"refused {kind} in {request.get('cwd')}: {refusal}", file=sys.stderr, flush=True)
     if refusal or request.get("probe"):
         for fd in fds:
             os.close(fd)
@@ -357,20 +370,22 @@ def _die_with_caller(conn: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def warm_host(env: dict[str, str], idle_timeout_s: float = 3600.0) -> Iterator[str]:
+def warm_host(env: dict[str, str], idle_timeout_s: float = 3600.0, log: Path | None = None) -> Iterator[str]:
     """A host for the commands run inside the block, started with ``env``; yields the value for $DISTILFLOW_STAGE_HOST.
 
     The host starts in the background: the first stage waits for its imports rather than doing them twice.
+    ``log``: a file for the host's messages (a line per caller it refused, with the reason).
     """
     folder = tempfile.mkdtemp(prefix="distilflow-host-")
     path = os.path.join(folder, "host.sock")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "distilflow.stage_host", path, str(idle_timeout_s), str(os.getpid())],
-        env={k: v for k, v in env.items() if k != HOST_ENV},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(log or os.devnull, "a") as messages:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "distilflow.stage_host", path, str(idle_timeout_s), str(os.getpid())],
+            env={k: v for k, v in env.items() if k != HOST_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=messages,
+        )
     try:
         yield f"{process.pid}:{path}"
     finally:
@@ -410,18 +425,10 @@ def probe(address: str, env: dict[str, str]) -> str | None:
     return reply.get("refused")
 
 
-@contextlib.contextmanager
-def exported(address: str) -> Iterator[str]:
-    """$DISTILFLOW_STAGE_HOST set to ``address`` in this process for the block, so every child inherits it."""
-    previous = os.environ.get(HOST_ENV)
-    os.environ[HOST_ENV] = address
-    try:
-        yield address
-    finally:
-        if previous is None:
-            os.environ.pop(HOST_ENV, None)
-        else:
-            os.environ[HOST_ENV] = previous
+def exported(address: str | None) -> contextlib.AbstractContextManager[str | None]:
+    """$DISTILFLOW_STAGE_HOST set to ``address`` (None: unset) in this process for the block, so every child
+    inherits it."""
+    return env_vars.exported(HOST_ENV, address)
 
 
 def run_warm(command: list[str]) -> int:

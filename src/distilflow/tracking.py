@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.config import Params, section_dict
+from distilflow.env_vars import environment_kept
 from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, PARAMS_HASH_TAG, PIPELINE_ID_TAG, STAGE_TAG, TASK_TAG
 from distilflow.paths import Paths
 
@@ -31,14 +32,23 @@ def tracking_uri(params: Params, paths: Paths) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or params.register_.tracking_uri or f"sqlite:///{paths.mlflow_db}"
 
 
+# mlflow.set_registry_uri and mlflow.set_experiment also export these for child processes. This process keeps the
+# values in mlflow's own state; exported, they would follow a flow (which configures one workspace's store) into
+# the next workspace's stages, and make those stages' environment differ from the warm stage host's.
+EXPORTED_BY_MLFLOW = ("MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+
+
 def configure_mlflow(params: Params, paths: Paths) -> str:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with environment_kept(*EXPORTED_BY_MLFLOW):
+        return _point_mlflow_at(tracking_uri(params, paths), f"distilflow-{params.task}", paths)
+
+
+def _point_mlflow_at(uri: str, name: str, paths: Paths) -> str:
     import mlflow
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = tracking_uri(params, paths)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    name = f"distilflow-{params.task}"
     if mlflow.get_experiment_by_name(name) is None:
         # Artifacts sit beside the sqlite store, not in ./mlruns of whatever the cwd happens to be.
         location = paths.mlflow_artifacts.as_uri() if uri.startswith("sqlite") else None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from distilflow.locking import workspace_lock
-from distilflow.stage_host import HOST_ENV, env_difference, probe, warm_host
+from distilflow.stage_host import HOST_ENV, env_difference, probe, refusal_for, source_digest, warm_host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "distilflow.cli"]
@@ -72,6 +72,24 @@ def test_a_caller_in_another_environment_runs_the_stage_itself(host: tuple[str, 
     # A flow asks before reusing a host it was pointed at, and starts its own when the answer is no.
     assert probe(address, env) is None
     assert probe(address, other) == "the environment differs in OMP_NUM_THREADS"
+
+
+def test_a_caller_may_carry_what_the_hosts_imports_set_with_the_same_value() -> None:
+    """A flow or a test process imported torch and MLflow too: their own variables are no reason to run cold."""
+    host, imports, digest = {"A": "1"}, {"KMP_INIT_AT_FORK": "FALSE"}, source_digest()
+
+    def refusal(env: dict[str, str]) -> str | None:
+        return refusal_for({"source": digest, "env": env}, host, imports, digest)
+
+    assert refusal({"A": "1"}) is None
+    assert refusal({"A": "1", "KMP_INIT_AT_FORK": "FALSE"}) is None
+    # Another value would have been read at import: the host's copy of the library runs with the wrong one.
+    assert refusal({"A": "1", "KMP_INIT_AT_FORK": "TRUE"}) == "the environment differs in KMP_INIT_AT_FORK"
+    # Per test (pytest) or per process (a telemetry id): no library behaves differently.
+    assert refusal({"A": "1", "PYTEST_CURRENT_TEST": "t.py::x (call)", "_MLFLOW_TELEMETRY_SESSION_ID": "x"}) is None
+    assert refusal({"A": "2"}) == "the environment differs in A"
+    older = refusal_for({"source": "old", "env": host}, host, imports, digest)
+    assert older == "it runs an older distilflow.stage_host"
 
 
 def test_a_stage_forked_by_the_host_dies_with_its_caller(host: tuple[str, dict[str, str]], tmp_path: Path) -> None:
