@@ -56,14 +56,19 @@ def read_plan(root: Path) -> StagePlan:
         changed: dict[str, list[str]] = {}
         missing: list[str] = []
         for name, entries in repo.status().items():
-            changed[name] = [_describe_change(entry) for entry in entries] or ["changed"]
+            changed[name] = [describe_change(entry) for entry in entries] or ["changed"]
             outs = [entry["changed outs"] for entry in entries if isinstance(entry, dict) and "changed outs" in entry]
             missing += [path for detail in outs for path, state in detail.items() if state in MISSING_STATES]
         remote = repo.config.get("core", {}).get("remote")
     return StagePlan(order=ordered, upstream=upstream, changed=changed, missing_outputs=missing, remote=remote)
 
 
-def _describe_change(entry: Any) -> str:
+# A fresh clone's dvc.lock names outputs DVC does not have and every code file as changed: a line per stage
+# listing twenty files tells a person no more than the first few and a count.
+MAX_DETAILS = 4
+
+
+def describe_change(entry: Any) -> str:
     """DVC's status entry as one line, e.g. ``changed deps: params.yaml (distill.temperature: modified)``."""
     if not isinstance(entry, dict):
         return str(entry)
@@ -71,8 +76,10 @@ def _describe_change(entry: Any) -> str:
     def detail(node: Any) -> str:
         if not isinstance(node, dict):
             return str(node)
-        return ", ".join(
+        items = [
             f"{key} ({detail(value)})" if isinstance(value, dict) else f"{key}: {value}" for key, value in node.items()
-        )
+        ]
+        more = len(items) - MAX_DETAILS
+        return ", ".join(items[:MAX_DETAILS] + ([f"and {more} more"] if more > 0 else []))
 
     return "; ".join(f"{kind}: {detail(value)}" for kind, value in entry.items())

@@ -34,20 +34,28 @@ def word_token_mask(vocab: Sequence[str]) -> np.ndarray:
     )
 
 
-def neighbour_table(embeddings: torch.Tensor, candidates: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
-    """For every vocabulary id, its ``k`` nearest candidate ids by cosine similarity; -1 rows for non-candidates."""
+def neighbour_table(
+    embeddings: torch.Tensor, candidates: np.ndarray, k: int, wanted: np.ndarray | None = None, chunk: int = 2048
+) -> np.ndarray:
+    """For every vocabulary id, its ``k`` nearest candidate ids by cosine similarity; -1 rows for non-candidates.
+
+    ``wanted``: the ids that need a row (those in the text to rewrite); every candidate can still be a neighbour.
+    A 30k vocabulary squared is seconds of CPU, and a dataset uses a fraction of it.
+    """
     table = np.full((embeddings.shape[0], k), -1, dtype=np.int64)
     ids = torch.from_numpy(np.flatnonzero(candidates))
     if len(ids) <= k:
         raise ValueError(f"need more than {k} candidate words for {k} neighbours, found {len(ids)}")
     vectors = torch.nn.functional.normalize(embeddings.detach().float()[ids], dim=-1)
+    queries = torch.from_numpy(np.flatnonzero(candidates if wanted is None else candidates & wanted))
+    own = torch.searchsorted(ids, queries)  # each query's own column: a word is not its own neighbour
     with torch.no_grad():
-        for start in range(0, len(ids), chunk):
-            similarity = vectors[start : start + chunk] @ vectors.T
-            rows = torch.arange(similarity.shape[0])
-            similarity[rows, rows + start] = -2.0  # a word is not its own neighbour
+        for start in range(0, len(queries), chunk):
+            columns = own[start : start + chunk]
+            similarity = vectors[columns] @ vectors.T
+            similarity[torch.arange(len(columns)), columns] = -2.0
             nearest = similarity.topk(k, dim=-1).indices
-            table[ids[start : start + chunk].numpy()] = ids[nearest].numpy()
+            table[queries[start : start + chunk].numpy()] = ids[nearest].numpy()
     return table
 
 
@@ -64,7 +72,10 @@ class Vocabulary:
     """(vocab, k) nearest whole-word ids; -1 where the token has none."""
 
     @classmethod
-    def from_teacher(cls, tokenizer: object, embeddings: torch.Tensor, k: int) -> Vocabulary:
+    def from_teacher(
+        cls, tokenizer: object, embeddings: torch.Tensor, k: int, used: Sequence[Sequence[int]] | None = None
+    ) -> Vocabulary:
+        """``used``: the token ids of the text to rewrite; only their words get neighbours (None: every word)."""
         vocab = [token for token, _ in sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])]  # type: ignore[attr-defined]
         if len(vocab) > embeddings.shape[0]:
             raise ValueError(
@@ -84,8 +95,17 @@ class Vocabulary:
             sep_id=ids["sep"],
             mask_id=ids["mask"],
             continues_word=np.array([token.startswith("##") for token in vocab], dtype=bool),
-            neighbours=neighbour_table(embeddings, word_token_mask(vocab), k),
+            neighbours=neighbour_table(embeddings, word_token_mask(vocab), k, wanted=_present(used, len(vocab))),
         )
+
+
+def _present(rows: Sequence[Sequence[int]] | None, size: int) -> np.ndarray | None:
+    if rows is None:
+        return None
+    present = np.zeros(size, dtype=bool)
+    for row in rows:
+        present[np.asarray(row, dtype=np.int64)] = True
+    return present
 
 
 def split_words(piece_ids: Sequence[int], continues_word: np.ndarray) -> list[list[int]]:

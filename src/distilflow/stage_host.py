@@ -61,9 +61,10 @@ PRELOAD = (
     "matplotlib.pyplot",
     "great_expectations",
 )
-# Keys a caller's environment may differ in: set per command by a shell or per test by pytest, an id that changes
-# no behaviour (MLflow's telemetry session), or read only by code the host never imports (this project's
-# DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
+# Keys a caller's environment may differ in, because no import reads them (the child runs with the caller's whole
+# environment, so what is read later sees the caller's value): set per command by a shell or per test by pytest
+# (MLflow checks PYTEST_CURRENT_TEST per session), an id (MLflow's telemetry session), or read only by code the
+# host never imports (this project's DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
 VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST", "_MLFLOW_TELEMETRY_SESSION_ID"})
 VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_", "PREFECT_")
 READY_TIMEOUT_S = 120.0

@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from distilflow.stage_host import HOST_ENV
 from distilflow.tasks import LINE
 from tests.conftest import run, test_env
 
@@ -40,15 +41,23 @@ def tokenized_workspace(factory: Any, name: str, overrides: dict[str, Any]) -> P
 
 
 def one_thread_env(root: Path) -> dict[str, str]:
-    """The same thread count in every run: a matmul's summation order, hence its last bits, depends on it."""
-    return {**test_env(root), "OMP_NUM_THREADS": "1"}
+    """The same thread count in every run: a matmul's summation order, hence its last bits, depends on it.
+
+    Its own process too, never the session's warm stage host: a SIGKILL must leave nothing running that could
+    still write a checkpoint, and the resumed half must count threads as the killed half did."""
+    env = {**test_env(root), "OMP_NUM_THREADS": "1"}
+    env.pop(HOST_ENV, None)
+    return env
 
 
-def finetune(root: Path, messages: list[str] | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def finetune(
+    root: Path, messages: list[str] | None = None, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """One whole run of the stage; by default in the session's environment (the warm host, its thread count)."""
     done = subprocess.run(
         ["distilflow", "stage", "finetune"],
         cwd=root,
-        env=one_thread_env(root),
+        env=env or test_env(root),
         capture_output=True,
         text=True,
         timeout=900,
@@ -92,14 +101,14 @@ def kill_after_first_checkpoint(root: Path) -> int:
 @pytest.mark.slow
 def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(workspace_factory: Any) -> None:
     root = tokenized_workspace(workspace_factory, "resume", SETTINGS)
-    expected_metrics, expected_weights = finetune(root)
+    expected_metrics, expected_weights = finetune(root, env=one_thread_env(root))
     assert expected_metrics["resumed_from_step"] == 0 and expected_metrics["steps"] == STEPS
 
     checkpointed = kill_after_first_checkpoint(root)
     assert 0 < checkpointed < STEPS
     assert not (root / "models" / "teacher" / "model.safetensors").exists(), "the kill came after the stage ended"
 
-    metrics, weights = finetune(root)
+    metrics, weights = finetune(root, env=one_thread_env(root))
     assert metrics["resumed_from_step"] >= checkpointed
     assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
     assert (metrics["best_step"], metrics["steps"]) == (expected_metrics["best_step"], expected_metrics["steps"])
@@ -110,6 +119,7 @@ def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(workspace_factory
 
 
 def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspace_factory: Any) -> None:
+    # The killed runs' checkpoints are never resumed here, so only the whole runs need one thread count (the host's).
     root = tokenized_workspace(workspace_factory, "untrusted", {"finetune": {**SETTINGS["finetune"], "max_steps": 8}})
     expected_metrics, expected_weights = finetune(root)
     checkpoints = root / "checkpoints" / "teacher"

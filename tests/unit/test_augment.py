@@ -53,6 +53,17 @@ def test_neighbours_come_from_the_embedding_space_and_exclude_non_words(vocab: V
         assert (vocab.neighbours[VOCAB.index(token)] == -1).all(), token
 
 
+def test_only_the_words_of_the_text_get_neighbours_the_same_ones(
+    tokenizer: BertTokenizerFast, vocab: Vocabulary
+) -> None:
+    used = [tokenizer("a good movie")["input_ids"]]
+    restricted = Vocabulary.from_teacher(tokenizer, clustered_embeddings(), k=2, used=used)
+    good, movie, bad = (VOCAB.index(w) for w in ("good", "movie", "bad"))
+    assert (restricted.neighbours[[good, movie]] == vocab.neighbours[[good, movie]]).all()
+    assert {VOCAB[i] for i in restricted.neighbours[good]} == {"great", "fine"}  # candidates outside the text
+    assert (restricted.neighbours[bad] == -1).all()  # not in the text: never rewritten, no row computed
+
+
 def test_neighbour_table_needs_enough_candidates() -> None:
     with pytest.raises(ValueError, match="candidate words"):
         neighbour_table(torch.randn(3, 4), np.array([True, True, False]), k=2)

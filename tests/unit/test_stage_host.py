@@ -85,7 +85,7 @@ def test_a_caller_may_carry_what_the_hosts_imports_set_with_the_same_value() -> 
     assert refusal({"A": "1", "KMP_INIT_AT_FORK": "FALSE"}) is None
     # Another value would have been read at import: the host's copy of the library runs with the wrong one.
     assert refusal({"A": "1", "KMP_INIT_AT_FORK": "TRUE"}) == "the environment differs in KMP_INIT_AT_FORK"
-    # Per test (pytest) or per process (a telemetry id): no library behaves differently.
+    # Per test (pytest) or per process (a telemetry id), and read after import: the child gets the caller's value.
     assert refusal({"A": "1", "PYTEST_CURRENT_TEST": "t.py::x (call)", "_MLFLOW_TELEMETRY_SESSION_ID": "x"}) is None
     assert refusal({"A": "2"}) == "the environment differs in A"
     older = refusal_for({"source": "old", "env": host}, host, imports, digest)

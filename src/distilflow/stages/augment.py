@@ -41,8 +41,9 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
     originals = originals.add_column("augmented", [False] * len(originals))
     parts = [originals]
     if config.copies > 0:
-        vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, config.neighbours)
-        ids, types, sources = augment_rows(train["input_ids"], vocab, config, params.seed, params.tokenize.max_length)
+        rows = train["input_ids"]
+        vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, config.neighbours, used=rows)
+        ids, types, sources = augment_rows(rows, vocab, config, params.seed, params.tokenize.max_length)
         if ids:
             # Placeholder labels until the teacher has spoken (below); the column type must match the originals'.
             placeholder = [0.0 if task.is_regression else 0] * len(ids)
