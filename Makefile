@@ -49,11 +49,16 @@ pipeline: $(STAMP) ## run the whole pipeline on the embedded demo data as a Pref
 glue: $(STAMP) ## every GLUE task under GLUE_DIR (e.g. ../shared/data/glue), then reports/glue.md (TASKS=sst2,cola PROFILE=smoke)
 	$(BIN)/distilflow glue $(if $(GLUE_DIR),--glue-dir $(GLUE_DIR)) $(if $(TASKS),--tasks $(TASKS)) $(if $(PROFILE),--profile $(PROFILE)) $(ARGS)
 
+# The integration tests spend most of their time waiting on subprocesses, servers and DVC: two workers keep both of
+# this 2-core machine's cores busy (whole files per worker, so a module's fixtures run once). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) ## run the default test suite (fast; slow and gpu tests excluded)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 test-slow: $(STAMP) ## run the slow tests too
-	$(BIN)/pytest -q -m "slow or not slow"
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "slow or not slow"
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests flows bench

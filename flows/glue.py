@@ -69,7 +69,7 @@ def collect(task_name: str, workspace: str) -> dict[str, Any]:
     return glue_suite.task_results(task_name, Path(workspace))
 
 
-@flow(name=TASK_FLOW_NAME, flow_run_name="{task_name}", log_prints=True)
+@flow(name=TASK_FLOW_NAME, flow_run_name="{task_name}")
 def glue_task(task_name: str, folder: str, root: str, workspace: str, profile: str | None = None) -> dict[str, Any]:
     """One GLUE task in its own workspace: prepare it, run the pipeline there, read its results.
 
@@ -99,7 +99,7 @@ def failure_reason(state: Any) -> str:
     return reason if len(reason) <= REASON_CHARS else "… " + reason[-REASON_CHARS:]
 
 
-@flow(name=GLUE_FLOW_NAME, log_prints=True)
+@flow(name=GLUE_FLOW_NAME)
 def glue(
     glue_dir: str | None = None,
     tasks: list[str] | None = None,

@@ -142,8 +142,13 @@ def warm_stages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    log = config.stash.get(HOST_LOG, None)
-    refused = [line for line in log.read_text().splitlines() if line.startswith("refused")] if log else []
+    # Each session's host logs under its basetemp: this process's, or with pytest-xdist each worker's (popen-gwN/),
+    # which xdist puts under the controller's basetemp.
+    own = config.stash.get(HOST_LOG, None)
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = factory.getbasetemp() if factory is not None and own is None else None
+    logs = [own] if own else sorted(base.glob("popen-gw*/stage-host*/host.log")) if base else []
+    refused = [line for log in logs for line in log.read_text().splitlines() if line.startswith("refused")]
     if refused:
         terminalreporter.section(f"stage host: {len(refused)} callers ran cold")
         for line in refused[:20]:
