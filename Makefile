@@ -69,7 +69,7 @@ lint: $(STAMP) ## ruff and mypy
 PREFECT_PORT ?= 4200
 PREFECT_LOCAL_API := http://127.0.0.1:$(PREFECT_PORT)/api
 PREFECT_POOL ?= distilflow-process
-.PHONY: flow ui deploy worker bench-flow bench-pipeline
+.PHONY: flow ui deploy worker bench-flow bench-pipeline bench-suite
 
 flow: $(STAMP) ## run the pipeline as a Prefect flow, no server needed (e.g. ARGS='--profile smoke')
 	python flows/pipeline.py $(ARGS)
@@ -85,6 +85,9 @@ worker: $(STAMP) ## run the deployment's flow runs here; stop with Ctrl-C (SIGIN
 
 bench-pipeline: $(STAMP) ## embedded dvc repro in a fresh clone: per-stage wall, work and overhead -> bench/results/pipeline.json
 	$(BIN)/python bench/pipeline.py $(ARGS)
+
+bench-suite: $(STAMP) ## .ci/run (install + make test) in a fresh clone: pytest's time and slowest tests -> bench/results/suite.json
+	$(BIN)/python bench/suite.py $(ARGS)
 
 bench-flow: $(STAMP) ## flow overhead over a bare dvc repro -> bench/results/flow-overhead.json
 	nice -n 10 $(BIN)/python bench/flow_overhead.py $(ARGS)
