@@ -185,16 +185,47 @@ def skip_stage(stage: str) -> str:
     return SKIPPED
 
 
+PULL_FAILED = "Checkout failed for following targets:"
+PULL_TAIL_LINES = 5
+
+
+def pull_failures(lines: list[str]) -> list[str]:
+    """The outputs DVC lists after "Checkout failed for following targets:" in ``dvc pull``'s output."""
+    found = [index for index, line in enumerate(lines) if line.endswith(PULL_FAILED)]
+    targets: list[str] = []
+    for line in lines[found[0] + 1 :] if found else []:
+        if line.startswith(("Is your cache up to date?", "<http")):
+            break
+        targets.append(line)
+    return sorted(targets)
+
+
 @task(name="dvc pull", cache_policy=NO_CACHE)
 def fetch_remote(root: str, remote: str) -> bool:
     """Check out what the remote holds for this dvc.lock (and its run-cache), so a fresh clone or worker
     restores unchanged stages instead of recomputing them. Best effort: what the remote lacks, DVC computes."""
-    code, _ = run_logged(dvc_command("pull", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
-    if code != 0:
-        run_logger().warning(
-            "dvc pull from remote %r got only part (or none) of the outputs; dvc repro computes the rest", remote
-        )
-    return code == 0
+    pulled = subprocess.run(
+        dvc_command("pull", "--run-cache", "--remote", remote),
+        cwd=root,
+        env=subprocess_env(None),
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+    )
+    said = [line.strip() for line in (pulled.stdout + pulled.stderr).splitlines() if line.strip()]
+    if pulled.returncode == 0:
+        run_logger().info("dvc pull from remote %r: %s", remote, said[-1] if said else "done")
+        return True
+    # A fresh clone's first run, before anything was pushed: DVC lists every missing file and cache hash (2-3 KB
+    # of warnings and an ERROR) for what is simply "not there yet". One line says it; other failures keep DVC's tail.
+    missing = pull_failures(said)
+    run_logger().warning(
+        "dvc pull from remote %r got only part (or none) of the outputs; dvc repro computes the rest. %s",
+        remote,
+        f"Not on the remote: {', '.join(missing)}" if missing else "DVC said: " + " / ".join(said[-PULL_TAIL_LINES:]),
+    )
+    return False
 
 
 @task(name="dvc push", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
