@@ -111,14 +111,18 @@ def workspace_factory(tmp_path: Path) -> Callable[..., Path]:
 HOST_LOG = pytest.StashKey[Path]()
 
 
-@pytest.fixture(autouse=True)
-def environment_restored() -> Iterator[None]:
-    """Each test starts from the session's environment: what one test's in-process code exports (mlflow's setters
-    export MLFLOW_REGISTRY_URI and MLFLOW_EXPERIMENT_ID) must not reach the next test's stages."""
+def _restored_environment() -> Iterator[None]:
     before = dict(os.environ)
     yield
     os.environ.clear()
     os.environ.update(before)
+
+
+# Each test, and each module (whose fixtures are set up before a test's), starts from the session's environment: what
+# in-process code exports (mlflow's setters export MLFLOW_REGISTRY_URI and MLFLOW_EXPERIMENT_ID) must not reach
+# later tests' stages, which would also run cold (the warm host serves only its own environment).
+environment_restored = pytest.fixture(autouse=True)(_restored_environment)
+module_environment_restored = pytest.fixture(autouse=True, scope="module")(_restored_environment)
 
 
 @pytest.fixture(scope="session", autouse=True)
