@@ -145,14 +145,20 @@ def warm_stages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             os.environ.pop(HOST_ENV, None)
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    # Each session's host logs under its basetemp: this process's, or with pytest-xdist each worker's (popen-gwN/),
-    # which xdist puts under the controller's basetemp.
-    # (pytest also links each numbered folder as <name>current: the glob takes the numbered ones only.)
+def host_logs(config: pytest.Config) -> list[Path]:
+    """This session's host log; under pytest-xdist, each worker's, which xdist puts in popen-gwN/ under the
+    controller's basetemp (pytest also links each numbered folder as <name>current: the glob skips those)."""
     own = config.stash.get(HOST_LOG, None)
-    factory = getattr(config, "_tmp_path_factory", None)
-    base = factory.getbasetemp() if factory is not None and own is None else None
-    logs = [own] if own else sorted(base.glob("popen-gw*/stage-host[0-9]*/host.log")) if base else []
+    if own is not None:
+        return [own]
+    if not config.getoption("numprocesses", None):
+        return []  # no integration tests ran: asking for the basetemp here would only make an empty folder
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return sorted(base.glob("popen-gw*/stage-host[0-9]*/host.log"))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    logs = host_logs(config)
     refused = [line for log in logs for line in log.read_text().splitlines() if line.startswith("refused")]
     if refused:
         terminalreporter.section(f"stage host: {len(refused)} callers ran cold")
