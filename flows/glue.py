@@ -4,7 +4,8 @@ Each task's subflow (``distilflow-glue-task``) makes or refreshes the task's wor
 params.yaml with the task, its recipe ``flows/profiles/glue/<task>.yaml`` and ``glue.profile``), runs the pipeline
 flow there (flows/pipeline.py: DVC decides what reruns) and reads what the run left. Subflows are called with
 ``return_state=True``: a task that fails is reported with its reason and the others still run. The parent writes
-``reports/glue.md``, ``metrics/glue.json`` and ``plots/glue.png`` in the project from the tasks that finished.
+``reports/glue.md``, ``metrics/glue.json`` and ``plots/glue.png`` in the project from the tasks that finished, and
+keeps the columns of the tasks it did not run from the table before (``--fresh``: only this run's).
 
 The subflows run one after another in this process. Deployed (``flows/deploy.py``'s pattern), each subflow can be
 its own deployment on a process or Kubernetes work pool, one task per worker: the workspaces share nothing but the
@@ -106,6 +107,7 @@ def glue(
     profile: str | None = None,
     root: str = str(PROJECT_ROOT),
     command: str | None = None,
+    keep_earlier: bool = True,
 ) -> dict[str, Any]:
     """Run the pipeline on every GLUE task folder under ``glue_dir`` and write the GLUE table.
 
@@ -115,6 +117,7 @@ def glue(
         profile: applied to every task after its recipe; empty: params.yaml glue.profile.
         root: the project (params.yaml, pipeline, MLflow store, DVC cache); the table is written here.
         command: the command line that started the run, recorded in the report.
+        keep_earlier: keep the earlier table's tasks that this run does not attempt, each with its own run noted.
     """
     logger = run_logger()
     project = Path(root).resolve()
@@ -135,11 +138,13 @@ def glue(
             workspace = project / settings.workspaces / name
             state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)
             if state.is_completed():
-                results[name] = state.result()
+                results[name] = {**state.result(), "run": glue_suite.run_record(project, command)}
             else:
                 failed[name] = failure_reason(state)
                 logger.error("%s failed: %s", name, failed[name])
-    table = glue_report.build_glue_table(results, REFERENCES, failed, skipped)
+    earlier = glue_suite.earlier_results(paths.glue_metrics_file) if keep_earlier else {}
+    columns = glue_report.merge_results(results, earlier, attempted=present)
+    table = glue_report.build_glue_table(columns, REFERENCES, failed, skipped, command)
     if results:
         paths.glue_metrics_file.parent.mkdir(parents=True, exist_ok=True)
         paths.glue_metrics_file.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -148,10 +153,11 @@ def glue(
         paths.glue_report_file.write_text(markdown, encoding="utf-8")
         glue_report.draw(table, paths.glue_plot_file)
         create_markdown_artifact(markdown, key="glue-table", description="GLUE: one row per model, one column per task")
-    summary = glue_suite.summary_lines(results, failed, skipped)
+    kept = [name for name in columns if name not in results]
+    summary = glue_suite.summary_lines(results, failed, skipped, {name: columns[name]["run"] for name in kept})
     for line in summary:
         logger.info(line)
-    return {"ran": list(results), "failed": failed, "skipped": skipped, "summary": summary}
+    return {"ran": list(results), "kept": kept, "failed": failed, "skipped": skipped, "summary": summary}
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -160,6 +166,11 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--tasks", help="comma-separated tasks, e.g. sst2,cola (default: params.yaml glue.tasks)")
     parser.add_argument("--profile", help="applied to every task after its recipe, e.g. smoke")
     parser.add_argument("--root", default=str(PROJECT_ROOT), help="the project (default: this one)")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="a table of this run's tasks only (default: keep the earlier table's other tasks, each naming its run)",
+    )
     return parser
 
 
@@ -170,7 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     glue_dir = str(Path(args.glue_dir).resolve()) if args.glue_dir else None
     command = shlex.join(["distilflow", "glue", *(argv if argv is not None else sys.argv[1:])])
     state = glue(
-        glue_dir=glue_dir, tasks=tasks, profile=args.profile, root=args.root, command=command, return_state=True
+        glue_dir=glue_dir,
+        tasks=tasks,
+        profile=args.profile,
+        root=args.root,
+        command=command,
+        keep_earlier=not args.fresh,
+        return_state=True,
     )
     if not state.is_completed():
         print(f"glue {state.name}: {state.message}", file=sys.stderr)

@@ -2,22 +2,26 @@
 student's size and speed ratios and each task's trivial baseline.
 
 ``build_glue_table`` is a pure function of the per-task results (``glue_suite.task_results``: each workspace's
-``metrics/eval.json``, its baseline and its registration) and the published rows (``references.py``); it returns
-``metrics/glue.json``'s content. ``render_markdown`` turns that into ``reports/glue.md``; ``draw`` into
-``plots/glue.png``. Scores are x 100, as GLUE and the papers print them, so this run's rows and the published ones
-line up.
+``metrics/eval.json``, its baseline and its registration, with the run that made them) and the published rows
+(``references.py``); it returns ``metrics/glue.json``'s content. ``render_markdown`` turns that into
+``reports/glue.md``; ``draw`` into ``plots/glue.png``. Scores are x 100, as GLUE and the papers print them, so
+distilflow's rows and the published ones line up.
+
+A run of some tasks keeps the other tasks of the table before it (``results_from_table`` reads them back,
+``merge_results`` combines): a column is replaced only by a run of its task, and each column names its run. An
+SST-2 teacher takes an hour on a CPU, so rerunning every task to refresh one column is not a choice people make.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from distilflow.markdown import markdown_table
 from distilflow.references import Reference
-from distilflow.tasks import GlueTask, get_task
+from distilflow.tasks import TASKS, GlueTask, get_task
 
 RATIO_KEYS = (
     ("parameters_smaller_x", "params smaller"),
@@ -26,9 +30,13 @@ RATIO_KEYS = (
     ("latency_p95_speedup_x", "p95 latency speed-up"),
     ("throughput_speedup_x", "throughput speed-up"),
 )
-RUN_SOURCE = "this run: the task workspace's metrics/eval.json (dev)"
+TEACHER_MODEL = "teacher (distilflow)"
+STUDENT_MODEL = "student (distilflow)"
+LEGACY_MODELS = {"teacher (this run)": TEACHER_MODEL, "student (this run)": STUDENT_MODEL}
+"""Row names of tables written before runs were kept across tables: read back under today's names."""
+RUN_SOURCE = "distilflow: each task workspace's metrics/eval.json (dev), from the run its column names"
 BASELINE_MODEL = "trivial baseline"
-BASELINE_SOURCE = "majority class, or the mean score for STS-B, on this run's dev rows (distilflow.dev_scoring)"
+BASELINE_SOURCE = "majority class, or the mean score for STS-B, on each task's dev rows (distilflow.dev_scoring)"
 COMPARED_REFERENCE = "BERT-Tiny (L2/H128)"
 """The published row each task's line in the per-task table sets the student against (pre-trained BERT-Tiny)."""
 
@@ -114,19 +122,21 @@ def build_glue_table(
     references: Sequence[Reference],
     failed: Mapping[str, str] | None = None,
     skipped: Mapping[str, str] | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """``metrics/glue.json`` (every score x 100): the tasks that ran, the rows (teacher, student, trivial baseline,
     then every published row with a score for a task that ran), per-task details and the suite's outcome.
 
     ``results`` maps a task to ``{"teacher": {metric: 0..1}, "student": {...}, "baseline": {...}, "ratios": {...},
-    "registered": {...}}`` (``glue_suite.task_results``); published scores are already x 100.
+    "registered": {...}, "run": {...}}`` (``glue_suite.task_results``, ``run``: the command, commit and time that
+    made them, plus ``kept: true`` for a task carried over from an earlier table); published scores are x 100.
     The GLUE average is the mean of the per-task scores over the tasks that ran (each task's score being the mean of
     its official metrics, as GLUE averages them); a row that lacks one of those tasks has none.
     """
     tasks = list(results)
     rows = [
-        _row("teacher (this run)", "run", "dev", RUN_SOURCE, _scaled(results, "teacher"), tasks),
-        _row("student (this run)", "run", "dev", RUN_SOURCE, _scaled(results, "student"), tasks),
+        _row(TEACHER_MODEL, "run", "dev", RUN_SOURCE, _scaled(results, "teacher"), tasks),
+        _row(STUDENT_MODEL, "run", "dev", RUN_SOURCE, _scaled(results, "student"), tasks),
         _row(BASELINE_MODEL, "baseline", "dev", BASELINE_SOURCE, _scaled(results, "baseline"), tasks),
     ]
     for reference in references:
@@ -152,8 +162,10 @@ def build_glue_table(
             "published_bert_tiny": None if compared is None else compared["scores"].get(name, {}).get(primary),
             "ratios": {key: float(result["ratios"][key]) for key, _ in RATIO_KEYS if key in result["ratios"]},
             "registered": dict(result.get("registered", {})),
+            "run": dict(result.get("run") or {}),
         }
     return {
+        "command": command,
         "tasks": tasks,
         "columns": [
             {"task": name, "metric": key, "heading": heading}
@@ -166,6 +178,58 @@ def build_glue_table(
         "failed": dict(failed or {}),
         "skipped": dict(skipped or {}),
     }
+
+
+def results_from_table(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The per-task results ``table`` was built from, as ``build_glue_table`` takes them (scores back to 0..1):
+    the official metrics of teacher, student and baseline, the ratios, the registration and the run. Building a
+    table from them gives ``table``'s rows and per-task entries again (a unit test holds it)."""
+    rows: dict[str, Mapping[str, Any]] = {LEGACY_MODELS.get(row["model"], row["model"]): row for row in table["rows"]}
+    roles = {"teacher": TEACHER_MODEL, "student": STUDENT_MODEL, "baseline": BASELINE_MODEL}
+    results: dict[str, dict[str, Any]] = {}
+    for name in table["tasks"]:
+        entry = table["per_task"].get(name, {})
+        result: dict[str, Any] = {
+            role: {key: value / 100 for key, value in rows[model]["scores"].get(name, {}).items()}
+            for role, model in roles.items()
+        }
+        run = dict(entry.get("run") or {})
+        if not run.get("command") and table.get("command"):
+            run["command"] = table["command"]  # tables before per-task runs recorded one command for all
+        result.update(ratios=dict(entry.get("ratios", {})), registered=dict(entry.get("registered", {})), run=run)
+        results[name] = result
+    return results
+
+
+def merge_results(
+    this_run: Mapping[str, Mapping[str, Any]],
+    earlier: Mapping[str, Mapping[str, Any]],
+    attempted: Iterable[str],
+) -> dict[str, dict[str, Any]]:
+    """This run's results, plus the earlier table's tasks this run did not attempt (marked ``run.kept``), in GLUE's
+    task order. A task this run attempted and failed is not kept: its old column would read as this run's."""
+    tried = set(attempted) | set(this_run)
+    combined = {name: dict(result) for name, result in this_run.items()}
+    for name, result in earlier.items():
+        if name not in tried:
+            combined[name] = {**result, "run": {**dict(result.get("run") or {}), "kept": True}}
+    order = list(TASKS)
+    return dict(sorted(combined.items(), key=lambda item: order.index(item[0])))
+
+
+def run_lines(table: Mapping[str, Any]) -> list[str]:
+    """Per task, the run its column comes from: this run's command, or the earlier run it was kept from."""
+    lines = []
+    for name, entry in table["per_task"].items():
+        run = entry.get("run") or {}
+        where = "kept from an earlier run" if run.get("kept") else "this run"
+        details = [f"`{run['command']}`" if run.get("command") else "command not recorded"]
+        if run.get("commit"):
+            details.append(f"commit {run['commit']}")
+        if run.get("finished_at"):
+            details.append(f"finished {run['finished_at']}")
+        lines.append(f"- {get_task(name).dir_name}: {where}: {', '.join(details)}")
+    return lines
 
 
 def _cell(value: float | None, digits: int = 1) -> str:
@@ -230,7 +294,7 @@ def render_markdown(table: Mapping[str, Any], command: str | None = None) -> str
     outcome += [f"- {name}: skipped: {reason}" for name, reason in table["skipped"].items()]
     return "\n".join(
         [
-            "# distilflow GLUE: this run's teacher and student beside published models",
+            "# distilflow GLUE: distilflow's teacher and student beside published models",
             "",
             *([f"Command: `{command}`", ""] if command else []),
             markdown_table(header, body),
@@ -239,13 +303,21 @@ def render_markdown(table: Mapping[str, Any], command: str | None = None) -> str
             "",
             markdown_table(task_header, task_body),
             "",
-            "- Scores x 100 (CoLA: Matthews correlation; STS-B: Pearson/Spearman; MNLI: matched/mismatched). This run "
-            "scores the dev sets; published test rows come from the GLUE server, so only dev rows are like for like.",
-            "- GLUE average: the mean over the tasks that ran of each task's score, the mean of its official metrics "
-            "(as GLUE averages them); a row that lacks a task that ran has none.",
+            "- Scores x 100 (CoLA: Matthews correlation; STS-B: Pearson/Spearman; MNLI: matched/mismatched). "
+            "distilflow scores the dev sets; published test rows come from the GLUE server, so only dev rows are "
+            "like for like.",
+            "- GLUE average: the mean over the table's tasks of each task's score, the mean of its official metrics "
+            "(as GLUE averages them); a row that lacks one of those tasks has none.",
             "- Ratios: teacher ÷ student for size and latency, student ÷ teacher for throughput (> 1 favours the "
             "student), from each task's report stage, both models timed back to back in one process.",
             *(f"- Source: {source}." for source in sources),
+            "",
+            "## Runs: where each column comes from",
+            "",
+            "A run replaces the columns of the tasks it ran and keeps the others (`distilflow glue --fresh` starts "
+            "over).",
+            "",
+            *run_lines(table),
             *(["", "## Not in the table", "", *outcome] if outcome else []),
             "",
         ]
@@ -261,8 +333,8 @@ def draw(table: Mapping[str, Any], path: Path) -> Path:
 
     tasks = list(table["tasks"])
     wanted = [
-        ("teacher (this run)", TEACHER_COLOUR),
-        ("student (this run)", STUDENT_COLOUR),
+        (TEACHER_MODEL, TEACHER_COLOUR),
+        (STUDENT_MODEL, STUDENT_COLOUR),
         (BASELINE_MODEL, "#8c8c8c"),
         (f"{COMPARED_REFERENCE} (published)", "#55a868"),
     ]
@@ -281,6 +353,6 @@ def draw(table: Mapping[str, Any], path: Path) -> Path:
     axes.set_xticks(positions, labels=labels)
     axes.axhline(0, color="black", linewidth=0.6)
     axes.set_ylabel("task score (mean of official metrics) x 100")
-    axes.set_title("GLUE dev: this run's teacher and student, trivial baseline,\npublished BERT-Tiny (test)")
+    axes.set_title("GLUE dev: distilflow's teacher and student, trivial baseline,\npublished BERT-Tiny (test)")
     axes.legend(fontsize=8, loc="lower right")
     return _save(figure, path)

@@ -22,6 +22,7 @@ from typing import Any
 from distilflow import yaml_io
 from distilflow.config import Params
 from distilflow.flow_settings import read_profile
+from distilflow.glue_report import results_from_table
 from distilflow.paths import Paths
 from distilflow.scratch_workspace import deep_update, git_commit, make_workspace, workspace_items, write_params
 from distilflow.tasks import GlueTask, get_task, task_folder
@@ -190,8 +191,37 @@ def task_results(task: str, workspace: Path) -> dict[str, Any]:
     }
 
 
-def summary_lines(results: Mapping[str, Any], failed: Mapping[str, str], skipped: Mapping[str, str]) -> list[str]:
-    """One line per task: what ran and was registered, what failed and why, what was skipped."""
+def run_record(root: Path, command: str | None) -> dict[str, Any]:
+    """Which run made a task's column: the command, the project's git commit (``+changes`` when the working tree
+    differs from it) and when it finished (UTC)."""
+    from datetime import UTC, datetime
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    finished = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return {"command": command, "commit": commit, "finished_at": finished}
+
+
+def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:
+    """The per-task results of the table a previous run wrote (none when there is no table yet)."""
+    if not table_file.is_file():
+        return {}
+    return results_from_table(json.loads(table_file.read_text(encoding="utf-8")))
+
+
+def summary_lines(
+    results: Mapping[str, Any],
+    failed: Mapping[str, str],
+    skipped: Mapping[str, str],
+    kept: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[str]:
+    """One line per task: what ran and was registered, what failed and why, what was skipped, what the table kept
+    from an earlier run."""
     lines = []
     for name, result in results.items():
         registered = result["registered"]
@@ -199,4 +229,6 @@ def summary_lines(results: Mapping[str, Any], failed: Mapping[str, str], skipped
         lines.append(f"{name}: ok, {registered['model']} v{registered['version']} registered ({promoted})")
     lines += [f"{name}: FAILED: {reason}" for name, reason in failed.items()]
     lines += [f"{name}: skipped: {reason}" for name, reason in skipped.items()]
+    for name, run in (kept or {}).items():
+        lines.append(f"{name}: kept in the table from an earlier run (commit {run.get('commit') or 'not recorded'})")
     return lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ SUITE_TIMEOUT = 3600  # three smoke pipelines take minutes on an idle 2-core mac
 @dataclass(frozen=True)
 class Suite:
     root: Path
+    glue_root: Path
     returncode: int
     output: str
 
@@ -65,7 +67,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Suite:
         check=False,
         timeout=SUITE_TIMEOUT,
     )
-    return Suite(root, process.returncode, process.stdout + process.stderr)
+    return Suite(root, glue_root, process.returncode, process.stdout + process.stderr)
 
 
 def test_the_suite_runs_every_task_found_and_reports_the_failed_and_absent_ones(suite: Suite) -> None:
@@ -90,17 +92,16 @@ def test_the_table_has_official_metrics_the_average_and_the_baseline(suite: Suit
         ("stsb", "spearmanr"),
     ]
     rows = {row["model"]: row for row in table["rows"]}
-    assert {"teacher (this run)", "student (this run)", "trivial baseline", "BERT-Tiny (L2/H128) (published)"} <= set(
-        rows
-    )
-    for model in ("teacher (this run)", "student (this run)", "trivial baseline"):
+    models = {"teacher (distilflow)", "student (distilflow)", "trivial baseline", "BERT-Tiny (L2/H128) (published)"}
+    assert models <= set(rows)
+    for model in ("teacher (distilflow)", "student (distilflow)", "trivial baseline"):
         row = rows[model]
         assert set(row["task_scores"]) == set(DEMOS)
         assert math.isfinite(row["average"])
         assert row["average"] == pytest.approx(sum(row["task_scores"].values()) / 3)
-    # this run's rows are the workspaces' metrics/eval.json, x 100
+    # distilflow's rows are the workspaces' metrics/eval.json, x 100
     evaluation = read_json(suite.workspace("mrpc") / "metrics" / "eval.json")
-    assert rows["student (this run)"]["scores"]["mrpc"]["f1"] == pytest.approx(100 * evaluation["student"]["f1"])
+    assert rows["student (distilflow)"]["scores"]["mrpc"]["f1"] == pytest.approx(100 * evaluation["student"]["f1"])
     # the baseline beside the models: majority class (MRPC: "paraphrase", F1 > 0), mean score (STS-B: Pearson 0)
     assert table["per_task"]["mrpc"]["baseline"] > 50
     assert rows["trivial baseline"]["scores"]["stsb"]["pearson"] == pytest.approx(0.0, abs=1e-9)
@@ -221,3 +222,34 @@ def test_the_pair_and_regression_demos_pass_end_to_end(suite: Suite, task: str, 
     shown = json.loads(run(["dvc", "plots", "show", "--json", *targets, "plots/comparison.png"], root).stdout)
     assert not shown.get("errors"), shown.get("errors")
     assert f"plots/eval_student/{'scatter' if regression else 'reliability'}.png" in shown["data"]
+
+
+def test_a_rerun_of_one_task_replaces_its_column_and_keeps_the_others(suite: Suite) -> None:
+    """The journey after a suite: rerun one task (DVC finds it up to date). Last in the file: it rewrites the table
+    the tests above read."""
+    paths = Paths.at(suite.root)
+    before = read_json(paths.glue_metrics_file)
+    process = run(
+        ["distilflow", "glue", "--glue-dir", str(suite.glue_root), "--tasks", "sst2", "--profile", "smoke"],
+        suite.root,
+        check=False,
+        timeout=SUITE_TIMEOUT,
+    )
+    output = process.stdout + process.stderr
+    assert process.returncode == 0, output[-4000:]
+    assert "mrpc: kept in the table from an earlier run" in output
+    table = read_json(paths.glue_metrics_file)
+    assert table["tasks"] == list(DEMOS)  # GLUE's order, not the order they ran in
+    assert table["failed"] == {}  # RTE was not attempted this time, and had no column to keep
+    rerun, kept = table["per_task"]["sst2"]["run"], table["per_task"]["mrpc"]["run"]
+    assert "kept" not in rerun and "--tasks sst2" in rerun["command"]
+    assert re.fullmatch(r"[0-9a-f]{12}(\+changes)?", rerun["commit"])
+    assert rerun["finished_at"] > before["per_task"]["sst2"]["run"]["finished_at"]
+    assert kept == {**before["per_task"]["mrpc"]["run"], "kept": True}
+    rows = {row["model"]: row for row in table["rows"]}
+    old_rows = {row["model"]: row for row in before["rows"]}
+    for model in ("teacher (distilflow)", "student (distilflow)", "trivial baseline"):
+        assert rows[model]["task_scores"] == pytest.approx(old_rows[model]["task_scores"])  # sst2 was up to date
+    report = paths.glue_report_file.read_text()
+    assert "- MRPC: kept from an earlier run: `distilflow glue " in report
+    assert "- SST-2: this run: `distilflow glue " in report

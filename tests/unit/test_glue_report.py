@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from distilflow.glue_report import build_glue_table, main_table, official_columns, render_markdown, task_table
+from distilflow.glue_report import (
+    build_glue_table,
+    main_table,
+    merge_results,
+    official_columns,
+    render_markdown,
+    results_from_table,
+    task_table,
+)
 from distilflow.references import Reference
 from distilflow.tasks import get_task
 
@@ -68,18 +76,18 @@ def test_rows_columns_and_the_glue_average() -> None:
     ]
     rows = rows_by_model(table)
     assert list(rows) == [
-        "teacher (this run)",
-        "student (this run)",
+        "teacher (distilflow)",
+        "student (distilflow)",
         "trivial baseline",
         "BERT-Tiny (L2/H128) (published)",
         "Full (published)",
     ]  # a published row with no task that ran is left out
-    student = rows["student (this run)"]
+    student = rows["student (distilflow)"]
     assert student["scores"]["mrpc"] == pytest.approx({"f1": 80.0, "accuracy": 70.0})  # x 100, no speed keys
     # per task the mean of its official metrics, then the mean over tasks
     assert student["task_scores"] == pytest.approx({"sst2": 80.0, "mrpc": 75.0, "stsb": 40.0})
     assert student["average"] == pytest.approx((80 + 75 + 40) / 3)
-    assert table["average"]["teacher (this run)"] == pytest.approx((90 + 85 + 70) / 3)
+    assert table["average"]["teacher (distilflow)"] == pytest.approx((90 + 85 + 70) / 3)
     # the baseline has only Pearson for STS-B: its task score is what it has
     assert rows["trivial baseline"]["task_scores"]["stsb"] == 0.0
     assert rows["Full (published)"]["average"] == pytest.approx(80.0)
@@ -107,7 +115,7 @@ def test_mnli_reports_matched_and_mismatched() -> None:
     mnli = {"dev_matched_accuracy": 0.7, "dev_mismatched_accuracy": 0.6, "accuracy": 0.7}
     baseline = {"dev_matched_accuracy": 0.35, "dev_mismatched_accuracy": 0.35}
     table = build_glue_table({"mnli": result(mnli, mnli, baseline)}, [])
-    student = rows_by_model(table)["student (this run)"]
+    student = rows_by_model(table)["student (distilflow)"]
     assert student["scores"]["mnli"] == pytest.approx({"dev_matched_accuracy": 70.0, "dev_mismatched_accuracy": 60.0})
     assert student["average"] == pytest.approx(65.0)
     assert table["per_task"]["mnli"]["metric"] == "dev_matched_accuracy"
@@ -126,3 +134,58 @@ def test_markdown_names_failures_skips_and_sources() -> None:
     assert "- qqp: skipped: no QQP" in text
     assert "- Source: paper." in text
     assert table["failed"] == {"cola": "StageFailed: validate"}
+
+
+def run(command: str, commit: str) -> dict[str, str]:
+    return {"command": command, "commit": commit, "finished_at": "2026-12-02T10:00:00Z"}
+
+
+def test_a_table_gives_back_the_results_it_was_built_from() -> None:
+    results = {name: {**entry, "run": run("distilflow glue", "abc")} for name, entry in RESULTS.items()}
+    table = build_glue_table(results, [TINY, FULL], command="distilflow glue")
+    again = build_glue_table(results_from_table(table), [TINY, FULL], command="distilflow glue")
+    assert again["tasks"] == table["tasks"]
+    for name, entry in table["per_task"].items():
+        back = again["per_task"][name]
+        for key in ("teacher", "student", "baseline", "student_minus_baseline", "published_bert_tiny"):
+            assert back[key] == pytest.approx(entry[key]), (name, key)
+        assert back["ratios"] == pytest.approx(entry["ratios"])
+        assert (back["metric"], back["registered"], back["run"]) == (entry["metric"], entry["registered"], entry["run"])
+    for before, after in zip(table["rows"], again["rows"], strict=True):
+        assert after["model"] == before["model"]
+        assert after["task_scores"] == pytest.approx(before["task_scores"])
+        assert after["average"] == pytest.approx(before["average"])
+
+
+def test_a_run_of_some_tasks_keeps_the_other_columns_and_names_their_run() -> None:
+    earlier = results_from_table(
+        build_glue_table(
+            {name: {**entry, "run": run("glue --tasks all", "old")} for name, entry in RESULTS.items()}, []
+        )
+    )
+    rerun = {"stsb": {**result({"pearson": 0.9}, {"pearson": 0.7}, {"pearson": 0.0}), "run": run("glue stsb", "new")}}
+    columns = merge_results(rerun, earlier, attempted=["stsb", "mrpc"])  # MRPC was attempted and failed
+    assert list(columns) == ["sst2", "stsb"]  # GLUE's order; the failed task's old column is not kept
+    assert columns["sst2"]["run"] == {**run("glue --tasks all", "old"), "kept": True}
+    assert columns["stsb"]["student"] == {"pearson": 0.7}
+    table = build_glue_table(columns, [], failed={"mrpc": "StageFailed"})
+    student = rows_by_model(table)["student (distilflow)"]
+    assert student["task_scores"] == pytest.approx({"sst2": 80.0, "stsb": 70.0})
+    text = render_markdown(table)
+    assert "- SST-2: kept from an earlier run: `glue --tasks all`, commit old" in text
+    assert "- STS-B: this run: `glue stsb`, commit new, finished 2026-12-02T10:00:00Z" in text
+
+
+def test_a_table_from_before_runs_were_recorded_reads_back_under_todays_names() -> None:
+    table = build_glue_table({"cola": result({"matthews_correlation": 0.24}, {"matthews_correlation": 0.09}, {})}, [])
+    for row in table["rows"]:  # the row names and shape metrics/glue.json had before this change
+        row["model"] = row["model"].replace("(distilflow)", "(this run)")
+    for entry in table["per_task"].values():
+        del entry["run"]
+    table["command"] = None
+    legacy = {**table, "command": "distilflow glue --tasks cola"}
+    kept = merge_results({}, results_from_table(legacy), attempted=[])
+    assert kept["cola"]["student"] == pytest.approx({"matthews_correlation": 0.09})
+    assert kept["cola"]["run"] == {"command": "distilflow glue --tasks cola", "kept": True}
+    rows = rows_by_model(build_glue_table(kept, []))
+    assert rows["teacher (distilflow)"]["task_scores"] == pytest.approx({"cola": 24.0})
