@@ -130,6 +130,14 @@ def glue(
     skipped = {name: glue_suite.absent_reason(glue_root, get_task(name)) for name in absent}
     for name, reason in skipped.items():
         logger.warning("%s skipped: %s", name, reason)
+    earlier: dict[str, dict[str, Any]] = {}
+    if keep_earlier:  # read before hours of training, so an unreadable table is reported at the start
+        try:
+            earlier = glue_suite.earlier_results(paths.glue_metrics_file)
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning(
+                "%s unreadable (%s): the new table holds this run's tasks only", paths.glue_metrics_file, error
+            )
     results: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
     # One warm stage host for every task's stages, not one per task (each costs the imports once more).
@@ -142,7 +150,6 @@ def glue(
             else:
                 failed[name] = failure_reason(state)
                 logger.error("%s failed: %s", name, failed[name])
-    earlier = glue_suite.earlier_results(paths.glue_metrics_file) if keep_earlier else {}
     columns = glue_report.merge_results(results, earlier, attempted=present)
     table = glue_report.build_glue_table(columns, REFERENCES, failed, skipped, command)
     if results:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from distilflow.config import GlueParams, Params, ParamsError, load_params, parse_params
-from distilflow.glue_suite import data_path, find_task_folders, recipe, task_overrides
+from distilflow.glue_suite import data_path, earlier_results, find_task_folders, recipe, run_record, task_overrides
 from distilflow.tasks import TASKS
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 
@@ -68,3 +68,28 @@ def test_the_cli_refuses_unknown_tasks_and_missing_folders_before_starting_anyth
     missing = subprocess.run([*command, "--glue-dir", str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert missing.returncode == 2
     assert "not a folder" in missing.stderr
+
+
+def test_the_earlier_table_is_read_back_or_reported(tmp_path: Path) -> None:
+    table = tmp_path / "glue.json"
+    assert earlier_results(table) == {}  # the first run: no table yet
+    table.write_text('{"tasks": ["sst2"], "rows": [')  # a run killed while writing, or a bad merge
+    with pytest.raises(ValueError):
+        earlier_results(table)
+
+
+def test_a_run_record_names_the_commit_and_marks_a_changed_tree(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    clean = run_record(tmp_path, "distilflow glue")
+    assert clean["command"] == "distilflow glue" and len(clean["commit"]) == 12
+    assert clean["finished_at"].endswith("Z")
+    (tmp_path / "params.yaml").write_text("seed: 2\n")
+    assert run_record(tmp_path, None)["commit"] == clean["commit"] + "+changes"
