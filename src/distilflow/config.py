@@ -145,19 +145,35 @@ class EvaluateParams(Section):
         return value
 
 
+STUDENT_INITS = ("random", "teacher-projected", "teacher-layers")
+
+
 class StudentParams(Section):
     num_layers: int = Field(2, ge=1)
     hidden_size: int = Field(128, ge=8)
     num_heads: int = Field(2, ge=1)
     intermediate_size: int = Field(512, ge=8)
-    init: str = Field("teacher-projected", description="random | teacher-projected | checkpoint:PATH")
+    init: str = Field("teacher-projected", description="random | teacher-projected | teacher-layers | checkpoint:PATH")
+    teacher_layers: list[int] = Field(
+        default_factory=list,
+        description="init teacher-layers: the teacher layer (1-based) each student layer starts as; [] = bottom ones",
+    )
 
     @field_validator("init")
     @classmethod
     def _known_init(cls, value: str) -> str:
-        if value in ("random", "teacher-projected") or value.startswith("checkpoint:"):
+        if value in STUDENT_INITS or value.startswith("checkpoint:"):
             return value
-        raise ValueError("must be 'random', 'teacher-projected' or 'checkpoint:PATH'")
+        raise ValueError(f"must be one of {', '.join(STUDENT_INITS)} or 'checkpoint:PATH'")
+
+    @model_validator(mode="after")
+    def _one_teacher_layer_per_layer(self) -> StudentParams:
+        if self.teacher_layers and (len(self.teacher_layers) != self.num_layers or min(self.teacher_layers) < 1):
+            raise ValueError(
+                f"teacher_layers {self.teacher_layers}: one teacher layer (1-based) per student layer "
+                f"({self.num_layers}), or [] for the teacher's bottom ones"
+            )
+        return self
 
 
 class AugmentParams(Section):

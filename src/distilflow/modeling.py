@@ -19,6 +19,7 @@ from transformers import (
 from distilflow.config import PACKAGED_TEACHER, StudentParams
 from distilflow.environment import hub_offline_by_default  # noqa: F401 - re-exported for scripts
 from distilflow.tasks import GlueTask
+from distilflow.teacher_slicing import default_layers, slice_teacher
 
 
 def resolve_teacher(name: str) -> str:
@@ -117,10 +118,11 @@ def _embedding_tables(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     return {name: table for name, table in tables.items() if isinstance(table, torch.Tensor)}
 
 
-def project_embeddings(teacher: PreTrainedModel, student: PreTrainedModel) -> None:
+def project_embeddings(teacher: PreTrainedModel, student: PreTrainedModel) -> torch.Tensor:
     """Start the student with the teacher's lexical knowledge: its three embedding tables, PCA-projected.
 
-    One linear map for all three tables: BERT sums them, so they must share a space.
+    One linear map for all three tables: BERT sums them, so they must share a space. Returns the map's
+    (student hidden, teacher hidden) directions.
     """
     source = _embedding_tables(teacher)
     target = _embedding_tables(student)
@@ -136,6 +138,7 @@ def project_embeddings(teacher: PreTrainedModel, student: PreTrainedModel) -> No
                     f"teacher and student {name} sizes differ ({table.shape[0]} vs {target[name].shape[0]})"
                 )
             target[name].copy_(table.float() @ directions.T * scale)
+    return directions
 
 
 def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTask, seed: int) -> PreTrainedModel:
@@ -149,8 +152,13 @@ def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTa
         )
         return model
     model = BertForSequenceClassification(student_config(teacher.config, student, task))
-    if student.init == "teacher-projected":
-        project_embeddings(teacher, model)
+    if student.init in ("teacher-projected", "teacher-layers"):
+        directions = project_embeddings(teacher, model)
+        if student.init == "teacher-layers":
+            layers = [i - 1 for i in student.teacher_layers] or default_layers(
+                student.num_layers, teacher.config.num_hidden_layers
+            )
+            slice_teacher(teacher, model, directions, layers)
     return model
 
 
