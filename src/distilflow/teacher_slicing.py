@@ -118,6 +118,11 @@ def _slice_layer(target: Any, source: Any, directions: torch.Tensor, teacher_hea
     _copy_norm(target.output.LayerNorm, source.output.LayerNorm, directions)
 
 
+def _is_bert_style(model: PreTrainedModel) -> bool:
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    return isinstance(layers, nn.ModuleList) and len(layers) > 0 and hasattr(layers[0].attention, "self")
+
+
 def slice_teacher(
     teacher: PreTrainedModel, student: PreTrainedModel, directions: torch.Tensor, layers: list[int]
 ) -> None:
@@ -127,6 +132,11 @@ def slice_teacher(
     projected with. The embedding tables themselves are the caller's (:func:`modeling.project_embeddings`); the
     embedding LayerNorm is copied here.
     """
+    if not _is_bert_style(teacher):
+        raise ValueError(
+            f"init teacher-layers slices BERT-style teachers only (base_model.encoder.layer[i].attention.self); "
+            f"{type(teacher).__name__} is not one: use init teacher-projected"
+        )
     check_fits(teacher.config, student.config, layers)
     # Any: transformers types base_model as a Module, whose submodules mypy cannot see.
     source: Any = teacher.base_model

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from pydantic import ValidationError
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedModel
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    PreTrainedModel,
+)
 
 from distilflow.config import ParamsError, StudentParams, parse_params
 from distilflow.modeling import build_student, load_teacher_for_finetuning
@@ -112,6 +118,13 @@ def test_shapes_that_cannot_be_cut_are_refused(
     student = tiny_bert(*student_shape, seed=1)
     with pytest.raises(ValueError, match=message):
         check_fits(teacher.config, student.config, layers)
+
+
+def test_a_teacher_that_is_not_bert_shaped_is_refused_by_name() -> None:
+    config = DistilBertConfig(vocab_size=50, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=16)
+    teacher = DistilBertForSequenceClassification(config)
+    with pytest.raises(ValueError, match="DistilBertForSequenceClassification is not one: use init teacher-projected"):
+        slice_teacher(teacher, tiny_bert(16, 2, 32, 1), torch.eye(32)[:16], [0])
 
 
 def test_default_layers_are_the_bottom_ones() -> None:
