@@ -191,13 +191,23 @@ def connect(address: str) -> socket.socket | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A host that died but is not yet reaped by its starter (a zombie) does not: ``kill(pid,
+    0)`` still succeeds for it, and every stage would wait ``READY_TIMEOUT_S`` for it before running cold."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:  # no /proc (not Linux), or the process was reaped meanwhile
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows the command name in brackets
 
 
 # ---------------------------------------------------------------------------------------------- host side

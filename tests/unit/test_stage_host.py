@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from distilflow.locking import workspace_lock
-from distilflow.stage_host import HOST_ENV, env_difference, probe, refusal_for, source_digest, warm_host
+from distilflow.stage_host import HOST_ENV, connect, env_difference, probe, refusal_for, source_digest, warm_host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "distilflow.cli"]
@@ -149,3 +149,20 @@ def test_a_host_whose_starter_died_before_it_started_leaves_at_once(tmp_path: Pa
     assert result.returncode == 0
     assert not socket_path.exists()
     assert time.monotonic() - started < 30  # well short of the imports and the 60 s idle timeout
+
+
+def test_a_host_that_died_unreaped_is_not_waited_for(tmp_path: Path) -> None:
+    """A host that exited but that its starter has not reaped yet is a zombie, and ``kill(pid, 0)`` still finds it.
+    A caller must see it as gone at once and run the stage itself, not wait READY_TIMEOUT_S (120 s) per stage."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{dead.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited, not reaped: we have not waited on it
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.05)
+    try:
+        started = time.monotonic()
+        assert connect(f"{dead.pid}:{tmp_path / 'host.sock'}") is None
+        assert time.monotonic() - started < 5
+    finally:
+        dead.wait()
