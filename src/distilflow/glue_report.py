@@ -186,6 +186,9 @@ def results_from_table(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     table from them gives ``table``'s rows and per-task entries again (a unit test holds it)."""
     rows: dict[str, Mapping[str, Any]] = {LEGACY_MODELS.get(row["model"], row["model"]): row for row in table["rows"]}
     roles = {"teacher": TEACHER_MODEL, "student": STUDENT_MODEL, "baseline": BASELINE_MODEL}
+    # Tables before per-task runs recorded one command for all their columns. In a later table that command is the
+    # last run's, and a column kept from before it (no command of its own) did not come from it.
+    legacy = not any("run" in entry for entry in table["per_task"].values())
     results: dict[str, dict[str, Any]] = {}
     for name in table["tasks"]:
         entry = table["per_task"].get(name, {})
@@ -194,8 +197,8 @@ def results_from_table(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             for role, model in roles.items()
         }
         run = dict(entry.get("run") or {})
-        if not run.get("command") and table.get("command"):
-            run["command"] = table["command"]  # tables before per-task runs recorded one command for all
+        if legacy and table.get("command"):
+            run["command"] = table["command"]
         result.update(ratios=dict(entry.get("ratios", {})), registered=dict(entry.get("registered", {})), run=run)
         results[name] = result
     return results

@@ -189,3 +189,19 @@ def test_a_table_from_before_runs_were_recorded_reads_back_under_todays_names() 
     assert kept["cola"]["run"] == {"command": "distilflow glue --tasks cola", "kept": True}
     rows = rows_by_model(build_glue_table(kept, []))
     assert rows["teacher (distilflow)"]["task_scores"] == pytest.approx({"cola": 24.0})
+
+
+def test_a_column_kept_without_a_command_is_not_credited_to_the_run_that_kept_it() -> None:
+    # The table after a `--tasks sst2` run that kept CoLA from a table without run records: CoLA has no command.
+    columns = {
+        "sst2": {**RESULTS["sst2"], "run": run("glue --tasks sst2", "first")},
+        "cola": {**result({"matthews_correlation": 0.24}, {"matthews_correlation": 0.09}, {}), "run": {"kept": True}},
+    }
+    table = {**build_glue_table(columns, []), "command": "glue --tasks sst2"}
+    again = merge_results(
+        {"sst2": {**RESULTS["sst2"], "run": run("glue --tasks sst2", "second")}},
+        results_from_table(table),
+        attempted=["sst2"],
+    )
+    assert again["cola"]["run"] == {"kept": True}
+    assert "- CoLA: kept from an earlier run: command not recorded" in render_markdown(build_glue_table(again, []))
