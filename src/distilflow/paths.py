@@ -54,6 +54,12 @@ class Paths:
         return self.root / "data" / "raw"
 
     @property
+    def ingest_report_dir(self) -> Path:
+        """Where ingest records which run read the data from where: outside data/raw, whose md5 is the data
+        version and so must depend on the data's content alone."""
+        return self.reports_dir / "ingest"
+
+    @property
     def validated_dir(self) -> Path:
         return self.root / "data" / "validated"
 

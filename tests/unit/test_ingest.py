@@ -30,7 +30,25 @@ def test_demo_source_is_copied_verbatim_with_a_manifest(project: Paths) -> None:
         assert manifest["files"][split] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert outputs["metrics"]["rows_train"] == 1200
     assert outputs["metrics"]["rows_dev"] == 300
-    assert "ingest" in json.loads((project.raw_dir / "lineage.json").read_text())
+    assert "ingest" in json.loads((project.ingest_report_dir / "lineage.json").read_text())
+    assert sorted(path.name for path in project.raw_dir.iterdir()) == ["dev.tsv", "manifest.json", "train.tsv"]
+
+
+def test_the_data_version_is_the_content_not_the_path_or_the_run(project: Paths, tmp_path: Path) -> None:
+    """Two clones at different paths, or two runs, of byte-identical files are one data version."""
+    from distilflow.tracking import dvc_directory_md5
+
+    versions = []
+    for copy in ("clone-a", "elsewhere/clone-b"):
+        folder = tmp_path / copy / "SST-2"
+        shutil.copytree(project.demo_dir / "sst2", folder)
+        ingest.run(parse_params({"data": {"source": "local", "path": str(folder)}}), project)
+        versions.append(dvc_directory_md5(project.raw_dir))
+        assert json.loads((project.ingest_report_dir / "manifest.json").read_text())["origin"] == str(folder)
+    assert versions[0] == versions[1]
+    (tmp_path / "elsewhere" / "clone-b" / "SST-2" / "dev.tsv").write_text("sentence\tlabel\nother .\t1\n")
+    ingest.run(parse_params({"data": {"source": "local", "path": str(tmp_path / "elsewhere/clone-b/SST-2")}}), project)
+    assert dvc_directory_md5(project.raw_dir) != versions[0]
 
 
 def test_max_rows_keeps_the_header_and_whole_lines(project: Paths) -> None:

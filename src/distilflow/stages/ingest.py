@@ -2,6 +2,11 @@
 
 Files are copied verbatim (optionally cut to the first N rows, whole lines only) rather than parsed,
 so that validation sees exactly what the user has: encoding errors and ragged rows survive to be reported.
+
+DVC's md5 of ``data/raw`` is the project's data version, so ``data/raw`` holds only what the content decides
+(the split files and a manifest of their hashes and row counts). Where the data was read from and which run read
+it go to ``reports/ingest/`` and the MLflow run: two clones at different paths, or two runs, of the same files
+are one data version.
 """
 
 from __future__ import annotations
@@ -114,17 +119,17 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
                 limit = params.data.max_train_rows if split == "train" else params.data.max_dev_rows
                 rows[split] = copy_rows(source, target / f"{split}.tsv", task, limit)
             origin = str(folder)
-        manifest = {
+        content = {
             "task": task.name,
-            "source": params.data.source,
-            "origin": origin,
             "files": {
                 split: hashlib.sha256((target / f"{split}.tsv").read_bytes()).hexdigest() for split in task.splits
             },
             "rows": rows,
         }
-        write_json(target / "manifest.json", manifest)
-        write_lineage(target, {"ingest": tracked.run_id})
+        write_json(target / "manifest.json", content)
+        manifest = {**content, "source": params.data.source, "origin": origin}
+        write_json(paths.ingest_report_dir / "manifest.json", manifest)
+        write_lineage(paths.ingest_report_dir, {"ingest": tracked.run_id})
         tracked.set_tag(DATA_TAG, dvc_directory_md5(target))  # what DVC is about to record in dvc.lock
         metrics = {f"rows_{split}": count for split, count in rows.items()}
         tracked.log_metrics(metrics)

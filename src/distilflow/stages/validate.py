@@ -90,6 +90,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             raise DataValidationError(report.format_findings(settings.max_errors_reported), report, artifacts)
 
         _write_splits(report, paths.validated_dir)
-        # Carry the ingest run's id forward: tokenize reads lineage from data/validated, not data/raw.
-        write_lineage(paths.validated_dir, {**read_lineage(paths.raw_dir), "validate": tracked.run_id})
+        # Carry the ingest run's id forward: tokenize reads lineage from data/validated. It is read from
+        # reports/ingest, which is no dvc.yaml dependency on purpose: a new ingest run of the same files is the
+        # same data version and reruns nothing; the run that first read them stays the one named.
+        write_lineage(paths.validated_dir, {**read_lineage(paths.ingest_report_dir), "validate": tracked.run_id})
     return {"metrics": metrics, "artifacts": artifacts, "summary": report.summary}
