@@ -17,7 +17,8 @@ NOTE_TAG = "mlflow.note.content"  # MLflow's own key: the description the UI sho
 
 # On registered versions: what the model is and how it is served.
 ROLE_TAG = "distilflow.role"
-MODEL_HASH_TAG = "distilflow.model_md5"
+MODEL_HASH_TAG = "distilflow.model_md5"  # weights + the settings of the served artifact: one version each
+WEIGHTS_HASH_TAG = "distilflow.weights_md5"  # the weight files alone: what a person's rollback is about
 LINEAGE_TAG_PREFIX = "lineage."  # lineage.<stage>: the MLflow run of each stage that made the model
 METRIC_TAG = "distilflow.primary_metric_value"
 METRIC_NAME_TAG = "distilflow.primary_metric"
@@ -40,3 +41,6 @@ PREVIOUS_CHAMPION_TAG = "distilflow.previous_champion"
 
 # On the registered model itself.
 CHAMPION_SET_TAG = "distilflow.champion_set"  # the version distilflow last made champion
+# "FROM->TO" while distilflow moves @champion: a promotion killed between the alias move and its tags is
+# finished (or undone) by the next run instead of being taken for a person's move.
+CHAMPION_MOVING_TAG = "distilflow.champion_moving"
