@@ -9,7 +9,7 @@ A candidate must, on the primary dev metric of the artifact that will be served:
   (rolled-back ones excluded), so a run of small drops cannot walk quality down to the floor;
 - have been scored on the same data version (DVC md5 of data/raw) as the champion: scores on different dev
   data do not compare, so the gate refuses and says so (``distilflow promote VERSION --force`` overrules);
-- not have been rolled back by a person;
+- not have been rolled back by a person, nor share its weight files with a version a person rolled back;
 - stay within the latency budget.
 
 Dev sets can be small (MRPC: 408 pairs), so each comparison is also a paired bootstrap over the dev examples
@@ -49,7 +49,7 @@ from distilflow.mlflow_tags import (
     ROLLED_BACK_TAG,
     SERVED_METRIC_TAG,
 )
-from distilflow.registry import all_versions, current_champion, get_version
+from distilflow.registry import all_versions, current_champion, get_version, rollback_refusal
 
 
 @dataclass
@@ -262,11 +262,9 @@ def gate_version(client: MlflowClient, name: str, version: str, rules: Promotion
     if best is not None:
         others[f"best champion ever v{best[0]}"] = get_version(client, name, best[0])
     bootstrap_checks(decision, candidate, others, rules, metric_name)
-    if ROLLED_BACK_TAG in candidate.tags:
-        decision.refuse(
-            f"v{candidate.version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); a person's decision stands: "
-            f"only `distilflow promote {candidate.version} --force` brings it back"
-        )
+    refusal = rollback_refusal(client, name, candidate)
+    if refusal is not None:
+        decision.refuse(refusal)
     return decision
 
 

@@ -109,6 +109,9 @@ def lineage_section(client: Any, lineage: dict[str, str], root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+GATE_SECTION_START = "\n## Promotion gate\n"
+
+
 def gate_section(decision: dict[str, Any]) -> str:
     """The promotion gate's decision for the card: every reason, and the paired bootstrap behind the comparisons."""
     lines = ["", "## Promotion gate", f"**{'passed' if decision['promote'] else 'refused'}**", ""]

@@ -8,7 +8,9 @@ its description is a generated model card (:mod:`distilflow.model_card`).
 A version is known by a fingerprint of its weights and settings (:func:`model_hash`: weights, config, tokenizer,
 export weights, serving settings; not lineage.json or timing summaries). Registering the same model again finds
 the existing version and neither re-gates nor re-promotes it: a rollback or a manual alias move made since then
-stands.
+stands. The one exception is a version that was registered but never gated (the stage died in between): it is
+gated now, so a good student is never left behind in silence. Each version also carries the fingerprint of its
+weight files alone (:func:`weights_hash`), which the gate checks against people's rollbacks.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ from distilflow.mlflow_tags import (
     SERVING_BACKEND_TAG,
     SERVING_EXPORT_TAG,
     TASK_TAG,
+    WEIGHTS_HASH_TAG,
 )
-from distilflow.model_card import gate_section, lineage_section, model_card
+from distilflow.model_card import GATE_SECTION_START, gate_section, lineage_section, model_card
 from distilflow.packaging import (
     EXPORT_DIR,
     EXPORTS,
@@ -71,7 +74,7 @@ from distilflow.registry import (
     registry_lock,
     restart_hint,
 )
-from distilflow.serving import MODEL_ARTIFACT, Backend
+from distilflow.serving import MODEL_ARTIFACT, Backend, ServingConfig
 from distilflow.tasks import LABEL, GlueTask, get_task
 from distilflow.tracking import (
     dvc_lock_data_hash,
@@ -96,6 +99,12 @@ def model_files(folder: Path) -> list[Path]:
     files = {file for pattern in MODEL_FILES for file in folder.glob(pattern) if file.is_file()}
     files |= {folder / EXPORT_DIR / relative for _, relative in EXPORTS.values()}
     return sorted(file for file in files if file.is_file())
+
+
+def weights_hash(folder: Path) -> str:
+    """md5 over the model's files alone (weights, config, tokenizer, exports): the model a person rolls back."""
+    entries = file_md5_entries(folder, model_files(folder))
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 
 def model_hash(folder: Path, params: Params) -> str:
@@ -167,6 +176,13 @@ def served_record(task: GlueTask, paths: Paths, dev: pd.DataFrame | None, choice
     return {"task": task.name, "source": source, "labels": dev[LABEL].tolist(), "predictions": predictions.tolist()}
 
 
+def serving_config_for(task: GlueTask, params: Params, choice: ServingChoice | None) -> ServingConfig:
+    backend: Backend = choice.backend if choice else "torch"
+    return serving_config(
+        task, params, backend, choice.weights_file if choice else None, choice.export if choice else "none"
+    )
+
+
 def log_and_register(
     role: str,
     folder: Path,
@@ -188,11 +204,14 @@ def log_and_register(
     existing = registered_version(client, name, model_md5)
     if existing is not None:
         print(f"{name}: these weights are already registered as v{existing.version} (md5 {model_md5[:12]})")
+        if not existing.description:  # the run that registered it died before writing its card
+            card = model_card(task, role, metrics, params, paths, serving_config_for(task, params, choice), choice)
+            client.update_model_version(
+                name, existing.version, description=card + lineage_section(client, lineage, paths.root)
+            )
         return existing, False
-    backend: Backend = choice.backend if choice else "torch"
-    config = serving_config(
-        task, params, backend, choice.weights_file if choice else None, choice.export if choice else "none"
-    )
+    config = serving_config_for(task, params, choice)
+    backend: Backend = config.backend
     # The folder's name is what the logged model shows under artifacts/: keep it "model", one folder per role.
     packaged = package(folder, config, workdir / role / MODEL_ARTIFACT, choice.export_file if choice else None)
     info = mlflow.pyfunc.log_model(
@@ -211,7 +230,11 @@ def log_and_register(
         mlflow.log_dict(choice.dev_record, f"{role}_dev_predictions.json")
         tags[DEV_PREDICTIONS_TAG] = f"runs:/{mlflow.active_run().info.run_id}/{role}_dev_predictions.json"  # type: ignore[union-attr]
     tags.update(
-        {MODEL_HASH_TAG: model_md5, **{f"{LINEAGE_TAG_PREFIX}{stage}": run_id for stage, run_id in lineage.items()}}
+        {
+            MODEL_HASH_TAG: model_md5,
+            WEIGHTS_HASH_TAG: weights_hash(folder),
+            **{f"{LINEAGE_TAG_PREFIX}{stage}": run_id for stage, run_id in lineage.items()},
+        }
     )
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
@@ -222,31 +245,38 @@ def log_and_register(
 def gate_and_promote(
     client: Any, name: str, version: Any, registered_now: bool, params: Params, root: Path, how: str
 ) -> tuple[Decision, bool]:
-    """Gate a newly registered version and promote it compare-and-set; an old version is left as it is."""
+    """Gate a version not gated yet and promote it compare-and-set; a version gated before is left as it is.
+
+    The gate's verdict is written last: a run killed anywhere before it leaves the version ungated, and the next
+    run gates it again (promoting the champion it already is changes nothing), never a verdict with no move.
+    """
     settings = params.register_
     with registry_lock(root):
         demoted = mark_manual_moves(client, name)
-        if not registered_now:
+        if not registered_now and GATE_TAG in version.tags:
             champion = current_champion(client, name)
             decision = Decision(promote=False, champion_version=str(champion.version) if champion else None)
             decision.reasons.append(
                 f"v{version.version} was registered before with these weights (gate: "
-                f"{version.tags.get(GATE_TAG, '-')}); not gated or promoted again, so a person's rollback or alias "
-                "move stands"
+                f"{version.tags[GATE_TAG]}); not gated or promoted again, so a person's rollback or alias move stands"
             )
             return decision, False
         decision = gate_version(client, name, version.version, settings.promotion)
+        if not registered_now:
+            decision.reasons.append(f"v{version.version} was registered before but never gated: gated now")
         if demoted:
             decision.reasons.append(f"note: a person moved @champion away from v{demoted}; it is marked rolled back")
         client.set_registered_model_alias(name, CHALLENGER, version.version)
-        record_decision(client, name, version.version, decision)
-        card = get_version(client, name, version.version).description or ""
-        client.update_model_version(name, version.version, description=card + gate_section(decision.as_dict()))
         promoted = decision.promote and settings.promote
         if promoted:
             promote(client, name, version.version, expected=decision.champion_version, how=how)
         elif decision.promote:
             decision.reasons.append("register.promote is false: champion left where it was")
+        card = get_version(client, name, version.version).description or ""
+        # A run killed after this line and gated again replaces the section instead of adding a second one.
+        card = card.split(GATE_SECTION_START)[0]
+        client.update_model_version(name, version.version, description=card + gate_section(decision.as_dict()))
+        record_decision(client, name, version.version, decision)
     return decision, promoted
 
 

@@ -11,12 +11,17 @@ A new student version gets the alias ``challenger``; it becomes ``champion`` onl
   promotions from this project folder. If the champion changed in between, it raises :class:`ChampionChanged`
   and moves nothing.
 - **A person's decision stands.** ``rollback`` marks the demoted version (``distilflow.rolled_back``); the gate
-  refuses a marked version, so only ``distilflow promote VERSION --force`` brings it back. A manual alias move
+  refuses a marked version, and any other version with the same weight files (``distilflow.weights_md5``: a
+  rollback is about the model, not a version number, so a settings change that re-registers the same weights
+  does not bring it back); only ``distilflow promote VERSION --force`` does. A manual alias move
   (MLflow UI) is noticed because the registered model remembers which version distilflow itself last made
   champion (``distilflow.champion_set``): the version a person moved away from gets the same mark.
 
 Aliases move with one registry call each (``set_registered_model_alias`` reassigns in place), so a reader
-resolving ``@champion`` always finds a version, never a gap.
+resolving ``@champion`` always finds a version, never a gap. A promotion writes its intent on the registered model
+(``distilflow.champion_moving``) before it moves the alias and clears it after the last tag: a process killed in
+between leaves the intent, and the next run finishes the move (or notes it never happened) instead of taking it for
+a person's.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from distilflow.mlflow_tags import (
+    CHAMPION_MOVING_TAG,
     CHAMPION_SET_TAG,
     GATE_TAG,
     LATENCY_TAG,
@@ -40,6 +46,7 @@ from distilflow.mlflow_tags import (
     PREVIOUS_CHAMPION_TAG,
     PROMOTED_TAG,
     ROLLED_BACK_TAG,
+    WEIGHTS_HASH_TAG,
 )
 
 CHAMPION = "champion"
@@ -124,14 +131,73 @@ def registry_lock(root: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def mark_manual_moves(client: MlflowClient, name: str) -> str | None:
-    """If a person moved @champion away from the version distilflow set, mark that version; returns it."""
+def rolled_back_twin(client: MlflowClient, name: str, candidate: Any) -> Any | None:
+    """Another version with the candidate's weight files that a person rolled back, or None."""
+    weights = candidate.tags.get(WEIGHTS_HASH_TAG)
+    if not weights:
+        return None  # registered before weights had their own fingerprint: only its own mark counts
+    twins = [
+        version
+        for version in all_versions(client, name)
+        if version.tags.get(WEIGHTS_HASH_TAG) == weights
+        and ROLLED_BACK_TAG in version.tags
+        and str(version.version) != str(candidate.version)
+    ]
+    return max(twins, key=lambda version: int(version.version)) if twins else None
+
+
+def rollback_refusal(client: MlflowClient, name: str, candidate: Any) -> str | None:
+    """Why a person's rollback forbids promoting ``candidate`` without --force, or None."""
+    version = str(candidate.version)
+    force = f"only `distilflow promote {version} --force` brings it back"
+    if ROLLED_BACK_TAG in candidate.tags:
+        return f"v{version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); a person's decision stands: {force}"
+    twin = rolled_back_twin(client, name, candidate)
+    if twin is None:
+        return None
+    return (
+        f"v{version} has the weights of v{twin.version}, which was rolled back ({twin.tags[ROLLED_BACK_TAG]}); "
+        f"a rollback is about the model, not its version number or serving settings: {force}"
+    )
+
+
+def _registered_model(client: MlflowClient, name: str) -> Any | None:
     try:
-        registered = client.get_registered_model(name)
+        return client.get_registered_model(name)
     except MlflowException as error:
         if is_missing(error):
             return None
         raise unavailable(error, f"reading {name}") from error
+
+
+def finish_interrupted_move(client: MlflowClient, name: str) -> str | None:
+    """Complete (or close) a promotion whose process died between moving @champion and writing its tags.
+
+    Returns what was done, for the caller's report; None when no promotion was in progress.
+    """
+    registered = _registered_model(client, name)
+    intent = ((registered.tags or {}) if registered is not None else {}).get(CHAMPION_MOVING_TAG)
+    if registered is None or not intent:
+        return None
+    source, _, target = intent.partition("->")
+    champion = str((registered.aliases or {}).get(CHAMPION, ""))
+    if champion == target:
+        if PROMOTED_TAG not in get_version(client, name, target).tags:
+            client.set_model_version_tag(name, target, PROMOTED_TAG, f"{now()} by a promotion finished on restart")
+        client.set_registered_model_tag(name, CHAMPION_SET_TAG, target)
+        note = f"finished the promotion of v{target} that a killed run had begun"
+    else:
+        note = f"the promotion of v{target} (from {source or 'no champion'}) was killed before @{CHAMPION} moved"
+    client.delete_registered_model_tag(name, CHAMPION_MOVING_TAG)
+    return note
+
+
+def mark_manual_moves(client: MlflowClient, name: str) -> str | None:
+    """If a person moved @champion away from the version distilflow set, mark that version; returns it."""
+    finish_interrupted_move(client, name)
+    registered = _registered_model(client, name)
+    if registered is None:
+        return None
     ours = (registered.tags or {}).get(CHAMPION_SET_TAG)
     champion = (registered.aliases or {}).get(CHAMPION)
     if not ours or champion is None or str(champion) == ours:
@@ -155,11 +221,9 @@ def promote(
     """
     candidate = get_version(client, name, version)
     version = str(candidate.version)
-    if ROLLED_BACK_TAG in candidate.tags and not force:
-        raise RegistryError(
-            f"{name} v{version} was rolled back ({candidate.tags[ROLLED_BACK_TAG]}); "
-            f"only `distilflow promote {version} --force` brings it back"
-        )
+    refusal = rollback_refusal(client, name, candidate)
+    if refusal is not None and not force:
+        raise RegistryError(f"{name} {refusal}")
     previous = current_champion(client, name)
     previous_version = str(previous.version) if previous is not None else None
     if previous_version == version:
@@ -170,6 +234,7 @@ def promote(
             f"{name}@{CHAMPION} changed while v{version} was being gated: it was {was}, it is now {now_is}. "
             "Promotion abandoned; nothing moved. Run the gate again against the new champion."
         )
+    client.set_registered_model_tag(name, CHAMPION_MOVING_TAG, f"{previous_version or ''}->{version}")
     if previous_version is not None:
         client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous_version)
     elif PREVIOUS_CHAMPION_TAG in candidate.tags:
@@ -177,9 +242,11 @@ def promote(
         client.delete_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG)
     if force and ROLLED_BACK_TAG in candidate.tags:
         client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
-    client.set_model_version_tag(name, version, PROMOTED_TAG, f"{now()} by {how}")
     client.set_registered_model_alias(name, CHAMPION, version)
+    # After the alias: a version marked promoted has been champion (the gate's "best champion ever" reads it).
+    client.set_model_version_tag(name, version, PROMOTED_TAG, f"{now()} by {how}")
     client.set_registered_model_tag(name, CHAMPION_SET_TAG, version)
+    client.delete_registered_model_tag(name, CHAMPION_MOVING_TAG)
     return previous_version
 
 
