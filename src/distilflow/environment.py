@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,31 @@ def configure_hub(params: Params, root: Path) -> None:
     """Offline unless the settings ask for the hub, so the embedded default never waits on a network."""
     if not needs_hub(params, root):
         hub_offline_by_default()
+    apply_hub_mode()
+
+
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}  # what huggingface_hub, datasets and evaluate read as true
+
+
+def apply_hub_mode(env: Mapping[str, str] = os.environ) -> None:
+    """Give the hub libraries already imported the offline mode ``env`` says, as their import would have.
+
+    They read the variables once, into constants, when imported. A fresh stage decides the mode before it imports
+    them; a stage forked from the warm host (stage_host.py) finds them imported with the host's environment, in
+    which the mode was not decided yet. Transformers asks huggingface_hub's constant, so it follows.
+    """
+    hub_offline = (env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or "").upper() in TRUE_VALUES
+    imported: dict[str, Any] = {
+        name: sys.modules.get(name) for name in ("huggingface_hub.constants", "datasets.config", "evaluate.config")
+    }
+    if (hub := imported["huggingface_hub.constants"]) is not None:
+        hub.HF_HUB_OFFLINE = hub_offline
+    if (datasets_config := imported["datasets.config"]) is not None:
+        own = env.get("HF_DATASETS_OFFLINE")
+        datasets_offline = hub_offline if own is None else own.upper() in TRUE_VALUES
+        datasets_config.HF_HUB_OFFLINE = datasets_config.HF_DATASETS_OFFLINE = datasets_offline
+    if (evaluate_config := imported["evaluate.config"]) is not None:
+        evaluate_config.HF_EVALUATE_OFFLINE = env.get("HF_EVALUATE_OFFLINE", "AUTO").upper() in TRUE_VALUES
 
 
 def machine_facts() -> dict[str, Any]:

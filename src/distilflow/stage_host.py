@@ -97,12 +97,13 @@ def env_difference(host: Mapping[str, str], caller: Mapping[str, str]) -> list[s
 
 
 def send_message(conn: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    payload = json.dumps(message).encode()
-    header = len(payload).to_bytes(8, "big")
+    data = len(payload := json.dumps(message).encode()).to_bytes(8, "big") + payload
     if fds:
-        conn.sendmsg([header + payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-    else:
-        conn.sendall(header + payload)
+        # A signal can cut a large sendmsg short: the descriptors went with the first part, the rest follows.
+        sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        data = data[sent:]
+    if data:  # even an empty send fails once the other side has read everything and closed
+        conn.sendall(data)
 
 
 def receive_message(conn: socket.socket, with_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
@@ -147,26 +148,44 @@ def delegate(argv: list[str]) -> int | None:
         return None
     with conn:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "source": source_digest()}
-        send_message(conn, request, fds=list(range(STREAMS)))
         try:
+            send_message(conn, request, fds=list(range(STREAMS)))
             reply, _ = receive_message(conn)
-        except EOFError:
+        except BROKEN as error:  # the host died, or closed us in its idle-timeout race: nothing ran yet
+            reply = {"refused": f"the connection broke before the stage started ({type(error).__name__})"}
+        if "started" not in reply:
+            why = reply.get("refused", "the host answered something else")
+            print(f"stage host: {why}; running the stage in this process", file=sys.stderr)
             return None
-        if "refused" in reply:
-            print(f"stage host: {reply['refused']}; running the stage in this process", file=sys.stderr)
-            return None
-        child = int(reply["pid"])
-        forward = lambda number, _frame: _forward(child, number)  # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-        try:
-            outcome, _ = receive_message(conn)
-        except EOFError:
-            print("stage host: the host went away before the stage finished", file=sys.stderr)
-            return 1
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return _outcome(conn, int(reply["started"]))
+
+
+BROKEN = (OSError, EOFError, ValueError)  # BrokenPipeError, ConnectionResetError, EOF, a garbled message
+
+
+def _outcome(conn: socket.socket, child: int) -> int:
+    """The exit status of the stage that ``child`` started; the caller's signals go to it meanwhile.
+
+    From here on a broken connection never means a second run: the child sent "started" before doing anything
+    else, so the stage may have written outputs, checkpoints or an MLflow run, and a copy of it may still be
+    writing. Rerunning it here would run it twice, overlapping, under the same workspace lock token; the call
+    fails instead, and whoever runs the pipeline (DVC, the flow's retries) decides about a rerun.
+    """
+    forward = lambda number, _frame: _forward(child, number)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        outcome, _ = receive_message(conn)
         return int(outcome["status"])
+    except (*BROKEN, KeyError, TypeError) as error:
+        print(
+            f"stage host: the connection broke after the stage started (pid {child}, {type(error).__name__}); "
+            "its outcome is unknown, so this call fails rather than run the stage a second time",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _forward(pid: int, number: int) -> None:
@@ -308,11 +327,15 @@ def _start(
         _run_child(conn, request, fds, import_env)
     for fd in fds:
         os.close(fd)
-    send_message(conn, {"pid": pid})
-    return pid
+    return pid  # the child says "started" itself: only then does the caller know the stage may have run
 
 
 def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], import_env: dict[str, str]) -> None:
+    try:
+        # Before anything else: a caller that never reads this runs the stage itself, so nothing may have run yet.
+        send_message(conn, {"started": os.getpid()})
+    except OSError:
+        os._exit(1)
     status = 1
     try:
         for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
@@ -349,6 +372,8 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], imp
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+        with contextlib.suppress(Exception):  # the caller's answer even if the host died meanwhile
+            send_message(conn, {"status": status})
         os._exit(status)
 
 
@@ -428,10 +453,10 @@ def probe(address: str, env: dict[str, str]) -> str | None:
     if conn is None:
         return "no host is listening"
     with conn:
-        send_message(conn, {"probe": True, "env": env, "source": source_digest()})
         try:
+            send_message(conn, {"probe": True, "env": env, "source": source_digest()})
             reply, _ = receive_message(conn)
-        except (EOFError, OSError):
+        except BROKEN:
             return "the host closed the connection"
     return reply.get("refused")
 

@@ -5,6 +5,7 @@ Real host processes, real forks, real ``distilflow`` command lines; each host ta
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +31,7 @@ def base_env(pythonpath: Path) -> dict[str, str]:
     return env
 
 
-def stage(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def stage(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, "stage", *args], env=env, capture_output=True, text=True, timeout=300, **kwargs)
 
 
@@ -166,3 +168,112 @@ def test_a_host_that_died_unreaped_is_not_waited_for(tmp_path: Path) -> None:
         assert time.monotonic() - started < 5
     finally:
         dead.wait()
+
+
+HUB_PROBE_STAGE = """
+import json
+
+
+def run(params, paths):
+    import datasets.config
+    import evaluate.config
+    import huggingface_hub.constants
+    import transformers.utils.hub
+
+    seen = {
+        "huggingface_hub": huggingface_hub.constants.HF_HUB_OFFLINE,
+        "datasets": [datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE],
+        "evaluate": evaluate.config.HF_EVALUATE_OFFLINE,
+        "transformers": transformers.utils.hub.is_offline_mode(),
+    }
+    print("hub mode " + json.dumps(seen))
+"""
+OFFLINE_KEYS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def test_a_warm_stage_sees_the_hub_mode_a_cold_one_sees(tmp_path: Path) -> None:
+    """The host imported the hub libraries before any stage decided its hub mode (configure_hub: offline for the
+    packaged teacher and local data); with the variables unset, the warm stage must not run online."""
+    package = tmp_path / "src" / "distilflow"
+    shutil.copytree(REPO_ROOT / "src" / "distilflow", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "stages" / "hubprobe.py").write_text(HUB_PROBE_STAGE)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    shutil.copy(REPO_ROOT / "params.yaml", workspace / "params.yaml")
+    (workspace / "dvc.yaml").write_text("stages:\n  hubprobe:\n    cmd: distilflow stage hubprobe\n")
+    env = {k: v for k, v in base_env(tmp_path / "src").items() if k not in OFFLINE_KEYS}
+    cold = stage(["hubprobe", "--root", str(workspace)], env)
+    assert cold.returncode == 0, cold.stderr
+    offline = {"huggingface_hub": True, "datasets": [True, True], "evaluate": True, "transformers": True}
+    assert json.loads(cold.stdout.split("hub mode ", 1)[1]) == offline
+    with warm_host(env) as address:
+        warm = stage(["hubprobe", "--root", str(workspace)], {**env, HOST_ENV: address})
+    assert warm.returncode == 0, warm.stderr
+    assert "stage host:" not in warm.stderr  # it did run warm
+    assert json.loads(warm.stdout.split("hub mode ", 1)[1]) == offline
+
+
+# A host that breaks the connection at a chosen moment: a real process on a real socket, speaking the real wire
+# format, so the caller meets what a dying host or the idle-timeout race gives it.
+FAULTY_HOST = """
+import os, socket, sys
+from distilflow.stage_host import STREAMS, receive_message, send_message
+
+path, moment = sys.argv[1], sys.argv[2]
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(path + ".part")
+listener.listen(1)
+os.rename(path + ".part", path)
+conn, _ = listener.accept()
+if moment != "on-accept":  # on-accept: closed unread, as the idle timeout closes a caller still in the backlog
+    request, fds = receive_message(conn, with_fds=STREAMS)
+    if moment == "after-start":  # as a host that died, or a child killed, once the stage had begun
+        send_message(conn, {"started": os.getpid()})
+conn.close()
+"""
+
+
+@pytest.mark.parametrize(
+    ("moment", "errors"),
+    [
+        # The kernel reports the closed end as EPIPE or ECONNRESET, whichever the caller's send meets first.
+        ("on-accept", ("BrokenPipeError", "ConnectionResetError")),
+        ("after-request", ("EOFError",)),
+    ],
+)
+def test_a_connection_broken_before_the_stage_started_falls_back_to_a_cold_run(
+    tmp_path: Path, moment: str, errors: tuple[str, ...]
+) -> None:
+    env = base_env(REPO_ROOT / "src")
+    # More request than a socket buffer holds: the send is still under way when the host closes its end.
+    env.update({f"DISTILFLOW_PADDING_{n}": "x" * 100_000 for n in range(4)})
+    socket_path = tmp_path / "host.sock"
+    host = subprocess.Popen([sys.executable, "-c", FAULTY_HOST, str(socket_path), moment], env=env)
+    try:
+        result = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: f"{host.pid}:{socket_path}"})
+        assert host.wait(60) == 0
+    finally:
+        host.kill()
+    assert result.returncode == 2, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("stage host:")]
+    assert notes in (
+        [f"stage host: the connection broke before the stage started ({error}); running the stage in this process"]
+        for error in errors
+    ), result.stderr
+    assert "unknown stage 'nosuch'" in result.stderr  # and the stage ran, once, in the caller
+    assert "Traceback" not in result.stderr
+
+
+def test_a_connection_broken_after_the_stage_started_never_runs_it_twice(tmp_path: Path) -> None:
+    env = base_env(REPO_ROOT / "src")
+    socket_path = tmp_path / "host.sock"
+    host = subprocess.Popen([sys.executable, "-c", FAULTY_HOST, str(socket_path), "after-start"], env=env)
+    try:
+        result = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: f"{host.pid}:{socket_path}"})
+        assert host.wait(60) == 0
+    finally:
+        host.kill()
+    assert result.returncode == 1, result.stderr
+    assert f"stage host: the connection broke after the stage started (pid {host.pid}, EOFError)" in result.stderr
+    assert "unknown stage" not in result.stderr, "the caller ran the stage a second time"
+    assert "Traceback" not in result.stderr
