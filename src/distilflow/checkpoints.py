@@ -19,7 +19,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from distilflow.config import ParamsError
+
 FINGERPRINT_FILE = "fingerprint.json"
+COMPUTE = "compute"
+"""The fingerprint's key for the resolved device, autocast, world size (training.schedule_fingerprint)."""
+
+
+class ResumeRefused(ParamsError):
+    """A checkpoint this run would resume was written on other hardware or another torchrun size."""
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -190,6 +198,9 @@ def prepare(folder: Path, fingerprint: dict[str, Any]) -> None:
 
     ``fingerprint`` names everything a resumed run must share with the one that wrote the checkpoint: code,
     starting weights, data version, settings, library versions. Any difference means training starts afresh.
+    A checkpoint that differs only in how it computed (``COMPUTE``: device, precision, world size) is refused
+    instead: nothing the person changed on purpose says to throw its progress away, and resuming it would go on
+    under another schedule, so they choose (ResumeRefused says how).
     """
     file = folder / FINGERPRINT_FILE
     if folder.exists():
@@ -201,6 +212,8 @@ def prepare(folder: Path, fingerprint: dict[str, Any]) -> None:
             changed = sorted(
                 key for key in {*fingerprint, *(previous or {})} if (previous or {}).get(key) != fingerprint.get(key)
             )
+            if previous and changed == [COMPUTE] and _resumable(folder):
+                raise ResumeRefused(_refusal(folder, previous.get(COMPUTE) or {}, fingerprint.get(COMPUTE) or {}))
             aside = folder.with_name(folder.name + ".set-aside")
             shutil.rmtree(aside, ignore_errors=True)
             folder.rename(aside)
@@ -210,6 +223,32 @@ def prepare(folder: Path, fingerprint: dict[str, Any]) -> None:
             )
     folder.mkdir(parents=True, exist_ok=True)
     file.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+
+
+def _resumable(folder: Path) -> bool:
+    """Whether a run would resume from ``folder`` (a kill before the first checkpoint leaves none)."""
+    return any((folder / name).exists() for name in ("last", "last.old"))
+
+
+def _refusal(folder: Path, before: dict[str, Any], now: dict[str, Any]) -> str:
+    changes = ", ".join(
+        f"{key} {before.get(key)} -> {now.get(key)}"
+        for key in sorted({*before, *now})
+        if before.get(key) != now.get(key)
+    )
+
+    def described(compute: dict[str, Any]) -> str:
+        return (
+            f"{compute.get('device')}, {compute.get('autocast')}, {compute.get('world_size')} process(es), "
+            f"{compute.get('examples_per_step')} examples per optimizer step"
+        )
+
+    return (
+        f"not resuming from {folder}: it was written on {described(before)}; this run is on {described(now)} "
+        f"({changes}), so it would continue on another schedule. To start over, delete {folder}; to continue it, "
+        f"rerun as it was written (finetune.device, finetune.precision, "
+        f"torchrun --nproc_per_node={before.get('world_size')}, or no torchrun for 1)."
+    )
 
 
 def source_digest(package: str = "distilflow") -> str:

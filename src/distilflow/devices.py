@@ -33,6 +33,17 @@ def choose_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.float16
 
 
+def autocast_name(dtype: torch.dtype | None) -> str:
+    """The precision a run computes in, by name: what ``precision: auto`` resolved to on this machine."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def resolved_compute(requested_device: str, precision: str) -> dict[str, str]:
+    """The device type and autocast precision ``device``/``precision`` mean here (``auto`` differs by machine)."""
+    device = choose_device(requested_device)
+    return {"device": device.type, "autocast": autocast_name(choose_dtype(device, precision))}
+
+
 def distributed() -> tuple[int, int]:
     """(rank, world size) under torchrun; (0, 1) otherwise."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():

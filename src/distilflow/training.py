@@ -24,7 +24,15 @@ from safetensors.torch import load_file
 from distilflow.batching import Collator, Columns, LengthGroupedBatches
 from distilflow.checkpoints import _cpu_state, _readable, load_checkpoint, save_best, save_checkpoint
 from distilflow.config import TrainingParams
-from distilflow.devices import barrier, choose_device, choose_dtype, distributed, init_distributed, seed_everything
+from distilflow.devices import (
+    barrier,
+    choose_device,
+    choose_dtype,
+    distributed,
+    init_distributed,
+    resolved_compute,
+    seed_everything,
+)
 from distilflow.progress import progress_bar
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
@@ -60,6 +68,19 @@ class LoopSettings:
         """The shared optimisation fields of a params section, plus the loop's own (device, checkpoints, ...)."""
         shared = {name: getattr(config, name) for name in TrainingParams.model_fields}
         return cls(**shared, primary_metric=primary_metric, seed=seed, **extra)
+
+
+def schedule_fingerprint(settings: LoopSettings, world_size: int) -> dict[str, Any]:
+    """What the optimisation schedule depends on beyond the settings as written, for a resume's fingerprint.
+
+    ``device``/``precision: auto`` resolve differently on another machine, and the world size (torchrun's process
+    count) multiplies the examples per optimizer step: the same settings on other hardware train differently.
+    """
+    return {
+        **resolved_compute(settings.device, settings.precision),
+        "world_size": world_size,
+        "examples_per_step": settings.batch_size * world_size * settings.grad_accum_steps,
+    }
 
 
 @dataclass

@@ -4,6 +4,7 @@ by another run) is set aside with a message, and the fresh start ends where an u
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -18,9 +19,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from distilflow.checkpoints import FINGERPRINT_FILE, ResumeRefused, prepare
 from distilflow.stage_host import HOST_ENV
 from distilflow.tasks import LINE
-from tests.conftest import run, test_env
+from distilflow.training import LoopSettings, schedule_fingerprint
+from tests.conftest import run
+from tests.conftest import test_env as stage_env  # aliased: pytest would collect a test_* name
 
 STEPS = 16
 SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8, "device": "cpu"}}
@@ -45,7 +49,7 @@ def one_thread_env(root: Path) -> dict[str, str]:
 
     Its own process too, never the session's warm stage host: a SIGKILL must leave nothing running that could
     still write a checkpoint, and the resumed half must count threads as the killed half did."""
-    env = {**test_env(root), "OMP_NUM_THREADS": "1"}
+    env = {**stage_env(root), "OMP_NUM_THREADS": "1"}
     env.pop(HOST_ENV, None)
     return env
 
@@ -57,7 +61,7 @@ def finetune(
     done = subprocess.run(
         ["distilflow", "stage", "finetune"],
         cwd=root,
-        env=env or test_env(root),
+        env=env or stage_env(root),
         capture_output=True,
         text=True,
         timeout=900,
@@ -150,3 +154,50 @@ def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspa
     assert metrics["resumed_from_step"] == 0
     assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
     assert all(torch.equal(weights[name], value) for name, value in expected_weights.items())
+
+
+def test_a_checkpoint_from_other_hardware_is_refused_with_what_changed(tmp_path: Path) -> None:
+    """Device and precision as they resolved, and the world size, are in the fingerprint: a resume on other
+    hardware or another torchrun size would go on under another schedule, so it stops and says what to do."""
+    settings = LoopSettings(
+        epochs=1.0,
+        batch_size=8,
+        learning_rate=1e-4,
+        weight_decay=0.0,
+        warmup_ratio=0.0,
+        max_grad_norm=1.0,
+        eval_every=4,
+        early_stopping_patience=0,
+        primary_metric="accuracy",
+        seed=0,
+        grad_accum_steps=2,
+        device="cpu",
+        precision="auto",
+    )
+    one = schedule_fingerprint(settings, world_size=1)
+    assert one == {"device": "cpu", "autocast": "fp32", "world_size": 1, "examples_per_step": 16}  # auto, resolved
+    auto_device = schedule_fingerprint(dataclasses.replace(settings, device="auto"), world_size=1)
+    assert auto_device["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    written = {"code": "c", "settings": {"finetune": {"batch_size": 8}}, "compute": one}
+    folder = tmp_path / "teacher"
+    prepare(folder, written)
+    (folder / "last").mkdir()  # a checkpoint to resume
+
+    with pytest.raises(ResumeRefused) as refused:
+        prepare(folder, {**written, "compute": schedule_fingerprint(settings, world_size=2)})
+    message = str(refused.value)
+    assert "(examples_per_step 16 -> 32, world_size 1 -> 2)" in message
+    assert f"To start over, delete {folder}; to continue it, rerun as it was written" in message
+    assert "torchrun --nproc_per_node=1" in message
+    assert (folder / "last").is_dir() and json.loads((folder / FINGERPRINT_FILE).read_text()) == written
+
+    # Written on a GPU, where precision auto meant bf16; resumed on this CPU, where it means fp32.
+    on_gpu = {**written, "compute": {**one, "device": "cuda", "autocast": "bf16"}}
+    (folder / FINGERPRINT_FILE).write_text(json.dumps(on_gpu))
+    with pytest.raises(ResumeRefused, match=r"\(autocast bf16 -> fp32, device cuda -> cpu\)"):
+        prepare(folder, written)
+
+    # Killed before its first checkpoint: nothing to resume, nothing to refuse.
+    (folder / "last").rmdir()
+    prepare(folder, written)
+    assert json.loads((folder / FINGERPRINT_FILE).read_text()) == written

@@ -35,7 +35,7 @@ from distilflow.paths import Paths
 from distilflow.scoring import dev_scorer
 from distilflow.tasks import get_task
 from distilflow.tracking import StageRun, read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import LoopSettings, train
+from distilflow.training import LoopSettings, schedule_fingerprint, train
 
 SECTIONS = ("model", "finetune")
 
@@ -57,17 +57,22 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
     return weight.numel()
 
 
-def fingerprint(params: Params, data_hash: str) -> dict[str, Any]:
-    """Everything a resumed run must share with the run that wrote the checkpoint it resumes."""
+def fingerprint(params: Params, data_hash: str, compute: dict[str, Any]) -> dict[str, Any]:
+    """Everything a resumed run must share with the run that wrote the checkpoint it resumes.
+
+    ``compute`` (training.schedule_fingerprint) holds device and precision as resolved on this machine, so the
+    settings leave out the words they were written as (``auto`` means another thing on another machine)."""
     import transformers
 
     teacher = resolve_teacher(params.model.teacher)
+    written = params.finetune.model_dump(exclude={"device", "precision"})
     return {
         "code": source_digest(),
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
         "data": data_hash,
-        "settings": {"finetune": params.finetune.model_dump(), "teacher": params.model.teacher, "seed": params.seed},
+        "settings": {"finetune": written, "teacher": params.model.teacher, "seed": params.seed},
         "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "compute": compute,
     }
 
 
@@ -91,10 +96,6 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
     data_hash = json.loads(paths.tokenized_meta_file.read_text())["content_hash"]
     checkpoints = paths.teacher_checkpoints_dir
-    if rank == 0:
-        prepare_checkpoints(checkpoints, fingerprint(params, data_hash))
-    barrier()
-
     settings = LoopSettings.from_params(
         config,
         task.primary_metric,
@@ -104,6 +105,10 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         device=config.device,
         precision=config.precision,
     )
+    if rank == 0:
+        prepare_checkpoints(checkpoints, fingerprint(params, data_hash, schedule_fingerprint(settings, world)))
+    barrier()
+
     dev = data[task.dev_splits[0]]
     pad_id = tokenizer.pad_token_id
     # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
