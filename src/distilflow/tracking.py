@@ -22,6 +22,7 @@ from distilflow.config import Params, section_dict
 from distilflow.env_vars import environment_kept
 from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, PARAMS_HASH_TAG, PIPELINE_ID_TAG, STAGE_TAG, TASK_TAG
 from distilflow.paths import Paths
+from distilflow.store_health import check_store
 
 LINEAGE_FILE = "lineage.json"
 PIPELINE_ID_ENV = "DISTILFLOW_PIPELINE_ID"
@@ -40,8 +41,10 @@ EXPORTED_BY_MLFLOW = ("MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
 
 def configure_mlflow(params: Params, paths: Paths) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking_uri(params, paths)
+    check_store(uri)  # a corrupt or unreachable store is named in seconds, before MLflow's traceback or retries
     with environment_kept(*EXPORTED_BY_MLFLOW):
-        return _point_mlflow_at(tracking_uri(params, paths), f"distilflow-{params.task}", paths)
+        return _point_mlflow_at(uri, f"distilflow-{params.task}", paths)
 
 
 def _point_mlflow_at(uri: str, name: str, paths: Paths) -> str:
