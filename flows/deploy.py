@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from distilflow.flow_settings import FLOW_ENTRYPOINT, FLOW_NAME, prefect_defaults
+from distilflow.flow_settings import ALLOWED_ROOTS_ENV, FLOW_ENTRYPOINT, FLOW_NAME, prefect_defaults
 
 os.environ.update(prefect_defaults())  # before Prefect is imported
 
@@ -96,8 +96,13 @@ def deploy(
     parameters: dict[str, Any] | None = None,
     paused: bool = False,
     concurrency_limit: int | None = None,
+    allowed_roots: list[Path] | None = None,
 ) -> str:
-    """Create or update the deployment; returns its id."""
+    """Create or update the deployment; returns its id.
+
+    Its runs work in the deployed checkout only, plus ``allowed_roots``: the run's ``root`` parameter is anyone's
+    to set, and the worker runs DVC there as its own user (flow_settings.allowed_workspace).
+    """
     check_server()
     if image is None:
         ensure_process_pool(pool)
@@ -115,6 +120,7 @@ def deploy(
         parameters=defaults,
         paused=paused,
         concurrency_limit=concurrency_limit,
+        job_variables=allowed_roots_variables(allowed_roots or []),
         image=image,
         build=False,
         push=False,
@@ -123,6 +129,13 @@ def deploy(
         print_next_steps=False,
     )
     return str(deployment_id)
+
+
+def allowed_roots_variables(roots: list[Path]) -> dict[str, Any]:
+    """The job variables that let the deployment's runs use ``roots`` besides its own checkout."""
+    if not roots:
+        return {}
+    return {"env": {ALLOWED_ROOTS_ENV: os.pathsep.join(str(Path(root).resolve()) for root in roots)}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="default flow parameter, e.g. --param profile=smoke (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-root",
+        dest="allowed_roots",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="another workspace the runs may use as `root` (repeatable); by default only the deployed checkout",
     )
     parser.add_argument("--paused", action="store_true", help="create the schedule paused")
     parser.add_argument(
@@ -161,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parse_assignments(args.param),
             paused=args.paused,
             concurrency_limit=args.concurrency_limit,
+            allowed_roots=args.allowed_roots,
         )
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)

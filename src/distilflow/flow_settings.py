@@ -134,3 +134,54 @@ def checked_overrides(root: Path, overrides: list[str]) -> None:
                 + "\nKeys must already exist in params.yaml, e.g. distill.temperature=3.0. Nothing was run; "
                 "params.yaml is unchanged."
             ) from None
+
+
+# ---------------------------------------------------------------------------------------------- where a run may work
+
+ALLOWED_ROOTS_ENV = "DISTILFLOW_ALLOWED_ROOTS"
+"""Workspaces, besides the deployment's own checkout, that a deployed run may use (``os.pathsep``-separated): set in
+the worker's environment, or by ``flows/deploy.py --allow-root`` in the deployment's job variables."""
+
+
+class RootRefused(SettingsRejected):
+    """A deployed run asked for a workspace its deployment does not allow; nothing was run."""
+
+
+def allowed_workspace(root: str, project_root: Path) -> Path:
+    """The workspace a flow run may use: any for a run someone started in their own process; for a run of a
+    deployment, only the deployment's checkout (``project_root``) or a folder in $DISTILFLOW_ALLOWED_ROOTS.
+
+    ``root`` is a parameter anyone who can start a run sets, and a worker runs ``dvc repro`` there as its own user.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    flow_run = context.flow_run if context is not None else None
+    if flow_run is None or flow_run.deployment_id is None:
+        return Path(root).resolve()
+    run_env = (flow_run.job_variables or {}).get("env") or {}
+    return checked_workspace(root, project_root, os.environ, run_sets_allow_list=ALLOWED_ROOTS_ENV in run_env)
+
+
+def checked_workspace(root: str, project_root: Path, env: Mapping[str, str], run_sets_allow_list: bool = False) -> Path:
+    """``root`` resolved, if a deployed run may use it; else RootRefused naming the folders it may use.
+
+    ``run_sets_allow_list``: the run's own job variables set $DISTILFLOW_ALLOWED_ROOTS. A run may override a
+    deployment's job variables, so that value came from whoever started the run, not from whoever deployed.
+    """
+    if run_sets_allow_list:
+        raise RootRefused(
+            f"this run sets {ALLOWED_ROOTS_ENV} in its own job variables; only the deployment (flows/deploy.py "
+            "--allow-root) or the worker's environment may say where its runs work. Nothing was run."
+        )
+    workspace = Path(root).resolve()
+    allowed = [project_root.resolve()]
+    allowed += [Path(entry).resolve() for entry in env.get(ALLOWED_ROOTS_ENV, "").split(os.pathsep) if entry]
+    if workspace not in allowed:
+        raise RootRefused(
+            f"root {workspace} is not a workspace this deployment may run in; allowed: "
+            f"{', '.join(str(path) for path in dict.fromkeys(allowed))}. Add a folder with "
+            f"`python flows/deploy.py --allow-root PATH` or {ALLOWED_ROOTS_ENV} in the worker's environment. "
+            "Nothing was run."
+        )
+    return workspace

@@ -499,3 +499,67 @@ def test_promotion_artifact_tells_gate_verdict_from_what_happened(
     assert "[r3](http://127.0.0.1:5000/#/runs/r3)" in text and "| distill | [d1](" in text
     assert "up to date in this run" not in text
     assert "up to date in this run" in (promotion_markdown(tmp_path, SKIPPED) or "")
+
+
+def test_only_the_deployed_checkout_and_allowed_folders_pass_the_root_check(tmp_path: Path) -> None:
+    from distilflow.flow_settings import ALLOWED_ROOTS_ENV, RootRefused, checked_workspace
+
+    project, extra = tmp_path / "project", tmp_path / "extra"
+    env = {ALLOWED_ROOTS_ENV: f"{extra}{os.pathsep}"}
+    assert checked_workspace(f"{project}/", project, env) == project.resolve()
+    assert checked_workspace(str(extra), project, env) == extra.resolve()
+    with pytest.raises(RootRefused, match=f"allowed: {project.resolve()}, {extra.resolve()}\\."):
+        checked_workspace(str(project / "inner"), project, env)  # a folder inside an allowed one is another folder
+    with pytest.raises(RootRefused, match="sets DISTILFLOW_ALLOWED_ROOTS in its own job variables"):
+        checked_workspace(str(extra), project, env, run_sets_allow_list=True)
+
+
+def test_a_deployed_run_is_refused_a_root_its_deployment_does_not_allow(prefect_server: Server, tmp_path: Path) -> None:
+    """The `root` parameter is anyone's to set; the worker would run `dvc repro` there as its own user."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from distilflow.flow_settings import ALLOWED_ROOTS_ENV
+
+    root = make_workspace(tmp_path / "ws")
+    extra, elsewhere = tmp_path / "extra", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(root / name, elsewhere / name)
+    pool, name = "distilflow-root-check-pool", "root-check"
+    command = [sys.executable, "flows/deploy.py", "--root", str(root), "--name", name, "--pool", pool]
+    deploy = run_checked_deploy([*command, "--allow-root", str(extra), "--paused"], root, prefect_server.env)
+    assert f"deployment {FLOW_NAME}/{name}" in deploy
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.url}):
+        refused: Any = run_deployment(f"{FLOW_NAME}/{name}", parameters={"root": str(elsewhere)}, timeout=0)
+        widened: Any = run_deployment(
+            f"{FLOW_NAME}/{name}",
+            parameters={"root": str(elsewhere)},
+            job_variables={"env": {ALLOWED_ROOTS_ENV: str(elsewhere)}},  # a run trying to allow itself
+            timeout=0,
+        )
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+        cwd=tmp_path,
+        env=prefect_server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        refused, widened = wait_final(prefect_server, refused.id, 300), wait_final(prefect_server, widened.id, 300)
+    finally:
+        stop(worker, timeout=10)
+    assert refused.state.is_failed() and widened.state.is_failed()
+    allowed = f"allowed: {root.resolve()}, {extra.resolve()}. Add a folder with `python flows/deploy.py --allow-root"
+    assert f"root {elsewhere.resolve()} is not a workspace this deployment may run in; {allowed}" in str(
+        refused.state.message
+    )
+    assert f"this run sets {ALLOWED_ROOTS_ENV} in its own job variables" in str(widened.state.message)
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["dvc.yaml", "params.yaml"], "something ran there"
+
+
+def run_checked_deploy(command: list[str], root: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
