@@ -146,3 +146,12 @@ serve: $(STAMP) ## mlflow models serve distilflow-<task>-student@champion on 127
 
 bench-serve: $(STAMP) ## load test of the served champion at concurrency 1 and 8 -> bench/results/serve-load.json
 	$(BIN)/python bench/serve_load.py --root . $(ARGS)
+
+# --- The CUDA path on a lent GPU machine (docs/gpu.md) ---------------------------------------------------------------
+.PHONY: gpu-prepare gpu-check
+
+gpu-prepare: $(STAMP) ## fill gpu/ (SST-2, the fp16 teacher, missing wheels) for the GPU machine; it travels as carry ["gpu"]
+	$(BIN)/python scripts/gpu_prepare.py $(ARGS)
+
+gpu-check: ## on the GPU machine: tests, fine-tune, label, distil, Trainer race -> OUT/gpu_check.json (OUT=dir)
+	bash scripts/gpu_check.sh "$(or $(OUT),gpu-check-out)" $(ARGS)

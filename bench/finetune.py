@@ -225,8 +225,20 @@ def run_trainer(run: Settings, frame: pd.DataFrame, tokenizer: Any, output_dir: 
     }
 
 
-def run_trainer_dynamic(run: Settings, rows: Dataset, tokenizer: Any, output_dir: Path) -> dict[str, float]:
-    """The Trainer as a careful user sets it up: the same token ids as ours, padded per batch, length-grouped."""
+def group_by_length_argument() -> dict[str, Any]:
+    """The Trainer's length grouping by either of its names: older transformers 5 releases take group_by_length."""
+    fields = {item.name for item in dataclasses.fields(transformers.TrainingArguments)}
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def run_trainer_dynamic(
+    run: Settings, rows: Dataset, tokenizer: Any, output_dir: Path, **extra: Any
+) -> dict[str, float]:
+    """The Trainer as a careful user sets it up: the same token ids as ours, padded per batch, length-grouped.
+
+    ``extra``: more TrainingArguments (scripts/gpu_check.py adds bf16 on the GPU, use_cpu in its dry run)."""
     dataset = Dataset.from_dict(
         {
             "input_ids": rows["input_ids"],
@@ -236,7 +248,7 @@ def run_trainer_dynamic(run: Settings, rows: Dataset, tokenizer: Any, output_dir
             "length": rows["length"],
         }
     )
-    training_args = trainer_arguments(run, len(dataset), output_dir, train_sampling_strategy="group_by_length")
+    training_args = trainer_arguments(run, len(dataset), output_dir, **group_by_length_argument(), **extra)
     trainer = transformers.Trainer(
         model=fresh_model(run),
         args=training_args,

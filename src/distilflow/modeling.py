@@ -61,6 +61,9 @@ def load_teacher_for_finetuning(name: str, task: GlueTask) -> PreTrainedModel:
         id2label=id2label,
         label2id=label2id,
         problem_type="regression" if task.is_regression else "single_label_classification",
+        # fp32 master weights whatever the checkpoint holds: transformers 5 loads an fp16 file as fp16, and
+        # AdamW on fp16 weights under bf16 autocast (no GradScaler) loses small updates and underflows gradients.
+        dtype=torch.float32,
     )
     return model
 
@@ -148,7 +151,7 @@ def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTa
         path = student.init.removeprefix("checkpoint:")
         id2label, label2id = label_maps(task)
         model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-            resolve_teacher(path), num_labels=task.num_labels, id2label=id2label, label2id=label2id
+            resolve_teacher(path), num_labels=task.num_labels, id2label=id2label, label2id=label2id, dtype=torch.float32
         )
         return model
     model = BertForSequenceClassification(student_config(teacher.config, student, task))
