@@ -49,8 +49,13 @@ def stage(
     except (UnknownStage, ParamsError, WorkspaceLocked, FileNotFoundError) as error:
         _fail(str(error), 2)
     except Exception as error:
+        from distilflow.store_health import store_fault
+
         if _is_user_error(error):
             _fail(f"{name} failed: {error}")
+        fault = store_fault(error)
+        if fault is not None:
+            _fail(f"{name} failed: {fault}")
         raise
 
 
@@ -71,7 +76,17 @@ def warm(ctx: typer.Context) -> None:
 def _is_user_error(error: Exception) -> bool:
     """Problems with the user's data, settings or registry get a clean message; bugs keep their traceback."""
     names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"DataValidationError", "IngestError", "ParamsError", "RegistryError", "RegistryUnavailable"})
+    return bool(
+        names
+        & {
+            "DataValidationError",
+            "IngestError",
+            "ParamsError",
+            "RegistryError",
+            "RegistryUnavailable",
+            "StoreUnavailable",
+        }
+    )
 
 
 @app.command()
@@ -110,6 +125,7 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
 
     from distilflow.config import ParamsError, load_params
     from distilflow.registry import model_name
+    from distilflow.store_health import StoreUnavailable
     from distilflow.tracking import configure_mlflow
 
     if role not in ("student", "teacher"):
@@ -121,6 +137,8 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
         _fail(str(error), 2)
     try:
         configure_mlflow(params, paths)
+    except StoreUnavailable as error:
+        _fail(str(error))
     except mlflow.exceptions.MlflowException as error:
         status = error.get_http_status_code()
         hint = (
@@ -250,7 +268,9 @@ def serve(
     import os
     import shlex
 
-    from distilflow.registry import current_champion
+    from mlflow.exceptions import MlflowException
+
+    from distilflow.registry import RegistryUnavailable, current_champion, is_missing, unavailable
     from distilflow.serving import serve_command, serve_env
     from distilflow.tracking import tracking_uri
 
@@ -261,7 +281,11 @@ def serve(
         found = (
             current_champion(client, name) if alias == "champion" else client.get_model_version_by_alias(name, alias)
         )
-    except Exception:
+    except RegistryUnavailable as error:  # a broken store is not "no champion": say which it is
+        _fail(str(error))
+    except MlflowException as error:
+        if not is_missing(error):
+            _fail(str(unavailable(error, f"reading {name}@{alias}")))
         found = None
     if found is None:
         _fail(

@@ -49,7 +49,7 @@ def check_sqlite(path: Path) -> None:
             f"{header[:8]!r}); nothing was written. {aside.capitalize()}, or let the next run start an empty store."
         )
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as connection:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2) as connection:
             problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
     except sqlite3.DatabaseError as error:
         if "locked" in str(error):
@@ -83,3 +83,30 @@ def check_server(uri: str) -> None:
         f"{time.monotonic() - started:.0f} s); nothing was written. Start it (docs/orchestration.md, team setup) or "
         "unset MLFLOW_TRACKING_URI to use this project's own store."
     )
+
+
+def store_fault(error: BaseException) -> str | None:
+    """A person's message for an sqlite store failure anywhere in ``error``'s chain, or None for other errors.
+
+    MLflow lets SQLAlchemy's errors through from its sqlite store; the sqlite error is their cause (``orig``).
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, sqlite3.OperationalError) and "locked" in str(current):
+            return (
+                'the MLflow store is locked by another process (sqlite: "database is locked"; one writer at a time). '
+                "Rerun once the other run is done: a rerun completes what this one began. A team shares a "
+                "tracking server instead (docs/orchestration.md)."
+            )
+        if isinstance(current, sqlite3.DatabaseError):
+            return (
+                f"the MLflow store failed: sqlite says {current}. Check the store file (distilflow models) and rerun."
+            )
+        orig = getattr(current, "orig", None)
+        pending += [current.__cause__, current.__context__, orig if isinstance(orig, BaseException) else None]
+    return None
