@@ -23,6 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -32,7 +33,8 @@ from gpu_check_parts import PARTS, Context, load_data
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_FILE = "gpu_check.json"
 # Seconds per part on an H100. Expected use is about half of each (docs/gpu.md); the sum stays under 8 minutes.
-BUDGETS_S: dict[str, float] = {"data": 30, "tests": 60, "compare": 45, "teacher": 150, "label": 100, "distill": 80}
+BUDGETS_S: dict[str, float] = {"data": 25, "tests": 45, "compare": 40, "teacher": 150, "label": 100, "distill": 100}
+PACKAGES = ("datasets", "evaluate", "pydantic", "pyarrow", "pandas", "fsspec", "huggingface_hub", "numpy", "pytest")
 QUICK_BUDGET_S = 120.0  # per part in the dry run: it only has to finish, on a CPU others share
 
 
@@ -80,9 +82,21 @@ def log(message: str) -> None:
     print(f"[gpu-check {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+def package_versions() -> dict[str, str | None]:
+    """What the library's imports resolve to there (the carried wheels among them), found without importing."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def environment() -> dict[str, Any]:
     """The machine and library versions; imports torch here, so a missing one is reported, not raised."""
     facts: dict[str, Any] = {"python": platform.python_version(), "hostname": platform.node()}
+    facts["packages"] = package_versions()
     try:
         import torch
         import transformers
@@ -166,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     report = Report(args.out, command)
     report.data["environment"] = environment()
     wanted = [name.strip() for name in args.parts.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(PARTS))
+    if unknown:
+        parser().error(f"--parts: unknown {', '.join(unknown)}; known: {', '.join(PARTS)}")
     report.data["settings"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report.save()
     log(f"environment: {json.dumps(report.data['environment'])}")

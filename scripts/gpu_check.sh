@@ -26,6 +26,8 @@ if ! "$python" -c "import importlib.util as u, sys; sys.exit(not all(map(u.find_
 	"$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
 		gpu/wheels/*.whl || exit 3
 	export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+	# datasets 5.2 wants pyarrow >= 24 and fsspec <= 2026.9 from the machine; a clash shows here and in the JSON.
+	"$python" -c "import datasets, evaluate, pydantic" || echo "gpu-check: the carried wheels do not import" >&2
 fi
 export PYTHONPATH=$PWD/src:$PWD/bench${PYTHONPATH:+:$PYTHONPATH}
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_NO_ADVISORY_WARNINGS=1
