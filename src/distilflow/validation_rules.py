@@ -21,6 +21,8 @@ class Rule:
     description: str
     fixed: bool = False
     """Structural rules stay errors: a row that cannot be split into the right columns cannot be checked at all."""
+    silenceable: bool = True
+    """False for ``row_dropped``: a row may leave the data only with a finding, so the rule cannot be ``off``."""
 
 
 _RULES = (
@@ -28,6 +30,7 @@ _RULES = (
     Rule("invalid_utf8", ERROR, "the line is not valid UTF-8", fixed=True),
     Rule("ragged_row", ERROR, "the line has the wrong number of tab-separated fields", fixed=True),
     Rule("missing_column", ERROR, "the header lacks a column the task reads", fixed=True),
+    Rule("nul_byte", ERROR, "the line holds a NUL byte (a binary or UTF-16 file, or a corrupt copy)", fixed=True),
     Rule("empty_split", ERROR, "the file has no data rows"),
     Rule("empty_text", ERROR, "a text field is empty"),
     Rule("blank_text", ERROR, "a text field holds only whitespace"),
@@ -56,6 +59,12 @@ _RULES = (
         "a dev example's text(s) also appear in train; tolerated as warnings up to validate.leakage_share_max",
     ),
     Rule("class_balance", WARNING, "a class's share of the split is outside validate.class_share_min..max"),
+    Rule(
+        "row_dropped",
+        WARNING,
+        "the row is left out of data/validated (its label cannot be read) while its rule is not an error",
+        silenceable=False,
+    ),
 )
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in _RULES}
@@ -68,3 +77,5 @@ def check_overrides(overrides: dict[str, str]) -> None:
             raise ValueError(f"unknown validation rule {name!r}; known rules: {', '.join(RULES)}")
         if RULES[name].fixed and severity != ERROR:
             raise ValueError(f"rule {name!r} is always an error: rows it finds cannot be read, so cannot be checked")
+        if not RULES[name].silenceable and severity == OFF:
+            raise ValueError(f"rule {name!r} cannot be off: no row may leave the data without being reported")

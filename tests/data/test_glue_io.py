@@ -108,3 +108,34 @@ def test_reader_is_fast(tmp_path: Path) -> None:
     frame, problems = read_split(TASKS["sst2"], path)
     assert time.perf_counter() - started < 2.0
     assert len(frame) == 70_000 and problems == []
+
+
+def test_a_file_holding_only_a_byte_order_mark_is_empty(tmp_path: Path) -> None:
+    # The BOM used to be stripped after the final-newline check, leaving one blank (ragged) row behind.
+    raw = read_raw(TASKS["cola"], _write(tmp_path / "train.tsv", b"\xef\xbb\xbf"))
+    assert raw.problems == [] and raw.frame.empty and raw.read == 0
+
+
+def test_nul_bytes_are_reported_by_line_and_field(tmp_path: Path) -> None:
+    # BERT's tokenizer deletes NUL without a word; in a TSV one means a binary or UTF-16 file, or a corrupt copy.
+    raw = read_raw(TASKS["sst2"], _write(tmp_path / "train.tsv", "sentence\tlabel\nfine\t1\nbro\x00ken\t0\n"))
+    assert [(p.line, p.rule, p.column) for p in raw.problems] == [(3, "nul_byte", "field 1")]
+    assert raw.frame[LINE].tolist() == [2] and (raw.read, raw.unread) == (2, 0)
+
+
+def test_lines_past_the_row_limit_are_counted_not_reported(tmp_path: Path) -> None:
+    data = b"sentence\tlabel\nfine\t1\ngood\t0\ncaf\xe9\t0\n"
+    raw = read_raw(TASKS["sst2"], _write(tmp_path / "train.tsv", data), max_rows=2)
+    assert raw.problems == [] and (raw.read, raw.unread) == (2, 1)
+
+
+def test_scores_parse_as_the_suite_checks_them(tmp_path: Path) -> None:
+    header = "\t".join(file_columns(TASKS["stsb"])) + "\n"
+    rows = [f"{i}\tg\tf\ty\to\ts\ts\ta{i}\tb{i}\t{score}\n" for i, score in enumerate(["3.2", "٣", "1_0", "1e999"])]
+    frame, problems = read_split(TASKS["stsb"], _write(tmp_path / "dev.tsv", header + "".join(rows)))
+    assert frame[LABEL].tolist() == [3.2]
+    assert [(p.line, p.rule) for p in problems] == [
+        (3, "score_not_numeric"),
+        (4, "score_not_numeric"),
+        (5, "score_out_of_range"),
+    ]

@@ -63,6 +63,12 @@ def _all_one_label(project: Project) -> None:
     project.write_lines("train.tsv", ["\t".join([parts[0], "1", "", parts[3]]) for parts in lines] + [""])
 
 
+def _nul_byte(project: Project) -> None:
+    data = project.file("dev.tsv").read_bytes().split(b"\n")
+    data[3] = data[3].replace(b" ", b"\x00", 1)  # a NUL, as a UTF-16 or binary file carries them
+    project.file("dev.tsv").write_bytes(b"\n".join(data))
+
+
 def _insert_blank_line(project: Project) -> None:
     lines = project.lines("train.tsv")
     project.write_lines("train.tsv", [*lines[:4], "", *lines[4:]])
@@ -130,6 +136,16 @@ CASES = [
     Case("invalid-utf8", "cola", _invalid_utf8, "train.tsv", 7, "invalid_utf8"),
     Case("ragged-row", "qqp", lambda p: _set_field(p, "dev.tsv", 3, 5, "0\textra"), "dev.tsv", 3, "ragged_row"),
     Case("blank-line", "sst2", _insert_blank_line, "train.tsv", 5, "ragged_row"),
+    Case("nul-byte", "rte", _nul_byte, "dev.tsv", 4, "nul_byte"),
+    Case(
+        "dropped-row-as-error",
+        "sst2",
+        lambda p: _set_field(p, "dev.tsv", 3, 1, "2"),
+        "dev.tsv",
+        3,
+        "row_dropped",
+        {"severity": {"label_not_in_set": "off", "row_dropped": "error"}},
+    ),
     Case(
         "text-too-long",
         "rte",
@@ -315,6 +331,8 @@ def test_severity_keys_are_checked() -> None:
         parse_params({"validate": {"severity": {"class_balanse": "error"}}})
     with pytest.raises(ParamsError, match="always an error"):
         parse_params({"validate": {"severity": {"ragged_row": "warning"}}})
+    with pytest.raises(ParamsError, match="cannot be off"):
+        parse_params({"validate": {"severity": {"row_dropped": "off"}}})
     with pytest.raises(ParamsError, match="class_share_min"):
         parse_params({"validate": {"class_share_min": 0.6, "class_share_max": 0.4}})
 
@@ -333,7 +351,18 @@ def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path, mlflow_
     assert len(frames["train"]) == 12 and len(frames["dev"]) == 5
     assert sorted(p.name for p in paths.validated_dir.iterdir()) == ["dev.parquet", "lineage.json", "train.parquet"]
     metric = json.loads(paths.metrics_file("validate").read_text())
-    assert metric == {"ok": True, "errors": 0, "warnings": 0, "rows_train": 12, "rows_dev": 5}
+    assert metric == {
+        "ok": True,
+        "errors": 0,
+        "warnings": 0,
+        "dropped": 0,
+        "rows_train": 12,
+        "read_train": 12,
+        "dropped_train": 0,
+        "rows_dev": 5,
+        "read_dev": 5,
+        "dropped_dev": 0,
+    }
     summary = json.loads((paths.reports_dir / "validation" / "summary.json").read_text())
     assert summary["rows"] == {"train": 12, "dev": 5} and summary["rules"]["label_not_in_set"]["checked"]
     assert result["metrics"]["ok"] == 1.0 and result["metrics"]["rows_train"] == 12.0

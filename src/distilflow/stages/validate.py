@@ -36,23 +36,40 @@ def stage_metrics(report: ValidationReport) -> dict[str, float]:
 
 
 def dvc_metrics(report: ValidationReport) -> dict[str, Any]:
-    """metrics/validate.json: the verdict and the row count per split."""
-    return {
+    """metrics/validate.json: the verdict, and per split the rows read, written to data/validated and dropped.
+
+    ``rows_<split>`` counts rows written: a failed run writes none. On a passing run read = written + dropped.
+    """
+    metrics: dict[str, Any] = {
         "ok": report.ok,
         "errors": report.errors,
         "warnings": report.warnings,
-        **{f"rows_{split}": entry["rows"] for split, entry in report.summary["splits"].items()},
+        "dropped": report.dropped,
     }
+    for split, entry in report.summary["splits"].items():
+        metrics[f"rows_{split}"] = entry["rows"] if report.ok else 0
+        metrics[f"read_{split}"] = entry["read"]
+        metrics[f"dropped_{split}"] = entry["dropped"]
+    return metrics
 
 
 def _write_splits(report: ValidationReport, target: Path) -> list[Path]:
-    """Write every split to a sibling folder first, then swap it in: a crash never leaves a mix of old and new."""
+    """Write every split to a sibling folder first, then swap it in: a crash never leaves a mix of old and new.
+
+    Each file is read back before the swap: its row count must be the rows read less the rows dropped.
+    """
+    import pyarrow.parquet as pq
+
     staging = target.with_name(target.name + ".tmp")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     for split, frame in report.frames.items():
         frame.to_parquet(staging / f"{split}.parquet", index=False)
+        account = report.accounts[split]
+        written = pq.read_metadata(staging / f"{split}.parquet").num_rows
+        if written != account.read - len(account.dropped):
+            raise RuntimeError(f"{split}: wrote {written} rows, but {account.format()}")
     if target.exists():
         shutil.rmtree(target)
     os.replace(staging, target)
@@ -89,6 +106,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         if not report.ok:
             raise DataValidationError(report.format_findings(settings.max_errors_reported), report, artifacts)
 
+        # DVC and the flow keep a stage's output: every dropped row and warning is named there, not only on disk.
+        print(report.format_findings(settings.max_errors_reported))
         _write_splits(report, paths.validated_dir)
         # Carry the ingest run's id forward: tokenize reads lineage from data/validated. It is read from
         # reports/ingest, which is no dvc.yaml dependency on purpose: a new ingest run of the same files is the

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from distilflow.config import ValidateParams
-from distilflow.glue_io import RawSplit, display_column, normalise, read_raw, split_path
+from distilflow.glue_io import RawSplit, display_column, parse_scores, read_raw, split_path
 from distilflow.tasks import LABEL, LINE, GlueTask
-from distilflow.validation.findings import Finding, RuleCount, ValidationReport, shown
+from distilflow.validation.accounting import keep_rows
+from distilflow.validation.findings import Finding, RowAccount, RuleCount, ValidationReport, shown
 from distilflow.validation.suites import (
     CONFLICT_WITH,
     DUP_OF,
@@ -86,7 +87,7 @@ def _prepare(task: GlueTask, raw: RawSplit, train: _Prepared | None) -> _Prepare
     first = frame.groupby(labelled_key, dropna=True, sort=False)[LINE].transform("first")
     frame[DUP_OF] = first.where(first != frame[LINE]).astype("Int64")
     if task.labels is None:
-        frame[SCORE] = pd.to_numeric(frame[LABEL], errors="coerce").astype("float64")
+        frame[SCORE] = parse_scores(frame[LABEL])  # the reader's parser: the suite checks what is kept
     else:
         frame[CONFLICT_WITH] = _conflicts(frame, key)
         valid = frame[LABEL].isin(task.labels)
@@ -120,6 +121,8 @@ class _Collector:
         self.settings = settings
         self.findings: list[Finding] = []
         self.counts: list[RuleCount] = []
+        self.error_lines: set[tuple[str, int]] = set()
+        """(split, line) of every row with an error finding: such a run fails, so nothing of it is written."""
 
     def add(self, finding: Finding, count: int = 1) -> None:
         self.findings.append(finding)
@@ -131,6 +134,7 @@ class _Collector:
         limit = self.settings.max_errors_reported
         by_rule: dict[tuple[str, str | None], int] = {}
         for problem in raw.problems:
+            self.error_lines.add((raw.split, problem.line))
             key = (problem.rule, problem.column)
             by_rule[key] = by_rule.get(key, 0) + 1
             if by_rule[key] <= limit:
@@ -163,6 +167,30 @@ class _Collector:
         for split, lines in lines_by_split.items():
             self._add_rows(prepared[split], outcome, sorted(lines), train_file)
 
+    def add_drops(self, account: RowAccount) -> None:
+        """A ``row_dropped`` finding for each dropped row no error names: its rule is ``warning`` or ``off``."""
+        severity = self.settings.severity.get("row_dropped", RULES["row_dropped"].severity)
+        # A reader rule is always an error (the run fails); any other drop is checked against the errors actually
+        # found, not the rule's severity, so a row the suite passed but the label parser refused is still named.
+        silent = [
+            problem
+            for problem in account.dropped
+            if not RULES[problem.rule].fixed and (account.split, problem.line) not in self.error_lines
+        ]
+        for problem in silent[: self.settings.max_errors_reported]:
+            rule_severity = self.settings.severity.get(problem.rule, RULES[problem.rule].severity)
+            detail = (
+                f"left out of data/validated by {problem.rule} (validate.severity {rule_severity}): {problem.detail}"
+            )
+            column = problem.column
+            self.findings.append(
+                Finding(
+                    account.file, problem.line, column, "row_dropped", problem.value, severity, account.split, detail
+                )
+            )
+        if silent:
+            self.counts.append(RuleCount(account.split, account.file, "row_dropped", None, severity, len(silent)))
+
     def _add_class_balance(self, prepared: dict[str, _Prepared], outcome: Outcome) -> None:
         task, settings = self.task, self.settings
         assert task.labels is not None and outcome.column is not None
@@ -188,6 +216,8 @@ class _Collector:
             name = "conflict_share_max" if outcome.rule == "conflicting_labels" else "leakage_share_max"
             tolerance_note = f"; {count / rows:.2%} of rows, within validate.{name}={share_max[outcome.rule]:g}"
 
+        if severity == ERROR:
+            self.error_lines.update((split, line) for line in lines)
         column = self._column(outcome.column)
         frame = prepared.frame.set_index(LINE, drop=False)
         source = raw.frame.set_index(LINE)
@@ -268,7 +298,8 @@ def _split_stats(task: GlueTask, prepared: _Prepared) -> dict[str, Any]:
         stats["class_counts"] = {label: int((valid == label).sum()) for label in task.labels}
         stats["class_shares"] = {label: round(int((valid == label).sum()) / total, 4) for label in task.labels}
     else:
-        scores = frame[SCORE].dropna()
+        # Finite only: a score like 1e999 is reported as out of range, and must not crash the statistics.
+        scores = frame[SCORE][np.isfinite(frame[SCORE])]
         stats["score"] = (
             {"min": float(scores.min()), "mean": round(float(scores.mean()), 4), "max": float(scores.max())}
             if len(scores)
@@ -276,8 +307,43 @@ def _split_stats(task: GlueTask, prepared: _Prepared) -> dict[str, Any]:
         )
     stats["_chars_histogram"] = _histogram(chars)
     if task.labels is None:
-        stats["_score_histogram"] = _histogram(frame[SCORE].dropna())
+        stats["_score_histogram"] = _histogram(frame[SCORE][np.isfinite(frame[SCORE])])
     return stats
+
+
+def _read_folder(
+    task: GlueTask, data_dir: Path, max_rows: dict[str, int], collector: _Collector
+) -> dict[str, RawSplit]:
+    """Each split file the task needs, read strictly; a missing file or a reader problem becomes a finding."""
+    raws: dict[str, RawSplit] = {}
+    for split in task.splits:
+        path = split_path(data_dir, split)
+        if not path.is_file():
+            detail = f"expected {path.name} for task {task.name} in {data_dir}"
+            collector.add(Finding(shown(path), None, None, "missing_file", _value(path.name), ERROR, split, detail))
+            continue
+        raws[split] = read_raw(task, path, split, max_rows=max_rows.get(split))
+        collector.add_reader_problems(raws[split])
+    return raws
+
+
+def _prepare_splits(task: GlueTask, raws: dict[str, RawSplit], collector: _Collector) -> dict[str, _Prepared]:
+    """The GX view of every readable split with rows; a split without rows is an ``empty_split`` finding."""
+    prepared: dict[str, _Prepared] = {}
+    train = None
+    for split, raw in raws.items():
+        if not raw.readable:
+            continue
+        if raw.frame.empty:
+            severity = collector.settings.severity.get("empty_split", RULES["empty_split"].severity)
+            if severity != OFF:
+                detail = "the file has a header but no data rows" if task.header else "the file has no rows"
+                collector.add(Finding(shown(raw.path), None, None, "empty_split", "'0 rows'", severity, split, detail))
+            continue
+        prepared[split] = _prepare(task, raw, train if split != "train" else None)
+        if split == "train":
+            train = prepared[split]
+    return prepared
 
 
 def validate_folder(
@@ -293,32 +359,8 @@ def validate_folder(
     started = time.perf_counter()
     data_dir = Path(data_dir)
     collector = _Collector(task, settings)
-    raws: dict[str, RawSplit] = {}
-    for split in task.splits:
-        path = split_path(data_dir, split)
-        if not path.is_file():
-            detail = f"expected {path.name} for task {task.name} in {data_dir}"
-            collector.add(Finding(shown(path), None, None, "missing_file", _value(path.name), ERROR, split, detail))
-            continue
-        limit = (max_rows or {}).get(split)
-        raws[split] = read_raw(task, path, split, max_rows=limit)
-        collector.add_reader_problems(raws[split])
-
-    prepared: dict[str, _Prepared] = {}
-    train = None
-    for split, raw in raws.items():
-        if not raw.readable:
-            continue
-        if raw.frame.empty:
-            severity = settings.severity.get("empty_split", RULES["empty_split"].severity)
-            if severity != OFF:
-                detail = "the file has a header but no data rows" if task.header else "the file has no rows"
-                collector.add(Finding(shown(raw.path), None, None, "empty_split", "'0 rows'", severity, split, detail))
-            continue
-        prepared[split] = _prepare(task, raw, train if split != "train" else None)
-        if split == "train":
-            train = prepared[split]
-
+    raws = _read_folder(task, data_dir, max_rows or {}, collector)
+    prepared = _prepare_splits(task, raws, collector)
     suite = suite_for(task, settings, tuple(prepared)) if prepared else None
     if suite is not None:
         combined = pd.concat([item.frame for item in prepared.values()], ignore_index=True)
@@ -326,7 +368,9 @@ def validate_folder(
         for outcome in suite.run(combined):
             collector.add_outcome(prepared, outcome, train_file)
 
-    frames = {split: normalise(task, raw.frame)[0] for split, raw in raws.items() if raw.readable}
+    frames, accounts = keep_rows(task, raws)
+    for account in accounts.values():
+        collector.add_drops(account)
     stats = {split: _split_stats(task, item) for split, item in prepared.items()}
     report = ValidationReport(
         task=task.name,
@@ -339,6 +383,7 @@ def validate_folder(
         ),
         counts=collector.counts,
         frames=frames,
+        accounts=accounts,
     )
     report.summary = build_summary(task, settings, report, raws, stats, suite, time.perf_counter() - started)
     if report_dir is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from distilflow.glue_io import RowProblem
 from distilflow.validation_rules import ERROR, RULES, WARNING
 
 
@@ -87,6 +88,48 @@ class RuleCount:
     count: int
 
 
+@dataclass(frozen=True)
+class RowAccount:
+    """Where every data line of one split file went: kept (for ``data/validated``) or dropped, each with its rule.
+
+    Built only when ``read == kept + len(dropped)``: a row can leave the data only as one of ``dropped``.
+    """
+
+    split: str
+    file: str
+    read: int
+    """Data lines looked at (the header excluded)."""
+    kept: int
+    dropped: tuple[RowProblem, ...]
+    """One problem per dropped line: the line, the rule that dropped it, the column and value."""
+    unread: int = 0
+    """Data lines past ``data.max_*_rows``, not looked at."""
+
+    def __post_init__(self) -> None:
+        lines = [problem.line for problem in self.dropped]
+        if self.read != self.kept + len(self.dropped) or len(set(lines)) != len(lines):
+            # A bug in the reader or the checks, not in the data: stop before anything is written.
+            raise RuntimeError(
+                f"{self.file}: {self.read} rows read but {self.kept} kept and {len(self.dropped)} dropped "
+                f"({len(set(lines))} distinct lines)"
+            )
+
+    def by_rule(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for problem in self.dropped:
+            counts[problem.rule] = counts.get(problem.rule, 0) + 1
+        return counts
+
+    def format(self) -> str:
+        """``dev.tsv: 4 read, 2 kept, 2 dropped (label_not_in_set 2)``."""
+        text = f"{self.file}: {self.read} read, {self.kept} kept, {len(self.dropped)} dropped"
+        if self.dropped:
+            text += " (" + ", ".join(f"{rule} {count}" for rule, count in sorted(self.by_rule().items())) + ")"
+        if self.unread:
+            text += f", {self.unread} past the row limit not read"
+        return text
+
+
 @dataclass
 class ValidationReport:
     task: str
@@ -96,7 +139,13 @@ class ValidationReport:
     findings: list[Finding]
     counts: list[RuleCount]
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    """The kept rows per split, as ``data/validated`` holds them."""
+    accounts: dict[str, RowAccount] = field(default_factory=dict)
     report_path: Path | None = None
+
+    @property
+    def dropped(self) -> int:
+        return sum(len(account.dropped) for account in self.accounts.values())
 
     @property
     def errors(self) -> int:
@@ -129,6 +178,7 @@ class ValidationReport:
             if total > listed.get((file, rule), 0):
                 lines.append(f"  ... and {total - listed.get((file, rule), 0)} more {rule} {severity}s in {file}")
         lines.append(self.headline())
+        lines += [f"  rows {account.format()}" for account in self.accounts.values()]
         for rule, by_severity in self._per_rule().items():
             for level, total in by_severity.items():
                 lines.append(f"  {level:<8}{rule:<20}{total:>8}  {RULES[rule].description}")
@@ -140,7 +190,7 @@ class ValidationReport:
         verdict = "passed" if self.ok else "FAILED"
         return (
             f"validation of {self.task} in {shown(self.data_dir)} {verdict}: "
-            f"{self.errors} error(s), {self.warnings} warning(s)"
+            f"{self.errors} error(s), {self.warnings} warning(s), {self.dropped} row(s) dropped"
         )
 
     def _per_rule(self) -> dict[str, dict[str, int]]:

@@ -148,6 +148,35 @@ def _findings_tables(report: ValidationReport, severity: str, anchors: set[str])
     return "".join(html)
 
 
+def _dropped_text(entry: dict[str, Any]) -> str:
+    """``2 (label_not_in_set 2)``: the count, then which rules dropped the rows."""
+    by_rule = entry.get("dropped_by_rule", {})
+    rules = ", ".join(f"{rule} {count}" for rule, count in sorted(by_rule.items()))
+    return f"{entry['dropped']:,}" + (f" ({rules})" if rules else "")
+
+
+def _splits_table(summary: dict[str, Any]) -> str:
+    html: list[str] = []
+    html.append(
+        "<h2>Splits</h2><p>Every row read is either kept for <code>data/validated</code> or dropped, each dropped "
+        "row named under <code>row_dropped</code> or an error.</p><table><tr><th>split</th><th>file</th>"
+        "<th>rows read</th><th>rows kept</th><th>rows dropped</th><th>errors</th><th>warnings</th>"
+        "<th>class shares</th><th>characters (min / mean / max)</th></tr>"
+    )
+    for split, entry in summary["splits"].items():
+        shares = ", ".join(f"{label}: {share:.1%}" for label, share in entry.get("class_shares", {}).items())
+        chars = entry.get("chars")
+        chars_text = f"{chars['min']} / {chars['mean']:.0f} / {chars['max']}" if chars else ""
+        html.append(
+            f"<tr><td>{escape(split)}</td><td><code>{escape(entry['file'])}</code></td>"
+            f"<td class='num'>{entry['read']:,}</td><td class='num'>{entry['rows']:,}</td>"
+            f"<td class='num'>{escape(_dropped_text(entry))}</td><td class='num'>{entry['errors']}</td>"
+            f"<td class='num'>{entry['warnings']}</td><td>{escape(shares)}</td><td>{escape(chars_text)}</td></tr>"
+        )
+    html.append("</table>")
+    return "".join(html)
+
+
 def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> str:
     summary = report.summary
     settings = summary.get("settings", {})
@@ -166,26 +195,14 @@ def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> s
         f"<div class='card'>warnings<b>{report.warnings}</b></div>",
     ]
     for split, rows in summary["rows"].items():
-        html.append(f"<div class='card'>{escape(split)} rows<b>{rows:,}</b></div>")
+        html.append(f"<div class='card'>{escape(split)} rows kept<b>{rows:,}</b></div>")
+    html.append(f"<div class='card'>rows dropped<b>{report.dropped:,}</b></div>")
     html.append(f"<div class='card'>seconds<b>{summary['elapsed_seconds']:.1f}</b></div></div>")
 
     anchors: set[str] = set()
     html.append(f"<h2>Errors</h2>{_findings_tables(report, ERROR, anchors)}")
 
-    html.append(
-        "<h2>Splits</h2><table><tr><th>split</th><th>file</th><th>rows</th><th>errors</th><th>warnings</th>"
-        "<th>class shares</th><th>characters (min / mean / max)</th></tr>"
-    )
-    for split, entry in summary["splits"].items():
-        shares = ", ".join(f"{label}: {share:.1%}" for label, share in entry.get("class_shares", {}).items())
-        chars = entry.get("chars")
-        chars_text = f"{chars['min']} / {chars['mean']:.0f} / {chars['max']}" if chars else ""
-        html.append(
-            f"<tr><td>{escape(split)}</td><td><code>{escape(entry['file'])}</code></td>"
-            f"<td class='num'>{entry['rows']:,}</td><td class='num'>{entry['errors']}</td>"
-            f"<td class='num'>{entry['warnings']}</td><td>{escape(shares)}</td><td>{escape(chars_text)}</td></tr>"
-        )
-    html.append("</table>")
+    html.append(_splits_table(summary))
 
     html.append("<h2>Distributions</h2><div class='charts'>")
     band = (float(settings.get("class_share_min", 0.0)), float(settings.get("class_share_max", 1.0)))

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from distilflow.config import ValidateParams
+from distilflow.glue_io import NUMBER_REGEX
 from distilflow.tasks import LABEL, LINE, GlueTask
 from distilflow.validation_rules import ERROR, OFF, RULES
 
@@ -35,8 +36,6 @@ SPLIT = "split"
 ID_IN_SPLIT = "id_in_split"
 # Whitespace-only, for any Unicode space (\s is Unicode-aware in Python's re, which pandas uses).
 BLANK_REGEX = r"^\s+$"
-# A plain decimal number as the STS-B files write scores; rejects "nan", "inf" and stray text.
-NUMBER_REGEX = r"^\s*[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*$"
 
 
 def class_column(split: str, index: int) -> str:
@@ -129,7 +128,8 @@ def _expectations(
 
 def checked_rules(task: GlueTask, settings: ValidateParams) -> set[str]:
     """Rules that apply to this task with these settings (score rules never apply to a classification task)."""
-    structural = {name for name, rule in RULES.items() if rule.fixed}
+    # The reader's rules and row_dropped (never off) apply to every task.
+    structural = {name for name, rule in RULES.items() if rule.fixed or not rule.silenceable}
     if _severity(settings, "empty_split") != OFF:
         structural.add("empty_split")
     return structural | {rule for rule, _, _ in _expectations(task, settings, task.splits)}

@@ -8,9 +8,16 @@ from typing import Any
 from distilflow.config import ValidateParams
 from distilflow.glue_io import RawSplit, split_path
 from distilflow.tasks import GlueTask
-from distilflow.validation.findings import ValidationReport, shown
+from distilflow.validation.findings import RowAccount, ValidationReport, shown
 from distilflow.validation.suites import GxSuite, checked_rules, suite_name
 from distilflow.validation_rules import ERROR, RULES, WARNING
+
+
+def _lines_by_rule(account: RowAccount) -> dict[str, list[int]]:
+    lines: dict[str, list[int]] = {}
+    for problem in account.dropped:
+        lines.setdefault(problem.rule, []).append(problem.line)
+    return lines
 
 
 def build_summary(
@@ -32,10 +39,16 @@ def build_summary(
         rules[count.rule]["errors" if count.severity == ERROR else "warnings"] += count.count
     splits: dict[str, Any] = {}
     for split in task.splits:
-        raw = raws.get(split)
+        raw, account = raws.get(split), report.accounts.get(split)
         entry: dict[str, Any] = {
             "file": shown(raw.path) if raw else shown(split_path(report.data_dir, split)),
-            "rows": len(raw.frame) if raw else 0,
+            # rows = the rows data/validated gets; read = rows + dropped, each dropped row listed with its rule.
+            "rows": account.kept if account else 0,
+            "read": account.read if account else 0,
+            "dropped": len(account.dropped) if account else 0,
+            "dropped_by_rule": account.by_rule() if account else {},
+            "dropped_lines": _lines_by_rule(account) if account else {},
+            "unread": account.unread if account else 0,
             "errors": sum(c.count for c in report.counts if c.split == split and c.severity == ERROR),
             "warnings": sum(c.count for c in report.counts if c.split == split and c.severity == WARNING),
         }
@@ -49,6 +62,8 @@ def build_summary(
         "errors": report.errors,
         "warnings": report.warnings,
         "rows": {split: entry["rows"] for split, entry in splits.items()},
+        "rows_read": {split: entry["read"] for split, entry in splits.items()},
+        "rows_dropped": {split: entry["dropped"] for split, entry in splits.items()},
         "elapsed_seconds": round(elapsed, 3),
         "splits": splits,
         "rules": rules,
