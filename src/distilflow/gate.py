@@ -97,11 +97,13 @@ def gate(
     metric_name: str,
     baseline: float | None = None,
     best: tuple[str, float] | None = None,
+    uncompared_champion: str | None = None,
 ) -> Decision:
     """Every rule is checked and reported, so a refusal lists all its reasons, not just the first.
 
     ``baseline`` is the trivial model's metric on the same dev set (None: not checked); ``best`` the version and
-    metric of the best model that has ever been champion, when that is not the current champion.
+    metric of the best model that has ever been champion, when that is not the current champion;
+    ``uncompared_champion`` why a champion that exists is not compared (its refusal is the caller's to add).
     """
     decision = Decision(promote=True, champion_metric=champion_metric, metric=metric, baseline_metric=baseline)
     if math.isnan(metric):
@@ -120,7 +122,7 @@ def gate(
         else:
             decision.refuse(f"{metric_name} {metric:.4f} < {bar}: no better than always predicting one answer")
     if champion_metric is None:
-        decision.reasons.append("no current champion")
+        decision.reasons.append(uncompared_champion or "no current champion")
     else:
         _compare(decision, metric, champion_metric, "champion", rules.tolerance, metric_name)
     if best is not None:
@@ -243,6 +245,9 @@ def gate_version(client: MlflowClient, name: str, version: str, rules: Promotion
         metric_name,
         baseline=tag_float(candidate, BASELINE_TAG),
         best=best,
+        uncompared_champion=(
+            f"champion v{champion.version} not compared (see below)" if champion is not None and not same_data else None
+        ),
     )
     if champion is not None:
         decision.champion_version = str(champion.version)

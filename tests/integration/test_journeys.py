@@ -116,3 +116,10 @@ def test_a_rolled_back_version_stays_rolled_back_through_dvc_repro_f_s_register(
     assert "registered before with these weights" in rerun.stdout, rerun.stdout[-3000:]
     assert champion() == "1"
     assert sorted(str(v.version) for v in client.search_model_versions(f"name = '{name}'")) == ["1", "2"]
+
+    # A settings change registers v2's weights again as v3: the rollback was about the model, so v3 is refused.
+    write_params(root, {"register": {"register_teacher": False, "serving": {"export": "none", "threads": 2}}})
+    changed = run(["dvc", "repro"], root)
+    assert "NOT PROMOTED distilflow-sst2-student v3" in changed.stdout, changed.stdout[-3000:]
+    assert "has the weights of v2, which was rolled back" in changed.stdout
+    assert champion() == "1"

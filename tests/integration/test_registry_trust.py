@@ -284,6 +284,7 @@ def test_a_champion_scored_on_another_data_version_is_not_compared_but_refused(
     report = register.run(params, paths)["decision"]
     assert not report["promoted"] and champion_of(client) == "1"
     assert any("scored on another data version" in reason and "--force" in reason for reason in report["reasons"])
+    assert "no current champion" not in report["reasons"]  # a champion exists; it is not compared, and says why
 
 
 def test_a_recompute_in_a_second_clone_reuses_the_version_it_reproduced(
