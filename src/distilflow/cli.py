@@ -147,7 +147,7 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
             else ""
         )
         _fail(f"cannot use the registry: {str(error.message).splitlines()[0][:300]}{hint}; nothing was changed")
-    return mlflow.MlflowClient(), model_name(params.task, role), params
+    return mlflow.MlflowClient(), model_name(params.task, role, params.register_.model_prefix), params
 
 
 @app.command()

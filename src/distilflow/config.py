@@ -330,6 +330,13 @@ class RegisterParams(Section):
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI; default the project's sqlite store (MLFLOW_TRACKING_URI wins)"
     )
+    model_prefix: str = Field(
+        "distilflow",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="registered models are PREFIX-<task>-student and PREFIX-<task>-teacher: one name means one "
+        "pipeline's models, so the GLUE suite (distilflow-glue) never gates against, serves or rolls back this "
+        "project's own",
+    )
     promotion: PromotionParams = PromotionParams()
     serving: ServingParams = ServingParams()
     register_teacher: bool = True

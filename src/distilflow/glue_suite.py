@@ -72,6 +72,9 @@ def data_path(folder: Path, root: Path) -> str:
     return str(folder)
 
 
+GLUE_MODEL_PREFIX = "distilflow-glue"
+
+
 def task_overrides(params: Params, task: str, folder: Path, root: Path, profile: str | None) -> dict[str, Any]:
     """What the task's workspace changes in the project's params.yaml: task and data, recipe, then the profile."""
     overrides: dict[str, Any] = {"task": task, "data": {"source": "local", "path": data_path(folder, root)}}
@@ -80,7 +83,9 @@ def task_overrides(params: Params, task: str, folder: Path, root: Path, profile:
         overrides = deep_update(overrides, read_profile(profile, root))
     # The project's store by absolute URI (a team server if params.yaml names one); MLFLOW_TRACKING_URI still wins.
     shared = params.register_.tracking_uri or f"sqlite:///{Paths.at(root).mlflow_db}"
-    overrides = deep_update(overrides, {"register": {"tracking_uri": shared}})
+    # Its own registered names (GLUE_MODEL_PREFIX-<task>-student): the project's pipeline on the same task registers
+    # distilflow-<task>-student, and the two must never gate against, serve or roll back each other's models.
+    overrides = deep_update(overrides, {"register": {"tracking_uri": shared, "model_prefix": GLUE_MODEL_PREFIX}})
     return overrides
 
 

@@ -36,7 +36,7 @@ from distilflow.mlflow_tags import (
     GATE_TAG,
     GIT_COMMIT_TAG,
     LATENCY_TAG,
-    LINEAGE_TAG_PREFIX,
+    LINEAGE_TAG,
     METRIC_NAME_TAG,
     METRIC_TAG,
     MODEL_HASH_TAG,
@@ -50,7 +50,14 @@ from distilflow.mlflow_tags import (
     TASK_TAG,
     WEIGHTS_HASH_TAG,
 )
-from distilflow.model_card import GATE_SECTION_START, gate_section, lineage_section, model_card
+from distilflow.model_card import (
+    GATE_SECTION_START,
+    gate_section,
+    lineage_section,
+    model_card,
+    model_description,
+    model_stage_runs,
+)
 from distilflow.packaging import (
     EXPORT_DIR,
     EXPORTS,
@@ -81,7 +88,6 @@ from distilflow.tracking import (
     file_md5_entries,
     git_commit,
     params_hash,
-    read_lineage,
     stage_run,
     write_json,
 )
@@ -198,7 +204,7 @@ def log_and_register(
     import mlflow
 
     task = get_task(params.task)
-    name = model_name(task.name, role)
+    name = model_name(task.name, role, params.register_.model_prefix)
     client = mlflow.MlflowClient()
     model_md5 = model_hash(folder, params)
     existing = registered_version(client, name, model_md5)
@@ -233,12 +239,15 @@ def log_and_register(
         {
             MODEL_HASH_TAG: model_md5,
             WEIGHTS_HASH_TAG: weights_hash(folder),
-            **{f"{LINEAGE_TAG_PREFIX}{stage}": run_id for stage, run_id in lineage.items()},
+            LINEAGE_TAG: json.dumps(lineage, sort_keys=True),  # one tag, not one chip per stage in the UI
         }
     )
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
     client.update_model_version(name, version.version, description=card + lineage_section(client, lineage, paths.root))
+    described = model_description(task, role, params.register_.serving.port)
+    if client.get_registered_model(name).description != described:
+        client.update_registered_model(name, description=described)
     return version, True
 
 
@@ -281,7 +290,13 @@ def gate_and_promote(
 
 
 def outcome(
-    task: GlueTask, metrics: dict[str, Any], version: Any, decision: Decision, promoted: bool, choice: ServingChoice
+    task: GlueTask,
+    name: str,
+    metrics: dict[str, Any],
+    version: Any,
+    decision: Decision,
+    promoted: bool,
+    choice: ServingChoice,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """metrics/register.json and reports/promotion.json: the decision with the baseline beside the metric."""
     fp32_metric = float(metrics[task.primary_metric])
@@ -293,7 +308,7 @@ def outcome(
     if decision.baseline_metric is not None and not math.isnan(decision.baseline_metric):
         summary[f"baseline_{task.primary_metric}"] = decision.baseline_metric
     report = {
-        "model": model_name(task.name, "student"),
+        "model": name,
         "version": str(version.version),
         **decision.as_dict(),
         "served_metric": choice.served_metric(fp32_metric),
@@ -318,7 +333,7 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
         choice.dev_record = served_record(task, paths, dev, choice)
         versions, lineages, new = {}, {}, {}
         for role in roles:
-            lineages[role] = {**read_lineage(paths.reports_dir / f"eval_{role}"), "register": tracked.run_id}
+            lineages[role] = {**model_stage_runs(paths, role), "register": tracked.run_id}
             folder = paths.teacher_dir if role == "teacher" else paths.student_dir
             student = role == "student"
             versions[role], new[role] = log_and_register(
@@ -337,15 +352,15 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
             tracked.run_id,
             NOTE_TAG,
             "\n".join(
-                f"## {model_name(task.name, role)} v{versions[role].version}\n"
+                f"## {model_name(task.name, role, params.register_.model_prefix)} v{versions[role].version}\n"
                 + lineage_section(client, lineages[role], paths.root)
-                for role in roles
+                for role in sorted(roles, key=lambda role: role != "student")  # the served model first
             ),
         )
-        name, student_version = model_name(task.name, "student"), versions["student"]
+        name, student_version = model_name(task.name, "student", params.register_.model_prefix), versions["student"]
         how = f"gate in register run {tracked.run_id}"
         decision, promoted = gate_and_promote(client, name, student_version, new["student"], params, paths.root, how)
-        summary, report = outcome(task, evaluations["student"], student_version, decision, promoted, choice)
+        summary, report = outcome(task, name, evaluations["student"], student_version, decision, promoted, choice)
         report.update(baseline_model=baseline_model, run_id=tracked.run_id)
         if write_outputs:
             write_json(paths.metrics_file("register"), summary)
@@ -373,7 +388,7 @@ def sync(params: Params, paths: Paths) -> dict[str, Any] | None:
     if not (paths.student_dir.is_dir() and paths.metrics_file("eval_student").is_file()):
         raise FileNotFoundError(f"no student at {paths.student_dir} (run `dvc repro` or `dvc pull` first)")
     configure_mlflow(params, paths)
-    name = model_name(params.task, "student")
+    name = model_name(params.task, "student", params.register_.model_prefix)
     existing = registered_version(mlflow.MlflowClient(), name, model_hash(paths.student_dir, params))
     if existing is not None:
         print(f"{name}: this store already holds models/student as v{existing.version}")

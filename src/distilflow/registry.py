@@ -66,8 +66,9 @@ class ChampionChanged(RuntimeError):
     """The champion moved between the gate's read and the promotion: this promotion was abandoned."""
 
 
-def model_name(task: str, role: str) -> str:
-    return f"distilflow-{task}-{role}"
+def model_name(task: str, role: str, prefix: str = "distilflow") -> str:
+    """The registered model's name: ``register.model_prefix`` keeps pipelines that share a store apart."""
+    return f"{prefix}-{task}-{role}"
 
 
 def now() -> str:

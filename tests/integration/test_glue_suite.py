@@ -119,11 +119,11 @@ def test_each_task_registers_its_student_in_the_projects_store(suite: Suite) -> 
 
     client = MlflowClient(tracking_uri=suite.store, registry_uri=suite.store)
     names = {model.name for model in client.search_registered_models()}
-    assert {f"distilflow-{task}-student" for task in DEMOS} <= names
+    assert {f"distilflow-glue-{task}-student" for task in DEMOS} <= names
     table = read_json(Paths.at(suite.root).glue_metrics_file)
     artifacts = Paths.at(suite.root).mlflow_artifacts.as_uri()
     for task in DEMOS:
-        assert table["per_task"][task]["registered"]["model"] == f"distilflow-{task}-student"
+        assert table["per_task"][task]["registered"]["model"] == f"distilflow-glue-{task}-student"
         # The gate's floor is the recipe's where it sets one (STS-B: word overlap's Pearson), else the project's.
         floor = "floor 0.6500" if task == "stsb" else "floor 0.0000"
         assert any(floor in reason for reason in table["per_task"][task]["registered"]["reasons"]), task
@@ -181,7 +181,7 @@ def check_served_model(store: str, task: str, regression: bool) -> None:
 
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
-    model = mlflow.pyfunc.load_model(f"models:/distilflow-{task}-student@challenger")
+    model = mlflow.pyfunc.load_model(f"models:/distilflow-glue-{task}-student@challenger")
     pairs = pd.DataFrame(
         {
             "sentence1": ["A man is playing a guitar.", "The company hired 40 people ."],
