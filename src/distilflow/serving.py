@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ PAIR_ALIASES = ("sentence1", "sentence2")
 # Present in sys.modules only inside `mlflow models serve` (its uvicorn app module loads the model while importing).
 SCORING_APP_MODULE = "mlflow.pyfunc.scoring_server.app"
 Backend = Literal["torch", "torch-int8", "onnx"]
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadRequest(MlflowException):
@@ -104,9 +106,9 @@ class TextClassifier(PythonModel):
         if in_server:
             self.records_output = True
             _plain_pandas_strings()
-            from distilflow.body_limit import limit_request_bodies
+            from distilflow.body_limit import guard_requests
 
-            limit_request_bodies(self.config.max_body_bytes, SCORING_APP_MODULE)
+            guard_requests(self.config.max_body_bytes, SCORING_APP_MODULE, self.config.fields)
 
     @classmethod
     def from_folder(cls, folder: Path, apply_threads: bool = False) -> TextClassifier:
@@ -121,6 +123,11 @@ class TextClassifier(PythonModel):
         self.config = ServingConfig.read(folder)
         threads = int(os.environ.get(THREADS_ENV, self.config.threads))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # The same vocabulary without truncation or padding, to find where a long text's max_length-th token
+        # starts (see _token_prefixes); a separate object because requests tokenize concurrently.
+        self.counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.counter.no_truncation()
+        self.counter.no_padding()
         # Same rules as the training tokenizer: longest-first truncation, dynamic padding to the longest row.
         self.tokenizer.enable_truncation(self.config.max_length)
         pad_token = pad_token_of(folder)
@@ -166,6 +173,8 @@ class TextClassifier(PythonModel):
     # --- request parsing -------------------------------------------------------------------------------------
 
     def _frame(self, model_input: Any) -> pd.DataFrame:
+        # Object columns throughout: pandas' Arrow strings would refuse a lone surrogate with a UnicodeEncodeError
+        # before the text checks could name the row, and cost more than they save on a few rows.
         if isinstance(model_input, pd.DataFrame):
             return model_input
         if isinstance(model_input, str):
@@ -176,7 +185,8 @@ class TextClassifier(PythonModel):
                     {
                         key: list(value) if isinstance(value, list | tuple | np.ndarray) else [value]
                         for key, value in model_input.items()
-                    }
+                    },
+                    dtype=object,
                 )
             except ValueError as error:
                 raise BadRequest(f"columns of different lengths: {error}") from None
@@ -188,30 +198,15 @@ class TextClassifier(PythonModel):
                 and rows
                 and all(isinstance(row, list | tuple | np.ndarray) and len(row) == width for row in rows)
             ):
-                return pd.DataFrame([list(row) for row in rows])
-            return pd.DataFrame({0: rows})
+                return pd.DataFrame([list(row) for row in rows], dtype=object)
+            return pd.DataFrame({0: rows}, dtype=object)
         raise BadRequest(
             f"expected a list of strings or a table with columns {list(self.config.fields)}, "
             f"got {type(model_input).__name__}"
         )
 
     def _columns(self, frame: pd.DataFrame) -> list[list[str]]:
-        fields = self.config.fields
-        present = list(frame.columns)
-        chosen: tuple[Any, ...] | None = None
-        for names in (fields, *self.config.aliases):
-            if all(name in present for name in names):
-                chosen = names
-                break
-        # A bare list (or list of pairs) arrives as positional columns 0..n-1.
-        if chosen is None and present[: len(fields)] == list(range(len(fields))):
-            chosen = tuple(range(len(fields)))
-        if chosen is None:
-            accepted = " or ".join(str(list(names)) for names in (fields, *self.config.aliases))
-            raise BadRequest(
-                f"this {self.config.task} model reads columns {accepted} "
-                f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}"
-            )
+        chosen = self._chosen_columns(frame)
         rows = len(frame)
         if rows == 0:
             raise BadRequest("no rows to predict: send at least one text")
@@ -220,17 +215,44 @@ class TextClassifier(PythonModel):
         columns = []
         for name in chosen:
             values = frame[name].tolist()
-            bad = [i for i, value in enumerate(values) if not isinstance(value, str) or not value.strip()]
+            bad = [(i, problem) for i, value in enumerate(values) if (problem := _text_problem(value)) is not None]
             if bad:
-                shown = ", ".join(f"row {i}: {_describe(values[i])}" for i in bad[:5])
+                shown = ", ".join(f"row {i}: {problem}" for i, problem in bad[:5])
                 more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
                 if isinstance(name, str):
                     where = f"column {name!r}"
                 else:  # a bare list: name the position, not pandas' column number
-                    where = "every text" if len(fields) == 1 else f"text {name + 1} of every pair"
-                raise BadRequest(f"{where} must be a non-empty string; {shown}{more}")
+                    where = "every text" if len(self.config.fields) == 1 else f"text {name + 1} of every pair"
+                raise BadRequest(f"{where} must be a non-empty string of valid Unicode; {shown}{more}")
             columns.append(values)
         return columns
+
+    def _chosen_columns(self, frame: pd.DataFrame) -> tuple[Any, ...]:
+        """The frame's columns that hold the texts: the task's names, an alias pair, or positions 0..n-1.
+
+        Anything else in the frame is refused rather than ignored: a client that sends ``sentence2`` to a
+        single-sentence model, or a third value per pair, believes the model reads it.
+        """
+        fields = self.config.fields
+        present = list(frame.columns)
+        duplicated = sorted({str(name) for name in present if present.count(name) > 1})
+        if duplicated:
+            raise BadRequest(f"column names repeat: {duplicated}; name each column once")
+        unit = "pair of strings" if len(fields) == 2 else "string"
+        if all(isinstance(name, int) for name in present):  # a bare list (or list of rows) arrives as positions
+            if present == list(range(len(fields))):
+                return tuple(present)
+            raise BadRequest(
+                f"each row must be one {unit}; got {len(present)} value{'s' if len(present) != 1 else ''} per row"
+            )
+        for names in (fields, *self.config.aliases):
+            if set(names) == set(present):
+                return names
+        accepted = " or ".join(str(list(names)) for names in (fields, *self.config.aliases))
+        raise BadRequest(
+            f"this {self.config.task} model reads exactly the columns {accepted} "
+            f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}"
+        )
 
     # --- inference ---------------------------------------------------------------------------------------------
 
@@ -242,6 +264,7 @@ class TextClassifier(PythonModel):
                 if len(text) > limit:
                     column[i] = text[:limit]
                     cut[i] = True
+        cut |= self._token_prefixes(columns)
         batch = list(zip(*columns, strict=True)) if len(columns) == 2 else columns[0]
         encodings = self.tokenizer.encode_batch(batch)
         truncated = cut | np.fromiter((bool(enc.overflowing) for enc in encodings), dtype=bool, count=len(encodings))
@@ -251,6 +274,35 @@ class TextClassifier(PythonModel):
             "token_type_ids": np.array([enc.type_ids for enc in encodings], dtype=np.int64),
         }
         return arrays, truncated
+
+    def _token_prefixes(self, columns: list[list[str]]) -> np.ndarray:
+        """Cut long texts (in place) a token or so past ``max_length`` tokens; which rows were cut.
+
+        The truncating tokenizer also returns every overflowing window, and for a pair every window of the first
+        text combined with every window of the second: a pair of 4,096-character texts made 560 encodings and
+        took 200 ms, so a 1 MB body of them held a worker for tens of seconds. A text has no more tokens than
+        characters, so only texts over ``max_length`` characters are counted. Cutting at a token's start keeps
+        the tokens before it; the final truncation keeps fewer than ``max_length`` tokens of a text, and for a
+        pair it decides by which text is longer (the longer one gets the odd token), so a pair's longer text is
+        cut one token later than its shorter one and the model sees exactly the ids it saw without this step.
+        """
+        keep = self.config.max_length
+        counts = [np.zeros(len(column), dtype=np.int64) for column in columns]
+        offsets: list[dict[int, list[tuple[int, int]]]] = []
+        for column, count in zip(columns, counts, strict=True):
+            long = [i for i, text in enumerate(column) if len(text) > keep]
+            encodings = self.counter.encode_batch([column[i] for i in long], add_special_tokens=False) if long else []
+            offsets.append({i: encoding.offsets for i, encoding in zip(long, encodings, strict=True)})
+            count[long] = [len(encoding.offsets) for encoding in encodings]
+        cut = np.zeros(len(columns[0]), dtype=bool)
+        for side, (column, count) in enumerate(zip(columns, counts, strict=True)):
+            other = counts[1 - side] if len(columns) == 2 else np.zeros_like(count)
+            for i, spans in offsets[side].items():
+                limit = keep if 0 < count[i] <= other[i] else keep + 1
+                if len(spans) > limit:
+                    column[i] = column[i][: spans[limit][0]]
+                    cut[i] = True
+        return cut
 
     def logits(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
         if self.backend == "onnx":
@@ -314,12 +366,20 @@ def pad_token_of(folder: Path) -> str:
     return "[PAD]"
 
 
-def _describe(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "missing"
-    if isinstance(value, str):
+def _text_problem(value: Any) -> str | None:
+    """Why VALUE cannot be a text to classify, or None if it can."""
+    if not isinstance(value, str):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return "missing"
+        return f"{type(value).__name__} {str(value)[:40]!r}"
+    if not value.strip():
         return "empty string"
-    return f"{type(value).__name__} {str(value)[:40]!r}"
+    # JSON may escape half of a UTF-16 pair ("\\ud800"); such a string is not Unicode text, and the tokenizer,
+    # which needs UTF-8, would fail on it deep inside the request.
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        return f"lone surrogate U+{ord(surrogate.group()):04X} at character {surrogate.start()}"
+    return None
 
 
 # --- `mlflow models serve` --------------------------------------------------------------------------------------
