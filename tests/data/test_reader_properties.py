@@ -55,6 +55,8 @@ class Tally:
     folders_validated: int = 0
     folder_files: int = 0
     findings_with_file_line: int = 0
+    row_dropped_findings: int = 0
+    """Rows dropped by a label rule set to warning or off, each named by a row_dropped finding."""
     faults_by_kind: Counter[str] = field(default_factory=Counter)
     files_by_task: Counter[str] = field(default_factory=Counter)
 
@@ -163,6 +165,7 @@ def _check_folder(task: GlueTask, files: dict[str, GlueFile], severity: str, fol
     drops = {(f.file, f.line, _dropping_rule(f.detail), f.column) for f in report.findings if f.rule == "row_dropped"}
     assert errors == expected_errors and drops == expected_drops, (errors, expected_errors, drops, expected_drops)
     assert report.ok == (not expected_errors)
+    tally.row_dropped_findings += len(drops)
     for finding in report.findings:
         if finding.line is not None:
             assert finding.format().startswith(f"{finding.file}:{finding.line} ")
