@@ -44,3 +44,20 @@ CHAMPION_SET_TAG = "distilflow.champion_set"  # the version distilflow last made
 # "FROM->TO" while distilflow moves @champion: a promotion killed between the alias move and its tags is
 # finished (or undone) by the next run instead of being taken for a person's move.
 CHAMPION_MOVING_TAG = "distilflow.champion_moving"
+
+# On the experiment (MLflow's own keys). The kind says "classic training runs, not GenAI traces"; MLflow 3's UI maps it
+# to the view it opens with the `workflowType` URL parameter (3.17's UI reads only that parameter or a per-browser
+# toggle, default GenAI), so every link distilflow writes into the experiment carries it: see ui_query.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # the UI's "Machine learning" / "Model training" kind
+UI_WORKFLOW_TYPES = {EXPERIMENT_KIND: "machine_learning", "genai_development": "genai"}  # as MLflow's UI maps them
+
+# On registered versions: every stage run that made the model as one JSON object {stage: run id}, so the version's
+# tag list shows one chip for the lineage, not one per stage. Versions registered before it carry lineage.<stage>.
+LINEAGE_TAG = "distilflow.lineage"
+
+
+def ui_query(experiment_tags: dict[str, str]) -> str:
+    """The query that opens an MLflow UI page in the view of the experiment's kind ("" when it declares none)."""
+    workflow = UI_WORKFLOW_TYPES.get(experiment_tags.get(EXPERIMENT_KIND_TAG, ""))
+    return f"?workflowType={workflow}" if workflow else ""

@@ -20,7 +20,18 @@ from typing import Any
 
 from distilflow.config import Params, section_dict
 from distilflow.env_vars import environment_kept
-from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, PARAMS_HASH_TAG, PIPELINE_ID_TAG, STAGE_TAG, TASK_TAG
+from distilflow.mlflow_tags import (
+    DATA_TAG,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    GIT_COMMIT_TAG,
+    NOTE_TAG,
+    PARAMS_HASH_TAG,
+    PIPELINE_ID_TAG,
+    STAGE_TAG,
+    TASK_TAG,
+    ui_query,
+)
 from distilflow.paths import Paths
 from distilflow.store_health import check_store
 
@@ -57,9 +68,36 @@ def _point_mlflow_at(uri: str, name: str, paths: Paths) -> str:
         location = paths.mlflow_artifacts.as_uri() if uri.startswith("sqlite") else None
         # A concurrent stage may create it first; either way it exists afterwards.
         with contextlib.suppress(mlflow.exceptions.MlflowException):
-            mlflow.create_experiment(name, artifact_location=location)
-    mlflow.set_experiment(name)
+            mlflow.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    _describe_experiment(mlflow.set_experiment(name))
     return uri
+
+
+def experiment_description(name: str, experiment_id: str) -> str:
+    """What a person reads at the top of the experiment in the MLflow UI (its ``mlflow.note.content``)."""
+    runs = f"#/experiments/{experiment_id}/runs{ui_query({EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})}"
+    task = name.removeprefix("distilflow-")
+    return (
+        f"The distilflow pipeline's runs for GLUE {task}: one MLflow run per DVC stage (ingest, validate, tokenize, "
+        "finetune, evaluate@teacher, augment, pretrain when enabled, distill, evaluate@student, report, register), "
+        f"named STAGE-PIPELINE_ID, where the pipeline id is the Prefect flow run's. [Open the training runs]({runs}). "
+        "The registered models (student and teacher) are under Model registry; the student's @champion is served."
+    )
+
+
+def _describe_experiment(experiment: Any) -> None:
+    """Kind, description and task tags, set once: on a new experiment and on one an older distilflow created."""
+    import mlflow
+
+    wanted = {
+        EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+        NOTE_TAG: experiment_description(experiment.name, experiment.experiment_id),
+        TASK_TAG: experiment.name.removeprefix("distilflow-"),
+    }
+    for key, value in wanted.items():
+        # A description a person edited in the UI stays: only a missing tag is written.
+        if key not in experiment.tags:
+            mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
 
 
 def git_commit(root: Path) -> str:
