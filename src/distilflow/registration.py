@@ -245,7 +245,7 @@ def log_and_register(
     # Tags go in with the version (one registry call, not one per tag), so it never exists without them.
     version = mlflow.register_model(info.model_uri, name, tags=tags)
     client.update_model_version(name, version.version, description=card + lineage_section(client, lineage, paths.root))
-    described = model_description(task, role, params.register_.serving.port)
+    described = model_description(name, task, role, params.register_.serving.port)
     if client.get_registered_model(name).description != described:
         client.update_registered_model(name, description=described)
     return version, True
