@@ -9,6 +9,7 @@ logged params.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,7 @@ import yaml
 
 from distilflow import yaml_io
 from distilflow.dvc_files import data_md5, lineage_order, lock_out_md5, workspace_data_md5
-from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, LINEAGE_TAG_PREFIX, PARAMS_HASH_TAG
+from distilflow.mlflow_tags import DATA_TAG, GIT_COMMIT_TAG, LINEAGE_TAG, LINEAGE_TAG_PREFIX, PARAMS_HASH_TAG
 from distilflow.paths import Paths
 
 GIT_LOG_LIMIT = 500
@@ -114,17 +115,30 @@ def data_commits(root: Path, raw_md5: str, limit: int = GIT_LOG_LIMIT) -> list[D
     return found
 
 
+def lineage_from_tags(tags: dict[str, str]) -> dict[str, str]:
+    """{stage: run id} from a version's ``distilflow.lineage`` JSON tag, or from the older ``lineage.<stage>`` tags."""
+    try:
+        folded = json.loads(tags.get(LINEAGE_TAG) or "{}")
+    except ValueError:
+        folded = {}
+    legacy = {
+        key[len(LINEAGE_TAG_PREFIX) :]: value for key, value in tags.items() if key.startswith(LINEAGE_TAG_PREFIX)
+    }
+    return {**legacy, **(folded if isinstance(folded, dict) else {})}
+
+
 def stage_runs(client: Any, tags: dict[str, str], order: tuple[str, ...] = ()) -> list[StageRunInfo]:
-    """The runs named by ``lineage.<stage>`` tags, in ``order`` (dvc.yaml's); stages it lacks follow by name."""
+    """The runs the version's lineage tag names, in ``order`` (dvc.yaml's); stages it lacks follow by name."""
     from mlflow.exceptions import MlflowException
 
-    def position(tag: str) -> tuple[int, str]:
-        stage = tag[len(LINEAGE_TAG_PREFIX) :]
+    lineage = lineage_from_tags(tags)
+
+    def position(stage: str) -> tuple[int, str]:
         return (order.index(stage) if stage in order else len(order), stage)
 
     runs = []
-    for tag in sorted((t for t in tags if t.startswith(LINEAGE_TAG_PREFIX)), key=position):
-        stage, run_id = tag[len(LINEAGE_TAG_PREFIX) :], tags[tag]
+    for stage in sorted(lineage, key=position):
+        run_id = lineage[stage]
         try:
             run = client.get_run(run_id)
         except MlflowException:
@@ -155,6 +169,10 @@ def ingest_manifest(run_id: str | None) -> dict[str, Any] | None:
         return dict(mlflow.artifacts.load_dict(f"runs:/{run_id}/manifest.json"))
     except (MlflowException, OSError, ValueError):
         return None
+
+
+def is_lineage_tag(key: str) -> bool:
+    return key == LINEAGE_TAG or key.startswith(LINEAGE_TAG_PREFIX)
 
 
 def model_lineage(client: Any, ref: str, root: Path) -> ModelLineage:
@@ -188,7 +206,7 @@ def model_lineage(client: Any, ref: str, root: Path) -> ModelLineage:
         git_subject=subject.strip() if subject else None,
         data_md5=data_md5,
         params_hash=tags.get(PARAMS_HASH_TAG, "unknown"),
-        tags={key: value for key, value in sorted(tags.items()) if not key.startswith(LINEAGE_TAG_PREFIX)},
+        tags={key: value for key, value in sorted(tags.items()) if not is_lineage_tag(key)},
         manifest=ingest_manifest(ingest),
         data_commits=data_commits(root, data_md5) if data_md5 != "unknown" else [],
         workspace_data_md5=workspace_data_md5(root),

@@ -285,7 +285,9 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         paths.student_dir.mkdir(parents=True, exist_ok=True)
         student.save_pretrained(str(paths.student_dir))
         tokenizer.save_pretrained(str(paths.student_dir))
-        write_lineage(paths.student_dir, {**read_lineage(paths.teacher_dir), "distill": tracked.run_id})
+        # The transfer set (augment) and the pre-trained start (pretrain, when enabled) made this student too.
+        chain = read_lineage(paths.teacher_dir, paths.transfer_dir, paths.student_pretrained_dir)
+        write_lineage(paths.student_dir, {**chain, "distill": tracked.run_id})
         exports = export_student(
             student,
             tokenizer,
