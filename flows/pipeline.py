@@ -35,7 +35,7 @@ from distilflow.flow_settings import (
 os.environ.update(prefect_defaults())  # before Prefect is imported: `python flows/pipeline.py` needs no started server
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
@@ -48,8 +48,10 @@ from distilflow.flow_reports import (
     RAN,
     evaluation_table,
     findings_text,
+    mlflow_view,
     promotion_markdown,
     read_json,
+    stages_off,
     validation_markdown,
     validation_message,
 )
@@ -121,7 +123,7 @@ def dvc_command(*args: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- tasks
 
 
-@task(name="dvc exp run --temp", cache_policy=NO_CACHE)
+@task(name="dvc exp run --temp", task_run_name="dvc exp run --temp", cache_policy=NO_CACHE)
 def run_experiment(root: str, overrides: list[str], name: str, pipeline_id: str | None = None) -> str:
     """The whole pipeline with ``overrides`` as a DVC experiment in a temporary copy of the repo.
 
@@ -146,7 +148,7 @@ def run_experiment(root: str, overrides: list[str], name: str, pipeline_id: str 
     return name
 
 
-@task(name="plan (dvc status)", cache_policy=NO_CACHE)
+@task(name="plan (dvc status)", task_run_name="plan (dvc status)", cache_policy=NO_CACHE)
 def plan_stages(root: str) -> StagePlan:
     plan = read_plan(Path(root))
     logger = run_logger()
@@ -188,6 +190,7 @@ def skip_stage(stage: str) -> str:
 
 PULL_FAILED = "Checkout failed for following targets:"
 PULL_TAIL_LINES = 5
+PULLED = re.compile(r"^\d+ files? (fetched|added|modified)")  # DVC's summary when something came
 
 
 def pull_failures(lines: list[str]) -> list[str]:
@@ -201,7 +204,7 @@ def pull_failures(lines: list[str]) -> list[str]:
     return sorted(targets)
 
 
-@task(name="dvc pull", cache_policy=NO_CACHE)
+@task(name="dvc pull", task_run_name="dvc pull", cache_policy=NO_CACHE)
 def fetch_remote(root: str, remote: str) -> bool:
     """Check out what the remote holds for this dvc.lock (and its run-cache), so a fresh clone or worker
     restores unchanged stages instead of recomputing them. Best effort: what the remote lacks, DVC computes."""
@@ -221,6 +224,14 @@ def fetch_remote(root: str, remote: str) -> bool:
     # A fresh clone's first run, before anything was pushed: DVC lists every missing file and cache hash (2-3 KB
     # of warnings and an ERROR) for what is simply "not there yet". One line says it; other failures keep DVC's tail.
     missing = pull_failures(said)
+    if missing and not any(PULLED.search(line) for line in said):
+        # Nothing came: the expected first run against an empty remote, not a failure (the run pushes at the end).
+        run_logger().info(
+            "first run: nothing to pull yet from remote %r (it holds none of %s); dvc repro computes them",
+            remote,
+            ", ".join(missing),
+        )
+        return False
     run_logger().warning(
         "dvc pull from remote %r got only part (or none) of the outputs; dvc repro computes the rest. %s",
         remote,
@@ -229,14 +240,20 @@ def fetch_remote(root: str, remote: str) -> bool:
     return False
 
 
-@task(name="dvc push", retries=RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_S), cache_policy=NO_CACHE)
+@task(
+    name="dvc push",
+    task_run_name="dvc push",
+    retries=RETRIES,
+    retry_delay_seconds=exponential_backoff(BACKOFF_S),
+    cache_policy=NO_CACHE,
+)
 def push_remote(root: str, remote: str) -> None:
     code, tail = run_logged(dvc_command("push", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
     if code != 0:
         raise RuntimeError(f"dvc push to remote {remote!r} failed:\n{tail}")
 
 
-@task(name="registry follows DVC", cache_policy=NO_CACHE)
+@task(name="registry follows DVC", task_run_name="registry follows DVC", cache_policy=NO_CACHE)
 def follow_registry(root: str, register_outcome: str) -> str:
     """This workspace's MLflow store holds the student that dvc.lock records, however register's outputs came
     to be up to date: computed here, restored from the run-cache, or pulled into a fresh clone."""
@@ -269,29 +286,44 @@ def registry_state(root: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- artifacts
 
 
-@task(name="publish validation summary", cache_policy=NO_CACHE)
+@task(name="publish validation summary", task_run_name="publish validation summary", cache_policy=NO_CACHE)
 def publish_validation(root: str, findings: str | None = None) -> dict[str, Any] | None:
     summary_file = Paths.at(root).validation_summary_file
     summary = read_json(summary_file)
     if summary is None:
         run_logger().warning(f"no {summary_file} to publish")
         return None
+    view = mlflow_view(Path(root))
+    if view.problem:
+        run_logger().warning("MLflow links left out of the artifacts: %s", view.problem)
+    validate_run = view.runs.get("validate") if view.experiment_id else None
+    report_url = view.run_url(validate_run, "/artifacts/validation/index.html") if validate_run else None
     create_markdown_artifact(
-        validation_markdown(summary, Path(root), findings),
+        validation_markdown(summary, Path(root), findings, report_url),
         key="validation-summary",
         description="Great Expectations validation of the input data",
     )
+    if report_url:
+        create_link_artifact(
+            report_url,
+            link_text="validation report (HTML, in the validate run's MLflow artifacts)",
+            key="validation-report",
+            description="The full Great Expectations report, every failing row named",
+        )
     return summary
 
 
-@task(name="publish evaluation and promotion", cache_policy=NO_CACHE)
+@task(name="publish evaluation and promotion", task_run_name="publish evaluation and promotion", cache_policy=NO_CACHE)
 def publish_results(root: str, register_outcome: str) -> None:
     table = evaluation_table(Path(root))
     if table is not None:
         create_table_artifact(
             table, key="evaluation-metrics", description="GLUE dev metrics, latency and size of teacher and student"
         )
-    markdown = promotion_markdown(Path(root), register_outcome)
+    view = mlflow_view(Path(root))
+    markdown = promotion_markdown(
+        Path(root), register_outcome, view.runs, stages_off(Path(root)), view.query, view.experiment_id
+    )
     if markdown is not None:
         create_markdown_artifact(
             markdown, key="promotion-decision", description="Promotion gate decision and MLflow links"
@@ -365,6 +397,7 @@ def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> d
     if remote and plan.missing_outputs:
         fetch_remote(str(workspace), remote)
     ran: set[str] = set()
+    off = stages_off(workspace)
     # One warm host for the stages that run: each saves the ~6 s of importing torch, transformers and MLflow.
     with shared_host(subprocess_env(pipeline_id)) if plan.changed else contextlib.nullcontext() as host:
         for stage in plan.order:
@@ -380,6 +413,8 @@ def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> d
                 )
                 if reasons:
                     logger.info("%s may fail transiently (%s): up to %d retries", stage, "; ".join(reasons), RETRIES)
+                if stage in off:
+                    logger.info("%s: %s", stage, off[stage])
                 try:
                     results[stage] = runner(stage, str(workspace), pipeline_id, host)
                 except StageFailed as failure:

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from distilflow.dvc_files import lineage_order
+from distilflow.mlflow_tags import STAGE_TAG, ui_query
 from distilflow.paths import Paths
+from distilflow.tracking import read_lineage
 
 MLFLOW_UI_ENV = "DISTILFLOW_MLFLOW_UI"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
@@ -34,7 +38,9 @@ def _number(value: Any) -> Any:
     return value
 
 
-def validation_markdown(summary: dict[str, Any], root: Path, findings: str | None = None) -> str:
+def validation_markdown(
+    summary: dict[str, Any], root: Path, findings: str | None = None, report_url: str | None = None
+) -> str:
     verdict = "passed" if summary.get("ok") else "FAILED"
     lines = [
         f"# Data validation {verdict}",
@@ -64,7 +70,13 @@ def validation_markdown(summary: dict[str, Any], root: Path, findings: str | Non
     if findings:
         lines += ["", "The validator's message:", "", "```", findings.strip(), "```"]
     report = Paths.at(root).validation_report_dir / "index.html"
-    lines += ["", f"Full report: `{report}` (open it in a browser)."]
+    if report_url:
+        lines += [
+            "",
+            f"Full report: [index.html in the validate run's MLflow artifacts]({report_url}); on disk `{report}`.",
+        ]
+    else:
+        lines += ["", f"Full report: `{report}` (open it in a browser)."]
     return "\n".join(lines)
 
 
@@ -91,7 +103,35 @@ def mlflow_ui() -> str:
     return os.environ.get(MLFLOW_UI_ENV, DEFAULT_MLFLOW_UI).rstrip("/")
 
 
-def promotion_markdown(root: Path, register_outcome: str) -> str | None:
+def stage_label(stage: str) -> str:
+    """dvc.yaml's name of a lineage key: evaluate_teacher → evaluate@teacher."""
+    return stage.replace("_", "@", 1) if stage.startswith("evaluate_") else stage
+
+
+def stage_rows(root: Path, runs: dict[str, str], off: dict[str, str], query: str) -> list[str]:
+    """One table row per dvc.yaml stage in pipeline order: its MLflow run, or why it has none."""
+    ui = mlflow_ui()
+    order = list(lineage_order(root))
+    stages = order + sorted(set(runs) - set(order))
+    rows = ["| stage | MLflow run |", "|---|---|"]
+    for stage in stages:
+        if stage in runs:
+            rows.append(f"| {stage_label(stage)} | [{runs[stage]}]({ui}/#/runs/{runs[stage]}{query}) |")
+        else:
+            rows.append(f"| {stage_label(stage)} | {off.get(stage, 'no MLflow run recorded')} |")
+    return rows
+
+
+def promotion_markdown(
+    root: Path,
+    register_outcome: str,
+    runs: dict[str, str] | None = None,
+    off: dict[str, str] | None = None,
+    query: str = "",
+    experiment_id: str | None = None,
+) -> str | None:
+    """The gate's decision with links into the MLflow UI. ``runs``: {stage: run id} (default: the evaluated
+    models' lineage files); ``off``: stages switched off in the settings; ``query``: the experiment kind's view."""
     paths = Paths.at(root)
     decision = read_json(paths.reports_dir / "promotion.json")
     if decision is None:
@@ -114,21 +154,76 @@ def promotion_markdown(root: Path, register_outcome: str) -> str | None:
     previous = decision.get("previous_champion_version")
     lines += [
         "",
-        f"- Model version: [{name} v{version}]({ui}/#/models/{quote(name)}/versions/{version})",
+        f"- Model version: [{name} v{version}]({ui}/#/models/{quote(name)}/versions/{version}{query})",
         f"- Previous champion: {f'v{previous}' if previous else 'none'}",
-        f"- Register run: [{decision.get('run_id')}]({ui}/#/runs/{decision.get('run_id')})",
+        f"- Register run: [{decision.get('run_id')}]({ui}/#/runs/{decision.get('run_id')}{query})",
     ]
+    if experiment_id:
+        lines.append(f"- Experiment: [training runs]({ui}/#/experiments/{experiment_id}/runs{query})")
     serving = decision.get("serving")
     if isinstance(serving, dict) and serving.get("backend"):
         lines.append(f"- Serving: {serving.get('export', '')} on {serving['backend']}")
-    lineage = {}
-    for role in ("teacher", "student"):
-        lineage.update(read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
-    if lineage:
-        lines += ["", "| stage | MLflow run |", "|---|---|"]
-        lines += [f"| {stage} | [{run_id}]({ui}/#/runs/{run_id}) |" for stage, run_id in sorted(lineage.items())]
+    if runs is None:
+        runs = {}
+        for role in ("teacher", "student"):
+            runs.update(read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
+    if runs or off:
+        lines += ["", *stage_rows(root, runs, off or {}, query)]
     lines += ["", f"Links open the MLflow UI at {ui} (`make ui`); set {MLFLOW_UI_ENV} to point elsewhere."]
     return "\n".join(lines)
+
+
+@dataclass
+class MlflowView:
+    """Where the workspace's runs are in the MLflow UI: the experiment, the view its kind opens, stage runs."""
+
+    experiment_id: str | None = None
+    query: str = ""
+    runs: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None  # why the store could not be read
+
+    def run_url(self, run_id: str, path: str = "") -> str:
+        return f"{mlflow_ui()}/#/experiments/{self.experiment_id}/runs/{run_id}{path}{self.query}"
+
+
+def mlflow_view(workspace: Path) -> MlflowView:
+    """The experiment and every stage's latest run id: lineage files first, then the store for stages that write
+    none (report). A store that cannot be read only costs the artifacts their links."""
+    import mlflow
+
+    from distilflow.config import load_params
+    from distilflow.tracking import configure_mlflow
+
+    paths = Paths.at(workspace)
+    params = load_params(paths.params_file)
+    runs = read_lineage(paths.reports_dir / "eval_teacher", paths.reports_dir / "eval_student", paths.validated_dir)
+    try:
+        configure_mlflow(params, paths)
+        experiment = mlflow.get_experiment_by_name(f"distilflow-{params.task}")
+        if experiment is None:
+            return MlflowView(runs=runs)
+        view = MlflowView(experiment.experiment_id, ui_query(dict(experiment.tags)), runs)
+        for stage in ("report",):
+            found = mlflow.MlflowClient().search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`{STAGE_TAG}` = '{stage}'",
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if found:
+                view.runs.setdefault(stage, found[0].info.run_id)
+    except Exception as error:  # the artifacts are a courtesy: never fail a finished pipeline over a link
+        return MlflowView(runs=runs, problem=str(error))
+    return view
+
+
+def stages_off(workspace: Path) -> dict[str, str]:
+    """Stages that DVC runs but that make no MLflow run with these settings, and why."""
+    from distilflow.config import load_params
+
+    if load_params(Paths.at(workspace).params_file).pretrain.enabled:
+        return {}
+    return {"pretrain": "off in params.yaml (pretrain.enabled: false): DVC records it, no MLflow run"}
 
 
 def validation_message(summary: dict[str, Any] | None, failure: Exception) -> str:

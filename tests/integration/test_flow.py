@@ -267,7 +267,7 @@ def test_scheduled_deployment_runs_the_whole_flow_with_artifacts_and_a_registere
     assert str(champion.version) == str(decision["version"]) == "1"
     # The remote was empty: one line says what it lacked, not DVC's screenful of warnings and an ERROR.
     logged = log_text(prefect_server, first.id)
-    assert "got only part (or none) of the outputs; dvc repro computes the rest. Not on the remote: data/raw" in logged
+    assert "first run: nothing to pull yet from remote 'local' (it holds none of data/raw" in logged
     assert "Checkout failed" not in logged and "md5: " not in logged
     assert any(deployed.remote.rglob("*")), "results were not pushed to the DVC remote"
     assert "up to date" in run(["dvc", "status"], deployed.root).stdout

@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.mlflow_tags import DATA_TAG, STAGE_TAG
+from distilflow.mlflow_tags import DATA_TAG, LINEAGE_TAG, STAGE_TAG
 from tests.conftest import run, write_params
 
 STAGES = [
@@ -47,7 +47,7 @@ def test_repro_registers_a_champion_that_predicts(pipeline_workspace: Path) -> N
     runs = client.search_runs([client.get_experiment_by_name("distilflow-sst2").experiment_id])
     stage_tags = {run.data.tags[STAGE_TAG]: run.data.tags[DATA_TAG] for run in runs}
     assert stage_tags["ingest"] == stage_tags["validate"] == stage_tags["register"] == data_md5
-    assert {"lineage.ingest", "lineage.finetune", "lineage.distill", "lineage.register"} <= set(champion.tags)
+    assert {"ingest", "finetune", "augment", "distill", "register"} <= set(json.loads(champion.tags[LINEAGE_TAG]))
     assert client.get_registered_model("distilflow-sst2-teacher").name == "distilflow-sst2-teacher"
 
     mlflow.set_tracking_uri(uri)

@@ -25,6 +25,7 @@ from distilflow.mlflow_tags import (
     DATA_TAG,
     GATE_TAG,
     GIT_COMMIT_TAG,
+    LINEAGE_TAG,
     METRIC_TAG,
     PARAMS_HASH_TAG,
     PREVIOUS_CHAMPION_TAG,
@@ -147,11 +148,13 @@ def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Pat
         version = client.get_model_version(f"distilflow-sst2-{role}", "1")
         tags = version.tags
         assert {GIT_COMMIT_TAG, DATA_TAG} <= set(tags) and tags[PARAMS_HASH_TAG] == params_hash(params)
+        recorded = json.loads(tags[LINEAGE_TAG])  # one tag for the whole chain
         for stage, run_id in lineage.items():
-            assert tags[f"lineage.{stage}"] == run_id
+            assert recorded[stage] == run_id
             experiment = client.get_run(run_id).info.experiment_id
-            assert f"(#/experiments/{experiment}/runs/{run_id})" in version.description
-        assert tags["lineage.register"] == version.run_id  # MLflow's own "source run" link is the register run
+            assert f"(#/experiments/{experiment}/runs/{run_id}?workflowType=machine_learning)" in version.description
+        assert recorded["register"] == version.run_id  # MLflow's own "source run" link is the register run
+        assert not [key for key in tags if key.startswith("lineage.")]
         assert "## Limits" in version.description
         assert f"accuracy: {0.8 if role == 'student' else 0.9:.4f}" in version.description
 
@@ -165,7 +168,7 @@ def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Pat
     run = client.get_run(client.get_model_version(STUDENT, "1").run_id)
     assert "#/experiments/" in run.data.tags["mlflow.note.content"]
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/student_model_card.md")
-    assert card.startswith("# distilflow sst2 student")
+    assert card.startswith("**Distilled student, GLUE sst2**: accuracy 0.8000 on dev")  # the versions list's line
 
     model = mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")
     texts = ["a gripping , beautifully acted film .", "a tedious mess ."]
