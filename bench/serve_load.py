@@ -1,18 +1,22 @@
 """Load test of the served model: a real `mlflow models serve` on loopback, a real HTTP client, bounded runs.
 
 Starts ``mlflow models serve -m models:/distilflow-<task>-student@champion --env-manager local -h 127.0.0.1``
-(the same command as ``make serve``), warms it up, then sends single-sentence POSTs at concurrency 1 and 8:
-each level stops after ``--requests`` requests or ``--max-seconds``, whichever comes first. Latency is
-measured per request by the client (send to full response), so it includes HTTP, JSON and MLflow's scoring
-server, not just the model. Results (with the exact command) go to bench/results/serve-load.json.
+(the same command as ``make serve``), warms it up, then sends single-sentence POSTs at each ``--concurrency``:
+a level stops after ``--requests`` requests or ``--max-seconds``, whichever comes first, or with ``--seconds``
+runs for that long whatever the count (sustained load). Latency is measured per request by the client (send to
+full response), so it includes HTTP, JSON and MLflow's scoring server, not just the model. The server's memory
+(resident set of its whole process tree) is read after the warm-up and after every level: a leak shows as growth.
+Results (with the exact command) go to bench/results/serve-load.json.
 
-    python bench/serve_load.py --root .                 # the project's champion
-    python bench/serve_load.py --root /path/to/project --requests 3000
+    python bench/serve_load.py --root .                 # the project's champion, c1 and c8, 2,000 requests each
+    python bench/serve_load.py --root . --concurrency 1 8 32 --seconds 60   # sustained: 60 s per level
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -42,7 +46,7 @@ from distilflow.tracking import tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "serve-load.json"
-TARGETS = {"c1_p50_ms": 10.0, "c1_p99_ms": 30.0, "c8_errors": 0, "min_requests": 2000}
+TARGETS = {"c1_p50_ms": 10.0, "c1_p99_ms": 30.0, "c8_errors": 0, "min_requests": 2000, "memory_growth_pct": 10.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,6 +56,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=2000, help="requests per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--max-seconds", type=float, default=180.0, help="time bound per concurrency level")
+    parser.add_argument(
+        "--seconds", type=float, help="sustained load: run every level this long, however many requests that is"
+    )
     parser.add_argument("--warmup", type=int, default=100, help="sequential requests before measuring")
     parser.add_argument("--start-timeout", type=float, default=300.0, help="seconds to wait for /ping")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -78,26 +85,55 @@ def start(command: list[str], env: dict[str, str], url: str, timeout_s: float, l
         raise SystemExit(str(error)) from error
 
 
-def session_cpu_seconds(session_id: int) -> float | None:
-    """CPU time (user + system) used so far by every process of the server's session; Linux /proc only.
+def session_stats(session_id: int) -> list[list[str]] | None:
+    """The /proc stat fields (after ``(comm)``) of every process in the server's session; Linux only.
 
-    Latency on a shared machine depends on what else runs; CPU time per request does not, so it is reported
-    alongside as the server's own cost.
+    `start_server` gives the server a session of its own, so this is mlflow and the uvicorn it runs.
+    Fields: state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime ... rss is the 22nd.
     """
     proc = Path("/proc")
     if not proc.is_dir():
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    found = []
     for stat in proc.glob("[0-9]*/stat"):
-        try:
+        with contextlib.suppress(OSError, IndexError, ValueError):
             fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # Fields after "(comm)": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-        if int(fields[3]) == session_id:
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            if int(fields[3]) == session_id:
+                found.append(fields)
+    return found
+
+
+def session_cpu_seconds(session_id: int) -> float | None:
+    """CPU time (user + system) used so far by every process of the server's session.
+
+    Latency on a shared machine depends on what else runs; CPU time per request does not, so it is reported
+    alongside as the server's own cost.
+    """
+    stats = session_stats(session_id)
+    if stats is None:
+        return None
+    return sum(int(fields[11]) + int(fields[12]) for fields in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def server_rss_mb(pid: int) -> float | None:
+    """Resident memory of the server's process tree in MB: psutil if it is installed, else /proc."""
+    try:
+        import psutil
+    except ImportError:
+        stats = session_stats(pid)
+        if stats is None:
+            return None
+        return sum(int(fields[21]) for fields in stats) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return None
+    total = 0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += process.memory_info().rss
+    return total / 2**20
 
 
 def load_level(
@@ -163,6 +199,69 @@ def load_level(
     }
 
 
+def model_facts(uri: str, model_uri: str) -> dict[str, Any]:
+    """The served version and its form, from the registry (an alias URI), for the result file."""
+    import mlflow
+
+    model: dict[str, Any] = {"uri": model_uri}
+    if model_uri.startswith("models:/") and "@" in model_uri:
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        name, alias = model_uri.removeprefix("models:/").split("@")
+        version = client.get_model_version_by_alias(name, alias)
+        model.update(
+            version=str(version.version),
+            serving_backend=version.tags.get(SERVING_BACKEND_TAG),
+            serving_export=version.tags.get(SERVING_EXPORT_TAG),
+            metric={version.tags.get(METRIC_NAME_TAG, "metric"): float(version.tags.get(METRIC_TAG, "nan"))},
+        )
+    return model
+
+
+def run_levels(
+    server: subprocess.Popen[bytes], url: str, texts: list[str], args: argparse.Namespace, labels: set[str] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every concurrency level in turn, each with the server's CPU per request; and the server's memory."""
+    requests = sys.maxsize if args.seconds else args.requests
+    max_seconds = args.seconds or args.max_seconds
+    load_level(url, texts, 1, args.warmup, args.max_seconds, labels)
+    memory: dict[str, Any] = {"after_warmup_mb": rounded(server_rss_mb(server.pid))}
+    levels = []
+    for concurrency in args.concurrency:
+        server_cpu, client_cpu = session_cpu_seconds(server.pid), time.process_time()
+        level = load_level(url, texts, concurrency, requests, max_seconds, labels)
+        server_cpu_after = session_cpu_seconds(server.pid)
+        if server_cpu is not None and server_cpu_after is not None:
+            level["server_cpu_ms_per_request"] = round((server_cpu_after - server_cpu) * 1000 / level["requests"], 3)
+        level["client_cpu_ms_per_request"] = round((time.process_time() - client_cpu) * 1000 / level["requests"], 3)
+        level["server_rss_mb_after"] = memory[f"after_c{concurrency}_mb"] = rounded(server_rss_mb(server.pid))
+        levels.append(level)
+        print(json.dumps(level), flush=True)
+    before, after = memory["after_warmup_mb"], levels[-1]["server_rss_mb_after"] if levels else None
+    if before and after:
+        memory["growth_pct"] = round((after - before) * 100 / before, 2)
+    memory["measured_with"] = "psutil" if importlib.util.find_spec("psutil") else "/proc"
+    return levels, memory
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def checks_for(levels: list[dict[str, Any]], memory: dict[str, Any]) -> dict[str, bool]:
+    by_name = {f"c{level['concurrency']}": level for level in levels}
+    checks = {}
+    if c1 := by_name.get("c1"):
+        checks["c1_p50_within_10ms"] = c1["p50_ms"] <= TARGETS["c1_p50_ms"]
+        checks["c1_p99_within_30ms"] = c1["p99_ms"] <= TARGETS["c1_p99_ms"]
+    if c8 := by_name.get("c8"):
+        checks["c8_no_errors_over_2000"] = c8["errors"] == 0 and c8["requests"] >= TARGETS["min_requests"]
+    if levels:
+        checks["no_errors_at_any_level"] = all(level["errors"] == 0 for level in levels)
+    if "growth_pct" in memory:
+        checks["memory_growth_under_10pct"] = memory["growth_pct"] < TARGETS["memory_growth_pct"]
+    return checks
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     paths = Paths.at(args.root)
@@ -172,20 +271,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"{task.name} is a pair task; this load test sends single sentences (use sst2 or cola)")
     uri = tracking_uri(params, paths)
     model_uri = args.model_uri or f"models:/{model_name(task.name, 'student')}@champion"
-
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
-    model: dict[str, Any] = {"uri": model_uri}
-    if model_uri.startswith("models:/") and "@" in model_uri:
-        name, alias = model_uri.removeprefix("models:/").split("@")
-        version = client.get_model_version_by_alias(name, alias)
-        model.update(
-            version=str(version.version),
-            serving_backend=version.tags.get(SERVING_BACKEND_TAG),
-            serving_export=version.tags.get(SERVING_EXPORT_TAG),
-            metric={version.tags.get(METRIC_NAME_TAG, "metric"): float(version.tags.get(METRIC_TAG, "nan"))},
-        )
+    model = model_facts(uri, model_uri)
     texts = dev_sentences(paths, task.fields[0])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -199,31 +285,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     server = start(command, env, url, args.start_timeout, log)
     startup_s = time.perf_counter() - began
     print(f"server up in {startup_s:.1f} s (log {log}): {shlex.join(command)}", flush=True)
-    labels = set(task.labels) if task.labels else None
     try:
-        load_level(url, texts, 1, args.warmup, args.max_seconds, labels)
-        levels = {}
-        for concurrency in args.concurrency:
-            server_cpu, client_cpu = session_cpu_seconds(server.pid), time.process_time()
-            level = load_level(url, texts, concurrency, args.requests, args.max_seconds, labels)
-            server_cpu_after = session_cpu_seconds(server.pid)
-            if server_cpu is not None and server_cpu_after is not None:
-                level["server_cpu_ms_per_request"] = round(
-                    (server_cpu_after - server_cpu) * 1000 / level["requests"], 3
-                )
-            level["client_cpu_ms_per_request"] = round((time.process_time() - client_cpu) * 1000 / level["requests"], 3)
-            levels[f"c{concurrency}"] = level
-            print(json.dumps(level), flush=True)
+        levels, memory = run_levels(server, url, texts, args, set(task.labels) if task.labels else None)
     finally:
         stop_server(server)
-    load_after = os.getloadavg()
-    c1, c8 = levels.get("c1"), levels.get("c8")
-    checks = {}
-    if c1:
-        checks["c1_p50_within_10ms"] = c1["p50_ms"] <= TARGETS["c1_p50_ms"]
-        checks["c1_p99_within_30ms"] = c1["p99_ms"] <= TARGETS["c1_p99_ms"]
-    if c8:
-        checks["c8_no_errors_over_2000"] = c8["errors"] == 0 and c8["requests"] >= TARGETS["min_requests"]
+    serving = params.register_.serving
     result = {
         "command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(["python", __file__, *argv]),
         "server_command": shlex.join(command),
@@ -231,28 +297,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": model,
         "request": 'POST /invocations {"inputs": [<one dev sentence>]}, the dev sentences in turn',
         "distinct_texts": len(texts),
-        "server": {
-            "workers": params.register_.serving.workers,
-            "threads": params.register_.serving.threads,
-            "access_log": params.register_.serving.access_log,
-            "startup_s": round(startup_s, 1),
-        },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_before": [round(x, 2) for x in load_before],
-            "loadavg_after": [round(x, 2) for x in load_after],
-        },
+        "server": {"workers": serving.workers, "threads": serving.threads, "access_log": serving.access_log},
+        "startup_s": round(startup_s, 1),
+        "machine": machine(load_before, os.getloadavg()),
         "warmup_requests": args.warmup,
-        "max_seconds_per_level": args.max_seconds,
-        **levels,
+        "per_level": f"{args.seconds} s" if args.seconds else f"{args.requests} requests or {args.max_seconds} s",
+        "levels": levels,
+        "memory": memory,
         "targets": TARGETS,
-        "checks": checks,
+        "checks": checks_for(levels, memory),
     }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return result
+
+
+def machine(load_before: tuple[float, float, float], load_after: tuple[float, float, float]) -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in load_after],
+    }
 
 
 if __name__ == "__main__":
