@@ -35,6 +35,7 @@ def stage(
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
     from distilflow.stage_host import delegate
 
+    _run_the_code_dvc_hashed(root)
     warm = delegate(sys.argv)  # a flow run's warm host, if one is up and fits; None: run it here
     if warm is not None:
         raise typer.Exit(warm)
@@ -71,6 +72,26 @@ def warm(ctx: typer.Context) -> None:
     if not ctx.args:
         _fail("give the command to run, e.g. distilflow warm dvc repro", 2)
     raise typer.Exit(run_warm(list(ctx.args)))
+
+
+def _run_the_code_dvc_hashed(root: Path) -> None:
+    """Re-execute this command on the workspace's own ``src/`` when it differs from the imported package."""
+    import os
+
+    from distilflow.own_code import OWN_CODE_ENV, foreign_code
+    from distilflow.stage_host import HOST_ENV
+
+    copy = foreign_code(root)
+    if copy is None:
+        return
+    if os.environ.get(OWN_CODE_ENV):
+        _fail(f"cannot import the workspace's own distilflow from {copy} (PYTHONPATH is not honoured?)", 2)
+    env = {key: value for key, value in os.environ.items() if key != HOST_ENV}  # the warm host runs other code
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(copy.parent), env.get("PYTHONPATH")]))
+    env[OWN_CODE_ENV] = "1"
+    print(f"distilflow: running this workspace's own code ({copy}), not the installed package's", file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "distilflow", *sys.argv[1:]], env)
 
 
 def _is_user_error(error: Exception) -> bool:

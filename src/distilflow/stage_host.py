@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import hashlib
 import json
 import os
 import select
@@ -74,8 +73,11 @@ STREAMS = 3  # stdin, stdout, stderr
 
 
 def source_digest() -> str:
-    """This module's source: a host started from an older copy must not serve a newer caller."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    """The package's code, as this process imported it: a host serves only callers that would run the same code
+    (not a caller whose src/ was edited since the host started, nor one running a workspace's own copy)."""
+    from distilflow.own_code import code_digest
+
+    return code_digest()
 
 
 def comparable_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -292,7 +294,7 @@ def refusal_for(
     chose: a fresh process would end up with that value either way.
     """
     if request.get("source") != digest:
-        return "it runs an older distilflow.stage_host"
+        return "its distilflow code differs from the code this host imported (src/ edited, or a workspace's own copy)"
     if differing := env_difference({**host_env, **import_env}, {**import_env, **request["env"]}):
         return f"the environment differs in {', '.join(differing[:8])}"
     return None

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from distilflow.locking import workspace_lock
+from distilflow.scratch_workspace import subprocess_env
 from distilflow.stage_host import HOST_ENV, connect, env_difference, probe, refusal_for, source_digest, warm_host
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -277,3 +278,31 @@ def test_a_connection_broken_after_the_stage_started_never_runs_it_twice(tmp_pat
     assert f"stage host: the connection broke after the stage started (pid {host.pid}, EOFError)" in result.stderr
     assert "unknown stage" not in result.stderr, "the caller ran the stage a second time"
     assert "Traceback" not in result.stderr
+
+
+def test_a_workspace_runs_its_own_code_when_it_differs_from_the_installed_package(tmp_path: Path) -> None:
+    """A copy's stage imports the copy's src/ (what DVC hashed there), not the package distilflow was installed from;
+    and a warm host refuses a caller whose code differs from the code it imported."""
+    from distilflow.own_code import PACKAGE_DIR, code_digest, foreign_code
+
+    copy = tmp_path / "workspace" / "src" / "distilflow"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert foreign_code(tmp_path / "workspace") is None  # the same code: the installed package (or a warm host) serves
+    marker = "print('running the copy of', __file__)\n"
+    (copy / "stages" / "ingest.py").write_text((copy / "stages" / "ingest.py").read_text() + marker)
+    assert foreign_code(tmp_path / "workspace") == copy.resolve()
+    assert code_digest(copy) != code_digest()
+
+    (tmp_path / "workspace" / "params.yaml").write_text("task: sst2\n")
+    shutil.copy2(Path(__file__).resolve().parents[2] / "dvc.yaml", tmp_path / "workspace" / "dvc.yaml")
+    env = {key: value for key, value in subprocess_env().items() if key != HOST_ENV}
+    result = subprocess.run(
+        [sys.executable, "-m", "distilflow", "stage", "ingest"],
+        cwd=tmp_path / "workspace",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert f"running the copy of {copy / 'stages' / 'ingest.py'}" in result.stdout, result.stderr[-2000:]
+    assert "running this workspace's own code" in result.stderr
