@@ -155,3 +155,25 @@ gpu-prepare: $(STAMP) ## fill gpu/ (SST-2, the fp16 teacher, missing wheels) for
 
 gpu-check: ## on the GPU machine: tests, fine-tune, label, distil, Trainer race -> OUT/gpu_check.json (OUT=dir)
 	bash scripts/gpu_check.sh "$(or $(OUT),gpu-check-out)" $(ARGS)
+
+# --- The team stack (docs/team.md) ---------------------------------------------------------------------------------
+# PostgreSQL, MLflow with basic auth and proxied artifacts, Prefect and WORKERS process workers, all on 127.0.0.1;
+# state, logs, generated credentials and the data live in the git-ignored .team/. The embedded default (sqlite, no
+# server) stays what every other target uses.
+.PHONY: team-up team-down team-status team-env test-team
+WORKERS ?= 2
+
+team-up: $(STAMP) ## start the team stack: PostgreSQL, MLflow (auth), Prefect, WORKERS=2 workers (docs/team.md)
+	$(BIN)/distilflow team up --workers $(WORKERS) --pool $(PREFECT_POOL)
+
+team-down: ## stop every process of the team stack (its data stays in .team/)
+	$(BIN)/distilflow team down
+
+team-status: ## each process of the team stack, its URLs and what to export
+	$(BIN)/distilflow team status
+
+team-env: ## the exports that point MLflow and Prefect at the team stack: eval "$$(make -s team-env)"
+	@$(BIN)/distilflow team env
+
+test-team: $(STAMP) ## the team stack for real: up with 2 workers, PostgreSQL, auth, workers online, down (~2 min)
+	$(BIN)/pytest -q -p no:xdist -m team tests/team

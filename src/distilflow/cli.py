@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from distilflow.paths import Paths
+from distilflow.team.commands import team_app
 
 app = typer.Typer(
     help="distilflow: validate a GLUE dataset, fine-tune a BERT teacher, distill BERT-tiny, register and serve it.",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(team_app, name="team")  # the team stack: docs/team.md
 
 RootOption = Annotated[Path, typer.Option("--root", help="project folder holding params.yaml and the outputs")]
 
