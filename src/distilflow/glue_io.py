@@ -131,10 +131,11 @@ def _decode_lines(data: bytes) -> tuple[list[str | None], dict[int, RowProblem]]
 def _nul_problem(number: int, line: str) -> RowProblem:
     """A NUL byte: a binary or UTF-16 file, or a corrupt copy; BERT's tokenizer would delete it without a word."""
     offset = line.index("\0")
+    tabs = line.count("\t", 0, offset)
     return RowProblem(
         line=number,
         rule=NUL_BYTE,
-        column=f"field {line.count(chr(9), 0, offset) + 1}",
+        column=f"field {tabs + 1}",
         value=_snippet(repr(line)),
         detail=f"NUL byte at character offset {offset}",
     )
@@ -162,9 +163,8 @@ def _header(task: GlueTask, split: str, line: str | None, problems: list[RowProb
     return None if missing else columns
 
 
-def _row_problem(number: int, line: str | None, width: int, columns: tuple[str, ...]) -> RowProblem | None:
+def _row_problem(number: int, line: str, width: int, columns: tuple[str, ...]) -> RowProblem | None:
     """Why a decoded data line cannot be split into the file's columns; None when it can."""
-    assert line is not None
     if "\0" in line:
         return _nul_problem(number, line)
     parts = line.count("\t") + 1

@@ -177,6 +177,25 @@ def _splits_table(summary: dict[str, Any]) -> str:
     return "".join(html)
 
 
+def _rules_table(summary: dict[str, Any]) -> str:
+    html: list[str] = []
+    html.append(
+        "<h2>Rules</h2><table><tr><th>rule</th><th>severity</th><th>checks</th><th>errors</th><th>warnings</th></tr>"
+    )
+    for name, entry in summary["rules"].items():
+        zero = entry["errors"] == 0 and entry["warnings"] == 0
+        code = f"<code>{escape(name)}</code>"
+        link = code if zero else f"<a href='#rule-{escape(name)}'>{code}</a>"
+        severity = _severity_badge(entry["severity"]) if entry["checked"] else "not for this task"
+        html.append(
+            f"<tr class='{'zero' if zero else ''}'><td>{link}</td><td>{severity}</td>"
+            f"<td>{escape(RULES[name].description)}</td><td class='num'>{entry['errors']}</td>"
+            f"<td class='num'>{entry['warnings']}</td></tr>"
+        )
+    html.append("</table>")
+    return "".join(html)
+
+
 def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> str:
     summary = report.summary
     settings = summary.get("settings", {})
@@ -219,20 +238,7 @@ def render_html(report: ValidationReport, stats: dict[str, dict[str, Any]]) -> s
         html.append(f"<div class='chart'>{chart}</div>")
     html.append("</div>")
 
-    html.append(
-        "<h2>Rules</h2><table><tr><th>rule</th><th>severity</th><th>checks</th><th>errors</th><th>warnings</th></tr>"
-    )
-    for name, entry in summary["rules"].items():
-        zero = entry["errors"] == 0 and entry["warnings"] == 0
-        code = f"<code>{escape(name)}</code>"
-        link = code if zero else f"<a href='#rule-{escape(name)}'>{code}</a>"
-        severity = _severity_badge(entry["severity"]) if entry["checked"] else "not for this task"
-        html.append(
-            f"<tr class='{'zero' if zero else ''}'><td>{link}</td><td>{severity}</td>"
-            f"<td>{escape(RULES[name].description)}</td><td class='num'>{entry['errors']}</td>"
-            f"<td class='num'>{entry['warnings']}</td></tr>"
-        )
-    html.append("</table>")
+    html.append(_rules_table(summary))
     html.append(f"<h2>Warnings</h2>{_findings_tables(report, WARNING, anchors)}")
     html.append("<h2>Settings</h2><table>")
     for key, value in settings.items():
