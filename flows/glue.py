@@ -5,7 +5,11 @@ params.yaml with the task, its recipe ``flows/profiles/glue/<task>.yaml`` and ``
 flow there (flows/pipeline.py: DVC decides what reruns) and reads what the run left. Subflows are called with
 ``return_state=True``: a task that fails is reported with its reason and the others still run. The parent writes
 ``reports/glue.md``, ``metrics/glue.json`` and ``plots/glue.png`` in the project from the tasks that finished, and
-keeps the columns of the tasks it did not run from the table before (``--fresh``: only this run's).
+keeps the columns of the tasks it did not run from the table as it is when it writes (``--fresh``: only this run's).
+
+Runs overlap safely (docs/glue.md): each subflow holds its task's lock from before ``prepare`` until its results are
+read, so a second run of a running task is refused at once, naming the first, while its other tasks run; the table
+is written under the project's table lock, merged with what other runs wrote meanwhile.
 
 The subflows run one after another in this process. Deployed (``flows/deploy.py``'s pattern), each subflow can be
 its own deployment on a process or Kubernetes work pool, one task per worker: the workspaces share nothing but the
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shlex
 import sys
@@ -44,7 +47,7 @@ from distilflow.paths import Paths  # noqa: E402
 from distilflow.references import REFERENCES  # noqa: E402
 from distilflow.stage_host import exported, shared_host  # noqa: E402
 from distilflow.tasks import get_task  # noqa: E402
-from pipeline import pipeline, run_logger, subprocess_env  # noqa: E402  # flows/pipeline.py
+from pipeline import lock_owner, pipeline, run_logger, subprocess_env  # noqa: E402  # flows/pipeline.py
 
 GLUE_FLOW_NAME = "distilflow-glue"
 TASK_FLOW_NAME = "distilflow-glue-task"
@@ -71,8 +74,11 @@ def collect(task_name: str, workspace: str) -> dict[str, Any]:
 
 
 @flow(name=TASK_FLOW_NAME, flow_run_name="{task_name}")
-def glue_task(task_name: str, folder: str, root: str, workspace: str, profile: str | None = None) -> dict[str, Any]:
-    """One GLUE task in its own workspace: prepare it, run the pipeline there, read its results.
+def glue_task(
+    task_name: str, folder: str, root: str, workspace: str, profile: str | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """One GLUE task in its own workspace, holding the task's lock: prepare it, run the pipeline there, read its
+    results. Raises ``glue_suite.TaskRunning``, before touching the workspace, when another run holds the task.
 
     Args:
         task_name: the GLUE task (sst2, cola, mrpc, ...).
@@ -80,10 +86,22 @@ def glue_task(task_name: str, folder: str, root: str, workspace: str, profile: s
         root: the project whose pipeline, params.yaml, MLflow store and DVC cache the workspace uses.
         workspace: the task's workspace folder (made if absent).
         profile: a params profile applied after the task's recipe (NAME in flows/profiles/ or a YAML path).
+        command: the command line that started the run, named to a second run that is refused.
     """
-    made = prepare(task_name, folder, root, workspace, profile)
-    pipeline(root=made, sync_remote=False)
-    return collect(task_name, made)
+    owner = f"`{command or 'distilflow glue'}`, {lock_owner()}"
+    with glue_suite.task_lock(task_name, Path(workspace), owner):
+        made = prepare(task_name, folder, root, workspace, profile)
+        pipeline(root=made, sync_remote=False)
+        return collect(task_name, made)
+
+
+def refusal(state: Any) -> str | None:
+    """Why a failed subflow was refused (another run holds its task), or None when it failed for another reason."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # unreadable: not a refusal, which is raised in this process and kept in memory
+        return None
+    return str(error) if isinstance(error, glue_suite.TaskRunning) else None
 
 
 def failure_reason(state: Any) -> str:
@@ -98,6 +116,42 @@ def failure_reason(state: Any) -> str:
     kept = lines if len(lines) <= REASON_LINES + 1 else [lines[0], "…", *lines[-REASON_LINES:]]
     reason = " / ".join(kept)
     return reason if len(reason) <= REASON_CHARS else "… " + reason[-REASON_CHARS:]
+
+
+class Outcome:
+    """What a suite run did with each task it found. (Not a dataclass: `distilflow glue` loads this file by path,
+    outside sys.modules, where dataclasses cannot resolve this module's postponed annotations.)"""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, Any]] = {}
+        self.failed: dict[str, str] = {}
+        self.refused: dict[str, str] = {}  # another run holds the task: its column is that run's to write
+        self.ended: dict[str, str] = {}  # attempted tasks: when their run ended (a later run's column wins)
+
+
+def run_tasks(
+    present: dict[str, Path], project: Path, workspaces: Path, profile: str | None, command: str | None
+) -> Outcome:
+    """One subflow per task, one after another; a task that fails or is refused does not stop the next."""
+    logger = run_logger()
+    outcome = Outcome()
+    # One warm stage host for every task's stages, not one per task (each costs the imports once more).
+    with shared_host(subprocess_env(None)) if present else contextlib.nullcontext(None) as host, exported(host):
+        for name, folder in present.items():
+            workspace = str(workspaces / name)
+            state = glue_task(name, str(folder), str(project), workspace, profile, command, return_state=True)
+            if state.is_completed():
+                result = state.result()
+                outcome.results[name] = {**result, "run": glue_suite.run_record(result.get("source"), command)}
+                outcome.ended[name] = outcome.results[name]["run"]["finished_at"]
+            elif (why := refusal(state)) is not None:
+                outcome.refused[name] = why
+                logger.error("%s refused: %s", name, why)
+            else:
+                outcome.failed[name] = failure_reason(state)
+                outcome.ended[name] = glue_suite.ended_now()
+                logger.error("%s failed: %s", name, outcome.failed[name])
+    return outcome
 
 
 @flow(name=GLUE_FLOW_NAME)
@@ -117,54 +171,41 @@ def glue(
         profile: applied to every task after its recipe; empty: params.yaml glue.profile.
         root: the project (params.yaml, pipeline, MLflow store, DVC cache); the table is written here.
         command: the command line that started the run, recorded in the report.
-        keep_earlier: keep the earlier table's tasks that this run does not attempt, each with its own run noted.
+        keep_earlier: keep the table's tasks that this run does not attempt, each with its own run noted.
     """
     logger = run_logger()
     project = Path(root).resolve()
     paths = Paths.at(project)
     settings = load_params(paths.params_file).glue
     glue_root = Path(glue_dir) if glue_dir else project / settings.root
-    names = list(tasks or settings.tasks)
-    chosen_profile = profile or settings.profile
-    present, absent = glue_suite.find_task_folders(glue_root, names)
+    present, absent = glue_suite.find_task_folders(glue_root, list(tasks or settings.tasks))
     skipped = {name: glue_suite.absent_reason(glue_root, get_task(name)) for name in absent}
     for name, reason in skipped.items():
         logger.warning("%s skipped: %s", name, reason)
     earlier: dict[str, dict[str, Any]] = {}
-    if keep_earlier:  # read before hours of training, so an unreadable table is reported at the start
+    if keep_earlier:  # checked before hours of training, so an unreadable table is reported at the start
         try:
             earlier = glue_suite.earlier_results(paths.glue_metrics_file)
         except (ValueError, KeyError, TypeError) as error:
             logger.warning(
                 "%s unreadable (%s): the new table holds this run's tasks only", paths.glue_metrics_file, error
             )
-    results: dict[str, dict[str, Any]] = {}
-    failed: dict[str, str] = {}
-    # One warm stage host for every task's stages, not one per task (each costs the imports once more).
-    with shared_host(subprocess_env(None)) if present else contextlib.nullcontext(None) as host, exported(host):
-        for name, folder in present.items():
-            workspace = project / settings.workspaces / name
-            state = glue_task(name, str(folder), str(project), str(workspace), chosen_profile, return_state=True)
-            if state.is_completed():
-                results[name] = {**state.result(), "run": glue_suite.run_record(project, command)}
-            else:
-                failed[name] = failure_reason(state)
-                logger.error("%s failed: %s", name, failed[name])
-    columns = glue_report.merge_results(results, earlier, attempted=present)
-    table = glue_report.build_glue_table(columns, REFERENCES, failed, skipped, command)
-    if results:
-        paths.glue_metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        paths.glue_metrics_file.write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    done = run_tasks(present, project, project / settings.workspaces, profile or settings.profile, command)
+    runs = {name: entry["run"] for name, entry in glue_report.merge_results({}, earlier, attempted=done.ended).items()}
+    if done.results:  # read again and merged under the table lock: other runs may have written columns meanwhile
+        outcome = (done.failed, skipped)
+        table = glue_suite.write_table(
+            project, done.results, done.ended, REFERENCES, outcome, command, keep_earlier, warn=logger.warning
+        )
         markdown = glue_report.render_markdown(table, command)
-        paths.glue_report_file.parent.mkdir(parents=True, exist_ok=True)
-        paths.glue_report_file.write_text(markdown, encoding="utf-8")
-        glue_report.draw(table, paths.glue_plot_file)
         create_markdown_artifact(markdown, key="glue-table", description="GLUE: one row per model, one column per task")
-    kept = [name for name in columns if name not in results]
-    summary = glue_suite.summary_lines(results, failed, skipped, {name: columns[name]["run"] for name in kept})
+        runs = {name: entry["run"] for name, entry in table["per_task"].items()}
+    kept = {name: run for name, run in runs.items() if name not in done.results}
+    summary = glue_suite.summary_lines(done.results, done.failed, skipped, kept, done.refused)
     for line in summary:
         logger.info(line)
-    return {"ran": list(results), "kept": kept, "failed": failed, "skipped": skipped, "summary": summary}
+    outcome_keys = {"failed": done.failed, "refused": done.refused, "skipped": skipped}
+    return {"ran": list(done.results), "kept": list(kept), **outcome_keys, "summary": summary}
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -182,7 +223,8 @@ def arguments() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit 0 when every task found ran, 1 when one failed or none was found; the summary says which and why."""
+    """Exit 0 when every task found ran, 1 when one failed, was refused (another run holds it) or none was found;
+    the summary says which and why."""
     args = arguments().parse_args(argv)
     tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks else None
     glue_dir = str(Path(args.glue_dir).resolve()) if args.glue_dir else None
@@ -203,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(outcome["summary"]))
     if outcome["ran"]:
         print(f"table: {Paths.at(args.root).glue_report_file}")
-    return 0 if outcome["ran"] and not outcome["failed"] else 1
+    return 0 if outcome["ran"] and not outcome["failed"] and not outcome["refused"] else 1
 
 
 if __name__ == "__main__":

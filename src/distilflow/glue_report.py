@@ -208,13 +208,22 @@ def merge_results(
     this_run: Mapping[str, Mapping[str, Any]],
     earlier: Mapping[str, Mapping[str, Any]],
     attempted: Iterable[str],
+    ended: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """This run's results, plus the earlier table's tasks this run did not attempt (marked ``run.kept``), in GLUE's
-    task order. A task this run attempted and failed is not kept: its old column would read as this run's."""
+    task order. A task this run attempted and failed is not kept: its old column would read as this run's.
+
+    ``ended``: when each attempted task's run ended (UTC, as ``run.finished_at`` writes it; a finished task's own
+    ``finished_at`` serves without it). The table is merged when the whole run ends, hours after its first task: a
+    column another run wrote for that task since is newer than this run's, as the task's workspace is, and stays.
+    """
     tried = set(attempted) | set(this_run)
+    when = {name: str(result.get("run", {}).get("finished_at") or "") for name, result in this_run.items()}
+    when.update(ended or {})
     combined = {name: dict(result) for name, result in this_run.items()}
     for name, result in earlier.items():
-        if name not in tried:
+        finished = str((result.get("run") or {}).get("finished_at") or "")
+        if name not in tried or (when.get(name) and finished > when[name]):
             combined[name] = {**result, "run": {**dict(result.get("run") or {}), "kept": True}}
     order = list(TASKS)
     return dict(sorted(combined.items(), key=lambda item: order.index(item[0])))

@@ -6,6 +6,12 @@ params.yaml changed, in this order, by: the task and its data folder, the task's
 MLflow store (so each task's student is registered as ``distilflow-<task>-student`` beside the project's own models)
 and the project's DVC cache (so identical outputs are stored once). docs/glue.md says why a workspace per task and
 not a DVC experiment per task. Nothing here knows about Prefect: flows/glue.py calls it.
+
+Runs that overlap (docs/glue.md, "Running the suite while someone else does"): a task's run holds its workspace's
+task lock from before ``prepare_workspace`` until its results are read, and a second run of that task is refused at
+once (``TaskRunning``) naming the first; the table is written by one writer at a time (``write_table``), merged
+with the table as it is at that moment; a column's run record names the commit its code was copied from
+(``SOURCE_FILE`` in the workspace), not the project's commit when the task finished.
 """
 
 from __future__ import annotations
@@ -15,15 +21,18 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from distilflow import yaml_io
 from distilflow.config import Params
 from distilflow.flow_settings import read_profile
-from distilflow.glue_report import results_from_table
+from distilflow.glue_report import build_glue_table, draw, merge_results, render_markdown, results_from_table
+from distilflow.locking import LockHolder, WorkspaceLocked, workspace_lock
 from distilflow.paths import Paths
+from distilflow.references import Reference
 from distilflow.scratch_workspace import deep_update, git_commit, make_workspace, workspace_items, write_params
 from distilflow.tasks import GlueTask, get_task, task_folder
 
@@ -33,6 +42,19 @@ FLOW_ONLY_SECTIONS = ("glue",)
 
 WORKSPACE_COMMIT = "distilflow glue: params for this task"
 RESULTS_COMMIT = "distilflow glue: results"
+SOURCE_FILE = "glue-source.json"
+"""In each workspace, committed with its params: the project commit its code was copied from."""
+TASK_LOCK_NAME = "glue-task.lock"
+"""In each workspace's lock folder, beside (not instead of) the pipeline's lock, which the task's run takes too."""
+TABLE_LOCK_NAME = "glue-table.lock"
+"""In the project's lock folder: apart from the pipeline's, so a table write never waits for `make pipeline`."""
+TABLE_LOCK_TIMEOUT_S = 600.0
+"""A writer holds the table for seconds (read, merge, three files); waiting this long means something is stuck."""
+
+
+class TaskRunning(RuntimeError):
+    """Another run holds this task's workspace. Refused at once, not queued: the queued run would rewrite the
+    workspace's params and code right after the first run's results, for a reason nobody remembers by then."""
 
 
 def find_task_folders(glue_root: Path, tasks: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
@@ -120,9 +142,44 @@ def _git_changed(workspace: Path) -> bool:
     return bool(status.strip())
 
 
+@contextlib.contextmanager
+def task_lock(task: str, workspace: Path, owner: str) -> Iterator[LockHolder]:
+    """Hold ``task``'s workspace for one run, from before ``prepare_workspace`` until its results are read.
+
+    Refused at once with ``TaskRunning`` naming the holder (``owner``: the command and flow run; pid, host, since)
+    when another run holds it. The kernel drops the lock when its holder dies, so a killed run never blocks the next.
+    """
+    stack = contextlib.ExitStack()
+    try:  # only the taking is refused: a WorkspaceLocked from inside the run (the pipeline's own lock) is not ours
+        holder = stack.enter_context(workspace_lock(workspace, owner, timeout_s=0.0, name=TASK_LOCK_NAME))
+    except WorkspaceLocked as locked:
+        who = locked.holder.describe() if locked.holder else "another run (it has not written its name yet)"
+        raise TaskRunning(
+            f"{task} is already running in {workspace}: {who}. A second run of a task is refused, not queued; "
+            "run it again when that one has finished (or stop it)"
+        ) from None
+    with stack:
+        yield holder
+
+
+def code_commit(root: Path) -> str | None:
+    """The project's git commit, ``+changes`` when its tracked files differ from it; None outside git."""
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    return commit
+
+
 def prepare_workspace(root: Path, workspace: Path, overrides: dict[str, Any]) -> Path:
     """Make (or bring up to date) the task's workspace: the project's pipeline and code, its params.yaml changed by
-    ``overrides``, committed. An existing workspace keeps its DVC outputs, so DVC reruns only what changed."""
+    ``overrides``, and the commit that code came from (``SOURCE_FILE``), committed. An existing workspace keeps its
+    DVC outputs, so DVC reruns only what changed. The caller holds ``task_lock``: this rewrites params and code."""
+    source = {"commit": code_commit(root)}  # read as the code is copied: the project may move on during the run
     if not (workspace / "dvc.yaml").is_file():
         make_workspace(root, workspace, overrides)
     else:
@@ -135,10 +192,21 @@ def prepare_workspace(root: Path, workspace: Path, overrides: dict[str, Any]) ->
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target)
         write_params(workspace, overrides)
-        if _git_changed(workspace):
-            git_commit(workspace, WORKSPACE_COMMIT)
+    (workspace / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+    if _git_changed(workspace):
+        git_commit(workspace, WORKSPACE_COMMIT)
     _share_dvc_cache(workspace, root)
     return workspace
+
+
+def source_record(workspace: Path) -> dict[str, Any]:
+    """What ``prepare_workspace`` recorded of the code it copied (``{"commit": ...}``); empty for a workspace made
+    before the record existed."""
+    file = workspace / SOURCE_FILE
+    if not file.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
 
 
 def commit_results(workspace: Path) -> None:
@@ -193,23 +261,19 @@ def task_results(task: str, workspace: Path) -> dict[str, Any]:
             "reasons": list(promotion.get("reasons", []))[:3],
         },
         "workspace": str(workspace),
+        "source": source_record(workspace),
     }
 
 
-def run_record(root: Path, command: str | None) -> dict[str, Any]:
-    """Which run made a task's column: the command, the project's git commit (``+changes`` when the working tree
-    differs from it) and when it finished (UTC)."""
-    from datetime import UTC, datetime
+def ended_now() -> str:
+    """Now in UTC, to the second, as run records write it (ISO 8601 strings compare in time order)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
-    def git(*args: str) -> str | None:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else None
 
-    commit = git("rev-parse", "--short=12", "HEAD")
-    if commit and git("status", "--porcelain", "--untracked-files=no"):
-        commit += "+changes"
-    finished = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    return {"command": command, "commit": commit, "finished_at": finished}
+def run_record(source: Mapping[str, Any] | None, command: str | None) -> dict[str, Any]:
+    """Which run made a task's column: the command, the commit its code was copied from (``source_record``, read
+    under the task's lock; ``+changes`` when the project's files differed from it) and when it finished (UTC)."""
+    return {"command": command, "commit": (source or {}).get("commit"), "finished_at": ended_now()}
 
 
 def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:
@@ -219,20 +283,77 @@ def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:
     return results_from_table(json.loads(table_file.read_text(encoding="utf-8")))
 
 
+def _replace(file: Path, write: Callable[[Path], object]) -> None:
+    """Write ``file`` through a temporary file beside it and rename it into place: a reader that does not take the
+    table lock (the start-of-run check) sees the old file or the new one, never half of one."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_name(f".{file.stem}-{os.getpid()}.tmp{file.suffix}")  # the suffix picks the plot format
+    try:
+        write(temporary)
+        os.replace(temporary, file)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_table(
+    root: Path,
+    this_run: Mapping[str, Mapping[str, Any]],
+    attempted: Mapping[str, str],
+    references: Sequence[Reference],
+    outcome: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
+    command: str | None = None,
+    keep_earlier: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the GLUE table (``metrics/glue.json``, ``reports/glue.md``, ``plots/glue.png``) under the project's
+    table lock: this run's columns merged into the table as it is now, not as it was when the run started (hours
+    ago; another run may have written its own columns since). ``attempted``: each task this run attempted and when
+    its run ended (``ended_now``); a column written by a later run of that task stays (``merge_results``). Tasks
+    refused because another run held them are not attempted: their columns are that run's to write. ``outcome``:
+    this run's (failed, skipped) tasks. With ``keep_earlier`` false, the table holds this run's tasks only.
+    ``warn`` hears of an unreadable table and of a wait for another writer. Returns the table written."""
+    paths = Paths.at(root)
+    owner = f"`{command or 'distilflow glue'}` (writing the GLUE table)"
+
+    def waiting(holder: LockHolder | None) -> None:
+        if warn is not None:
+            warn(f"waiting for {holder.describe() if holder else 'another run'} to finish writing the GLUE table")
+
+    lock = workspace_lock(root, owner, TABLE_LOCK_TIMEOUT_S, poll_s=0.2, on_wait=waiting, name=TABLE_LOCK_NAME)
+    with lock:
+        earlier: dict[str, dict[str, Any]] = {}
+        if keep_earlier:
+            try:
+                earlier = earlier_results(paths.glue_metrics_file)
+            except (ValueError, KeyError, TypeError) as error:
+                if warn is not None:
+                    warn(f"{paths.glue_metrics_file} unreadable ({error}): the new table holds this run's tasks only")
+        columns = merge_results(this_run, earlier, attempted, ended=attempted)
+        table = build_glue_table(columns, references, *outcome, command)
+        text = json.dumps(table, indent=2, sort_keys=True) + "\n"
+        _replace(paths.glue_metrics_file, lambda file: file.write_text(text, encoding="utf-8"))
+        markdown = render_markdown(table, command)
+        _replace(paths.glue_report_file, lambda file: file.write_text(markdown, encoding="utf-8"))
+        _replace(paths.glue_plot_file, lambda file: draw(table, file))
+    return table
+
+
 def summary_lines(
     results: Mapping[str, Any],
     failed: Mapping[str, str],
     skipped: Mapping[str, str],
     kept: Mapping[str, Mapping[str, Any]] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """One line per task: what ran and was registered, what failed and why, what was skipped, what the table kept
-    from an earlier run."""
+    """One line per task: what ran and was registered, what failed and why, what was refused because another run
+    holds it, what was skipped, what the table kept from an earlier (or another) run."""
     lines = []
     for name, result in results.items():
         registered = result["registered"]
         promoted = "promoted to @champion" if registered["promoted"] else "not promoted"
         lines.append(f"{name}: ok, {registered['model']} v{registered['version']} registered ({promoted})")
     lines += [f"{name}: FAILED: {reason}" for name, reason in failed.items()]
+    lines += [f"{name}: REFUSED: {reason}" for name, reason in (refused or {}).items()]
     lines += [f"{name}: skipped: {reason}" for name, reason in skipped.items()]
     for name, run in (kept or {}).items():
         lines.append(f"{name}: kept in the table from an earlier run (commit {run.get('commit') or 'not recorded'})")

@@ -59,17 +59,19 @@ class LockHolder:
         return f"{self.owner} (pid {self.pid} on {self.host}, since {self.since})"
 
 
-def lock_path(root: str | Path) -> Path:
-    return Path(root) / LOCK_DIR / LOCK_NAME
+def lock_path(root: str | Path, name: str = LOCK_NAME) -> Path:
+    """The lock file: ``name`` in ``root``'s lock folder (other names: locks beside the pipeline's, e.g. the GLUE
+    suite's per-task run lock and its table lock, which must not wait for or block a pipeline run)."""
+    return Path(root) / LOCK_DIR / name
 
 
-def read_holder(root: str | Path) -> LockHolder | None:
+def read_holder(root: str | Path, name: str = LOCK_NAME) -> LockHolder | None:
     """Who holds the lock now, as the holder wrote it; None when free, unreadable or not yet written.
 
     A holder killed with SIGKILL cannot empty the file, but the kernel has dropped its lock: the file's
     words count only while somebody really holds the lock.
     """
-    path = lock_path(root)
+    path = lock_path(root, name)
     if not _held(path):
         return None
     try:
@@ -117,6 +119,7 @@ def workspace_lock(
     timeout_s: float = 0.0,
     poll_s: float = 1.0,
     on_wait: Callable[[LockHolder | None], None] | None = None,
+    name: str = LOCK_NAME,
 ) -> Iterator[LockHolder]:
     """Hold the workspace exclusively; wait up to ``timeout_s`` seconds for a running holder, then fail.
 
@@ -124,23 +127,24 @@ def workspace_lock(
     once, when the lock turns out to be taken, so the caller can say whom it is waiting for. A process whose
     ``DISTILFLOW_LOCK_TOKEN`` matches the holder's runs under the holder's lock (it is one of its children).
     While held, ``DISTILFLOW_LOCK_TOKEN`` is set in this process's environment, so children inherit it.
+    ``name`` picks another lock file in the same folder (:func:`lock_path`).
     """
     if timeout_s < 0:
         raise ValueError(f"timeout_s must be ≥ 0, got {timeout_s}")
     inherited = os.environ.get(TOKEN_ENV)
-    holder = read_holder(root)
+    holder = read_holder(root, name)
     # A child process of the holder passes through; a thread of the holder's own process waits like anyone else.
     if inherited and holder is not None and holder.token == inherited and holder.pid != os.getpid():
         yield holder
         return
-    path = lock_path(root)
+    path = lock_path(root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout_s
         announced = False
         while not _try_lock(fd):
-            holder = read_holder(root)
+            holder = read_holder(root, name)
             if not announced and on_wait is not None:
                 on_wait(holder)
             announced = True

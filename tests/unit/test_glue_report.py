@@ -205,3 +205,21 @@ def test_a_column_kept_without_a_command_is_not_credited_to_the_run_that_kept_it
     )
     assert again["cola"]["run"] == {"kept": True}
     assert "- CoLA: kept from an earlier run: command not recorded" in render_markdown(build_glue_table(again, []))
+
+
+def test_a_column_a_later_run_wrote_outlives_this_runs_older_result_or_failure() -> None:
+    """The table is merged when the whole run ends, hours after its first task: meanwhile another run of that task
+    may have written a newer column (its workspace holds that run's outputs now)."""
+    later = {
+        name: {**entry, "run": run(f"glue {name}, later", "other") | {"finished_at": "2026-12-02T12:00:00Z"}}
+        for name, entry in RESULTS.items()
+    }
+    mine = {"sst2": {**RESULTS["sst2"], "run": run("glue sst2,mrpc,stsb", "mine")}}  # finished at 10:00
+    ended = {"sst2": "2026-12-02T10:00:00Z", "mrpc": "2026-12-02T10:30:00Z", "stsb": "2026-12-02T13:00:00Z"}
+    columns = merge_results(mine, later, attempted=ended, ended=ended)
+    assert columns["sst2"]["run"]["command"] == "glue sst2, later"  # newer than this run's SST-2
+    assert columns["mrpc"]["run"]["command"] == "glue mrpc, later"  # newer than this run's failure
+    assert "stsb" not in columns  # this run failed STS-B after the other run: the old column would read as this run's
+    # Without ``ended``, a finished task's own finish time decides; a failed one has none, so its old column goes.
+    plain = merge_results(mine, later, attempted=["sst2", "mrpc"])
+    assert plain["sst2"]["run"]["command"] == "glue sst2, later" and "mrpc" not in plain

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from distilflow.config import GlueParams, Params, ParamsError, load_params, parse_params
-from distilflow.glue_suite import data_path, earlier_results, find_task_folders, recipe, run_record, task_overrides
+from distilflow.glue_suite import (
+    code_commit,
+    data_path,
+    earlier_results,
+    find_task_folders,
+    recipe,
+    run_record,
+    task_overrides,
+)
 from distilflow.tasks import TASKS
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 
@@ -78,7 +86,7 @@ def test_the_earlier_table_is_read_back_or_reported(tmp_path: Path) -> None:
         earlier_results(table)
 
 
-def test_a_run_record_names_the_commit_and_marks_a_changed_tree(tmp_path: Path) -> None:
+def test_the_code_commit_marks_a_changed_tree_and_the_run_record_takes_it_from_the_copy(tmp_path: Path) -> None:
     import subprocess
 
     def git(*args: str) -> None:
@@ -88,8 +96,11 @@ def test_a_run_record_names_the_commit_and_marks_a_changed_tree(tmp_path: Path) 
     (tmp_path / "params.yaml").write_text("seed: 1\n")
     git("add", "params.yaml")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
-    clean = run_record(tmp_path, "distilflow glue")
-    assert clean["command"] == "distilflow glue" and len(clean["commit"]) == 12
-    assert clean["finished_at"].endswith("Z")
+    clean = code_commit(tmp_path)
+    assert clean is not None and len(clean) == 12
     (tmp_path / "params.yaml").write_text("seed: 2\n")
-    assert run_record(tmp_path, None)["commit"] == clean["commit"] + "+changes"
+    assert code_commit(tmp_path) == clean + "+changes"
+    record = run_record({"commit": clean}, "distilflow glue")
+    assert record["command"] == "distilflow glue" and record["commit"] == clean
+    assert record["finished_at"].endswith("Z")
+    assert run_record({}, None)["commit"] is None  # a workspace made before the copy was recorded
