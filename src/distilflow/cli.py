@@ -107,6 +107,7 @@ def _is_user_error(error: Exception) -> bool:
             "ParamsError",
             "RegistryError",
             "RegistryUnavailable",
+            "RegistryBusy",
             "StoreUnavailable",
         }
     )
@@ -189,15 +190,16 @@ def promote(
         RegistryError,
         RegistryUnavailable,
         current_champion,
-        registry_lock,
         restart_hint,
     )
     from distilflow.registry import promote as promote_version
+    from distilflow.registry_lock import RegistryBusy, registry_lock
+    from distilflow.tracking import tracking_uri
 
     client, name, params = _registry(root, role)
     how = "manual"
     try:
-        with registry_lock(Paths.at(root).root):
+        with registry_lock(tracking_uri(params, Paths.at(root)), name, Paths.at(root).root):
             champion = current_champion(client, name)
             expected = str(champion.version) if champion is not None else None
             if role == "student":
@@ -212,7 +214,7 @@ def promote(
             previous = promote_version(client, name, version, expected=expected, how=how, force=force)
     except RegistryError as error:
         _fail(str(error), 2)
-    except (RegistryUnavailable, ChampionChanged) as error:
+    except (RegistryUnavailable, ChampionChanged, RegistryBusy) as error:
         _fail(str(error))
     typer.echo(f"{name}@champion → v{version} (was {f'v{previous}' if previous else 'none'})")
     typer.echo(restart_hint(name))
@@ -224,14 +226,16 @@ def rollback(
     root: RootOption = Path("."),
 ) -> None:
     """Point champion back at the version it replaced and mark the demoted version (only --force restores it)."""
-    from distilflow.registry import RegistryError, RegistryUnavailable, registry_lock, restart_hint
+    from distilflow.registry import RegistryError, RegistryUnavailable, restart_hint
     from distilflow.registry import rollback as rollback_version
+    from distilflow.registry_lock import RegistryBusy, registry_lock
+    from distilflow.tracking import tracking_uri
 
-    client, name, _ = _registry(root, role)
+    client, name, params = _registry(root, role)
     try:
-        with registry_lock(Paths.at(root).root):
+        with registry_lock(tracking_uri(params, Paths.at(root)), name, Paths.at(root).root):
             demoted, restored = rollback_version(client, name)
-    except (RegistryError, RegistryUnavailable) as error:
+    except (RegistryError, RegistryUnavailable, RegistryBusy) as error:
         _fail(str(error))
     typer.echo(f"{name}@champion → v{restored} (was v{demoted}); v{demoted} is marked rolled back")
     typer.echo(restart_hint(name))

@@ -78,9 +78,9 @@ from distilflow.registry import (
     mark_manual_moves,
     model_name,
     promote,
-    registry_lock,
     restart_hint,
 )
+from distilflow.registry_lock import registry_lock
 from distilflow.serving import MODEL_ARTIFACT, Backend, ServingConfig
 from distilflow.tasks import LABEL, GlueTask, get_task
 from distilflow.tracking import (
@@ -89,6 +89,7 @@ from distilflow.tracking import (
     git_commit,
     params_hash,
     stage_run,
+    tracking_uri,
     write_json,
 )
 
@@ -260,7 +261,7 @@ def gate_and_promote(
     run gates it again (promoting the champion it already is changes nothing), never a verdict with no move.
     """
     settings = params.register_
-    with registry_lock(root):
+    with registry_lock(tracking_uri(params, Paths.at(root)), name, root):
         demoted = mark_manual_moves(client, name)
         if not registered_now and GATE_TAG in version.tags:
             champion = current_champion(client, name)

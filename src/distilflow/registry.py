@@ -7,9 +7,9 @@ A new student version gets the alias ``challenger``; it becomes ``champion`` onl
   registry failure (sqlite's "database is locked", an unreachable server, a refused login) raises
   :class:`RegistryUnavailable` before anything is written.
 - **Promotion is compare-and-set.** :func:`promote` takes the champion version the gate compared against and
-  re-reads the alias just before moving it, under a file lock (``.distilflow/registry.lock``) that serialises
-  promotions from this project folder. If the champion changed in between, it raises :class:`ChampionChanged`
-  and moves nothing.
+  re-reads the alias just before moving it, under the lock every writer of that registry shares
+  (:mod:`distilflow.registry_lock`: beside an sqlite store, or a Prefect concurrency limit for a team server). If
+  the champion changed in between, it raises :class:`ChampionChanged` and moves nothing.
 - **A person's decision stands.** ``rollback`` marks the demoted version (``distilflow.rolled_back``); the gate
   refuses a marked version, and any other version with the same weight files (``distilflow.weights_md5``: a
   rollback is about the model, not a version number, so a settings change that re-registers the same weights
@@ -26,11 +26,7 @@ a person's.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
@@ -51,7 +47,6 @@ from distilflow.mlflow_tags import (
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-LOCK_FILE = Path(".distilflow") / "registry.lock"
 
 
 class RegistryError(ValueError):
@@ -117,19 +112,6 @@ def all_versions(client: MlflowClient, name: str) -> list[Any]:
         if is_missing(error):
             return []
         raise unavailable(error, f"listing the versions of {name}") from error
-
-
-@contextlib.contextmanager
-def registry_lock(root: Path) -> Iterator[None]:
-    """Serialise gate-and-promote from one project folder (released by the kernel if the holder dies)."""
-    path = Path(root) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def rolled_back_twin(client: MlflowClient, name: str, candidate: Any) -> Any | None:
