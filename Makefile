@@ -17,7 +17,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export TQDM_MININTERVAL ?= 10
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pipeline glue test test-slow lint
+.PHONY: help setup pipeline glue test test-slow test-ui lint
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,11 @@ test: $(STAMP) ## run the default test suite (fast; slow and gpu tests excluded)
 
 test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "slow or not slow"
+
+# A pipeline run, Prefect's and MLflow's UIs, and headless Chromium reading them (tests/ui; needs /usr/bin/chromium).
+# DISTILFLOW_SCREENSHOTS=docs/img also keeps the pages as the docs' screenshots.
+test-ui: $(STAMP) ## browser tests of the MLflow and Prefect UIs after a pipeline run (a few minutes)
+	$(BIN)/pytest -q -p no:xdist -m ui tests/ui
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests flows bench
