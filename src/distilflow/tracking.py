@@ -81,7 +81,7 @@ def experiment_description(name: str, experiment_id: str) -> str:
         f"The distilflow pipeline's runs for GLUE {task}: one MLflow run per DVC stage (ingest, validate, tokenize, "
         "finetune, evaluate@teacher, augment, pretrain when enabled, distill, evaluate@student, report, register), "
         f"named STAGE-PIPELINE_ID, where the pipeline id is the Prefect flow run's. [Open the training runs]({runs}). "
-        "The registered models (student and teacher) are under Model registry; the student's @champion is served."
+        "The registered models (student and teacher) are under Model registry; the student's `@champion` is served."
     )
 
 
