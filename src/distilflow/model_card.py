@@ -89,11 +89,12 @@ def model_description(name: str, task: GlueTask, role: str, port: int) -> str:
 
 
 def summary_line(task: GlueTask, role: str, metrics: dict[str, Any], serving: str) -> str:
-    """The card's first line: all the MLflow UI shows in the versions list's Description column."""
+    """The card's first line: all the MLflow UI shows in the versions list's Description column, as plain text
+    (that column does not render Markdown)."""
     primary = task.primary_metric
     what = "Distilled student" if role == "student" else "Fine-tuned teacher"
     return (
-        f"**{what}, GLUE {task.name}**: {primary} {metrics.get(primary, float('nan')):.4f} on dev, "
+        f"{what}, GLUE {task.name}: {primary} {metrics.get(primary, float('nan')):.4f} on dev, "
         f"p95 {readable_number(metrics.get('latency_p95_ms', '?'))} ms, served as {serving}."
     )
 

@@ -168,7 +168,7 @@ def test_version_carries_lineage_card_signature_and_takes_raw_text(tmp_path: Pat
     run = client.get_run(client.get_model_version(STUDENT, "1").run_id)
     assert "#/experiments/" in run.data.tags["mlflow.note.content"]
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/student_model_card.md")
-    assert card.startswith("**Distilled student, GLUE sst2**: accuracy 0.8000 on dev")  # the versions list's line
+    assert card.startswith("Distilled student, GLUE sst2: accuracy 0.8000 on dev")  # the versions list's line
 
     model = mlflow.pyfunc.load_model(f"models:/{STUDENT}@champion")
     texts = ["a gripping , beautifully acted film .", "a tedious mess ."]
