@@ -17,7 +17,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export TQDM_MININTERVAL ?= 10
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pipeline glue test test-slow test-ui lint
+.PHONY: help setup pipeline glue test test-slow test-ui test-faults bench-reliability lint
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +64,15 @@ test-slow: $(STAMP) ## run the slow tests too
 # DISTILFLOW_SCREENSHOTS=docs/img also keeps the pages as the docs' screenshots.
 test-ui: $(STAMP) ## browser tests of the MLflow and Prefect UIs after a pipeline run (a few minutes)
 	$(BIN)/pytest -q -p no:xdist -m ui tests/ui
+
+# Fault injection (tests/faults, docs/reliability.md): real register processes killed at each registry write, real
+# stores locked, corrupted, unreachable and full, two workspaces promoting at once. Whole files per worker.
+test-faults: $(STAMP) ## kill -9 and broken stores, then the next run (a few minutes)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m faults tests/faults
+
+# The figures of docs/reliability.md, from the fault and bad-input suites and bench/serve_load.py's last result.
+bench-reliability: $(STAMP) ## faults survived, bad input rejected, load held -> docs/reliability.md, bench/results/reliability.json
+	$(BIN)/python bench/reliability.py $(ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests flows bench

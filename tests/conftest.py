@@ -133,7 +133,7 @@ def warm_stages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     environment its stages see gets fresh processes instead, as it would without the host. The summary at the end
     names every caller the host refused (pytest_terminal_summary), since each costs a cold start.
     """
-    if not any("integration" in item.path.parts for item in request.session.items):
+    if not any({"integration", "faults"} & set(item.path.parts) for item in request.session.items):
         yield
         return
     log = request.config.stash[HOST_LOG] = tmp_path_factory.mktemp("stage-host") / "host.log"

@@ -34,6 +34,7 @@ from tests.integration.registry_helpers import client_for, empty_store, project,
 from tests.reliability_record import record
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
+pytestmark = pytest.mark.faults  # `make test-faults`: real processes killed and stores broken (minutes)
 SST2 = get_task("sst2")
 STUDENT = "distilflow-sst2-student"
 INJECT = Path(__file__).resolve().parent / "inject"
@@ -54,9 +55,11 @@ KILL_POINTS = {
 def register_process(
     root: Path, kill_after: str | None = None, when_arg: str | None = None, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``distilflow stage register`` in a fresh process of its own (never the warm host: it must die alone)."""
-    env = {key: value for key, value in test_env(root).items() if key != HOST_ENV} | (extra_env or {})
+    """``distilflow stage register``: a run to kill in a fresh process of its own (it must die alone, never the
+    session's warm stage host); any other through the warm host when its environment fits, as a flow runs it."""
+    env = test_env(root) | (extra_env or {})
     if kill_after is not None:
+        env.pop(HOST_ENV, None)
         env.update(
             PYTHONPATH=os.pathsep.join([str(INJECT), env.get("PYTHONPATH", "")]), DISTILFLOW_KILL_AFTER=kill_after
         )

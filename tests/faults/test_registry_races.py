@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from distilflow.mlflow_tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, ROLLED_BACK_TAG
 from distilflow.paths import Paths
 from distilflow.registry_lock import registry_lock
-from distilflow.stage_host import HOST_ENV
 from distilflow.tasks import get_task
 from tests.conftest import test_env
 from tests.faults.test_register_faults import STUDENT, register_process
@@ -23,6 +23,7 @@ from tests.integration.registry_helpers import client_for, empty_store, project,
 from tests.reliability_record import record
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
+pytestmark = pytest.mark.faults  # `make test-faults`: real processes killed and stores broken (minutes)
 SST2 = get_task("sst2")
 
 
@@ -40,7 +41,7 @@ def two_workspaces(tmp_path: Path, store: Path) -> tuple[Paths, Paths]:
 
 
 def start_register(root: Path) -> subprocess.Popen[str]:
-    env = {key: value for key, value in test_env(root).items() if key != HOST_ENV}
+    env = test_env(root)  # the warm host forks each caller its own stage process, as a flow's stages get
     command = [sys.executable, "-m", "distilflow", "stage", "register", "--root", str(root)]
     return subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

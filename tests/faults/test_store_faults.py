@@ -24,6 +24,7 @@ from tests.integration.registry_helpers import client_for, empty_store, project,
 from tests.reliability_record import record
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
+pytestmark = pytest.mark.faults  # `make test-faults`: real processes killed and stores broken (minutes)
 SST2 = get_task("sst2")
 
 
