@@ -144,7 +144,7 @@ def test_the_students_page_shows_its_card_and_the_champion_alias(ui_run: UiRun) 
     for stage in ("augment", "evaluate@teacher", "pretrain", "distill", "register"):
         assert f"{stage}:" in dom, f"the card's lineage lacks {stage}"
     keep_screenshot(url, "mlflow-model-version")
-    keep_screenshot(f"{ui_run.mlflow}/#/models/{STUDENT}", "mlflow-model")
+    keep_screenshot(f"{ui_run.mlflow}/#/models/{STUDENT}?workflowType=machine_learning", "mlflow-model")
 
 
 def test_the_flow_run_shows_one_task_per_stage(ui_run: UiRun) -> None:
