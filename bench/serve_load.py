@@ -39,8 +39,7 @@ from distilflow.config import load_params
 from distilflow.mlflow_tags import METRIC_NAME_TAG, METRIC_TAG, SERVING_BACKEND_TAG, SERVING_EXPORT_TAG
 from distilflow.paths import Paths
 from distilflow.registry import model_name
-from distilflow.servers import ServerStartError, free_port, start_server, stop_server
-from distilflow.serving import serve_command, serve_env
+from distilflow.servers import ServerStartError, free_port, serve_command, serve_env, start_server, stop_server
 from distilflow.tasks import get_task
 from distilflow.tracking import tracking_uri
 
@@ -140,8 +139,7 @@ def load_level(
     url: str, texts: list[str], concurrency: int, requests: int, max_seconds: float, labels: set[str] | None
 ) -> dict[str, Any]:
     """``requests`` single-sentence POSTs from ``concurrency`` threads, each with its own keep-alive client."""
-    lock = threading.Lock()
-    issued = 0
+    lock, issued = threading.Lock(), 0
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + max_seconds

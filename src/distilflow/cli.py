@@ -298,7 +298,7 @@ def serve(
     from mlflow.exceptions import MlflowException
 
     from distilflow.registry import RegistryUnavailable, current_champion, is_missing, unavailable
-    from distilflow.serving import serve_command, serve_env
+    from distilflow.servers import serve_command, serve_env
     from distilflow.tracking import tracking_uri
 
     client, name, params = _registry(root, role)

@@ -1,5 +1,8 @@
 """Start and stop a local HTTP server (``mlflow models serve``, ``prefect server start``) for a test or benchmark.
 
+Also the exact commands and environment of those servers (``serve_command``, ``serve_env``: ``make serve``, the
+tests and the load test run the same).
+
 The integration tests and the benchmarks all need the same thing: a real server on a free loopback port, known
 to answer before the first request, and gone afterwards together with any children it spawned (mlflow runs
 uvicorn as a child). Doing that in one place keeps the start-up diagnostics (exit code, log tail) and the
@@ -93,6 +96,51 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def serve_command(
+    model_uri: str, port: int, host: str = "127.0.0.1", workers: int = 1, timeout_s: int = 60
+) -> list[str]:
+    """The exact command ``make serve``, the tests and the load test run."""
+    return [
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        model_uri,
+        "--env-manager",
+        "local",
+        "-h",
+        host,
+        "-p",
+        str(port),
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout_s),
+    ]
+
+
+def serve_env(tracking_uri: str, access_log: bool = False, threads: int | None = None) -> dict[str, str]:
+    """Environment for the serving process: where the registry is, and quiet, offline libraries.
+
+    `mlflow models serve` runs uvicorn's command line, which reads UVICORN_* variables: without an access log
+    line per request the event loop spends noticeably less CPU on each one.
+    """
+    env = dict(os.environ)
+    env.update(
+        MLFLOW_TRACKING_URI=tracking_uri,
+        MLFLOW_REGISTRY_URI=tracking_uri,
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        UVICORN_ACCESS_LOG="true" if access_log else "false",
+    )
+    if threads is not None:
+        from distilflow.serving import THREADS_ENV  # here: the served model's module imports pandas and MLflow
+
+        env[THREADS_ENV] = str(threads)
+    return env
 
 
 def prefect_server_command(port: int) -> list[str]:

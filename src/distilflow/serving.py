@@ -250,7 +250,7 @@ class TextClassifier(PythonModel):
                 return names
         accepted = " or ".join(str(list(names)) for names in (fields, *self.config.aliases))
         raise BadRequest(
-            f"this {self.config.task} model reads exactly the columns {accepted} "
+            f"this {self.config.task} model reads columns {accepted}, no other "
             f"(or a plain list of {'pairs' if len(fields) == 2 else 'strings'}); got {present}"
         )
 
@@ -380,49 +380,3 @@ def _text_problem(value: Any) -> str | None:
     if surrogate is not None:
         return f"lone surrogate U+{ord(surrogate.group()):04X} at character {surrogate.start()}"
     return None
-
-
-# --- `mlflow models serve` --------------------------------------------------------------------------------------
-
-
-def serve_command(
-    model_uri: str, port: int, host: str = "127.0.0.1", workers: int = 1, timeout_s: int = 60
-) -> list[str]:
-    """The exact command ``make serve``, the tests and the load test run."""
-    return [
-        "mlflow",
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "--env-manager",
-        "local",
-        "-h",
-        host,
-        "-p",
-        str(port),
-        "--workers",
-        str(workers),
-        "--timeout",
-        str(timeout_s),
-    ]
-
-
-def serve_env(tracking_uri: str, access_log: bool = False, threads: int | None = None) -> dict[str, str]:
-    """Environment for the serving process: where the registry is, and quiet, offline libraries.
-
-    `mlflow models serve` runs uvicorn's command line, which reads UVICORN_* variables: without an access log
-    line per request the event loop spends noticeably less CPU on each one.
-    """
-    env = dict(os.environ)
-    env.update(
-        MLFLOW_TRACKING_URI=tracking_uri,
-        MLFLOW_REGISTRY_URI=tracking_uri,
-        TOKENIZERS_PARALLELISM="false",
-        HF_HUB_OFFLINE=env.get("HF_HUB_OFFLINE", "1"),
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
-        UVICORN_ACCESS_LOG="true" if access_log else "false",
-    )
-    if threads is not None:
-        env[THREADS_ENV] = str(threads)
-    return env

@@ -53,7 +53,7 @@ def test_server_answers_ping_and_predicts_like_the_in_process_model(served: tupl
 BAD_REQUESTS = [
     ("invalid JSON", '{"inputs": ["unterminated', "valid JSON"),
     ("unknown format key", {"text": ["fine"]}, "exactly one of the input fields"),
-    ("wrong columns", {"dataframe_records": [{"review": "fine"}]}, "reads exactly the columns ['sentence']"),
+    ("wrong columns", {"dataframe_records": [{"review": "fine"}]}, "reads columns ['sentence'], no other"),
     ("extra column", {"dataframe_records": [{"sentence": "fine", "sentence2": "x"}]}, "'sentence2'"),
     ("two texts per row", {"inputs": [["fine", "x"]]}, "row 0 holds 2 values; this model reads 1 text per row"),
     ("number as text", {"dataframe_records": [{"sentence": "fine"}, {"sentence": 5}]}, "row 1: int"),
