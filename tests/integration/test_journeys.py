@@ -123,3 +123,23 @@ def test_a_rolled_back_version_stays_rolled_back_through_dvc_repro_f_s_register(
     assert "NOT PROMOTED distilflow-sst2-student v3" in changed.stdout, changed.stdout[-3000:]
     assert "has the weights of v2, which was rolled back" in changed.stdout
     assert champion() == "1"
+
+
+def test_a_clone_at_another_path_is_the_same_data_version_and_is_gated_against_the_champion(
+    pipeline_workspace: Path, tmp_path: Path
+) -> None:
+    """Two machines, one commit, one registry: the second clone's data is the first's data version, so its student is
+    compared with the first's champion instead of being refused as scored on other data."""
+    first = committed_copy(pipeline_workspace, tmp_path / "first")
+    second = committed_copy(pipeline_workspace, tmp_path / "elsewhere" / "second")
+    run(["dvc", "repro", "-f", "-s", "ingest"], second)  # read the same files again, from another folder
+    assert raw_md5(second) == raw_md5(first)
+    assert out_of_date(second) == set()  # same data version: nothing downstream is outdated
+
+    shared_store = f"sqlite:///{first / 'mlruns.db'}"
+    seed = yaml.safe_load((second / "params.yaml").read_text())["seed"]
+    write_params(second, {"seed": seed + 1, "register": {"tracking_uri": shared_store, "register_teacher": False}})
+    repro = run(["dvc", "repro", "-s", "distill", "evaluate@student", "register"], second).stdout
+    verdict = next(line for line in repro.splitlines() if "PROMOTED distilflow-sst2-student" in line)
+    assert "another data version" not in verdict, verdict
+    assert "champion" in verdict and "no current champion" not in verdict, verdict
