@@ -43,6 +43,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from distilflow import glue_report, glue_suite  # noqa: E402
 from distilflow.config import load_params  # noqa: E402
+from distilflow.env_vars import environment_kept  # noqa: E402
 from distilflow.paths import Paths  # noqa: E402
 from distilflow.references import REFERENCES  # noqa: E402
 from distilflow.stage_host import exported, shared_host  # noqa: E402
@@ -139,7 +140,11 @@ def run_tasks(
     with shared_host(subprocess_env(None)) if present else contextlib.nullcontext(None) as host, exported(host):
         for name, folder in present.items():
             workspace = str(workspaces / name)
-            state = glue_task(name, str(folder), str(project), workspace, profile, command, return_state=True)
+            # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI into this process (the pipeline flow's own MLflow
+            # reads do): kept per task, or the next task's prepare would take it for the caller's choice of store
+            # and skip share_artifact_store, and its stages' environment would differ from the warm host's.
+            with environment_kept("MLFLOW_TRACKING_URI"):
+                state = glue_task(name, str(folder), str(project), workspace, profile, command, return_state=True)
             if state.is_completed():
                 result = state.result()
                 outcome.results[name] = {**result, "run": glue_suite.run_record(result.get("source"), command)}
