@@ -3,8 +3,9 @@
 DVC hashes a workspace's own ``src/`` as the stages' deps, but ``distilflow`` on PATH imports the package it was
 installed from (the project's live ``src/``, editable). A GLUE workspace or a ``dvc exp run --temp`` copy holds its
 own ``src/``: when that copy differs from the imported package, the stage command re-executes itself on the copy
-(:func:`foreign_code`), and the warm stage host serves only callers whose code is byte-identical to the code it
-imported (:func:`code_digest`). Edit ``src/`` during a run and what ``dvc.lock`` records is what ran.
+(:func:`foreign_code`) with the copy first on PYTHONPATH, an environment the warm stage host refuses (its children
+import distilflow afresh from the installed package's folder). Edit ``src/`` during a run and what ``dvc.lock``
+records is what ran.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -73,11 +74,10 @@ STREAMS = 3  # stdin, stdout, stderr
 
 
 def source_digest() -> str:
-    """The package's code, as this process imported it: a host serves only callers that would run the same code
-    (not a caller whose src/ was edited since the host started, nor one running a workspace's own copy)."""
-    from distilflow.own_code import code_digest
-
-    return code_digest()
+    """This module's source: a host started from an older copy must not serve a newer caller. (Its children import
+    the rest of distilflow from disk afresh; a workspace whose own src/ differs runs with it on PYTHONPATH, which the
+    host refuses as another environment: distilflow.own_code.)"""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def comparable_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -294,7 +294,7 @@ def refusal_for(
     chose: a fresh process would end up with that value either way.
     """
     if request.get("source") != digest:
-        return "its distilflow code differs from the code this host imported (src/ edited, or a workspace's own copy)"
+        return "it runs an older distilflow.stage_host"
     if differing := env_difference({**host_env, **import_env}, {**import_env, **request["env"]}):
         return f"the environment differs in {', '.join(differing[:8])}"
     return None

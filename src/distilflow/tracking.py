@@ -47,7 +47,7 @@ def tracking_uri(params: Params, paths: Paths) -> str:
 # mlflow.set_registry_uri and mlflow.set_experiment also export these for child processes. This process keeps the
 # values in mlflow's own state; exported, they would follow a flow (which configures one workspace's store) into
 # the next workspace's stages, and make those stages' environment differ from the warm stage host's.
-EXPORTED_BY_MLFLOW = ("MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+EXPORTED_BY_MLFLOW = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
 
 
 def configure_mlflow(params: Params, paths: Paths) -> str:

@@ -120,21 +120,23 @@ def test_the_host_serves_the_code_on_disk_not_the_code_it_started_with(tmp_path:
     """An edit between two stages is in the second one, as dvc.yaml's code deps promise, even through the host."""
     package = tmp_path / "src" / "distilflow"
     shutil.copytree(REPO_ROOT / "src" / "distilflow", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml"):  # the workspace whose own src/ this is
+        shutil.copy2(REPO_ROOT / name, tmp_path / name)
     env = base_env(tmp_path / "src")
     with warm_host(env) as address:
         warm = {**env, HOST_ENV: address}
-        before = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        before = stage(["nosuch", "--root", str(tmp_path)], warm)
         assert before.returncode == 2 and "stage host:" not in before.stderr
         # locking.py is one the host itself imported: the child must not reuse the host's copy.
         locking = package / "locking.py"
         locking.write_text(locking.read_text() + "\nprint('locking.py as edited', file=sys.stderr)\n")
-        after = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        after = stage(["nosuch", "--root", str(tmp_path)], warm)
         assert after.returncode == 2
         assert "locking.py as edited" in after.stderr and "stage host:" not in after.stderr
         # A newer stage_host than the host's own: the host refuses and the stage runs cold.
         host_module = package / "stage_host.py"
         host_module.write_text(host_module.read_text() + "\n# edited\n")
-        newer = stage(["nosuch", "--root", str(REPO_ROOT)], warm)
+        newer = stage(["nosuch", "--root", str(tmp_path)], warm)
         assert "stage host: it runs an older distilflow.stage_host; running the stage in this process" in newer.stderr
         assert newer.returncode == 2 and "unknown stage 'nosuch'" in newer.stderr
 
@@ -281,8 +283,7 @@ def test_a_connection_broken_after_the_stage_started_never_runs_it_twice(tmp_pat
 
 
 def test_a_workspace_runs_its_own_code_when_it_differs_from_the_installed_package(tmp_path: Path) -> None:
-    """A copy's stage imports the copy's src/ (what DVC hashed there), not the package distilflow was installed from;
-    and a warm host refuses a caller whose code differs from the code it imported."""
+    """A copy's stage imports the copy's src/ (what DVC hashed there), not the package distilflow was installed from."""
     from distilflow.own_code import PACKAGE_DIR, code_digest, foreign_code
 
     copy = tmp_path / "workspace" / "src" / "distilflow"
