@@ -60,15 +60,17 @@ test: $(STAMP) ## run the default test suite (fast; slow and gpu tests excluded)
 test-slow: $(STAMP) ## run the slow tests too
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m "slow or not slow"
 
-# A pipeline run, Prefect's and MLflow's UIs, and headless Chromium reading them (tests/ui; needs /usr/bin/chromium).
-# DISTILFLOW_SCREENSHOTS=docs/img also keeps the pages as the docs' screenshots.
-test-ui: $(STAMP) ## browser tests of the MLflow and Prefect UIs after a pipeline run (a few minutes)
-	$(BIN)/pytest -q -p no:xdist -m ui tests/ui
+# Headless Chromium reading the Prefect and MLflow UIs after the deployed flow's run (tests/ui/pages.py, collected in
+# tests/integration/test_flow.py, part of `make test`; they skip without /usr/bin/chromium, which .ci/run installs).
+# DISTILFLOW_SCREENSHOTS=docs/img keeps the pages as the docs' screenshots.
+test-ui: $(STAMP) ## the deployed flow's tests with the browser checks of its UIs (a few minutes)
+	$(BIN)/pytest -q -p no:xdist tests/integration/test_flow.py
 
-# Fault injection (tests/faults, docs/reliability.md): real register processes killed at each registry write, real
-# stores locked, corrupted, unreachable and full, two workspaces promoting at once. Whole files per worker.
-test-faults: $(STAMP) ## kill -9 and broken stores, then the next run (a few minutes)
-	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m faults tests/faults
+# The reliability suite (docs/reliability.md): real register processes killed at each registry write, real stores
+# locked, corrupted, unreachable and full, two workspaces promoting at once (tests/faults), and Hypothesis's 2,000
+# serving requests and 2,000 GLUE files (the *_properties.py modules). Whole files per worker.
+test-faults: $(STAMP) ## kill -9, broken stores, bad input at volume; then the next run (a few minutes)
+	$(BIN)/pytest -q $(PYTEST_PARALLEL) -m faults
 
 # The figures of docs/reliability.md, from the fault and bad-input suites and bench/serve_load.py's last result.
 bench-reliability: $(STAMP) ## faults survived, bad input rejected, load held -> docs/reliability.md, bench/results/reliability.json

@@ -143,11 +143,11 @@ def serve_env(tracking_uri: str, access_log: bool = False, threads: int | None =
     return env
 
 
-def prefect_server_command(port: int) -> list[str]:
-    """``prefect server start`` on 127.0.0.1:PORT without the UI, from this interpreter's environment.
+def prefect_server_command(port: int, ui: bool = False) -> list[str]:
+    """``prefect server start`` on 127.0.0.1:PORT (without the UI unless asked), from this interpreter's environment.
 
     The ``prefect`` next to ``sys.executable`` is used, not the first one on PATH, so the server is the same
     Prefect version as the client talking to it.
     """
     prefect = Path(sys.executable).parent / "prefect"
-    return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+    return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port), *([] if ui else ["--no-ui"])]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,8 @@ from distilflow.validation.findings import RowAccount, shown
 from tests.data.glue_faults import CONTENT_FAULTS, LABEL_FAULTS, STRUCTURAL, TASK_LIST, GlueFile, glue_files
 from tests.reliability_record import record
 
+# Bad input at volume belongs to the reliability suite (`make test-faults`, which CI runs; docs/reliability.md).
+pytestmark = pytest.mark.faults
 READER_FILES = 2000
 FOLDERS = 15
 LABEL_RULES = ("label_not_in_set", "missing_label", "score_not_numeric", "score_out_of_range")

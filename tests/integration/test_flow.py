@@ -30,6 +30,12 @@ from distilflow.locking import read_holder, workspace_lock
 from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
 from tests.conftest import make_workspace, run
 from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
+from tests.ui.pages import (  # the UI checks, collected here to share this module's flow run (tests/ui/pages.py)
+    UiRun,
+    test_the_experiment_opens_on_its_training_runs,  # noqa: F401
+    test_the_flow_run_shows_one_task_per_stage,  # noqa: F401
+    test_the_students_page_shows_its_card_and_the_champion_alias,  # noqa: F401
+)
 
 POOL = "distilflow-test-pool"
 DEPLOYMENT = f"{FLOW_NAME}/test-nightly"
@@ -70,11 +76,14 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_API_URL=url,
-        PREFECT_SERVER_UI_ENABLED="false",
+        PREFECT_SERVER_UI_ENABLED="true",  # the UI checks below read its pages
+        DISTILFLOW_MLFLOW_UI=f"http://127.0.0.1:{free_port()}",  # where the artifacts' links point; ui_run serves it
         PREFECT_LOGGING_LEVEL="INFO",
         PREFECT_WORKER_QUERY_SECONDS="2",
     )
-    server = start_server(prefect_server_command(port), env, f"{url}/health", 300, home / "server.log", poll_s=1)
+    server = start_server(
+        prefect_server_command(port, ui=True), env, f"{url}/health", 300, home / "server.log", poll_s=1
+    )
     try:
         yield Server(url=url, env=env)
     finally:
@@ -563,3 +572,38 @@ def run_checked_deploy(command: list[str], root: Path, env: dict[str, str]) -> s
     done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
+
+
+def mlflow_ui_command(port: int, root: Path) -> list[str]:
+    mlflow = str(Path(sys.executable).parent / "mlflow")
+    store = f"sqlite:///{root / 'mlruns.db'}"
+    return [
+        mlflow,
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        store,
+        "--workers",
+        "1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def ui_run(deployed: Deployed, prefect_server: Server) -> Iterator[UiRun]:
+    """The deployed flow's first run as a person opens it: the Prefect UI beside the API, MLflow's UI on the store."""
+    url = prefect_server.env["DISTILFLOW_MLFLOW_UI"]
+    port = int(url.rsplit(":", 1)[1])
+    log = deployed.root.parent / "mlflow-ui.log"
+    server = start_server(mlflow_ui_command(port, deployed.root), prefect_server.env, f"{url}/health", 300, log, 1)
+    try:
+        promotion = artifacts(prefect_server, deployed.first.id)["promotion-decision"].data
+        links = dict(re.findall(r"\[([^\]]+)\]\((http[^)]+)\)", promotion))
+        stages = sorted(yaml.safe_load((deployed.root / "dvc.lock").read_text())["stages"])
+        prefect_ui = prefect_server.url.removesuffix("/api")
+        log_lines = log_text(prefect_server, deployed.first.id)
+        yield UiRun(deployed.root, prefect_ui, url, deployed.first.id, links, stages, log_lines)
+    finally:
+        stop_server(server)

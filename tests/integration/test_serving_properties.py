@@ -25,6 +25,8 @@ from tests.integration.serving_requests import Case, ServedModel, requests
 from tests.reliability_record import record
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
+# Bad input at volume belongs to the reliability suite (`make test-faults`, which CI runs; docs/reliability.md).
+pytestmark = pytest.mark.faults
 
 
 # The module's cost in the default suite is mostly these two servers' start (registration included).
