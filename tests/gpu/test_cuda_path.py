@@ -14,6 +14,7 @@ from distilflow.devices import choose_device, choose_dtype
 from distilflow.inference import predict_logits
 from distilflow.teacher_onnx import teacher_logits
 from distilflow.training import LoopSettings, _setup, train
+from tests.loop_settings import loop_settings
 
 pytestmark = pytest.mark.gpu
 
@@ -43,16 +44,11 @@ def tiny_set(rows: int = 64) -> Dataset:
 
 
 def settings(precision: str, steps: int = 6) -> LoopSettings:
-    return LoopSettings(
-        epochs=1.0,
+    return loop_settings(
         batch_size=8,
         learning_rate=1e-3,
-        weight_decay=0.01,
         warmup_ratio=0.0,
-        max_grad_norm=1.0,
         eval_every=3,
-        early_stopping_patience=0,
-        primary_metric="accuracy",
         seed=0,
         max_steps=steps,
         device="cuda",

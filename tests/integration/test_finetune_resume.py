@@ -22,9 +22,10 @@ from safetensors.torch import load_file
 from distilflow.checkpoints import FINGERPRINT_FILE, ResumeRefused, prepare
 from distilflow.stage_host import HOST_ENV
 from distilflow.tasks import LINE
-from distilflow.training import LoopSettings, schedule_fingerprint
+from distilflow.training import schedule_fingerprint
 from tests.conftest import run
 from tests.conftest import test_env as stage_env  # aliased: pytest would collect a test_* name
+from tests.loop_settings import loop_settings
 
 STEPS = 16
 SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8, "device": "cpu"}}
@@ -159,19 +160,13 @@ def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspa
 def test_a_checkpoint_from_other_hardware_is_refused_with_what_changed(tmp_path: Path) -> None:
     """Device and precision as they resolved, and the world size, are in the fingerprint: a resume on other
     hardware or another torchrun size would go on under another schedule, so it stops and says what to do."""
-    settings = LoopSettings(
-        epochs=1.0,
+    settings = loop_settings(
         batch_size=8,
         learning_rate=1e-4,
         weight_decay=0.0,
         warmup_ratio=0.0,
-        max_grad_norm=1.0,
-        eval_every=4,
-        early_stopping_patience=0,
-        primary_metric="accuracy",
         seed=0,
         grad_accum_steps=2,
-        device="cpu",
         precision="auto",
     )
     one = schedule_fingerprint(settings, world_size=1)

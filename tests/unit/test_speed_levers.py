@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from distilflow.batching import LengthGroupedBatches, pad_columns
-from distilflow.training import LoopSettings, build_optimizer
+from distilflow.training import build_optimizer
+from tests.loop_settings import loop_settings
 
 
 def test_exact_length_batches_cover_every_row_once_and_full_batches_have_one_length() -> None:
@@ -36,19 +37,7 @@ def test_the_mask_is_left_out_only_when_the_batch_has_no_padding() -> None:
     ("choice", "foreach", "fused"), [("foreach", True, None), ("fused", None, True), ("loop", False, None)]
 )
 def test_the_adamw_implementation_is_the_one_asked_for(choice: str, foreach: bool | None, fused: bool | None) -> None:
-    settings = LoopSettings(
-        epochs=1.0,
-        batch_size=2,
-        learning_rate=1e-3,
-        weight_decay=0.0,
-        warmup_ratio=0.0,
-        max_grad_norm=1.0,
-        eval_every=1,
-        early_stopping_patience=0,
-        primary_metric="accuracy",
-        seed=0,
-        optimizer=choice,
-    )
+    settings = loop_settings(batch_size=2, weight_decay=0.0, warmup_ratio=0.0, eval_every=1, seed=0, optimizer=choice)
     optimizer = build_optimizer(torch.nn.Linear(3, 2), settings, torch.device("cpu"))
     assert optimizer.defaults["foreach"] is foreach and optimizer.defaults["fused"] is fused
 

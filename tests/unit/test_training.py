@@ -18,6 +18,7 @@ from distilflow.devices import seed_everything
 from distilflow.inference import predict_logits
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
 from distilflow.training import LoopSettings, linear_schedule, load_checkpoint, optimizer_groups, save_checkpoint, train
+from tests.loop_settings import loop_settings
 
 SIGNAL = 7  # label 1 iff this token occurs: learnable in a few dozen steps
 
@@ -74,21 +75,7 @@ def accuracy_on(dev: Dataset):  # type: ignore[no-untyped-def]
 
 
 def settings(**overrides: object) -> LoopSettings:
-    values: dict[str, object] = dict(
-        epochs=1.0,
-        batch_size=16,
-        learning_rate=3e-3,
-        weight_decay=0.01,
-        warmup_ratio=0.1,
-        max_grad_norm=1.0,
-        eval_every=4,
-        early_stopping_patience=0,
-        primary_metric="accuracy",
-        seed=5,
-        device="cpu",
-    )
-    values.update(overrides)
-    return LoopSettings(**values)  # type: ignore[arg-type]
+    return loop_settings(**overrides)
 
 
 def test_no_weight_decay_on_bias_and_layernorm_and_nothing_frozen_is_optimized() -> None:
