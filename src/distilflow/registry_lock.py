@@ -51,7 +51,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def prefect_lock(model: str) -> Iterator[None]:
+def prefect_lock(model: str, wait_s: float = WAIT_S) -> Iterator[None]:
     """One slot of a global concurrency limit on the Prefect server (created with limit 1 on first use)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
@@ -62,23 +62,25 @@ def prefect_lock(model: str) -> Iterator[None]:
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
     try:
-        with concurrency(name, occupy=1, timeout_seconds=WAIT_S, lease_duration=LEASE_S, strict=True):
+        with concurrency(name, occupy=1, timeout_seconds=wait_s, lease_duration=LEASE_S, strict=True):
             yield
     except TimeoutError as error:
         raise RegistryBusy(
-            f"another promotion of {model} held the Prefect concurrency limit {name!r} for over {WAIT_S:.0f} s; "
+            f"another promotion of {model} held the Prefect concurrency limit {name!r} for over {wait_s:.0f} s; "
             "nothing was moved. Rerun once it is done (the Prefect UI, Concurrency, shows who holds it)."
         ) from error
 
 
-def registry_lock(tracking_uri: str, model: str, root: Path) -> contextlib.AbstractContextManager[None]:
+def registry_lock(
+    tracking_uri: str, model: str, root: Path, wait_s: float = WAIT_S
+) -> contextlib.AbstractContextManager[None]:
     """The lock every promotion of ``model`` in the registry at ``tracking_uri`` takes (see the module doc)."""
     scheme = urlparse(tracking_uri).scheme
     if scheme == "sqlite":
         store = sqlite_path(tracking_uri)
         return file_lock(store.parent / f"{store.name}.locks" / f"{model}.lock")
     if scheme in ("http", "https") and os.environ.get("PREFECT_API_URL"):
-        return prefect_lock(model)
+        return prefect_lock(model, wait_s)
     if scheme in ("http", "https"):
         print(
             f"registry lock: {tracking_uri} is shared but PREFECT_API_URL is unset, so promotions of {model} are "

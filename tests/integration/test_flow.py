@@ -607,3 +607,34 @@ def ui_run(deployed: Deployed, prefect_server: Server) -> Iterator[UiRun]:
         yield UiRun(deployed.root, prefect_ui, url, deployed.first.id, links, stages, log_lines)
     finally:
         stop_server(server)
+
+
+def test_a_team_servers_promotions_take_one_slot_of_a_prefect_concurrency_limit(
+    prefect_server: Server, tmp_path: Path
+) -> None:
+    """With a tracking server, the registry lock is a Prefect global concurrency limit of one slot per model: a
+    second holder (another process, as another worker would be) waits, and gives up with a message, not a move."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from distilflow.env_vars import exported
+    from distilflow.registry_lock import RegistryBusy, lock_name, registry_lock
+
+    model, server_uri = "distilflow-locktest-student", "http://127.0.0.1:5999"
+    second = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; from distilflow.registry_lock import registry_lock\n"
+        f"with registry_lock({server_uri!r}, {model!r}, Path({str(tmp_path)!r}), wait_s=3): print('acquired')",
+    ]
+    with (
+        exported("PREFECT_API_URL", prefect_server.url),
+        temporary_settings(updates={PREFECT_API_URL: prefect_server.url}),
+        registry_lock(server_uri, model, tmp_path),
+    ):
+        waited = subprocess.run(second, env=prefect_server.env, capture_output=True, text=True, timeout=120)
+        assert waited.returncode != 0 and "acquired" not in waited.stdout
+        assert RegistryBusy.__name__ in waited.stderr and lock_name(model) in waited.stderr, waited.stderr[-2000:]
+    free = subprocess.run(second, env=prefect_server.env, capture_output=True, text=True, timeout=120)
+    assert free.returncode == 0 and "acquired" in free.stdout, free.stderr[-2000:]
+    with prefect_server.client() as client:
+        assert client.read_global_concurrency_limit_by_name(lock_name(model)).limit == 1
