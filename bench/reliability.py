@@ -63,40 +63,74 @@ def figures_table(records: dict[str, dict[str, Any]], prefix: str) -> list[str]:
 
 
 def fmt(values: dict[str, Any]) -> str:
-    return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in sorted(values.items()))
+    return ", ".join(f"{key.replace('_', ' ')} {plain(value)}" for key, value in sorted(values.items()))
+
+
+def plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{key}: {item}" for key, item in sorted(value.items())) + ")"
+    return str(value)
+
+
+def volume_section(name: str, values: dict[str, Any]) -> list[str]:
+    """One bad-input suite: its headline (cases, what must be zero), then every figure it recorded."""
+    must_be_zero = {key: values[key] for key in HEADLINE_ZEROS if key in values}
+    tried = values.get("cases_tried", values.get("files_tried", "?"))
+    lines = [f"### {name.replace('-', ' ')}", "", f"**{tried} cases tried; {fmt(must_be_zero)}.**", ""]
+    lines += [f"- {key.replace('_', ' ')}: {plain(value)}" for key, value in sorted(values.items())]
+    return [*lines, ""]
+
+
+HEADLINE_ZEROS = ("5xx", "stack_traces_or_paths_seen", "rows_silently_changed")
+ELSEWHERE = (
+    "Two more kills run in `make test` itself, on the session's pipeline: `kill -9` of `distilflow stage finetune` "
+    "mid-epoch then a rerun that resumes to the uninterrupted result "
+    "(`tests/integration/test_finetune_resume.py`), and `kill -9` of the flow mid-stage leaving no process writing "
+    "(`tests/integration/test_flow.py::test_kill_9_of_the_flow_leaves_no_process_writing`)."
+)
 
 
 def load_rows(load: dict[str, Any] | None) -> list[str]:
     if load is None:
         return ["No load result yet: `make pipeline`, then `python bench/serve_load.py --root .`."]
+    machine = load.get("machine", {})
+    before, after = machine.get("loadavg_before", ["?"])[0], machine.get("loadavg_after", ["?"])[0]
     lines = [
-        f"Command: `{load.get('command', '?')}`",
+        f"Command: `{load.get('command', '?')}`, on `make pipeline`'s champion "
+        f"({load.get('model', {}).get('serving_export', '?')}), run at {load.get('started_at', '?')} with the "
+        f"load average at {before} before and {after} after (the machine was shared).",
         "",
         "| concurrency | seconds | requests | errors | p50 ms | p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
-    lines.append("|---:|---:|---:|---:|---:|---:|")
     for level in load.get("levels", []):
         lines.append(
             f"| {level.get('concurrency')} | {level.get('seconds')} | {level.get('requests')} | {level.get('errors')} "
             f"| {level.get('p50_ms')} | {level.get('p99_ms')} |"
         )
-    memory = load.get("memory")
+    memory = load.get("memory") or {}
     if memory:
-        lines += ["", f"Server memory (RSS of its process tree): {fmt(memory)}."]
+        lines += [
+            "",
+            f"Server memory (RSS of its process tree, {memory.get('measured_with', '?')}): "
+            f"{memory.get('after_warmup_mb')} MB after the warm-up, {memory.get('after_c32_mb')} MB after c32: "
+            f"growth {memory.get('growth_pct')} % (target under 10 %).",
+        ]
     return lines
 
 
 def page(result: dict[str, Any]) -> str:
     records: dict[str, dict[str, Any]] = result["records"]
     faults = {name: values for name, values in records.items() if name.startswith("fault-")}
-    inputs = {name: values for name, values in records.items() if not name.startswith("fault-")}
+    races = {name: values for name, values in records.items() if name.startswith("race-")}
+    inputs = {name: values for name, values in records.items() if name not in faults and name not in races}
     lines = [
         "# Reliability: faults survived, bad input rejected, load held",
         "",
         f"Written by `{result['command']}` at commit {result['commit'][:12]} on {result['date']} "
-        f"(load average at the start {result['machine']['load_average'][0]:.1f}, {result['machine']['cpus']} cores). "
-        "Every figure below is read from what the suites recorded in that run; `bench/results/reliability.json` holds "
-        "the same figures.",
+        f"(load average at the start {result['machine']['load_average'][0]:.1f}, {result['machine']['cpus']} cores).",
+        "Every figure below is read from what the suites recorded in that run; `bench/results/reliability.json` holds",
+        "the same figures. CI runs the same suites on every submission (`make test-faults`).",
         "",
         "## Suites run",
         "",
@@ -111,10 +145,13 @@ def page(result: dict[str, Any]) -> str:
     skipped = [why for suite in result["suites"].values() for why in suite["skipped_why"]]
     lines += [f"- skipped: {why}" for why in skipped]
     lines += ["", "## Faults injected (each a real process killed or a real store broken)", ""]
-    lines += ["| fault | outcome |", "|---|---|", *figures_table(faults, "fault-")]
-    lines += ["", "## Bad input at volume (Hypothesis)", "", "| suite | cases |", "|---|---|"]
-    lines += figures_table(inputs, "")
-    lines += ["", "## Load held (`bench/serve_load.py`)", "", *load_rows(result["load"]), ""]
+    lines += ["| fault | outcome |", "|---|---|", *figures_table(faults, "fault-"), "", ELSEWHERE]
+    lines += ["", "## Two writers of one registry at once", "", "| race | outcome |", "|---|---|"]
+    lines += figures_table(races, "race-")
+    lines += ["", "## Bad input at volume (Hypothesis)", ""]
+    for name, values in sorted(inputs.items()):
+        lines += volume_section(name, values)
+    lines += ["## Load held (`bench/serve_load.py`)", "", *load_rows(result["load"]), ""]
     return "\n".join(lines)
 
 
@@ -122,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "reliability.json")
     parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reliability.md")
+    parser.add_argument("--render", action="store_true", help="rewrite the page from --out's figures, run nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        args.page.write_text(page(json.loads(args.out.read_text())))
+        return 0
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
     machine = machine_facts()
     with tempfile.TemporaryDirectory(prefix="reliability-") as folder:
