@@ -38,7 +38,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _log_tail(log_path: Path) -> str:
+def log_tail(log_path: Path) -> str:
+    """The end of a server's log, for the error that says why it did not start."""
     try:
         return log_path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
     except OSError as error:
@@ -66,7 +67,7 @@ def start_server(
         if process.poll() is not None:
             raise ServerStartError(
                 f"{shlex.join(command)} exited {process.returncode} before {ready_url} answered; "
-                f"log {log_path}:\n{_log_tail(log_path)}"
+                f"log {log_path}:\n{log_tail(log_path)}"
             )
         try:
             if httpx.get(ready_url, timeout=READY_REQUEST_TIMEOUT_S).status_code == 200:
@@ -77,7 +78,7 @@ def start_server(
             stop_server(process)
             raise ServerStartError(
                 f"{shlex.join(command)}: no HTTP 200 from {ready_url} within {timeout_s:.0f} s; "
-                f"log {log_path}:\n{_log_tail(log_path)}"
+                f"log {log_path}:\n{log_tail(log_path)}"
             )
         time.sleep(poll_s)
 

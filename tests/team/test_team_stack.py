@@ -20,8 +20,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from distilflow.servers import free_port
 from distilflow.team import postgres, stack
-from distilflow.team.processes import free_port, group_members, port_open
+from distilflow.team.processes import group_members, port_open
 from distilflow.team.settings import Layout, TeamError, load_credentials, read_state
 from tests import conftest
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import httpx
 
+from distilflow.servers import log_tail
 from distilflow.team.settings import TeamError
 
 POLL_S = 0.1
 READY_POLL_S = 0.25
-LOG_TAIL_CHARS = 2000
 PROC = Path("/proc")
 
 
@@ -156,20 +156,6 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(log: Path) -> str:
-    try:
-        return log.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-    except OSError as error:
-        return f"(log unreadable: {error})"
-
-
 def wait_ready(
     name: str, process: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool], timeout_s: float
 ) -> None:
@@ -178,7 +164,7 @@ def wait_ready(
     while True:
         if process.poll() is not None:
             raise TeamError(
-                f"{name} exited with code {process.returncode} before it was ready; log {log}:\n{_tail(log)}"
+                f"{name} exited with code {process.returncode} before it was ready; log {log}:\n{log_tail(log)}"
             )
         try:
             if ready():
@@ -186,5 +172,5 @@ def wait_ready(
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
-            raise TeamError(f"{name} was not ready within {timeout_s:.0f} s; log {log}:\n{_tail(log)}")
+            raise TeamError(f"{name} was not ready within {timeout_s:.0f} s; log {log}:\n{log_tail(log)}")
         time.sleep(READY_POLL_S)
