@@ -236,6 +236,20 @@ conn.close()
 """
 
 
+def stage_through_faulty_host(
+    tmp_path: Path, moment: str, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """A stage whose caller reaches a host that breaks the connection at ``moment``; the result and the host's pid."""
+    socket_path = tmp_path / "host.sock"
+    host = subprocess.Popen([sys.executable, "-c", FAULTY_HOST, str(socket_path), moment], env=env)
+    try:
+        result = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: f"{host.pid}:{socket_path}"})
+        assert host.wait(60) == 0
+    finally:
+        host.kill()
+    return result, host.pid
+
+
 @pytest.mark.parametrize(
     ("moment", "errors"),
     [
@@ -250,13 +264,7 @@ def test_a_connection_broken_before_the_stage_started_falls_back_to_a_cold_run(
     env = base_env(REPO_ROOT / "src")
     # More request than a socket buffer holds: the send is still under way when the host closes its end.
     env.update({f"DISTILFLOW_PADDING_{n}": "x" * 100_000 for n in range(4)})
-    socket_path = tmp_path / "host.sock"
-    host = subprocess.Popen([sys.executable, "-c", FAULTY_HOST, str(socket_path), moment], env=env)
-    try:
-        result = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: f"{host.pid}:{socket_path}"})
-        assert host.wait(60) == 0
-    finally:
-        host.kill()
+    result, _ = stage_through_faulty_host(tmp_path, moment, env)
     assert result.returncode == 2, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("stage host:")]
     assert notes in (
@@ -268,16 +276,9 @@ def test_a_connection_broken_before_the_stage_started_falls_back_to_a_cold_run(
 
 
 def test_a_connection_broken_after_the_stage_started_never_runs_it_twice(tmp_path: Path) -> None:
-    env = base_env(REPO_ROOT / "src")
-    socket_path = tmp_path / "host.sock"
-    host = subprocess.Popen([sys.executable, "-c", FAULTY_HOST, str(socket_path), "after-start"], env=env)
-    try:
-        result = stage(["nosuch", "--root", str(REPO_ROOT)], {**env, HOST_ENV: f"{host.pid}:{socket_path}"})
-        assert host.wait(60) == 0
-    finally:
-        host.kill()
+    result, host_pid = stage_through_faulty_host(tmp_path, "after-start", base_env(REPO_ROOT / "src"))
     assert result.returncode == 1, result.stderr
-    assert f"stage host: the connection broke after the stage started (pid {host.pid}, EOFError)" in result.stderr
+    assert f"stage host: the connection broke after the stage started (pid {host_pid}, EOFError)" in result.stderr
     assert "unknown stage" not in result.stderr, "the caller ran the stage a second time"
     assert "Traceback" not in result.stderr
 
