@@ -191,5 +191,9 @@ team-status: ## each process of the team stack, its URLs and what to export
 team-env: ## the exports that point MLflow and Prefect at the team stack: eval "$$(make -s team-env)"
 	@$(BIN)/distilflow team env
 
-test-team: $(STAMP) ## the team stack for real: up with 2 workers, PostgreSQL, auth, workers online, down (~2 min)
+test-team: $(STAMP) ## the team stack for real, and the GLUE suite on its pool with a worker killed (a few minutes)
 	$(BIN)/pytest -q -p no:xdist -m team tests/team
+
+.PHONY: bench-glue-pool
+bench-glue-pool: $(STAMP) ## the GLUE demos on the team pool with 1 and 2 workers -> bench/results/glue-pool.json
+	$(BIN)/python bench/glue_pool.py $(ARGS)

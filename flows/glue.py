@@ -11,9 +11,10 @@ Runs overlap safely (docs/glue.md): each subflow holds its task's lock from befo
 read, so a second run of a running task is refused at once, naming the first, while its other tasks run; the table
 is written under the project's table lock, merged with what other runs wrote meanwhile.
 
-The subflows run one after another in this process. Deployed (``flows/deploy.py``'s pattern), each subflow can be
-its own deployment on a process or Kubernetes work pool, one task per worker: the workspaces share nothing but the
-MLflow store and the DVC cache, which a team points at a server and a remote (docs/glue.md).
+Without ``--pool`` the subflows run one after another in this process. With ``--pool NAME`` each task is a flow run
+of ``pooled_glue_task`` on that Prefect work pool, all started at once (``run_tasks_on_pool``, flows/glue_pool.py):
+the workers run the project's commit from git, and the tasks' results come back through the Prefect server and
+MLflow's (docs/team.md).
 
 Without a server: ``python flows/glue.py --help``; ``distilflow glue`` and ``make glue`` call ``main``.
 """
@@ -41,6 +42,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+import glue_pool  # noqa: E402  # flows/glue_pool.py
 from distilflow import glue_report, glue_suite  # noqa: E402
 from distilflow.config import load_params  # noqa: E402
 from distilflow.env_vars import environment_kept  # noqa: E402
@@ -52,6 +54,7 @@ from pipeline import lock_owner, pipeline, run_logger, subprocess_env  # noqa: E
 
 GLUE_FLOW_NAME = "distilflow-glue"
 TASK_FLOW_NAME = "distilflow-glue-task"
+POOLED_TASK_FLOW_NAME = "distilflow-glue-task-on-worker"
 REASON_CHARS = 800
 REASON_LINES = 4
 
@@ -92,8 +95,36 @@ def glue_task(
     owner = f"`{command or 'distilflow glue'}`, {lock_owner()}"
     with glue_suite.task_lock(task_name, Path(workspace), owner):
         made = prepare(task_name, folder, root, workspace, profile)
-        pipeline(root=made, sync_remote=False)
+        # With a team remote (glue_suite.team_remote), pull what other workers computed and push what this one does.
+        pipeline(root=made, sync_remote=glue_suite.team_remote() is not None)
         return collect(task_name, made)
+
+
+@flow(
+    name=POOLED_TASK_FLOW_NAME,
+    flow_run_name="{task_name}",
+    persist_result=True,
+    result_storage=f"local-file-system/{glue_pool.RESULTS_BLOCK}",
+)
+def pooled_glue_task(
+    task_name: str, folder: str, profile: str | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """``glue_task`` on a pool's worker (``distilflow glue --pool``), in the clone of the parent's commit that the
+    worker checked out: this file's project. Its result (the table's column) persists to the results block, where
+    the parent reads it.
+
+    Args:
+        task_name: the GLUE task.
+        folder: its data folder, relative to the project (data in git) or absolute (a folder every worker mounts).
+        profile: a params profile applied after the task's recipe.
+        command: the parent's command line.
+    """
+    project = PROJECT_ROOT
+    data = Path(folder) if Path(folder).is_absolute() else project / folder
+    workspace = project / load_params(Paths.at(project).params_file).glue.workspaces / task_name
+    with shared_host(subprocess_env(None)) as host, exported(host), environment_kept("MLFLOW_TRACKING_URI"):
+        result = glue_task.fn(task_name, str(data), str(project), str(workspace), profile, command)
+    return {**result, "worker": os.environ.get("PREFECT__WORKER_NAME")}
 
 
 def refusal(state: Any) -> str | None:
@@ -159,6 +190,45 @@ def run_tasks(
     return outcome
 
 
+def run_tasks_on_pool(
+    present: dict[str, Path], project: Path, pool: str, profile: str | None, command: str | None
+) -> Outcome:
+    """One flow run per task on the work pool, all started at once; each ends completed, refused or failed."""
+    logger = run_logger()
+    outcome = Outcome()
+    deployment_id, commit = glue_pool.deploy_task_flow(project, pool)
+    logger.info("task flow deployed at commit %s to pool %r: %d tasks", commit[:12], pool, len(present))
+    parameters = {
+        name: {
+            "task_name": name,
+            "folder": glue_pool.data_folder(folder, project),
+            "profile": profile,
+            "command": command,
+        }
+        for name, folder in present.items()
+    }
+    futures = {name: glue_pool.run_on_pool.submit(deployment_id, name, parameters[name]) for name in present}
+    for name, future in futures.items():
+        run = future.result()
+        state, worker = run.state, glue_pool.worker_of(run) or "no worker"
+        message = (state.message if state else None) or "no state"
+        if state is not None and state.is_completed():
+            result = state.result()
+            where = {"worker": worker, "flow_run": str(run.id)}
+            outcome.results[name] = {**result, "run": glue_suite.run_record(result.get("source"), command, where)}
+            outcome.ended[name] = outcome.results[name]["run"]["finished_at"]
+            logger.info("%s finished on %s (flow run %s)", name, worker, run.id)
+        elif "TaskRunning:" in message:
+            outcome.refused[name] = message.split("TaskRunning:", 1)[1].strip()
+            logger.error("%s refused: %s", name, outcome.refused[name])
+        else:
+            name_of_state = state.name if state else "unknown"
+            outcome.failed[name] = f"{name_of_state} on {worker} (flow run {run.name}, {run.id}): {message}"
+            outcome.ended[name] = glue_suite.ended_now()
+            logger.error("%s failed: %s", name, outcome.failed[name])
+    return outcome
+
+
 @flow(name=GLUE_FLOW_NAME)
 def glue(
     glue_dir: str | None = None,
@@ -167,6 +237,7 @@ def glue(
     root: str = str(PROJECT_ROOT),
     command: str | None = None,
     keep_earlier: bool = True,
+    pool: str | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline on every GLUE task folder under ``glue_dir`` and write the GLUE table.
 
@@ -177,6 +248,7 @@ def glue(
         root: the project (params.yaml, pipeline, MLflow store, DVC cache); the table is written here.
         command: the command line that started the run, recorded in the report.
         keep_earlier: keep the table's tasks that this run does not attempt, each with its own run noted.
+        pool: a Prefect work pool: each task runs there as its own flow run (``run_tasks_on_pool``); empty: here.
     """
     logger = run_logger()
     project = Path(root).resolve()
@@ -195,7 +267,11 @@ def glue(
             logger.warning(
                 "%s unreadable (%s): the new table holds this run's tasks only", paths.glue_metrics_file, error
             )
-    done = run_tasks(present, project, project / settings.workspaces, profile or settings.profile, command)
+    chosen_profile = profile or settings.profile
+    if pool:
+        done = run_tasks_on_pool(present, project, pool, chosen_profile, command)
+    else:
+        done = run_tasks(present, project, project / settings.workspaces, chosen_profile, command)
     runs = {name: entry["run"] for name, entry in glue_report.merge_results({}, earlier, attempted=done.ended).items()}
     if done.results:  # read again and merged under the table lock: other runs may have written columns meanwhile
         outcome = (done.failed, skipped)
@@ -220,6 +296,11 @@ def arguments() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="applied to every task after its recipe, e.g. smoke")
     parser.add_argument("--root", default=str(PROJECT_ROOT), help="the project (default: this one)")
     parser.add_argument(
+        "--pool",
+        help="a Prefect work pool: every task runs there at once, one flow run each, from this project's commit "
+        '(needs PREFECT_API_URL: `eval "$(distilflow team env)"`; default: one after another in this process)',
+    )
+    parser.add_argument(
         "--fresh",
         action="store_true",
         help="a table of this run's tasks only (default: keep the earlier table's other tasks, each naming its run)",
@@ -241,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         root=args.root,
         command=command,
         keep_earlier=not args.fresh,
+        pool=args.pool,
         return_state=True,
     )
     if not state.is_completed():

@@ -87,6 +87,9 @@ def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
         env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}"
     # Each progress-bar refresh becomes a log line in the UI: one every 10 s is plenty (tqdm reads TQDM_*).
     env.setdefault("TQDM_MININTERVAL", "10")
+    # tracking.configure_mlflow sets this in our own environment once a flow task touches MLflow: set from the start,
+    # so a warm stage host started before that still serves the stages started after it.
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if pipeline_id:
         env[PIPELINE_ID_ENV] = pipeline_id
     return env
@@ -162,15 +165,20 @@ def plan_stages(root: str) -> StagePlan:
 
 
 @task(task_run_name="{stage}", cache_policy=NO_CACHE)
-def run_stage(stage: str, root: str, pipeline_id: str | None = None, host: str | None = None) -> str:
+def run_stage(
+    stage: str, root: str, pipeline_id: str | None = None, host: str | None = None, pull: bool = False
+) -> str:
     """``dvc repro --single-item STAGE``: DVC reruns it only if its deps, params or code changed.
 
     ``host``: the flow run's warm stage host (``distilflow.stage_host``), which saves the stage its imports.
+    ``pull``: ``--pull``, so a stage whose run another machine pushed (``dvc push --run-cache``) is restored from
+    the remote, outputs and all, instead of run again (the run-cache entry alone does not hold the outputs).
     """
     env = subprocess_env(pipeline_id)
     if host:
         env[HOST_ENV] = host
-    code, tail = run_logged(dvc_command("repro", "--single-item", stage), Path(root), env)
+    command = dvc_command("repro", "--single-item", *(["--pull"] if pull else []), stage)
+    code, tail = run_logged(command, Path(root), env)
     if code != 0:
         exited = re.findall(r"exited with (-?\d+)", tail)
         stage_code = int(exited[-1]) if exited else None
@@ -392,9 +400,10 @@ def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> d
     results: dict[str, str] = {}
     plan = plan_stages(str(workspace))
     remote = plan.remote if sync_remote else None
-    # Only a workspace missing outputs (a fresh clone, a new worker) has anything to gain from the remote;
+    # Only a workspace missing outputs (a fresh clone, a new worker) or that never ran (a GLUE task's new workspace,
+    # whose stages another worker may have run: DVC's run cache has them) has anything to gain from the remote;
     # fetching on every run would cost a DVC start and a remote listing for nothing.
-    if remote and plan.missing_outputs:
+    if remote and (plan.missing_outputs or not (workspace / "dvc.lock").is_file()):
         fetch_remote(str(workspace), remote)
     ran: set[str] = set()
     off = stages_off(workspace)
@@ -416,7 +425,7 @@ def run_stages(workspace: Path, pipeline_id: str | None, sync_remote: bool) -> d
                 if stage in off:
                     logger.info("%s: %s", stage, off[stage])
                 try:
-                    results[stage] = runner(stage, str(workspace), pipeline_id, host)
+                    results[stage] = runner(stage, str(workspace), pipeline_id, host, pull=remote is not None)
                 except StageFailed as failure:
                     if stage.split("@", 1)[0] == "validate":
                         summary = publish_validation(str(workspace), findings_text(failure.output))

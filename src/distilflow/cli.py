@@ -371,6 +371,13 @@ def glue(
         str | None, typer.Option(help="applied to every task after its recipe: NAME in flows/profiles/ or a YAML path")
     ] = None,
     root: RootOption = Path("."),
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            help="a Prefect work pool: every task at once, one flow run each, from this project's commit "
+            "(docs/team.md); default: one after another in this process"
+        ),
+    ] = None,
 ) -> None:
     """Run the pipeline on every GLUE task folder found (one Prefect subflow and workspace per task) and write
     reports/glue.md, metrics/glue.json and plots/glue.png. Exits 1 if a task failed; the summary says why."""
@@ -395,6 +402,7 @@ def glue(
     argv += ["--glue-dir", str(glue_dir.resolve())] if glue_dir is not None else []
     argv += ["--tasks", ",".join(names)] if names else []
     argv += ["--profile", profile] if profile else []
+    argv += ["--pool", pool] if pool else []
     raise typer.Exit(module.main(argv))
 
 

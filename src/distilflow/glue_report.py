@@ -240,6 +240,8 @@ def run_lines(table: Mapping[str, Any]) -> list[str]:
             details.append(f"commit {run['commit']}")
         if run.get("finished_at"):
             details.append(f"finished {run['finished_at']}")
+        if run.get("worker"):
+            details.append(f"on {run['worker']} (flow run {run.get('flow_run', '?')})")
         lines.append(f"- {get_task(name).dir_name}: {where}: {', '.join(details)}")
     return lines
 

@@ -33,8 +33,10 @@ from distilflow.glue_report import build_glue_table, draw, merge_results, render
 from distilflow.locking import LockHolder, WorkspaceLocked, workspace_lock
 from distilflow.paths import Paths
 from distilflow.references import Reference
+from distilflow.registry_lock import SlotTaken, server_slot
 from distilflow.scratch_workspace import deep_update, git_commit, make_workspace, workspace_items, write_params
 from distilflow.tasks import GlueTask, get_task, task_folder
+from distilflow.team.settings import DVC_REMOTE_ENV
 
 # params.yaml sections the flows read and no stage does (this module's `glue`): `dvc exp run -S glue.tasks=...`
 # reruns nothing, by design; a test checks that every other key feeds a stage, and that no stage lists these.
@@ -46,6 +48,9 @@ SOURCE_FILE = "glue-source.json"
 """In each workspace, committed with its params: the project commit its code was copied from."""
 TASK_LOCK_NAME = "glue-task.lock"
 """In each workspace's lock folder, beside (not instead of) the pipeline's lock, which the task's run takes too."""
+TASK_SLOT_PREFIX = "distilflow-glue-"
+"""With a Prefect server (PREFECT_API_URL): the global concurrency limit ``distilflow-glue-<task>`` holds a task for
+one run across every machine and worker, as the file lock does on one machine."""
 TABLE_LOCK_NAME = "glue-table.lock"
 """In the project's lock folder: apart from the pipeline's, so a table write never waits for `make pipeline`."""
 TABLE_LOCK_TIMEOUT_S = 600.0
@@ -129,10 +134,20 @@ def share_artifact_store(task: str, tracking: str, root: Path) -> None:
 
 
 def _share_dvc_cache(workspace: Path, root: Path) -> None:
-    """Point the workspace's DVC cache at the project's (``.dvc/config.local``, git-ignored by DVC)."""
+    """Point the workspace's DVC cache at the project's (``.dvc/config.local``, git-ignored by DVC), and its default
+    remote at the team's when ``$DISTILFLOW_TEAM_DVC_REMOTE`` names one (``distilflow team env``): then the run
+    pulls what any worker computed before (DVC's run cache) and pushes what it computes (``team_remote``)."""
     cache = Paths.at(root).root / ".dvc" / "cache"
+    config = f"[cache]\n    dir = {cache}\n"
+    if remote := team_remote():
+        config += f"[core]\n    remote = team\n['remote \"team\"']\n    url = {remote}\n"
     (workspace / ".dvc").mkdir(exist_ok=True)
-    (workspace / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {cache}\n", encoding="utf-8")
+    (workspace / ".dvc" / "config.local").write_text(config, encoding="utf-8")
+
+
+def team_remote() -> str | None:
+    """The team's DVC remote (a folder or ``s3://...``), as ``distilflow team env`` exports it; None alone."""
+    return os.environ.get(DVC_REMOTE_ENV) or None
 
 
 def _git_changed(workspace: Path) -> bool:
@@ -158,8 +173,32 @@ def task_lock(task: str, workspace: Path, owner: str) -> Iterator[LockHolder]:
             f"{task} is already running in {workspace}: {who}. A second run of a task is refused, not queued; "
             "run it again when that one has finished (or stop it)"
         ) from None
+    if os.environ.get("PREFECT_API_URL"):  # a team: runs on other machines and workers meet at the server
+        try:
+            stack.enter_context(server_slot(f"{TASK_SLOT_PREFIX}{task}", wait_s=None))
+        except SlotTaken:
+            stack.close()
+            raise TaskRunning(
+                f"{task} is already running on the team's Prefect server (concurrency limit "
+                f"{TASK_SLOT_PREFIX}{task}): {_server_holder(task) or 'another run'}. A second run of a task is "
+                "refused, not queued; run it again when that one has finished (or stop it)"
+            ) from None
+        _server_holder(task, f"{owner}, since {ended_now()}")
     with stack:
         yield holder
+
+
+def _server_holder(task: str, owner: str | None = None) -> str | None:
+    """Who holds ``task`` on the server, kept in a Prefect variable beside its slot: read, or written when
+    ``owner`` is given (only by the holder, so it names the run that holds the slot, or the last one that did)."""
+    from prefect.variables import Variable
+
+    name = f"{TASK_SLOT_PREFIX}{task}-holder"
+    if owner is not None:
+        Variable.set(name, owner[:4000], overwrite=True)
+        return owner
+    value = Variable.get(name, default=None)
+    return str(value) if value is not None else None
 
 
 def code_commit(root: Path) -> str | None:
@@ -270,10 +309,14 @@ def ended_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def run_record(source: Mapping[str, Any] | None, command: str | None) -> dict[str, Any]:
+def run_record(
+    source: Mapping[str, Any] | None, command: str | None, where: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Which run made a task's column: the command, the commit its code was copied from (``source_record``, read
-    under the task's lock; ``+changes`` when the project's files differed from it) and when it finished (UTC)."""
-    return {"command": command, "commit": (source or {}).get("commit"), "finished_at": ended_now()}
+    under the task's lock; ``+changes`` when the project's files differed from it) and when it finished (UTC);
+    on a work pool (``where``), the worker and the flow run."""
+    record = {"command": command, "commit": (source or {}).get("commit"), "finished_at": ended_now()}
+    return {**record, **(where or {})}
 
 
 def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:

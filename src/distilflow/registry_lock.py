@@ -50,19 +50,43 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+class SlotTaken(RuntimeError):
+    """A server-held slot that was asked for without waiting is held by someone else."""
+
+
 @contextlib.contextmanager
-def prefect_lock(model: str, wait_s: float = WAIT_S) -> Iterator[None]:
-    """One slot of a global concurrency limit on the Prefect server (created with limit 1 on first use)."""
+def server_slot(name: str, wait_s: float | None) -> Iterator[None]:
+    """The one slot of the Prefect server's global concurrency limit ``name`` (made with limit 1 on first use),
+    held under a lease that the server frees when its holder dies. ``wait_s=None``: one try, ``SlotTaken`` when held.
+    """
+    import httpx
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError  # raised by the public `concurrency`
     from prefect.concurrency.sync import concurrency
     from prefect.exceptions import ObjectAlreadyExists
 
-    name = lock_name(model)
     with get_client(sync_client=True) as client, contextlib.suppress(ObjectAlreadyExists):
         client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    once = {"max_retries": 0, "timeout_seconds": 60.0} if wait_s is None else {"timeout_seconds": wait_s}
+    held = contextlib.ExitStack()
     try:
-        with concurrency(name, occupy=1, timeout_seconds=wait_s, lease_duration=LEASE_S, strict=True):
+        held.enter_context(concurrency(name, occupy=1, lease_duration=LEASE_S, strict=True, **once))  # type: ignore[arg-type]
+    except ConcurrencySlotAcquisitionError as error:  # Prefect's wrapper of the server's answer
+        cause = error.__cause__
+        if not (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423):  # 423: Locked
+            raise
+        raise SlotTaken(name) from None
+    with held:
+        yield
+
+
+@contextlib.contextmanager
+def prefect_lock(model: str, wait_s: float = WAIT_S) -> Iterator[None]:
+    """One slot of a global concurrency limit on the Prefect server (created with limit 1 on first use)."""
+    name = lock_name(model)
+    try:
+        with server_slot(name, wait_s):
             yield
     except TimeoutError as error:
         raise RegistryBusy(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from distilflow.mlflow_tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, ROLLED_BACK_TAG
 from distilflow.paths import Paths
@@ -75,7 +76,12 @@ def test_two_workspaces_promoting_at_once_end_with_one_gated_champion_and_no_fal
     processes = [start_register(first.root), start_register(second.root)]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], [output[-2000:] for output in outputs]
-    client = client_for(first)
+    check_serialised_promotions(client_for(first))
+    record("race-two-promotions", {"promotions_at_once": 2, "false_rollbacks": 0})
+
+
+def check_serialised_promotions(client: MlflowClient) -> None:
+    """After v1 and two candidates promoted at once: one gated champion, no false rollback, the gates in turn."""
     versions = {str(v.version): v for v in client.search_model_versions(f"name='{STUDENT}'")}
     assert sorted(versions) == ["1", "2", "3"]
     registered = client.get_registered_model(STUDENT)
@@ -90,4 +96,3 @@ def test_two_workspaces_promoting_at_once_end_with_one_gated_champion_and_no_fal
     assert "against champion v1" not in against[later], against
     if versions[first].tags.get("distilflow.gate") == "passed":
         assert f"against champion v{first}" in against[later], against
-    record("race-two-promotions", {"promotions_at_once": 2, "false_rollbacks": 0})

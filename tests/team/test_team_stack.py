@@ -1,18 +1,13 @@
 """The team stack for real: `distilflow team up --workers 2`, then each server's guarantee, then `down` leaves nothing.
 
-One stack serves the module (starting it is most of the time); the `down` test runs last and the fixture stops the
-stack anyway, also when a test fails. Marked ``team``: `make test-team` (docs/team.md).
+One stack serves the session (tests/team/conftest.py: starting it is most of the time); the `down` test runs last
+and the fixture stops the stack anyway, also when a test fails. Marked ``team``: `make test-team` (docs/team.md).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,48 +15,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from distilflow.servers import free_port
 from distilflow.team import postgres, stack
 from distilflow.team.processes import group_members, port_open
 from distilflow.team.settings import Layout, TeamError, load_credentials, read_state
-from tests import conftest
+from tests.team.conftest import team, user_env
 
 pytestmark = pytest.mark.team
-DISTILFLOW = str(Path(sys.executable).parent / "distilflow")
-PORT_VARS = ("DISTILFLOW_TEAM_POSTGRES_PORT", "DISTILFLOW_TEAM_MLFLOW_PORT", "DISTILFLOW_TEAM_PREFECT_PORT")
-
-
-def team(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [DISTILFLOW, "team", *args, "--root", str(root)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
-
-
-@pytest.fixture(scope="module")
-def team_env() -> dict[str, str]:
-    """Free ports, so the test never meets a developer's own stack on the default ones."""
-    return {**conftest.test_env(), **{name: str(free_port()) for name in PORT_VARS}}
-
-
-@pytest.fixture(scope="module")
-def root(team_env: dict[str, str]) -> Iterator[Path]:
-    """A project folder the ``postgres`` account can reach (pytest's tmp folders are private to root)."""
-    folder = Path(tempfile.mkdtemp(prefix="distilflow-team-"))
-    folder.chmod(0o755)
-    up = team(folder, team_env, "up", "--workers", "2")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield folder
-    finally:
-        if read_state(Layout(folder)) is not None:
-            stack.down(folder)
-        shutil.rmtree(folder)
-
-
-def user_env(root: Path) -> dict[str, str]:
-    """What `eval "$(distilflow team env)"` exports, read back from the command's own output."""
-    lines = subprocess.run([DISTILFLOW, "team", "env", "--root", str(root)], capture_output=True, text=True, check=True)
-    exports = [line.removeprefix("export ") for line in lines.stdout.splitlines() if line.startswith("export ")]
-    return {key: value.strip("'") for key, _, value in (line.partition("=") for line in exports)}
 
 
 def test_up_twice_says_it_is_up(root: Path, team_env: dict[str, str]) -> None:

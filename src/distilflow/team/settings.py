@@ -195,4 +195,5 @@ def user_env(state: dict[str, Any], credentials: Credentials) -> dict[str, str]:
         "PREFECT_API_URL": f"{state['urls']['prefect']}/api",
         "PREFECT_API_AUTH_STRING": credentials.prefect_auth,
         "DISTILFLOW_MLFLOW_UI": state["urls"]["mlflow"],
+        DVC_REMOTE_ENV: state["dvc_remote"],  # the GLUE suite's workspaces push to it and pull from it
     }

@@ -168,7 +168,10 @@ def _start_workers(layout: Layout, state: dict[str, Any], credentials: Credentia
     started = []
     for index in range(1, count + 1):
         name = f"worker-{index}"
+        # --limit 1: a worker takes one flow run at a time, so the pool's runs spread over the workers (a GLUE task
+        # is minutes of both cores' work; two on one worker would only slow each other down).
         command = [_bin("prefect"), "worker", "start", "--pool", state["pool"], "--name", name, "--type", "process"]
+        command += ["--limit", "1"]
         process = spawn(command, env, layout.log(name), layout.root)
         # The worker stops cleanly on SIGINT (Ctrl-C); `down` sends that first, SIGKILL only after the grace period.
         _record(state, layout, name, "worker", process, None, signal.SIGINT)
