@@ -36,7 +36,10 @@ LEGACY_MODELS = {"teacher (this run)": TEACHER_MODEL, "student (this run)": STUD
 """Row names of tables written before runs were kept across tables: read back under today's names."""
 RUN_SOURCE = "distilflow: each task workspace's metrics/eval.json (dev), from the run its column names"
 BASELINE_MODEL = "trivial baseline"
-BASELINE_SOURCE = "majority class, or the mean score for STS-B, on each task's dev rows (distilflow.dev_scoring)"
+BASELINE_SOURCE = (
+    "the strongest cheap model on each task's dev rows: the majority class, or for STS-B the two sentences' word-set "
+    "overlap scaled to 0-5 (distilflow.glue_suite.cheap_predictions)"
+)
 COMPARED_REFERENCE = "BERT-Tiny (L2/H128)"
 """The published row each task's line in the per-task table sets the student against (pre-trained BERT-Tiny)."""
 

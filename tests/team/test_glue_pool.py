@@ -217,9 +217,9 @@ def test_the_table_has_official_metrics_the_average_and_the_baseline(pool_run: P
         assert set(row["task_scores"]) == set(DEMOS)
         assert math.isfinite(row["average"])
         assert row["average"] == pytest.approx(sum(row["task_scores"].values()) / 3)
-    # the baseline beside the models: majority class (MRPC: "paraphrase", F1 > 0), mean score (STS-B: Pearson 0)
+    # the baseline beside the models: majority class (MRPC: "paraphrase", F1 > 0), word overlap (STS-B)
     assert table["per_task"]["mrpc"]["baseline"] > 50
-    assert rows["trivial baseline"]["scores"]["stsb"]["pearson"] == pytest.approx(0.0, abs=1e-9)
+    assert rows["trivial baseline"]["scores"]["stsb"]["pearson"] > 50  # word overlap (65.6 on the first 32 rows)
     assert table["per_task"]["sst2"]["ratios"]["parameters_smaller_x"] > 1
     paths = Paths.at(pool_run.root)
     report = paths.glue_report_file.read_text()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from distilflow.config import GlueParams, Params, ParamsError, load_params, parse_params
+from distilflow.dev_scoring import baseline_metric, word_overlap_metric
 from distilflow.glue_suite import (
+    baseline_scores,
     code_commit,
     data_path,
     earlier_results,
@@ -16,7 +20,8 @@ from distilflow.glue_suite import (
     run_record,
     task_overrides,
 )
-from distilflow.tasks import TASKS
+from distilflow.paths import Paths
+from distilflow.tasks import LABEL, TASKS, get_task
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 
 
@@ -104,3 +109,26 @@ def test_the_code_commit_marks_a_changed_tree_and_the_run_record_takes_it_from_t
     assert record["command"] == "distilflow glue" and record["commit"] == clean
     assert record["finished_at"].endswith("Z")
     assert run_record({}, None)["commit"] is None  # a workspace made before the copy was recorded
+
+
+@pytest.mark.parametrize(("task_name", "folder"), [("stsb", "stsb"), ("mrpc", "mrpc")])
+def test_the_tables_baseline_is_the_strongest_cheap_model_the_gate_knows(
+    tmp_path: Path, task_name: str, folder: str
+) -> None:
+    """STS-B: the word overlap that the recipe's gate floor comes from, not the mean's Pearson 0; MRPC: the majority
+    class, as the gate's baseline."""
+    task = get_task(task_name)
+    file = REPO_ROOT / "data" / "demo" / folder / "dev.tsv"
+    raw = pd.read_csv(file, sep="\t", quoting=csv.QUOTE_NONE, encoding="utf-8-sig")
+    raw = raw.rename(columns=dict(zip(task.file_columns, task.fields, strict=True)))
+    label = raw[task.label_column].astype(float if task.is_regression else int)
+    dev = pd.DataFrame({**{field: raw[field] for field in task.fields}, LABEL: label}).head(40)
+    workspace = Paths.at(tmp_path)
+    workspace.validated_dir.mkdir(parents=True)
+    dev.to_parquet(workspace.validated_dir / f"{task.dev_splits[0]}.parquet")
+    scores = baseline_scores(task, tmp_path)
+    if task_name == "stsb":
+        assert scores["pearson"] == pytest.approx(word_overlap_metric(task, dev))
+        assert scores["pearson"] > 0.3  # the mean score's Pearson is 0: it said nothing
+    else:
+        assert scores[task.primary_metric] == pytest.approx(baseline_metric(task, dev)[0])
