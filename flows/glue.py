@@ -221,9 +221,9 @@ def run_tasks_on_pool(
         elif "TaskRunning:" in message:
             outcome.refused[name] = message.split("TaskRunning:", 1)[1].strip()
             logger.error("%s refused: %s", name, outcome.refused[name])
-        else:
-            name_of_state = state.name if state else "unknown"
-            outcome.failed[name] = f"{name_of_state} on {worker} (flow run {run.name}, {run.id}): {message}"
+        else:  # failure_reason: the exception in a few lines, as for an in-process task (CrashedRun after a kill)
+            name_of_state, reason = (state.name, failure_reason(state)) if state else ("unknown", message)
+            outcome.failed[name] = f"{name_of_state} on {worker} (flow run {run.name}, {run.id}): {reason}"
             outcome.ended[name] = glue_suite.ended_now()
             logger.error("%s failed: %s", name, outcome.failed[name])
     return outcome
