@@ -104,7 +104,7 @@ def glue_task(
     name=POOLED_TASK_FLOW_NAME,
     flow_run_name="{task_name}",
     persist_result=True,
-    result_storage=f"local-file-system/{glue_pool.RESULTS_BLOCK}",
+    result_storage=glue_pool.RESULTS_STORAGE,
 )
 def pooled_glue_task(
     task_name: str, folder: str, profile: str | None = None, command: str | None = None

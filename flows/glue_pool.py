@@ -26,6 +26,8 @@ from prefect.runner.storage import GitRepository
 TASK_ENTRYPOINT = "flows/glue.py:pooled_glue_task"
 RESULTS_BLOCK = "distilflow-glue-results"
 """A LocalFileSystem block under the project's .team/ on one machine; a team makes an S3 block of this name."""
+RESULTS_STORAGE = f"local-file-system/{RESULTS_BLOCK}"
+"""The task flow's ``result_storage``: the block above, by slug."""
 POLL_S = 3.0
 WORKER_LABEL = "prefect.worker.name"
 
@@ -78,7 +80,7 @@ def check_pool(pool: str) -> None:
         raise PoolError(f"the Prefect server at {where} cannot be read: {error}") from None
 
 
-def ensure_results_block(project: Path) -> str:
+def ensure_results_block(project: Path) -> None:
     """The block the task flows persist their results to (made under the project's .team/ when absent)."""
     from prefect.filesystems import LocalFileSystem
 
@@ -88,7 +90,6 @@ def ensure_results_block(project: Path) -> str:
         folder = project / ".team" / "glue-results"
         folder.mkdir(parents=True, exist_ok=True)
         LocalFileSystem(basepath=str(folder)).save(RESULTS_BLOCK, overwrite=True)
-    return f"local-file-system/{RESULTS_BLOCK}"
 
 
 def deploy_task_flow(project: Path, pool: str) -> tuple[str, str]:
