@@ -29,6 +29,7 @@ from typing import Any
 
 from distilflow.scratch_workspace import make_workspace, subprocess_env
 from distilflow.servers import free_port
+from distilflow.team.settings import Layout, load_credentials, read_state, user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "glue-pool.json"
@@ -52,11 +53,12 @@ def team(project: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 
 
 def team_env(project: Path) -> dict[str, str]:
-    lines = subprocess.run(
-        [DISTILFLOW, "team", "env", "--root", str(project)], capture_output=True, text=True, check=True
-    ).stdout
-    exports = [line.removeprefix("export ") for line in lines.splitlines() if line.startswith("export ")]
-    return {key: value.strip("'") for key, _, value in (line.partition("=") for line in exports)}
+    """What `distilflow team env` exports for the stack up in ``project``."""
+    layout = Layout(project)
+    state = read_state(layout)
+    if state is None:
+        raise RuntimeError(f"no team stack is recorded in {layout.state}")
+    return user_env(state, load_credentials(layout, {}))
 
 
 def task_runs(env: dict[str, str]) -> dict[str, dict[str, Any]]:
