@@ -42,7 +42,13 @@ def test_two_machines_promoting_at_once_end_with_one_gated_champion_and_no_false
     set_student(second, SST2, 0.86, seed=3)
 
     processes = [start_register(first.root, env), start_register(second.root, env)]
-    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    try:
+        outputs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:  # a register that hangs past the timeout is not left running after the test
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert [process.returncode for process in processes] == [0, 0], [output[-2000:] for output in outputs]
     os.environ.update(team)  # the autouse fixture puts the environment back after the test
     url = team["MLFLOW_TRACKING_URI"]
