@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from distilflow.config import Params, flatten, parse_params
+from distilflow.config.params import Params, flatten, parse_params
 from distilflow.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,8 +181,8 @@ def write_result(path: Path, result: dict[str, Any]) -> None:
 
 
 def read_encoded_split(task: Any, folder: Path, split: str, tokenizer: Any, max_length: int, limit: int | None) -> Any:
-    """A GLUE split read strictly (distilflow.glue_io) and tokenized as the tokenize stage does."""
-    from distilflow.glue_io import read_split
+    """A GLUE split read strictly (distilflow.data.glue_io) and tokenized as the tokenize stage does."""
+    from distilflow.data.glue_io import read_split
     from distilflow.stages.tokenize import encode
 
     file = folder / f"{split}.tsv"

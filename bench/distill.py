@@ -52,11 +52,18 @@ import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow import export
-from distilflow.config import DistillParams, Params
-from distilflow.environment import machine_facts
-from distilflow.inference import logits_to_predictions, predict_logits
-from distilflow.modeling import (
+from distilflow.config.params import DistillParams, Params
+from distilflow.data.rewrites import Vocabulary, augment_rows
+from distilflow.export import student as export
+from distilflow.export.teacher_onnx import (
+    LOGIT_TOLERANCE,
+    cached_teacher_session,
+    compare_on_sample,
+    onnx_logits,
+    onnx_runtime_available,
+)
+from distilflow.models.inference import logits_to_predictions, predict_logits
+from distilflow.models.loading import (
     build_student,
     count_parameters,
     hub_offline_by_default,
@@ -64,18 +71,11 @@ from distilflow.modeling import (
     load_pretrained_encoder,
     load_tokenizer,
 )
-from distilflow.rewrites import Vocabulary, augment_rows
-from distilflow.scoring import dev_scorer
+from distilflow.runtime.process import machine_facts
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.pretrain import pretrain_student
 from distilflow.tasks import get_task
-from distilflow.teacher_onnx import (
-    LOGIT_TOLERANCE,
-    cached_teacher_session,
-    compare_on_sample,
-    onnx_logits,
-    onnx_runtime_available,
-)
+from distilflow.training.dev_scorer import dev_scorer
 
 TASK = get_task("sst2")
 CHUNK = 2048
@@ -237,7 +237,7 @@ def onnx_folder(bench: Bench) -> Path:
 
 
 def label(bench: Bench, teacher: Any, rows: Dataset, pad_id: int) -> np.ndarray:
-    """The augment stage's path (distilflow.teacher_onnx): ONNX Runtime on CPU, eager PyTorch otherwise."""
+    """The augment stage's path (distilflow.export.teacher_onnx): ONNX Runtime on CPU, eager PyTorch otherwise."""
     batch_size = bench.params.augment.teacher_batch_size
     if bench.torch_labels:
         return predict_logits(teacher, rows, batch_size, pad_id)
@@ -341,7 +341,7 @@ def transfer_key(bench: Bench, rows: int) -> str:
 
 
 def rewrite_rows(bench: Bench, train: Dataset, teacher: Any, tokenizer: Any) -> tuple[Dataset, Dataset]:
-    """The training split and its word-level rewrites (distilflow.rewrites, as the augment stage makes them)."""
+    """The training split and its word-level rewrites (distilflow.data.rewrites, as the augment stage makes them)."""
     params = bench.params
     max_length = params.tokenize.max_length
     originals = train.select_columns(["input_ids", "token_type_ids", "labels", "length"])

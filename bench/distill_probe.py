@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.environment import machine_facts
-from distilflow.inference import predict_logits
-from distilflow.modeling import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
-from distilflow.scoring import dev_scorer
-from distilflow.scratch_workspace import deep_update
+from distilflow.models.inference import predict_logits
+from distilflow.models.loading import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
+from distilflow.orchestration.scratch_workspace import deep_update
+from distilflow.runtime.process import machine_facts
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.tasks import get_task
+from distilflow.training.dev_scorer import dev_scorer
 
 CACHE = common.CACHE_DIR / "distill-sst2"
 TASK = get_task("sst2")

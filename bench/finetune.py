@@ -2,7 +2,7 @@
 
 Two parts, one process, so the speed ratio is measured under the same machine load:
 
-1. Accuracy: our loop (distilflow.training.train) on the full training set; dev accuracy, wall time, samples/s.
+1. Accuracy: our loop (distilflow.training.loop.train) on the full training set; dev accuracy, wall time, samples/s.
    The fine-tuned teacher is saved to bench/cache/teacher-sst2/ (save_pretrained + tokenizer) for the
    distillation benchmark. Checkpoints go to bench/cache/, so a killed benchmark resumes where it was.
 2. Speed: the same model, epochs, batch size and learning rate on the first ``--subset`` training rows for one
@@ -42,14 +42,14 @@ import torch
 import transformers
 from datasets import Dataset
 
-from distilflow.devices import seed_everything
-from distilflow.environment import hub_offline_by_default, machine_facts
-from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
-from distilflow.scoring import dev_scorer
+from distilflow.models.devices import seed_everything
+from distilflow.models.loading import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.runtime.process import hub_offline_by_default, machine_facts
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, get_task
-from distilflow.training import LoopResult, LoopSettings, train
+from distilflow.training.dev_scorer import dev_scorer
+from distilflow.training.loop import LoopResult, LoopSettings, train
 
 # What this benchmark changes from params.yaml: a shorter warm-up, dev evaluations (and checkpoints) every 300
 # steps, no early stopping.

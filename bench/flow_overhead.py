@@ -9,7 +9,8 @@ Prefect's import and the flow run's creation, a fixed start-up cost like the ser
 
     python bench/flow_overhead.py [--workspace DIR] [--rounds 5] [--out bench/results/flow-overhead.json]
 
-Without ``--workspace`` a copy of the project with the smoke profile's settings (distilflow.scratch_workspace, as the
+Without ``--workspace`` a copy of the project with the smoke profile's settings
+(distilflow.orchestration.scratch_workspace, as the
 tests make theirs) is made and reproduced first (minutes, not timed).
 """
 
@@ -33,8 +34,8 @@ from typing import Any
 import httpx
 
 from common import ROOT
-from distilflow.scratch_workspace import make_workspace, smoke_profile, subprocess_env
-from distilflow.servers import ServerStartError, free_port, prefect_server_command, start_server, stop_server
+from distilflow.orchestration.scratch_workspace import make_workspace, smoke_profile, subprocess_env
+from distilflow.serving.servers import ServerStartError, free_port, prefect_server_command, start_server, stop_server
 
 SKIPPED = "skipped (up to date)"
 REGISTRY_STEP = "registry"  # the flow's step after DVC's stages: "synced" on its first run, then "already registered"

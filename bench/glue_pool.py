@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from distilflow.scratch_workspace import make_workspace, subprocess_env
-from distilflow.servers import free_port
+from distilflow.orchestration.scratch_workspace import make_workspace, subprocess_env
+from distilflow.serving.servers import free_port
 from distilflow.team.settings import Layout, load_credentials, read_state, user_env
 
 ROOT = Path(__file__).resolve().parents[1]

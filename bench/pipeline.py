@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, ROOT, command_line, write_result
-from distilflow.mlflow_tags import STAGE_TAG
+from distilflow.tracking.tags import STAGE_TAG
 
 RUNNING = "Running stage '"
 
@@ -126,7 +126,7 @@ def dev_metrics(workspace: Path) -> dict[str, Any]:
 MODES = {
     # What a user's bare `dvc repro` does: every stage a fresh process that imports torch, transformers and MLflow.
     "cold": ["dvc", "repro"],
-    # What the Prefect flow (`make pipeline`) does: the same repro with one warm stage host (distilflow.stage_host).
+    # What the Prefect flow (`make pipeline`) does: the same repro with one warm stage host (distilflow.runtime.host).
     "warm": ["distilflow", "warm", "dvc", "repro"],
     # A new user's first command: `make pipeline` in the fresh clone, which installs .venv from scratch first.
     "make": ["make", "pipeline"],

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, ROOT, command_line, write_result
-from distilflow.environment import machine_facts
+from distilflow.runtime.process import machine_facts
 
 # The suites whose tests record figures; each runs as one pytest call (serially: the kill tests time processes).
 SUITES = {

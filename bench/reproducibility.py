@@ -1,6 +1,7 @@
 """Is CPU training bitwise reproducible here? Train twice from scratch, same code, data, params and seed; compare.
 
-Two fresh shrunken workspaces (the smoke profile's settings, as the tests make theirs: distilflow.scratch_workspace;
+Two fresh shrunken workspaces (the smoke profile's settings, as the tests make theirs:
+distilflow.orchestration.scratch_workspace;
 the tests' extra register settings do not reach distill) each run
 ``dvc repro distill`` (ingest through finetune, pretrain and distill with its exports), one after the other. Every
 file under models/teacher and models/student is hashed and compared between the two.
@@ -21,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from common import RESULTS_DIR, ROOT
-from distilflow.environment import machine_facts
-from distilflow.scratch_workspace import make_workspace, run_checked, smoke_profile
+from distilflow.orchestration.scratch_workspace import make_workspace, run_checked, smoke_profile
+from distilflow.runtime.process import machine_facts
 
 
 def model_files(root: Path) -> dict[str, str]:

@@ -35,13 +35,13 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from distilflow.config import load_params
-from distilflow.mlflow_tags import METRIC_NAME_TAG, METRIC_TAG, SERVING_BACKEND_TAG, SERVING_EXPORT_TAG
+from distilflow.config.params import load_params
 from distilflow.paths import Paths
-from distilflow.registry import model_name
-from distilflow.servers import ServerStartError, free_port, serve_command, serve_env, start_server, stop_server
+from distilflow.registry.aliases import model_name
+from distilflow.serving.servers import ServerStartError, free_port, serve_command, serve_env, start_server, stop_server
 from distilflow.tasks import get_task
-from distilflow.tracking import tracking_uri
+from distilflow.tracking.runs import tracking_uri
+from distilflow.tracking.tags import METRIC_NAME_TAG, METRIC_TAG, SERVING_BACKEND_TAG, SERVING_EXPORT_TAG
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "serve-load.json"

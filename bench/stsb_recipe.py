@@ -1,6 +1,7 @@
 """The STS-B recipe (issue #20): the real stages on the embedded STS-B demo, and the student against word overlap.
 
-A scratch workspace (distilflow.scratch_workspace: what a clone holds) gets params.yaml changed by this script's
+A scratch workspace (distilflow.orchestration.scratch_workspace: what a clone holds) gets params.yaml changed by this
+script's
 ``OVERRIDES`` (the demo, no exports) plus the recipe in ``flows/profiles/stsb_recipe.yaml``, then the flags below
 and ``--set KEY=VALUE``; ``distilflow stage NAME`` runs for ingest, validate, tokenize, finetune, augment, pretrain
 and distill, in pipeline order, on the full demo rows (1,200 train / 300 dev). The result file records the command,
@@ -26,10 +27,10 @@ from typing import Any
 import yaml
 
 from common import RESULTS_DIR, ROOT, ParamFlag, Settings, log, write_result
-from distilflow.dev_scoring import word_overlap_metric
-from distilflow.glue_io import read_split
+from distilflow.data.glue_io import read_split
+from distilflow.orchestration.scratch_workspace import deep_update, make_workspace, run_checked, subprocess_env
 from distilflow.paths import Paths
-from distilflow.scratch_workspace import deep_update, make_workspace, run_checked, subprocess_env
+from distilflow.registry.served_scoring import word_overlap_metric
 from distilflow.tasks import get_task
 
 PROFILE = Paths.at(ROOT).profiles_dir / "stsb_recipe.yaml"

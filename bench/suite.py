@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common import RESULTS_DIR, ROOT, command_line, write_result
-from distilflow.environment import machine_facts
+from distilflow.runtime.process import machine_facts
 
 SUMMARY = re.compile(r"^=*\s*(?P<counts>\d+ passed.*?) in (?P<seconds>[\d.]+)s")
 DURATION = re.compile(r"^(?P<seconds>[\d.]+)s (?P<phase>setup|call|teardown)\s+(?P<test>\S+)")

@@ -1,4 +1,4 @@
-"""Teacher labelling speed on real SST-2 rows: eager PyTorch against ONNX Runtime (distilflow.teacher_onnx).
+"""Teacher labelling speed on real SST-2 rows: eager PyTorch against ONNX Runtime (distilflow.export.teacher_onnx).
 
 The same rows, the same length-sorted batches of ``--batch-size``, the same thread count; the two paths run
 ``--rounds`` times interleaved (eager, onnx, eager, onnx, ...) so a change of machine load biases neither.
@@ -23,13 +23,13 @@ from common import RESULTS_DIR, SST2_DIR, ParamFlag, Settings, read_encoded_spli
 import numpy as np
 import torch
 
-from distilflow.devices import seed_everything
-from distilflow.environment import hub_offline_by_default, machine_facts
-from distilflow.export import onnx_session
-from distilflow.inference import predict_logits
-from distilflow.modeling import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.export.student import onnx_session
+from distilflow.export.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
+from distilflow.models.devices import seed_everything
+from distilflow.models.inference import predict_logits
+from distilflow.models.loading import load_classifier, load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.runtime.process import hub_offline_by_default, machine_facts
 from distilflow.tasks import get_task
-from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits
 
 PARAM_FLAGS = (
     ParamFlag(

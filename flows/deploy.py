@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from distilflow.flow_settings import ALLOWED_ROOTS_ENV, FLOW_ENTRYPOINT, FLOW_NAME, prefect_defaults
+from distilflow.orchestration.settings import ALLOWED_ROOTS_ENV, FLOW_ENTRYPOINT, FLOW_NAME, prefect_defaults
 
 os.environ.update(prefect_defaults())  # before Prefect is imported
 

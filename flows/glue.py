@@ -34,7 +34,7 @@ PROJECT_ROOT = FLOWS_DIR.parent
 if str(FLOWS_DIR) not in sys.path:  # `python flows/glue.py` has it; `distilflow glue` loads this file by path
     sys.path.insert(0, str(FLOWS_DIR))
 
-from distilflow.flow_settings import prefect_defaults  # noqa: E402
+from distilflow.orchestration.settings import prefect_defaults  # noqa: E402
 
 os.environ.update(prefect_defaults())  # before Prefect is imported
 
@@ -43,12 +43,13 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 import glue_pool  # noqa: E402  # flows/glue_pool.py
-from distilflow import glue_report, glue_suite  # noqa: E402
-from distilflow.config import load_params  # noqa: E402
-from distilflow.env_vars import environment_kept  # noqa: E402
+from distilflow.config.params import load_params  # noqa: E402
+from distilflow.evaluation.references import REFERENCES  # noqa: E402
+from distilflow.glue import suite as glue_suite  # noqa: E402
+from distilflow.glue import table as glue_report  # noqa: E402
 from distilflow.paths import Paths  # noqa: E402
-from distilflow.references import REFERENCES  # noqa: E402
-from distilflow.stage_host import exported, shared_host  # noqa: E402
+from distilflow.runtime.env_vars import environment_kept  # noqa: E402
+from distilflow.runtime.host import exported, shared_host  # noqa: E402
 from distilflow.tasks import get_task  # noqa: E402
 from pipeline import lock_owner, pipeline, run_logger, subprocess_env  # noqa: E402  # flows/pipeline.py
 

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from distilflow.flow_retries import StageFailed, retry_unless_deterministic, transient_reasons
-from distilflow.flow_settings import (
+from distilflow.orchestration.retries import StageFailed, retry_unless_deterministic, transient_reasons
+from distilflow.orchestration.settings import (
     FLOW_NAME,
     allowed_workspace,
     checked_overrides,
@@ -41,10 +41,9 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
-from distilflow.config import load_params
-from distilflow.dvc_files import lock_out_md5, read_lock
-from distilflow.dvc_plan import StagePlan, read_plan
-from distilflow.flow_reports import (
+from distilflow.config.params import load_params
+from distilflow.orchestration.dvc_plan import StagePlan, read_plan
+from distilflow.orchestration.reports import (
     RAN,
     evaluation_table,
     findings_text,
@@ -55,10 +54,11 @@ from distilflow.flow_reports import (
     validation_markdown,
     validation_message,
 )
-from distilflow.locking import LOCK_DIR, LockHolder, workspace_lock
 from distilflow.paths import Paths
-from distilflow.stage_host import HOST_ENV, shared_host
-from distilflow.tracking import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
+from distilflow.runtime.dvc_files import lock_out_md5, read_lock
+from distilflow.runtime.host import HOST_ENV, shared_host
+from distilflow.runtime.locking import LOCK_DIR, LockHolder, workspace_lock
+from distilflow.tracking.runs import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Transient failures (a hub download, a remote MLflow or DVC remote) get this many retries, 10 s, 20 s, 40 s apart.
@@ -120,7 +120,7 @@ def run_logger() -> Any:
 
 
 def dvc_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distilflow.dvc_child", *args]
+    return [sys.executable, "-m", "distilflow.orchestration.dvc_child", *args]
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -170,7 +170,7 @@ def run_stage(
 ) -> str:
     """``dvc repro --single-item STAGE``: DVC reruns it only if its deps, params or code changed.
 
-    ``host``: the flow run's warm stage host (``distilflow.stage_host``), which saves the stage its imports.
+    ``host``: the flow run's warm stage host (``distilflow.runtime.host``), which saves the stage its imports.
     ``pull``: ``--pull``, so a stage whose run another machine pushed (``dvc push --run-cache``) is restored from
     the remote, outputs and all, instead of run again (the run-cache entry alone does not hold the outputs).
     """

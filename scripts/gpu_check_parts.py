@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from common import Settings
-    from distilflow.config import Params
+    from distilflow.config.params import Params
     from distilflow.tasks import GlueTask
-    from distilflow.training import EvalFn
+    from distilflow.training.loop import EvalFn
 
 RECIPE = ROOT / "flows" / "profiles" / "glue" / "sst2.yaml"
 INTEGRATION_GPU_TESTS = "tests/integration/test_finetune_gpu.py"
@@ -83,9 +83,9 @@ def load_data(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> 
     import yaml
 
     from common import Settings, changed, read_encoded_split
-    from distilflow.config import flatten, load_params
-    from distilflow.environment import hub_offline_by_default
-    from distilflow.modeling import load_tokenizer, resolve_teacher
+    from distilflow.config.params import flatten, load_params
+    from distilflow.models.loading import load_tokenizer, resolve_teacher
+    from distilflow.runtime.process import hub_offline_by_default
     from distilflow.tasks import get_task
 
     hub_offline_by_default()
@@ -195,9 +195,9 @@ def run_compare(ctx: Context, figures: dict[str, Any]) -> None:
 def run_teacher(ctx: Context, figures: dict[str, Any]) -> None:
     from transformers import PreTrainedModel
 
-    from distilflow.scoring import dev_scorer
     from distilflow.stages.finetune import supervised_loss
-    from distilflow.training import train
+    from distilflow.training.dev_scorer import dev_scorer
+    from distilflow.training.loop import train
     from finetune import fresh_model, settings_for
 
     config = ctx.params.finetune
@@ -231,9 +231,9 @@ def run_label(ctx: Context, figures: dict[str, Any]) -> None:
 
 
 def run_distill(ctx: Context, figures: dict[str, Any]) -> None:
-    from distilflow.modeling import build_student, count_parameters
-    from distilflow.scoring import dev_scorer
+    from distilflow.models.loading import build_student, count_parameters
     from distilflow.stages.distill import distill, loop_settings, training_rows
+    from distilflow.training.dev_scorer import dev_scorer
 
     assert ctx.teacher is not None and ctx.transfer is not None
     config = ctx.params.distill

@@ -50,8 +50,8 @@ def half_teacher(target: Path) -> dict[str, Any]:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from distilflow.config import PACKAGED_TEACHER
-    from distilflow.modeling import resolve_teacher
+    from distilflow.config.params import PACKAGED_TEACHER
+    from distilflow.models.loading import resolve_teacher
 
     source = Path(resolve_teacher(PACKAGED_TEACHER))
     target.mkdir(parents=True, exist_ok=True)

@@ -81,9 +81,9 @@ def ensure_mlflow_experiment(root: Path) -> str:
 
     Otherwise the first sweep run in a fresh clone would create it with artifacts inside DVC's temporary copy.
     """
-    from distilflow.config import load_params
+    from distilflow.config.params import load_params
     from distilflow.paths import Paths
-    from distilflow.tracking import configure_mlflow
+    from distilflow.tracking.runs import configure_mlflow
 
     paths = Paths.at(root)
     return configure_mlflow(load_params(paths.params_file), paths)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
 
-    from distilflow.locking import WorkspaceLocked, workspace_lock
+    from distilflow.runtime.locking import WorkspaceLocked, workspace_lock
 
     try:
         with workspace_lock(root, "make sweep", timeout_s=0):

@@ -1,4 +1,5 @@
-"""Shared fixtures: a shrunken copy of the project that `dvc repro` can run in seconds (distilflow.scratch_workspace,
+"""Shared fixtures: a shrunken copy of the project that `dvc repro` can run in seconds
+(distilflow.orchestration.scratch_workspace,
 which the benchmarks use too), and the real GLUE data."""
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from distilflow import scratch_workspace
-from distilflow.paths import Paths
-from distilflow.scratch_workspace import (
+from distilflow.orchestration import scratch_workspace
+from distilflow.orchestration.scratch_workspace import (
     deep_update,
     git_commit,
     run_checked,
@@ -26,9 +26,10 @@ from distilflow.scratch_workspace import (
     workspace_items,
     write_params,
 )
-from distilflow.stage_host import HOST_ENV, warm_host
+from distilflow.paths import Paths
+from distilflow.runtime.host import HOST_ENV, warm_host
 
-# What the tests import from here (deep_update and write_params live in distilflow.scratch_workspace).
+# What the tests import from here (deep_update and write_params live in distilflow.orchestration.scratch_workspace).
 __all__ = [
     "GLUE_DIR",
     "REPO_ROOT",
@@ -127,7 +128,7 @@ module_environment_restored = pytest.fixture(autouse=True, scope="module")(_rest
 
 @pytest.fixture(scope="session", autouse=True)
 def warm_stages(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One warm stage host for every stage the session's integration tests run (``distilflow.stage_host``).
+    """One warm stage host for every stage the session's integration tests run (``distilflow.runtime.host``).
 
     Stages reach it through $DISTILFLOW_STAGE_HOST, which ``subprocess_env()`` passes on; a test that changes the
     environment its stages see gets fresh processes instead, as it would without the host. The summary at the end

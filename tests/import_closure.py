@@ -8,10 +8,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"
 PACKAGE = "distilflow"
-# What every `distilflow stage NAME` runs before the stage module: the CLI dispatches to this (see runner.py).
-ENTRY_MODULE = "distilflow.runner"
+# What every `distilflow stage NAME` runs before the stage module: the CLI dispatches to this (see runtime/dispatch.py).
+ENTRY_MODULE = "distilflow.runtime.dispatch"
 # Modules a stage runs without importing them: register logs the served pyfunc as a model from code (by path).
-RUN_BY_PATH = {"register": ("distilflow.pyfunc_model",)}
+RUN_BY_PATH = {"register": ("distilflow.serving.pyfunc_model",)}
 
 
 def module_file(module: str) -> Path | None:
@@ -58,15 +58,18 @@ def stage_code(stage: str) -> set[str]:
     return {str(path.relative_to(REPO_ROOT)) for path in closure(*modules)}
 
 
-# Package folders listed whole in dvc.yaml (every module in them runs, or is loaded by path).
-FOLDER_DEPS = ("src/distilflow/metrics", "src/distilflow/validation")
+def dep_of(file: str) -> str:
+    """A file inside a domain package stands for its package folder; a shared leaf (paths.py, tasks.py, ...) for
+    itself. A stage depends on the packages it imports, so its deps read as a handful of folders (issue #32)."""
+    parts = file.split("/")  # src/distilflow/<package>/.../module.py
+    if len(parts) > 3 and parts[2] != "stages":
+        return "/".join(parts[:3])
+    return file
 
 
 def code_deps(stage: str) -> list[str]:
     """The code ``deps`` dvc.yaml should list for ``stage``: its module first, then the rest sorted."""
-    found = {
-        next((folder for folder in FOLDER_DEPS if file.startswith(folder + "/")), file) for file in stage_code(stage)
-    }
+    found = {dep_of(file) for file in stage_code(stage)}
     own = f"src/{PACKAGE}/stages/{stage}.py"
     return [own, *sorted(found - {own})]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distilflow.training import LoopSettings
+from distilflow.training.loop import LoopSettings
 
 DEFAULTS: dict[str, Any] = {
     "epochs": 1.0,

@@ -35,15 +35,15 @@ def stage(
     params_file: Annotated[Path | None, typer.Option("--params", help="default: ROOT/params.yaml")] = None,
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
-    from distilflow.stage_host import delegate
+    from distilflow.runtime.host import delegate
 
     _run_the_code_dvc_hashed(root)
     warm = delegate(sys.argv)  # a flow run's warm host, if one is up and fits; None: run it here
     if warm is not None:
         raise typer.Exit(warm)
-    from distilflow.config import ParamsError
-    from distilflow.locking import WorkspaceLocked
-    from distilflow.runner import UnknownStage, run_stage
+    from distilflow.config.params import ParamsError
+    from distilflow.runtime.dispatch import UnknownStage, run_stage
+    from distilflow.runtime.locking import WorkspaceLocked
 
     if name == "evaluate" and model is None:
         model = "teacher"
@@ -52,7 +52,7 @@ def stage(
     except (UnknownStage, ParamsError, WorkspaceLocked, FileNotFoundError) as error:
         _fail(str(error), 2)
     except Exception as error:
-        from distilflow.store_health import store_fault
+        from distilflow.tracking.store_health import store_fault
 
         if _is_user_error(error):
             _fail(f"{name} failed: {error}")
@@ -69,7 +69,7 @@ def warm(ctx: typer.Context) -> None:
     The Prefect flow (`make pipeline`) does this for its own stages; a stage that the host cannot serve exactly as
     a fresh process would (another environment, newer distilflow code) runs in a fresh process as before.
     """
-    from distilflow.stage_host import run_warm
+    from distilflow.runtime.host import run_warm
 
     if not ctx.args:
         _fail("give the command to run, e.g. distilflow warm dvc repro", 2)
@@ -80,8 +80,8 @@ def _run_the_code_dvc_hashed(root: Path) -> None:
     """Re-execute this command on the workspace's own ``src/`` when it differs from the imported package."""
     import os
 
-    from distilflow.own_code import OWN_CODE_ENV, foreign_code
-    from distilflow.stage_host import HOST_ENV
+    from distilflow.runtime.host import HOST_ENV
+    from distilflow.runtime.own_code import OWN_CODE_ENV, foreign_code
 
     copy = foreign_code(root)
     if copy is None:
@@ -122,9 +122,9 @@ def validate(
     limit: Annotated[int, typer.Option(help="failing rows listed per rule")] = 20,
 ) -> None:
     """Check any GLUE folder with the pipeline's rules, without running the pipeline."""
-    from distilflow.config import ParamsError, ValidateParams, load_params
+    from distilflow.config.params import ParamsError, ValidateParams, load_params
+    from distilflow.data.validation import validate_folder
     from distilflow.tasks import get_task
-    from distilflow.validation import validate_folder
 
     try:
         glue_task = get_task(task)
@@ -147,10 +147,10 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
     """The MLflow client on the project's store, the registered model name for ROLE, and the params."""
     import mlflow
 
-    from distilflow.config import ParamsError, load_params
-    from distilflow.registry import model_name
-    from distilflow.store_health import StoreUnavailable
-    from distilflow.tracking import configure_mlflow
+    from distilflow.config.params import ParamsError, load_params
+    from distilflow.registry.aliases import model_name
+    from distilflow.tracking.runs import configure_mlflow
+    from distilflow.tracking.store_health import StoreUnavailable
 
     if role not in ("student", "teacher"):
         _fail(f"--role must be student or teacher, not {role!r}", 2)
@@ -184,17 +184,17 @@ def promote(
     root: RootOption = Path("."),
 ) -> None:
     """Make VERSION the champion. A student version must pass the promotion gate unless --force is given."""
-    from distilflow.gate import gate_version, record_decision
-    from distilflow.registry import (
+    from distilflow.registry.aliases import (
         ChampionChanged,
         RegistryError,
         RegistryUnavailable,
         current_champion,
         restart_hint,
     )
-    from distilflow.registry import promote as promote_version
-    from distilflow.registry_lock import RegistryBusy, registry_lock
-    from distilflow.tracking import tracking_uri
+    from distilflow.registry.aliases import promote as promote_version
+    from distilflow.registry.gate import gate_version, record_decision
+    from distilflow.registry.lock import RegistryBusy, registry_lock
+    from distilflow.tracking.runs import tracking_uri
 
     client, name, params = _registry(root, role)
     how = "manual"
@@ -226,10 +226,10 @@ def rollback(
     root: RootOption = Path("."),
 ) -> None:
     """Point champion back at the version it replaced and mark the demoted version (only --force restores it)."""
-    from distilflow.registry import RegistryError, RegistryUnavailable, restart_hint
-    from distilflow.registry import rollback as rollback_version
-    from distilflow.registry_lock import RegistryBusy, registry_lock
-    from distilflow.tracking import tracking_uri
+    from distilflow.registry.aliases import RegistryError, RegistryUnavailable, restart_hint
+    from distilflow.registry.aliases import rollback as rollback_version
+    from distilflow.registry.lock import RegistryBusy, registry_lock
+    from distilflow.tracking.runs import tracking_uri
 
     client, name, params = _registry(root, role)
     try:
@@ -247,7 +247,7 @@ def models(
     root: RootOption = Path("."),
 ) -> None:
     """List the registered versions: aliases, primary metric, latency, the gate's verdict."""
-    from distilflow.registry import RegistryError, RegistryUnavailable, version_rows
+    from distilflow.registry.aliases import RegistryError, RegistryUnavailable, version_rows
 
     client, name, _ = _registry(root, role)
     try:
@@ -265,9 +265,9 @@ def models(
 @app.command("sync-registry")
 def sync_registry(root: RootOption = Path(".")) -> None:
     """Register models/student in this clone's MLflow store if it lacks it (after `dvc pull` skipped the stage)."""
-    from distilflow.config import ParamsError, load_params
-    from distilflow.environment import configure_hub
-    from distilflow.registration import sync
+    from distilflow.config.params import ParamsError, load_params
+    from distilflow.registry.registration import sync
+    from distilflow.runtime.process import configure_hub
 
     paths = Paths.at(root)
     try:
@@ -297,9 +297,9 @@ def serve(
 
     from mlflow.exceptions import MlflowException
 
-    from distilflow.registry import RegistryUnavailable, current_champion, is_missing, unavailable
-    from distilflow.servers import serve_command, serve_env
-    from distilflow.tracking import tracking_uri
+    from distilflow.registry.aliases import RegistryUnavailable, current_champion, is_missing, unavailable
+    from distilflow.serving.servers import serve_command, serve_env
+    from distilflow.tracking.runs import tracking_uri
 
     client, name, params = _registry(root, role)
     settings = params.register_.serving
@@ -339,9 +339,9 @@ def lineage(
 
     import mlflow
 
-    from distilflow.config import ParamsError, load_params
-    from distilflow.lineage import LineageError, format_lineage, model_lineage
-    from distilflow.tracking import configure_mlflow
+    from distilflow.config.params import ParamsError, load_params
+    from distilflow.registry.lineage import LineageError, format_lineage, model_lineage
+    from distilflow.tracking.runs import configure_mlflow
 
     paths = Paths.at(root)
     try:

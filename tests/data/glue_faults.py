@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from distilflow.glue_io import BOM, required_columns
+from distilflow.data.glue_io import BOM, required_columns
 from distilflow.tasks import TASKS, GlueTask
 
 RAGGED, INVALID_UTF8, NUL, MISSING_COLUMN = "ragged_row", "invalid_utf8", "nul_byte", "missing_column"

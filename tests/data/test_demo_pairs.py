@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distilflow.dev_scoring import baseline_metric, word_overlap_metric
-from distilflow.glue_io import BOM, file_columns, read_raw, read_split
+from distilflow.data.glue_io import BOM, file_columns, read_raw, read_split
+from distilflow.registry.served_scoring import baseline_metric, word_overlap_metric
 from distilflow.tasks import LABEL, get_task
 from tests.conftest import REPO_ROOT
 

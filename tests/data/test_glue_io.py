@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.glue_io import file_columns, read_raw, read_split, write_split
+from distilflow.data.glue_io import file_columns, read_raw, read_split, write_split
 from distilflow.tasks import LABEL, LINE, TASKS
 from tests.data.validation_helpers import FIXTURES
 

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distilflow.config import ValidateParams
-from distilflow.glue_io import RowProblem, read_raw, required_columns
+from distilflow.config.params import ValidateParams
+from distilflow.data.glue_io import RowProblem, read_raw, required_columns
+from distilflow.data.validation import validate_folder
+from distilflow.data.validation.accounting import keep_rows
+from distilflow.data.validation.findings import RowAccount, shown
 from distilflow.tasks import LABEL, LINE, GlueTask
-from distilflow.validation import validate_folder
-from distilflow.validation.accounting import keep_rows
-from distilflow.validation.findings import RowAccount, shown
 from tests.data.glue_faults import CONTENT_FAULTS, LABEL_FAULTS, STRUCTURAL, TASK_LIST, GlueFile, glue_files
 from tests.reliability_record import record
 

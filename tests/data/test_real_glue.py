@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from distilflow.config import ValidateParams
+from distilflow.config.params import ValidateParams
+from distilflow.data.validation import validate_folder
 from distilflow.tasks import TASKS
-from distilflow.validation import validate_folder
 from tests.data.validation_helpers import REPO, run_cli_subprocess
 
 GLUE_DIR = Path(os.environ.get("DISTILFLOW_GLUE_DIR", REPO.parent / "shared" / "data" / "glue"))

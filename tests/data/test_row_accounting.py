@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config import ValidateParams, parse_params
+from distilflow.config.params import ValidateParams, parse_params
+from distilflow.data.validation import validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import LINE, TASKS
-from distilflow.validation import validate_folder
 from tests.data.validation_helpers import make_project
 
 # The issue's case: a 4-row dev file, two of its labels outside SST-2's {0, 1}.

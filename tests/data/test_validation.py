@@ -15,10 +15,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config import Params, ParamsError, ValidateParams, parse_params
+from distilflow.config.params import Params, ParamsError, ValidateParams, parse_params
+from distilflow.data.validation import RULES, DataValidationError, validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, TASKS
-from distilflow.validation import RULES, DataValidationError, validate_folder
 from tests.data.validation_helpers import (
     FIXTURES,
     CliResult,

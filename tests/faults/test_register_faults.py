@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from distilflow.mlflow_tags import (
+from distilflow.paths import Paths
+from distilflow.runtime.host import HOST_ENV
+from distilflow.tasks import get_task
+from distilflow.tracking.tags import (
     CHAMPION_MOVING_TAG,
     CHAMPION_SET_TAG,
     GATE_TAG,
@@ -26,9 +29,6 @@ from distilflow.mlflow_tags import (
     PROMOTED_TAG,
     ROLLED_BACK_TAG,
 )
-from distilflow.paths import Paths
-from distilflow.stage_host import HOST_ENV
-from distilflow.tasks import get_task
 from tests.conftest import test_env
 from tests.integration.registry_helpers import client_for, empty_store, project, set_student
 from tests.reliability_record import record
@@ -42,13 +42,13 @@ INJECT = Path(__file__).resolve().parent / "inject"
 # Where a register run writes the registry, in order: the version, the gate's verdict, the promotion's alias
 # move, and its tags after it.
 KILL_POINTS = {
-    "after registering the version": ("distilflow.registration:log_and_register", None),
-    "after gating": ("distilflow.registration:gate_version", None),
+    "after registering the version": ("distilflow.registry.registration:log_and_register", None),
+    "after gating": ("distilflow.registry.registration:gate_version", None),
     "between the alias move and its tags": (
         "mlflow.tracking.client:MlflowClient.set_registered_model_alias",
         "champion",
     ),
-    "after promoting, before the verdict": ("distilflow.registration:promote", None),
+    "after promoting, before the verdict": ("distilflow.registry.registration:promote", None),
 }
 
 
@@ -137,7 +137,7 @@ def test_a_rollback_is_about_the_weights_not_a_settings_change(tmp_path: Path, e
     from typer.testing import CliRunner
 
     from distilflow.cli import app
-    from distilflow.config import load_params
+    from distilflow.config.params import load_params
     from distilflow.stages import register
 
     params, paths = project(tmp_path / "p", store=empty_store)

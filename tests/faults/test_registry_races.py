@@ -14,10 +14,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.mlflow_tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, ROLLED_BACK_TAG
 from distilflow.paths import Paths
-from distilflow.registry_lock import registry_lock
+from distilflow.registry.lock import registry_lock
 from distilflow.tasks import get_task
+from distilflow.tracking.tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, ROLLED_BACK_TAG
 from tests.conftest import test_env
 from tests.faults.test_register_faults import STUDENT, register_process
 from tests.integration.registry_helpers import client_for, empty_store, project, set_student
@@ -86,7 +86,7 @@ def check_serialised_promotions(client: MlflowClient) -> None:
     assert sorted(versions) == ["1", "2", "3"]
     registered = client.get_registered_model(STUDENT)
     champion = str(registered.aliases["champion"])
-    assert champion in ("2", "3") and versions[champion].tags.get("distilflow.gate") == "passed"
+    assert champion in ("2", "3") and versions[champion].tags.get("distilflow.registry.gate") == "passed"
     assert all(ROLLED_BACK_TAG not in version.tags for version in versions.values())  # nobody "moved" anything
     assert registered.tags.get(CHAMPION_SET_TAG) == champion and CHAMPION_MOVING_TAG not in registered.tags
     # Serialised: one candidate was gated against v1, the other against that one, never both against the stale v1.
@@ -94,5 +94,5 @@ def check_serialised_promotions(client: MlflowClient) -> None:
     first = next(v for v in ("2", "3") if "against champion v1" in against[v])
     later = ({"2", "3"} - {first}).pop()
     assert "against champion v1" not in against[later], against
-    if versions[first].tags.get("distilflow.gate") == "passed":
+    if versions[first].tags.get("distilflow.registry.gate") == "passed":
         assert f"against champion v{first}" in against[later], against

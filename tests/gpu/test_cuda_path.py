@@ -9,11 +9,11 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.batching import Collator, Columns
-from distilflow.devices import choose_device, choose_dtype
-from distilflow.inference import predict_logits
-from distilflow.teacher_onnx import teacher_logits
-from distilflow.training import LoopSettings, _setup, train
+from distilflow.export.teacher_onnx import teacher_logits
+from distilflow.models.batching import Collator, Columns
+from distilflow.models.devices import choose_device, choose_dtype
+from distilflow.models.inference import predict_logits
+from distilflow.training.loop import LoopSettings, _setup, train
 from tests.loop_settings import loop_settings
 
 pytestmark = pytest.mark.gpu

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.bootstrap import batch_metric
-from distilflow.config import Params, load_params
+from distilflow.config.params import Params, load_params
 from distilflow.paths import Paths
+from distilflow.registry.bootstrap import batch_metric
 from distilflow.tasks import LABEL, GlueTask, get_task
 from tests.conftest import REPO_ROOT, deep_update
 
@@ -42,7 +42,7 @@ def tiny_model(folder: Path, task: GlueTask, seed: int = 0, hidden: int = 32) ->
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from distilflow.modeling import label_maps, resolve_teacher
+    from distilflow.models.loading import label_maps, resolve_teacher
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_teacher("packaged-minilm"))
     id2label, label2id = label_maps(task)
@@ -172,9 +172,10 @@ def client_for(paths: Paths) -> MlflowClient:
 
 
 def write_onnx_export(student_dir: Path, agrees: bool) -> None:
-    """What the distill stage leaves in models/student/export (see distilflow.export), for the fp32 ONNX form."""
-    from distilflow.export import export_onnx
-    from distilflow.modeling import load_classifier
+    """What the distill stage leaves in models/student/export (see distilflow.export.student), for the fp32 ONNX
+    form."""
+    from distilflow.export.student import export_onnx
+    from distilflow.models.loading import load_classifier
 
     export_onnx(load_classifier(student_dir), student_dir / "export" / "onnx" / "model.onnx")
     summary = {"onnx": {"agrees": agrees, "metric": "accuracy", "accuracy": 0.8, "fp32_accuracy": 0.8}}

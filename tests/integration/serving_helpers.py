@@ -10,7 +10,7 @@ from pathlib import Path
 import mlflow
 from mlflow.pyfunc import PyFuncModel
 
-from distilflow.servers import free_port, serve_command, serve_env, start_server, stop_server
+from distilflow.serving.servers import free_port, serve_command, serve_env, start_server, stop_server
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from tests import conftest

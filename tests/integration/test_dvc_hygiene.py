@@ -12,8 +12,8 @@ import pytest
 import yaml
 from dvc.repo import Repo
 
-from distilflow.glue_suite import FLOW_ONLY_SECTIONS
-from distilflow.lineage import LineageError, parse_model_ref
+from distilflow.glue.suite import FLOW_ONLY_SECTIONS
+from distilflow.registry.lineage import LineageError, parse_model_ref
 from tests.conftest import REPO_ROOT
 
 # Big or binary outputs live in the DVC cache; small readable results are committed to git like DVC's example project.

@@ -19,8 +19,8 @@ import pytest
 from dvc.repo import Repo
 from mlflow import MlflowClient
 
-from distilflow.dvc_files import stages
-from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
+from distilflow.runtime.dvc_files import stages
+from distilflow.serving.servers import free_port, prefect_server_command, start_server, stop_server
 from tests import conftest
 from tests.conftest import make_workspace
 

@@ -19,10 +19,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distilflow.checkpoints import FINGERPRINT_FILE, ResumeRefused, prepare
-from distilflow.stage_host import HOST_ENV
+from distilflow.runtime.host import HOST_ENV
 from distilflow.tasks import LINE
-from distilflow.training import schedule_fingerprint
+from distilflow.training.checkpoints import FINGERPRINT_FILE, ResumeRefused, prepare
+from distilflow.training.loop import schedule_fingerprint
 from tests.conftest import run
 from tests.conftest import test_env as stage_env  # aliased: pytest would collect a test_* name
 from tests.loop_settings import loop_settings

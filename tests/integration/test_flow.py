@@ -25,9 +25,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.flow_settings import FLOW_NAME
-from distilflow.locking import read_holder, workspace_lock
-from distilflow.servers import free_port, prefect_server_command, start_server, stop_server
+from distilflow.orchestration.settings import FLOW_NAME
+from distilflow.runtime.locking import read_holder, workspace_lock
+from distilflow.serving.servers import free_port, prefect_server_command, start_server, stop_server
 from tests.conftest import make_workspace, run
 from tests.conftest import test_env as workspace_env  # aliased: pytest would collect a test_* name
 from tests.ui.pages import (  # the UI checks, collected here to share this module's flow run (tests/ui/pages.py)
@@ -363,7 +363,7 @@ def test_serverless_run_on_an_up_to_date_workspace_skips_every_stage(deployed: D
 
 def test_settings_are_checked_and_params_yaml_is_never_written(tmp_path: Path) -> None:
     """Profiles and overrides go through DVC's --set-param machinery, then distilflow's settings check."""
-    from distilflow.flow_settings import SettingsRejected, checked_overrides, profile_overrides
+    from distilflow.orchestration.settings import SettingsRejected, checked_overrides, profile_overrides
 
     root = make_workspace(tmp_path / "ws")
     original = (root / "params.yaml").read_text()
@@ -511,7 +511,7 @@ def test_promotion_artifact_tells_gate_verdict_from_what_happened(
 
 
 def test_only_the_deployed_checkout_and_allowed_folders_pass_the_root_check(tmp_path: Path) -> None:
-    from distilflow.flow_settings import ALLOWED_ROOTS_ENV, RootRefused, checked_workspace
+    from distilflow.orchestration.settings import ALLOWED_ROOTS_ENV, RootRefused, checked_workspace
 
     project, extra = tmp_path / "project", tmp_path / "extra"
     env = {ALLOWED_ROOTS_ENV: f"{extra}{os.pathsep}"}
@@ -528,7 +528,7 @@ def test_a_deployed_run_is_refused_a_root_its_deployment_does_not_allow(prefect_
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from distilflow.flow_settings import ALLOWED_ROOTS_ENV
+    from distilflow.orchestration.settings import ALLOWED_ROOTS_ENV
 
     root = make_workspace(tmp_path / "ws")
     extra, elsewhere = tmp_path / "extra", tmp_path / "elsewhere"
@@ -616,14 +616,14 @@ def test_a_team_servers_promotions_take_one_slot_of_a_prefect_concurrency_limit(
     second holder (another process, as another worker would be) waits, and gives up with a message, not a move."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from distilflow.env_vars import exported
-    from distilflow.registry_lock import RegistryBusy, lock_name, registry_lock
+    from distilflow.registry.lock import RegistryBusy, lock_name, registry_lock
+    from distilflow.runtime.env_vars import exported
 
     model, server_uri = "distilflow-locktest-student", "http://127.0.0.1:5999"
     second = [
         sys.executable,
         "-c",
-        "import sys; from pathlib import Path; from distilflow.registry_lock import registry_lock\n"
+        "import sys; from pathlib import Path; from distilflow.registry.lock import registry_lock\n"
         f"with registry_lock({server_uri!r}, {model!r}, Path({str(tmp_path)!r}), wait_s=3): print('acquired')",
     ]
     with (

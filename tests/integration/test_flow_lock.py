@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from distilflow.locking import WorkspaceLocked, lock_path, read_holder, workspace_lock
+from distilflow.runtime.locking import WorkspaceLocked, lock_path, read_holder, workspace_lock
 
 HOLD = textwrap.dedent(
     """
     import sys, time
-    from distilflow.locking import workspace_lock
+    from distilflow.runtime.locking import workspace_lock
     with workspace_lock(sys.argv[1], "flow run 'first' (abc)"):
         print("held", flush=True)
         time.sleep(float(sys.argv[2]))

@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.mlflow_tags import DATA_TAG, LINEAGE_TAG, STAGE_TAG
+from distilflow.tracking.tags import DATA_TAG, LINEAGE_TAG, STAGE_TAG
 from tests.conftest import run, write_params
 
 STAGES = [

@@ -19,9 +19,15 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from distilflow.cli import app
-from distilflow.config import PromotionParams, load_params
-from distilflow.gate import gate
-from distilflow.mlflow_tags import (
+from distilflow.config.params import PromotionParams, load_params
+from distilflow.registry.aliases import CHALLENGER, CHAMPION
+from distilflow.registry.gate import gate
+from distilflow.registry.packaging import package, serving_config
+from distilflow.serving.classifier import TextClassifier
+from distilflow.stages import register
+from distilflow.tasks import get_task
+from distilflow.tracking.runs import params_hash, stage_run
+from distilflow.tracking.tags import (
     DATA_TAG,
     GATE_TAG,
     GIT_COMMIT_TAG,
@@ -35,12 +41,6 @@ from distilflow.mlflow_tags import (
     SERVED_METRIC_TAG,
     SERVING_BACKEND_TAG,
 )
-from distilflow.packaging import package, serving_config
-from distilflow.registry import CHALLENGER, CHAMPION
-from distilflow.serving import TextClassifier
-from distilflow.stages import register
-from distilflow.tasks import get_task
-from distilflow.tracking import params_hash, stage_run
 from tests.integration.registry_helpers import (
     ANY_METRIC,
     client_for,
@@ -258,7 +258,7 @@ def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_stor
 
 
 def test_params_reject_unknown_serving_export(tmp_path: Path) -> None:
-    from distilflow.config import ParamsError
+    from distilflow.config.params import ParamsError
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"register": {"serving": {"export": "tensorrt"}}}))

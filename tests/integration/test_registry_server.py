@@ -14,8 +14,8 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from distilflow.cli import app
-from distilflow.registry import CHAMPION
-from distilflow.servers import free_port, start_server, stop_server
+from distilflow.registry.aliases import CHAMPION
+from distilflow.serving.servers import free_port, start_server, stop_server
 from distilflow.stages import register
 from distilflow.tasks import get_task
 from tests import conftest

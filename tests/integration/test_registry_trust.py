@@ -16,9 +16,13 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from distilflow.cli import app
-from distilflow.config import Params, load_params
-from distilflow.gate import gate_version
-from distilflow.mlflow_tags import (
+from distilflow.config.params import Params, load_params
+from distilflow.paths import Paths
+from distilflow.registry.aliases import CHAMPION, ChampionChanged, RegistryUnavailable, current_champion, promote
+from distilflow.registry.gate import gate_version
+from distilflow.stages import register
+from distilflow.tasks import get_task
+from distilflow.tracking.tags import (
     DATA_TAG,
     GATE_BOOTSTRAP_TAG,
     GATE_REASONS_TAG,
@@ -28,10 +32,6 @@ from distilflow.mlflow_tags import (
     SERVED_ARTIFACT_TAG,
     SERVED_METRIC_TAG,
 )
-from distilflow.paths import Paths
-from distilflow.registry import CHAMPION, ChampionChanged, RegistryUnavailable, current_champion, promote
-from distilflow.stages import register
-from distilflow.tasks import get_task
 from tests.integration.registry_helpers import client_for, empty_store, project, set_student, write_dev
 
 __all__ = ["empty_store"]  # a fixture, imported for pytest to find
@@ -202,8 +202,8 @@ def test_an_unreachable_registry_is_an_error_not_no_champion(monkeypatch: pytest
 def test_an_export_that_disagrees_with_fp32_is_never_served(tmp_path: Path, empty_store: Path) -> None:
     import torch
 
-    from distilflow.export import export_onnx
-    from distilflow.modeling import load_classifier
+    from distilflow.export.student import export_onnx
+    from distilflow.models.loading import load_classifier
 
     params, paths = project(tmp_path / "p", overrides={"register": {"serving": {"export": "auto"}}}, store=empty_store)
     client = client_for(paths)
@@ -292,7 +292,7 @@ def test_a_recompute_in_a_second_clone_reuses_the_version_it_reproduced(
 ) -> None:
     import shutil
 
-    from distilflow.registration import model_hash
+    from distilflow.registry.registration import model_hash
     from tests.integration.registry_helpers import write_onnx_export
 
     params, paths = project(tmp_path / "a", store=empty_store)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilflow.config import load_params
-from distilflow.dev_scoring import word_overlap_metric
-from distilflow.glue_io import read_split
+from distilflow.config.params import load_params
+from distilflow.data.glue_io import read_split
 from distilflow.paths import Paths
+from distilflow.registry.served_scoring import word_overlap_metric
 from distilflow.stages import augment, distill, finetune, pretrain, tokenize
 from distilflow.tasks import get_task
 from tests.conftest import REPO_ROOT, deep_update

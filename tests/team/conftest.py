@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from distilflow.servers import free_port
+from distilflow.serving.servers import free_port
 from distilflow.team import stack
 from distilflow.team.settings import Layout, read_state
 from tests import conftest

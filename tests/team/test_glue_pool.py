@@ -180,7 +180,7 @@ def test_each_student_is_gated_in_the_postgresql_registry_and_nothing_claims_the
     client = MlflowClient(tracking_uri=url, registry_uri=url)
     for task in DEMOS:
         version = client.get_model_version(f"distilflow-glue-{task}-student", "1")
-        assert version.tags.get("distilflow.gate") in {"passed", "refused"}, version.tags
+        assert version.tags.get("distilflow.registry.gate") in {"passed", "refused"}, version.tags
         assert version.run_id and client.get_run(version.run_id).data.tags  # its register run, on the server
     names = {model.name for model in client.search_registered_models()}
     assert not {name for name in names if name.startswith(f"distilflow-glue-{KILLED}-")}, names

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from distilflow.mlflow_tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, GATE_REASONS_TAG, GATE_TAG, ROLLED_BACK_TAG
 from distilflow.paths import Paths
-from distilflow.registry_lock import lock_name
+from distilflow.registry.lock import lock_name
 from distilflow.tasks import get_task
+from distilflow.tracking.tags import CHAMPION_MOVING_TAG, CHAMPION_SET_TAG, GATE_REASONS_TAG, GATE_TAG, ROLLED_BACK_TAG
 from tests.conftest import test_env
 from tests.integration.registry_helpers import project, set_student
 from tests.team.conftest import prefect_settings, user_env

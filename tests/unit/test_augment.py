@@ -8,11 +8,11 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from distilflow.config import AugmentParams, parse_params
-from distilflow.rewrites import Vocabulary, augment_rows, neighbour_table, rewrite, segments, split_words
+from distilflow.config.params import AugmentParams, parse_params
+from distilflow.data.rewrites import Vocabulary, augment_rows, neighbour_table, rewrite, segments, split_words
+from distilflow.export.teacher_onnx import LOGIT_TOLERANCE
 from distilflow.stages.augment import build_transfer_set
 from distilflow.stages.pretrain import mask_tokens
-from distilflow.teacher_onnx import LOGIT_TOLERANCE
 
 WORDS = ["good", "great", "fine", "bad", "awful", "poor", "movie", "film", "plot", "the", "a", "was", "is", "not"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ly", ",", "."]

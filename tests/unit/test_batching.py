@@ -6,7 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from distilflow.batching import Collator, Columns, LengthGroupedBatches, pad_batch, pad_columns
+from distilflow.models.batching import Collator, Columns, LengthGroupedBatches, pad_batch, pad_columns
 
 
 def lengths(count: int, seed: int = 0) -> list[int]:

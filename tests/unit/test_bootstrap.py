@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from distilflow.bootstrap import batch_metric, paired_bootstrap
+from distilflow.registry.bootstrap import batch_metric, paired_bootstrap
 
 RNG = np.random.default_rng(7)
 LABELS = RNG.integers(0, 2, 300)

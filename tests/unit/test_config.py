@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilflow.config import Params, ParamsError, load_params, parse_params
+from distilflow.config.params import Params, ParamsError, load_params, parse_params
 from tests.conftest import REPO_ROOT, run
 
 
@@ -79,7 +79,7 @@ def test_cli_exits_2_with_the_message_on_a_bad_key(tmp_path: Path) -> None:
 
 
 def test_every_dvc_params_key_exists_in_the_typed_config() -> None:
-    """dvc.yaml and config.py must agree, or DVC would track a key the code never reads."""
+    """dvc.yaml and config/params.py must agree, or DVC would track a key the code never reads."""
     params = load_params(REPO_ROOT / "params.yaml").model_dump(by_alias=True)
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distilflow.dvc_plan import MAX_DETAILS, describe_change
+from distilflow.orchestration.dvc_plan import MAX_DETAILS, describe_change
 
 
 def test_a_params_change_names_the_key_and_what_happened() -> None:

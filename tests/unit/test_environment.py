@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from distilflow.environment import OFFLINE_VARIABLES, apply_hub_mode, hub_offline_by_default, machine_facts
+from distilflow.runtime.process import OFFLINE_VARIABLES, apply_hub_mode, hub_offline_by_default, machine_facts
 
 
 def test_hub_offline_by_default_keeps_the_users_choice(monkeypatch: pytest.MonkeyPatch) -> None:

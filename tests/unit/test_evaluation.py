@@ -12,10 +12,10 @@ import pytest
 from datasets import Dataset
 from sklearn.metrics import accuracy_score
 
-from distilflow import plots
-from distilflow.comparison import build_comparison, comparison_rows, quality_columns, render_markdown
+from distilflow.evaluation import plots
+from distilflow.evaluation.comparison import build_comparison, comparison_rows, quality_columns, render_markdown
+from distilflow.evaluation.references import REFERENCES, references_for
 from distilflow.numerics import softmax
-from distilflow.references import REFERENCES, references_for
 from distilflow.stages.evaluate import (
     analysis_metrics,
     bucket_labels,

@@ -19,14 +19,14 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.config import parse_params
-from distilflow.mlflow_tags import STAGE_TAG
-from distilflow.modeling import label_maps, load_tokenizer, resolve_teacher
+from distilflow.config.params import parse_params
+from distilflow.models.loading import label_maps, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import evaluate as evaluation
 from distilflow.stages import report as report_stage
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
+from distilflow.tracking.tags import STAGE_TAG
 
 WORDS = ("good", "bad", "film", "plot", "dull", "great", "slow", "fun", "cast", "score", "long", "short")
 

@@ -11,8 +11,8 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from distilflow.config import ExportParams
-from distilflow.export import (
+from distilflow.config.params import ExportParams
+from distilflow.export.student import (
     agrees,
     export_student,
     load_int8,

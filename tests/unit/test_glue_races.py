@@ -19,8 +19,7 @@ from typing import Any
 
 import pytest
 
-from distilflow.glue_report import build_glue_table
-from distilflow.glue_suite import (
+from distilflow.glue.suite import (
     TABLE_LOCK_NAME,
     TaskRunning,
     code_commit,
@@ -31,14 +30,15 @@ from distilflow.glue_suite import (
     task_lock,
     write_table,
 )
-from distilflow.locking import TOKEN_ENV, workspace_lock
+from distilflow.glue.table import build_glue_table
 from distilflow.paths import Paths
+from distilflow.runtime.locking import TOKEN_ENV, workspace_lock
 from tests.conftest import REPO_ROOT
 
 HOLD_TASK = """
 import sys
 from pathlib import Path
-from distilflow.glue_suite import task_lock
+from distilflow.glue.suite import task_lock
 with task_lock(sys.argv[1], Path(sys.argv[2]), sys.argv[3]):
     print("held", flush=True)
     sys.stdin.read()  # until the test closes our stdin (or kills us)
@@ -47,7 +47,7 @@ with task_lock(sys.argv[1], Path(sys.argv[2]), sys.argv[3]):
 WRITE_COLUMN = """
 import json, sys, time
 from pathlib import Path
-from distilflow.glue_suite import write_table
+from distilflow.glue.suite import write_table
 root, task, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 result = json.loads(sys.argv[4])
 print("ready", flush=True)

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
-from distilflow.config import Params, flatten, load_params, parse_params
+from distilflow.config.params import Params, flatten, load_params, parse_params
+from distilflow.orchestration.scratch_workspace import deep_update
 from distilflow.paths import Paths
-from distilflow.scratch_workspace import deep_update
 from distilflow.tasks import TASKS
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from distilflow.glue_report import (
+from distilflow.evaluation.references import Reference
+from distilflow.glue.table import (
     build_glue_table,
     main_table,
     merge_results,
@@ -15,7 +16,6 @@ from distilflow.glue_report import (
     results_from_table,
     task_table,
 )
-from distilflow.references import Reference
 from distilflow.tasks import get_task
 
 RATIOS = {

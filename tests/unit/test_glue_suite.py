@@ -8,9 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config import GlueParams, Params, ParamsError, load_params, parse_params
-from distilflow.dev_scoring import baseline_metric, word_overlap_metric
-from distilflow.glue_suite import (
+from distilflow.config.params import GlueParams, Params, ParamsError, load_params, parse_params
+from distilflow.glue.suite import (
     baseline_scores,
     code_commit,
     data_path,
@@ -21,6 +20,7 @@ from distilflow.glue_suite import (
     task_overrides,
 )
 from distilflow.paths import Paths
+from distilflow.registry.served_scoring import baseline_metric, word_overlap_metric
 from distilflow.tasks import LABEL, TASKS, get_task
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 

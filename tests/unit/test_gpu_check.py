@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.config import PACKAGED_TEACHER
-from distilflow.modeling import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
+from distilflow.config.params import PACKAGED_TEACHER
+from distilflow.models.loading import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distilflow.config import parse_params
+from distilflow.config.params import parse_params
 from distilflow.paths import Paths
 from distilflow.stages import ingest
 from tests.conftest import REPO_ROOT
@@ -36,7 +36,7 @@ def test_demo_source_is_copied_verbatim_with_a_manifest(project: Paths) -> None:
 
 def test_the_data_version_is_the_content_not_the_path_or_the_run(project: Paths, tmp_path: Path) -> None:
     """Two clones at different paths, or two runs, of byte-identical files are one data version."""
-    from distilflow.tracking import dvc_directory_md5
+    from distilflow.tracking.runs import dvc_directory_md5
 
     versions = []
     for copy in ("clone-a", "elsewhere/clone-b"):

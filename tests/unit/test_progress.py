@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from distilflow.progress import LineProgress, quiet_library_bars_off_terminal
-from distilflow.training import train
+from distilflow.runtime.progress import LineProgress, quiet_library_bars_off_terminal
+from distilflow.training.loop import train
 from tests.unit.test_training import accuracy_on, settings, supervised_loss, tiny_model, toy_data
 
 LINE = re.compile(

@@ -1,4 +1,5 @@
-"""The checks `distilflow.body_limit` makes before MLflow's scoring server parses a request, and what it takes out
+"""The checks `distilflow.serving.body_limit` makes before MLflow's scoring server parses a request, and what it takes
+out
 of MLflow's error answers. The same code answers real HTTP in tests/integration/test_serving.py."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import json
 
 import pytest
 
-from distilflow.body_limit import (
+from distilflow.serving.body_limit import (
     MAX_JSON_DEPTH,
     MAX_MESSAGE_CHARS,
     Refusal,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from distilflow.config import flatten, load_params
-from distilflow.flow_settings import PREFECT_ENV_DEFAULTS
+from distilflow.config.params import flatten, load_params
+from distilflow.orchestration.settings import PREFECT_ENV_DEFAULTS
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from distilflow.batching import LengthGroupedBatches, pad_columns
-from distilflow.training import build_optimizer
+from distilflow.models.batching import LengthGroupedBatches, pad_columns
+from distilflow.training.loop import build_optimizer
 from tests.loop_settings import loop_settings
 
 
@@ -44,7 +44,7 @@ def test_the_adamw_implementation_is_the_one_asked_for(choice: str, foreach: boo
 
 def test_lazy_loss_reads_the_same_per_step_losses_and_all_levers_still_learn() -> None:
     from distilflow.stages.finetune import supervised_loss
-    from distilflow.training import train
+    from distilflow.training.loop import train
     from tests.unit.test_training import accuracy_on, settings, tiny_model, toy_data
 
     threads = torch.get_num_threads()

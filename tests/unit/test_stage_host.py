@@ -1,4 +1,4 @@
-"""The warm stage host (``distilflow.stage_host``): a stage forked from it behaves as a fresh ``distilflow stage``.
+"""The warm stage host (``distilflow.runtime.host``): a stage forked from it behaves as a fresh ``distilflow stage``.
 
 Real host processes, real forks, real ``distilflow`` command lines; each host takes a few seconds to import.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from distilflow.locking import workspace_lock
-from distilflow.scratch_workspace import subprocess_env
-from distilflow.stage_host import HOST_ENV, connect, env_difference, probe, refusal_for, source_digest, warm_host
+from distilflow.orchestration.scratch_workspace import subprocess_env
+from distilflow.runtime.host import HOST_ENV, connect, env_difference, probe, refusal_for, source_digest, warm_host
+from distilflow.runtime.locking import workspace_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "distilflow.cli"]
@@ -92,7 +92,7 @@ def test_a_caller_may_carry_what_the_hosts_imports_set_with_the_same_value() -> 
     assert refusal({"A": "1", "PYTEST_CURRENT_TEST": "t.py::x (call)", "_MLFLOW_TELEMETRY_SESSION_ID": "x"}) is None
     assert refusal({"A": "2"}) == "the environment differs in A"
     older = refusal_for({"source": "old", "env": host}, host, imports, digest)
-    assert older == "it runs an older distilflow.stage_host"
+    assert older == "it runs an older distilflow.runtime.host"
 
 
 def test_a_stage_forked_by_the_host_dies_with_its_caller(host: tuple[str, dict[str, str]], tmp_path: Path) -> None:
@@ -127,17 +127,17 @@ def test_the_host_serves_the_code_on_disk_not_the_code_it_started_with(tmp_path:
         warm = {**env, HOST_ENV: address}
         before = stage(["nosuch", "--root", str(tmp_path)], warm)
         assert before.returncode == 2 and "stage host:" not in before.stderr
-        # locking.py is one the host itself imported: the child must not reuse the host's copy.
-        locking = package / "locking.py"
-        locking.write_text(locking.read_text() + "\nprint('locking.py as edited', file=sys.stderr)\n")
+        # runtime/locking.py is one the host itself imported: the child must not reuse the host's copy.
+        locking = package / "runtime/locking.py"
+        locking.write_text(locking.read_text() + "\nprint('runtime/locking.py as edited', file=sys.stderr)\n")
         after = stage(["nosuch", "--root", str(tmp_path)], warm)
         assert after.returncode == 2
-        assert "locking.py as edited" in after.stderr and "stage host:" not in after.stderr
+        assert "runtime/locking.py as edited" in after.stderr and "stage host:" not in after.stderr
         # A newer stage_host than the host's own: the host refuses and the stage runs cold.
-        host_module = package / "stage_host.py"
+        host_module = package / "runtime/host.py"
         host_module.write_text(host_module.read_text() + "\n# edited\n")
         newer = stage(["nosuch", "--root", str(tmp_path)], warm)
-        assert "stage host: it runs an older distilflow.stage_host; running the stage in this process" in newer.stderr
+        assert "stage host: it runs an older distilflow.runtime.host; running the stage in this process" in newer.stderr
         assert newer.returncode == 2 and "unknown stage 'nosuch'" in newer.stderr
 
 
@@ -147,7 +147,7 @@ def test_a_host_whose_starter_died_before_it_started_leaves_at_once(tmp_path: Pa
     not_our_parent = "1"
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "distilflow.stage_host", str(socket_path), "60", not_our_parent],
+        [sys.executable, "-m", "distilflow.runtime.host", str(socket_path), "60", not_our_parent],
         env=base_env(REPO_ROOT / "src"),
         timeout=60,
     )
@@ -220,7 +220,7 @@ def test_a_warm_stage_sees_the_hub_mode_a_cold_one_sees(tmp_path: Path) -> None:
 # format, so the caller meets what a dying host or the idle-timeout race gives it.
 FAULTY_HOST = """
 import os, socket, sys
-from distilflow.stage_host import STREAMS, receive_message, send_message
+from distilflow.runtime.host import STREAMS, receive_message, send_message
 
 path, moment = sys.argv[1], sys.argv[2]
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -285,7 +285,7 @@ def test_a_connection_broken_after_the_stage_started_never_runs_it_twice(tmp_pat
 
 def test_a_workspace_runs_its_own_code_when_it_differs_from_the_installed_package(tmp_path: Path) -> None:
     """A copy's stage imports the copy's src/ (what DVC hashed there), not the package distilflow was installed from."""
-    from distilflow.own_code import PACKAGE_DIR, code_digest, foreign_code
+    from distilflow.runtime.own_code import PACKAGE_DIR, code_digest, foreign_code
 
     copy = tmp_path / "workspace" / "src" / "distilflow"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))

@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import PreTrainedModel
 
-from distilflow.config import StudentParams, parse_params
-from distilflow.modeling import (
+from distilflow.config.params import StudentParams, parse_params
+from distilflow.models.loading import (
     build_student,
     load_pretrained_encoder,
     load_teacher_for_finetuning,

@@ -10,9 +10,9 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.export import onnx_session
-from distilflow.inference import predict_logits
-from distilflow.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits, teacher_logits
+from distilflow.export.student import onnx_session
+from distilflow.export.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits, teacher_logits
+from distilflow.models.inference import predict_logits
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""init teacher-layers: the student starts as a slice of the teacher (teacher_slicing.py)."""
+"""init teacher-layers: the student starts as a slice of the teacher (models/teacher_slicing.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from transformers import (
     PreTrainedModel,
 )
 
-from distilflow.config import ParamsError, StudentParams, parse_params
-from distilflow.modeling import build_student, load_teacher_for_finetuning
+from distilflow.config.params import ParamsError, StudentParams, parse_params
+from distilflow.models.loading import build_student, load_teacher_for_finetuning
+from distilflow.models.teacher_slicing import check_fits, default_layers, slice_teacher
 from distilflow.tasks import get_task
-from distilflow.teacher_slicing import check_fits, default_layers, slice_teacher
 
 
 def tiny_bert(hidden: int, heads: int, intermediate: int, layers: int, seed: int = 0) -> BertForSequenceClassification:

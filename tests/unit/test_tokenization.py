@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from distilflow.config import parse_params
-from distilflow.modeling import load_tokenizer, resolve_teacher
+from distilflow.config.params import parse_params
+from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import tokenize as tokenization
 from distilflow.tasks import LABEL, LINE, get_task

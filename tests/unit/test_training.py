@@ -14,10 +14,17 @@ from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.devices import seed_everything
-from distilflow.inference import predict_logits
+from distilflow.models.devices import seed_everything
+from distilflow.models.inference import predict_logits
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
-from distilflow.training import LoopSettings, linear_schedule, load_checkpoint, optimizer_groups, save_checkpoint, train
+from distilflow.training.loop import (
+    LoopSettings,
+    linear_schedule,
+    load_checkpoint,
+    optimizer_groups,
+    save_checkpoint,
+    train,
+)
 from tests.loop_settings import loop_settings
 
 SIGNAL = 7  # label 1 iff this token occurs: learnable in a few dozen steps

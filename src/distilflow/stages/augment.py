@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.config import Params
-from distilflow.inference import logits_to_predictions
-from distilflow.modeling import load_classifier, load_tokenizer
+from distilflow.config.params import Params
+from distilflow.data.rewrites import Vocabulary, augment_rows
+from distilflow.export.teacher_onnx import teacher_logits
+from distilflow.models.inference import logits_to_predictions
+from distilflow.models.loading import load_classifier, load_tokenizer
 from distilflow.paths import Paths
-from distilflow.rewrites import Vocabulary, augment_rows
 from distilflow.tasks import get_task
-from distilflow.teacher_onnx import teacher_logits
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
 SECTIONS = ("augment",)
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")

@@ -18,10 +18,9 @@ import torch.nn.functional as F
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedModel
 
-from distilflow.config import DistillParams, Params
-from distilflow.curves import log_history, write_curve
-from distilflow.export import export_student
-from distilflow.modeling import (
+from distilflow.config.params import DistillParams, Params
+from distilflow.export.student import export_student
+from distilflow.models.loading import (
     build_student,
     centre_regression_head,
     count_parameters,
@@ -30,11 +29,12 @@ from distilflow.modeling import (
     load_tokenizer,
 )
 from distilflow.paths import Paths
-from distilflow.pretrained import read_summary
-from distilflow.scoring import dev_scorer
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import EvalFn, LoopResult, LoopSettings, LossFn, train
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.training.curves import log_history, write_curve
+from distilflow.training.dev_scorer import dev_scorer
+from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, LossFn, train
+from distilflow.training.pretrained import read_summary
 
 SECTIONS = ("distill",)
 EXPORT_DIR = "export"

@@ -12,7 +12,7 @@ Outputs per model (``<m>`` is teacher or student):
 - ``plots/eval_<m>/*.png``: confusion matrix, reliability diagram (classification) or predicted-vs-gold scatter
   (regression), and quality by input length; ``plots/eval_<m>_length.csv`` is the length table as data.
 
-The report stage (distilflow.comparison) then times both models back to back in one process for a fair ratio.
+The report stage (distilflow.evaluation.comparison) then times both models back to back in one process for a fair ratio.
 """
 
 from __future__ import annotations
@@ -27,21 +27,21 @@ import pandas as pd
 import torch
 from datasets import Dataset, load_from_disk
 
-from distilflow import plots
-from distilflow.config import EvaluateParams, Params
-from distilflow.devices import choose_device
-from distilflow.inference import logits_to_predictions, predict_logits
+from distilflow.config.params import EvaluateParams, Params
+from distilflow.evaluation import plots
+from distilflow.evaluation.speed import folder_megabytes, measure_speed
 from distilflow.metrics import compute_glue_metrics
-from distilflow.modeling import count_parameters, load_classifier, load_tokenizer
+from distilflow.models.devices import choose_device
+from distilflow.models.inference import logits_to_predictions, predict_logits
+from distilflow.models.loading import count_parameters, load_classifier, load_tokenizer
 from distilflow.numerics import softmax
 from distilflow.paths import Paths
-from distilflow.speed import folder_megabytes, measure_speed
 from distilflow.tasks import LINE, GlueTask, get_task
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
 SECTIONS = ("evaluate",)
 MODELS = ("teacher", "student")
-ID = "id"  # the validated frames' id column (distilflow.glue_io.ID), for tasks whose files carry one
+ID = "id"  # the validated frames' id column (distilflow.data.glue_io.ID), for tasks whose files carry one
 
 
 def model_dir(paths: Paths, which: str) -> Path:

@@ -19,12 +19,9 @@ from typing import Any
 import torch
 from datasets import load_from_disk
 
-from distilflow.checkpoints import folder_digest, source_digest
-from distilflow.checkpoints import prepare as prepare_checkpoints
-from distilflow.config import Params
-from distilflow.curves import log_history, write_curve
-from distilflow.devices import barrier, choose_device, distributed, init_distributed, seed_everything
-from distilflow.modeling import (
+from distilflow.config.params import Params
+from distilflow.models.devices import barrier, choose_device, distributed, init_distributed, seed_everything
+from distilflow.models.loading import (
     centre_regression_head,
     count_parameters,
     load_teacher_for_finetuning,
@@ -32,10 +29,13 @@ from distilflow.modeling import (
     resolve_teacher,
 )
 from distilflow.paths import Paths
-from distilflow.scoring import dev_scorer
 from distilflow.tasks import get_task
-from distilflow.tracking import StageRun, read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import LoopSettings, schedule_fingerprint, train
+from distilflow.tracking.runs import StageRun, read_lineage, stage_run, write_json, write_lineage
+from distilflow.training.checkpoints import folder_digest, source_digest
+from distilflow.training.checkpoints import prepare as prepare_checkpoints
+from distilflow.training.curves import log_history, write_curve
+from distilflow.training.dev_scorer import dev_scorer
+from distilflow.training.loop import LoopSettings, schedule_fingerprint, train
 
 SECTIONS = ("model", "finetune")
 

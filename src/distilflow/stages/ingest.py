@@ -16,11 +16,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distilflow.config import Params
-from distilflow.mlflow_tags import DATA_TAG
+from distilflow.config.params import Params
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking import dvc_directory_md5, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import dvc_directory_md5, stage_run, write_json, write_lineage
+from distilflow.tracking.tags import DATA_TAG
 
 SECTIONS = ("data",)
 
@@ -71,7 +71,7 @@ def from_hub(task: GlueTask, target: Path, params: Params) -> tuple[dict[str, in
     """
     import datasets
 
-    from distilflow.glue_io import write_split
+    from distilflow.data.glue_io import write_split
 
     try:
         from huggingface_hub import HfApi

@@ -20,15 +20,15 @@ import torch.nn.functional as F
 from datasets import Dataset, load_from_disk
 from transformers import BertConfig, BertForMaskedLM, PreTrainedModel
 
-from distilflow.batching import pad_batch
-from distilflow.config import Params
-from distilflow.curves import log_history
-from distilflow.modeling import build_student, load_classifier, load_tokenizer
+from distilflow.config.params import Params
+from distilflow.models.batching import pad_batch
+from distilflow.models.loading import build_student, load_classifier, load_tokenizer
 from distilflow.paths import Paths
-from distilflow.pretrained import SUMMARY_FILE
 from distilflow.tasks import get_task
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.training import EvalFn, LoopSettings, LossFn, train
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.training.curves import log_history
+from distilflow.training.loop import EvalFn, LoopSettings, LossFn, train
+from distilflow.training.pretrained import SUMMARY_FILE
 
 SECTIONS = ("pretrain", "distill")
 PRIMARY_METRIC = "mlm_accuracy"

@@ -1,20 +1,22 @@
 """register: log teacher and student as MLflow models that take raw text, and gate the student's promotion.
 
-The work lives in :mod:`distilflow.registration` (packaging in :mod:`distilflow.packaging`, the gate in
-:mod:`distilflow.gate`, aliases in :mod:`distilflow.registry`), so ``distilflow sync-registry`` can run it too.
+The work lives in :mod:`distilflow.registry.registration` (packaging in :mod:`distilflow.registry.packaging`, the gate
+in
+:mod:`distilflow.registry.gate`, aliases in :mod:`distilflow.registry.aliases`), so ``distilflow sync-registry`` can
+run it too.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from distilflow.config import Params
+from distilflow.config.params import Params
 from distilflow.paths import Paths
-from distilflow.registration import SECTIONS, register
+from distilflow.registry.registration import SECTIONS, register
 
 __all__ = ["SECTIONS", "run"]
 
 
 def run(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, Any]:
-    """Register, gate, promote (see :func:`distilflow.registration.register`)."""
+    """Register, gate, promote (see :func:`distilflow.registry.registration.register`)."""
     return register(params, paths, write_outputs)

@@ -13,20 +13,20 @@ from typing import Any
 
 from datasets import load_from_disk
 
-from distilflow import plots
-from distilflow.comparison import (
+from distilflow.config.params import Params
+from distilflow.evaluation import plots
+from distilflow.evaluation.comparison import (
     build_comparison,
     figure_panels,
     flat_metrics,
     measurement_conditions,
     render_markdown,
 )
-from distilflow.config import Params
-from distilflow.modeling import load_classifier, load_tokenizer
+from distilflow.evaluation.speed import measure_speed_together
+from distilflow.models.loading import load_classifier, load_tokenizer
 from distilflow.paths import Paths
-from distilflow.speed import measure_speed_together
 from distilflow.tasks import get_task
-from distilflow.tracking import stage_run, write_json
+from distilflow.tracking.runs import stage_run, write_json
 
 SECTIONS = ("evaluate",)
 

@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
-from distilflow.config import Params
-from distilflow.modeling import load_tokenizer, resolve_teacher
+from distilflow.config.params import Params
+from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
 SECTIONS = ("model", "tokenize")
 

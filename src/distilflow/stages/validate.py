@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from distilflow.config import Params
+from distilflow.config.params import Params
+from distilflow.data.validation import DataValidationError, ValidationReport, validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking import read_lineage, stage_run, write_json, write_lineage
-from distilflow.validation import DataValidationError, ValidationReport, validate_folder
+from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
 SECTIONS = ("data", "validate")
 

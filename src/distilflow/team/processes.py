@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from distilflow.servers import log_tail
+from distilflow.serving.servers import log_tail
 from distilflow.team.settings import TeamError
 
 POLL_S = 0.1

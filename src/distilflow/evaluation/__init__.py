@@ -1,0 +1,1 @@
+"""Speed, plots, the teacher-vs-student comparison, published references, markdown tables."""

@@ -1,0 +1,1 @@
+"""The GLUE suite across tasks, and its table."""

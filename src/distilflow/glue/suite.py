@@ -1,0 +1,426 @@
+"""The GLUE suite's workspaces: one git + DVC project per task, made from this project, and what each one's run left.
+
+A task's workspace holds what a clone holds (``scratch_workspace.workspace_items``) with the project's full
+params.yaml changed, in this order, by: the task and its data folder, the task's recipe
+(``flows/profiles/glue/<task>.yaml``), then ``glue.profile`` (e.g. smoke). Every workspace shares the project's
+MLflow store (so each task's student is registered as ``distilflow-<task>-student`` beside the project's own models)
+and the project's DVC cache (so identical outputs are stored once). docs/glue.md says why a workspace per task and
+not a DVC experiment per task. Nothing here knows about Prefect: flows/glue.py calls it.
+
+Runs that overlap (docs/glue.md, "Running the suite while someone else does"): a task's run holds its workspace's
+task lock from before ``prepare_workspace`` until its results are read, and a second run of that task is refused at
+once (``TaskRunning``) naming the first; the table is written by one writer at a time (``write_table``), merged
+with the table as it is at that moment; a column's run record names the commit its code was copied from
+(``SOURCE_FILE`` in the workspace), not the project's commit when the task finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from distilflow.config import yaml_io
+from distilflow.config.params import Params
+from distilflow.evaluation.references import Reference
+from distilflow.glue.table import build_glue_table, draw, merge_results, render_markdown, results_from_table
+from distilflow.orchestration.scratch_workspace import (
+    deep_update,
+    git_commit,
+    make_workspace,
+    workspace_items,
+    write_params,
+)
+from distilflow.orchestration.settings import read_profile
+from distilflow.paths import Paths
+from distilflow.registry.lock import SlotTaken, server_slot
+from distilflow.runtime.locking import LockHolder, WorkspaceLocked, workspace_lock
+from distilflow.tasks import GlueTask, get_task, task_folder
+from distilflow.team.settings import DVC_REMOTE_ENV
+
+# params.yaml sections the flows read and no stage does (this module's `glue`): `dvc exp run -S glue.tasks=...`
+# reruns nothing, by design; a test checks that every other key feeds a stage, and that no stage lists these.
+FLOW_ONLY_SECTIONS = ("glue",)
+
+WORKSPACE_COMMIT = "distilflow glue: params for this task"
+RESULTS_COMMIT = "distilflow glue: results"
+SOURCE_FILE = "glue-source.json"
+"""In each workspace, committed with its params: the project commit its code was copied from."""
+TASK_LOCK_NAME = "glue-task.lock"
+"""In each workspace's lock folder, beside (not instead of) the pipeline's lock, which the task's run takes too."""
+TASK_SLOT_PREFIX = "distilflow-glue-"
+"""With a Prefect server (PREFECT_API_URL): the global concurrency limit ``distilflow-glue-<task>`` holds a task for
+one run across every machine and worker, as the file lock does on one machine."""
+TABLE_LOCK_NAME = "glue-table.lock"
+"""In the project's lock folder: apart from the pipeline's, so a table write never waits for `make pipeline`."""
+TABLE_LOCK_TIMEOUT_S = 600.0
+"""A writer holds the table for seconds (read, merge, three files); waiting this long means something is stuck."""
+
+
+class TaskRunning(RuntimeError):
+    """Another run holds this task's workspace. Refused at once, not queued: the queued run would rewrite the
+    workspace's params and code right after the first run's results, for a reason nobody remembers by then."""
+
+
+def find_task_folders(glue_root: Path, tasks: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
+    """The tasks whose folder exists under ``glue_root`` (in ``tasks``' order), and the absent ones."""
+    present: dict[str, Path] = {}
+    absent: list[str] = []
+    for name in tasks:
+        folder = task_folder(glue_root, get_task(name))
+        if folder is None:
+            absent.append(name)
+        else:
+            present[name] = folder
+    return present, absent
+
+
+def absent_reason(glue_root: Path, task: GlueTask) -> str:
+    names = " or ".join(f"{glue_root / name}/train.tsv" for name in task.folder_names)
+    return f"no {names}"
+
+
+def recipe(task: str, root: Path) -> dict[str, Any]:
+    """The task's recipe: the params ``flows/profiles/glue/<task>.yaml`` changes (each value's source in a comment)."""
+    file = Paths.at(root).glue_recipes_dir / f"{task}.yaml"
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no recipe for GLUE task {task}")
+    data: dict[str, Any] = yaml_io.load(file.read_text(encoding="utf-8")) or {}
+    return data
+
+
+def data_path(folder: Path, root: Path) -> str:
+    """How the task workspace's params.yaml names the data: the embedded demos travel with the workspace (relative),
+    anything else is read where it lies (absolute)."""
+    demo = Paths.at(root).demo_dir
+    folder = folder.resolve()
+    if folder.is_relative_to(demo):
+        return folder.relative_to(Paths.at(root).root).as_posix()
+    return str(folder)
+
+
+GLUE_MODEL_PREFIX = "distilflow-glue"
+
+
+def task_overrides(params: Params, task: str, folder: Path, root: Path, profile: str | None) -> dict[str, Any]:
+    """What the task's workspace changes in the project's params.yaml: task and data, recipe, then the profile."""
+    overrides: dict[str, Any] = {"task": task, "data": {"source": "local", "path": data_path(folder, root)}}
+    overrides = deep_update(overrides, recipe(task, root))
+    if profile:
+        overrides = deep_update(overrides, read_profile(profile, root))
+    # The project's store by absolute URI (a team server if params.yaml names one); MLFLOW_TRACKING_URI still wins.
+    shared = params.register_.tracking_uri or f"sqlite:///{Paths.at(root).mlflow_db}"
+    # Its own registered names (GLUE_MODEL_PREFIX-<task>-student): the project's pipeline on the same task registers
+    # distilflow-<task>-student, and the two must never gate against, serve or roll back each other's models.
+    overrides = deep_update(overrides, {"register": {"tracking_uri": shared, "model_prefix": GLUE_MODEL_PREFIX}})
+    return overrides
+
+
+def share_artifact_store(task: str, tracking: str, root: Path) -> None:
+    """Create the task's MLflow experiment in the project's sqlite store with the project's artifact folder, before
+    a stage does: otherwise the first stage would put its artifacts (the registered models' files) inside the task's
+    workspace, and removing the workspace would break the registry. A server keeps its own artifacts: nothing to do.
+    """
+    if not tracking.startswith("sqlite") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking)
+    name = f"distilflow-{task}"  # tracking.configure_mlflow's experiment name
+    if client.get_experiment_by_name(name) is None:
+        with contextlib.suppress(MlflowException):  # a concurrent run may create it first
+            client.create_experiment(name, artifact_location=Paths.at(root).mlflow_artifacts.as_uri())
+
+
+def _share_dvc_cache(workspace: Path, root: Path) -> None:
+    """Point the workspace's DVC cache at the project's (``.dvc/config.local``, git-ignored by DVC), and its default
+    remote at the team's when ``$DISTILFLOW_TEAM_DVC_REMOTE`` names one (``distilflow team env``): then the run
+    pulls what any worker computed before (DVC's run cache) and pushes what it computes (``team_remote``)."""
+    cache = Paths.at(root).root / ".dvc" / "cache"
+    config = f"[cache]\n    dir = {cache}\n"
+    if remote := team_remote():
+        config += f"[core]\n    remote = team\n['remote \"team\"']\n    url = {remote}\n"
+    (workspace / ".dvc").mkdir(exist_ok=True)
+    (workspace / ".dvc" / "config.local").write_text(config, encoding="utf-8")
+
+
+def team_remote() -> str | None:
+    """The team's DVC remote (a folder or ``s3://...``), as ``distilflow team env`` exports it; None alone."""
+    return os.environ.get(DVC_REMOTE_ENV) or None
+
+
+def _git_changed(workspace: Path) -> bool:
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=workspace, capture_output=True, text=True, check=True
+    ).stdout
+    return bool(status.strip())
+
+
+@contextlib.contextmanager
+def task_lock(task: str, workspace: Path, owner: str) -> Iterator[LockHolder]:
+    """Hold ``task``'s workspace for one run, from before ``prepare_workspace`` until its results are read.
+
+    Refused at once with ``TaskRunning`` naming the holder (``owner``: the command and flow run; pid, host, since)
+    when another run holds it. The kernel drops the lock when its holder dies, so a killed run never blocks the next.
+    """
+    stack = contextlib.ExitStack()
+    try:  # only the taking is refused: a WorkspaceLocked from inside the run (the pipeline's own lock) is not ours
+        holder = stack.enter_context(workspace_lock(workspace, owner, timeout_s=0.0, name=TASK_LOCK_NAME))
+    except WorkspaceLocked as locked:
+        who = locked.holder.describe() if locked.holder else "another run (it has not written its name yet)"
+        raise TaskRunning(
+            f"{task} is already running in {workspace}: {who}. A second run of a task is refused, not queued; "
+            "run it again when that one has finished (or stop it)"
+        ) from None
+    if os.environ.get("PREFECT_API_URL"):  # a team: runs on other machines and workers meet at the server
+        try:
+            stack.enter_context(server_slot(f"{TASK_SLOT_PREFIX}{task}", wait_s=None))
+        except SlotTaken:
+            stack.close()
+            raise TaskRunning(
+                f"{task} is already running on the team's Prefect server (concurrency limit "
+                f"{TASK_SLOT_PREFIX}{task}): {_server_holder(task) or 'another run'}. A second run of a task is "
+                "refused, not queued; run it again when that one has finished (or stop it)"
+            ) from None
+        _server_holder(task, f"{owner}, since {ended_now()}")
+    with stack:
+        yield holder
+
+
+def _server_holder(task: str, owner: str | None = None) -> str | None:
+    """Who holds ``task`` on the server, kept in a Prefect variable beside its slot: read, or written when
+    ``owner`` is given (only by the holder, so it names the run that holds the slot, or the last one that did)."""
+    from prefect.variables import Variable
+
+    name = f"{TASK_SLOT_PREFIX}{task}-holder"
+    if owner is not None:
+        Variable.set(name, owner[:4000], overwrite=True)
+        return owner
+    value = Variable.get(name, default=None)
+    return str(value) if value is not None else None
+
+
+def code_commit(root: Path) -> str | None:
+    """The project's git commit, ``+changes`` when its tracked files differ from it; None outside git."""
+
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+changes"
+    return commit
+
+
+def prepare_workspace(root: Path, workspace: Path, overrides: dict[str, Any]) -> Path:
+    """Make (or bring up to date) the task's workspace: the project's pipeline and code, its params.yaml changed by
+    ``overrides``, and the commit that code came from (``SOURCE_FILE``), committed. An existing workspace keeps its
+    DVC outputs, so DVC reruns only what changed. The caller holds ``task_lock``: this rewrites params and code."""
+    source = {"commit": code_commit(root)}  # read as the code is copied: the project may move on during the run
+    if not (workspace / "dvc.yaml").is_file():
+        make_workspace(root, workspace, overrides)
+    else:
+        for item in workspace_items(root):
+            origin, target = root / item, workspace / item
+            if origin.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            elif origin.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, target)
+        write_params(workspace, overrides)
+    (workspace / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+    if _git_changed(workspace):
+        git_commit(workspace, WORKSPACE_COMMIT)
+    _share_dvc_cache(workspace, root)
+    return workspace
+
+
+def source_record(workspace: Path) -> dict[str, Any]:
+    """What ``prepare_workspace`` recorded of the code it copied (``{"commit": ...}``); empty for a workspace made
+    before the record existed."""
+    file = workspace / SOURCE_FILE
+    if not file.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
+
+
+def commit_results(workspace: Path) -> None:
+    """Record the run's tracked results (metrics, reports, plots, dvc.lock) in the workspace's own git history."""
+    if _git_changed(workspace):
+        git_commit(workspace, RESULTS_COMMIT)
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: missing; did the task's pipeline run to the end?")
+    data: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return data
+
+
+def baseline_scores(task: GlueTask, workspace: Path) -> dict[str, float]:
+    """The strongest cheap model's GLUE metrics on each dev split the workspace scored, keyed as
+    ``metrics/eval_<model>.json`` keys them (``dev_matched_accuracy`` for MNLI's): the majority class for a
+    classification task; for a similarity task (STS-B) the two sentences' word-set overlap scaled to the score range,
+    which reaches Pearson 65.0 on real STS-B dev where the mean score's 0.0 says nothing (``cheap_predictions``)."""
+    import pandas as pd
+
+    from distilflow.metrics import compute_glue_metrics
+    from distilflow.tasks import LABEL
+
+    scores: dict[str, float] = {}
+    for split in task.dev_splits:
+        dev = pd.read_parquet(Paths.at(workspace).validated_dir / f"{split}.parquet")
+        references = dev[LABEL].to_numpy()
+        found = compute_glue_metrics(task.name, cheap_predictions(task, dev), references)
+        if len(task.dev_splits) > 1:
+            scores.update({f"{split}_{key}": value for key, value in found.items()})
+        else:
+            scores.update(found)
+    return scores
+
+
+def cheap_predictions(task: GlueTask, dev: Any) -> Any:
+    """What the table's baseline row answers on ``dev`` (a validated split): word overlap for a similarity pair
+    task, else the trivial model of ``dev_scoring`` (majority class; mean score)."""
+    import numpy as np
+
+    from distilflow.registry.served_scoring import baseline_predictions, word_overlap
+    from distilflow.tasks import LABEL
+
+    if task.is_regression and task.is_pair:
+        first, second = task.fields
+        overlap = np.array([word_overlap(a, b) for a, b in zip(dev[first], dev[second], strict=True)])
+        low, high = task.score_range
+        return low + overlap * (high - low)
+    return baseline_predictions(task, dev[LABEL].to_numpy())
+
+
+def task_results(task: str, workspace: Path) -> dict[str, Any]:
+    """What the table needs from one task's finished workspace: the report stage's ``metrics/eval.json`` (teacher,
+    student, ratios), the trivial baseline on the same dev rows, and the register stage's decision."""
+    paths = Paths.at(workspace)
+    evaluation = _read_json(paths.metrics_file("eval"))
+    promotion = _read_json(paths.reports_dir / "promotion.json")
+    return {
+        "teacher": evaluation["teacher"],
+        "student": evaluation["student"],
+        "ratios": evaluation.get("ratios", {}),
+        "baseline": baseline_scores(get_task(task), workspace),
+        "registered": {
+            "model": promotion.get("model"),
+            "version": promotion.get("version"),
+            "promoted": bool(promotion.get("promoted")),
+            "reasons": list(promotion.get("reasons", []))[:3],
+        },
+        "workspace": str(workspace),
+        "source": source_record(workspace),
+    }
+
+
+def ended_now() -> str:
+    """Now in UTC, to the second, as run records write it (ISO 8601 strings compare in time order)."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def run_record(
+    source: Mapping[str, Any] | None, command: str | None, where: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Which run made a task's column: the command, the commit its code was copied from (``source_record``, read
+    under the task's lock; ``+changes`` when the project's files differed from it) and when it finished (UTC);
+    on a work pool (``where``), the worker and the flow run."""
+    record = {"command": command, "commit": (source or {}).get("commit"), "finished_at": ended_now()}
+    return {**record, **(where or {})}
+
+
+def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:
+    """The per-task results of the table a previous run wrote (none when there is no table yet)."""
+    if not table_file.is_file():
+        return {}
+    return results_from_table(json.loads(table_file.read_text(encoding="utf-8")))
+
+
+def _replace(file: Path, write: Callable[[Path], object]) -> None:
+    """Write ``file`` through a temporary file beside it and rename it into place: a reader that does not take the
+    table lock (the start-of-run check) sees the old file or the new one, never half of one."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_name(f".{file.stem}-{os.getpid()}.tmp{file.suffix}")  # the suffix picks the plot format
+    try:
+        write(temporary)
+        os.replace(temporary, file)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_table(
+    root: Path,
+    this_run: Mapping[str, Mapping[str, Any]],
+    attempted: Mapping[str, str],
+    references: Sequence[Reference],
+    outcome: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
+    command: str | None = None,
+    keep_earlier: bool = True,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the GLUE table (``metrics/glue.json``, ``reports/glue.md``, ``plots/glue.png``) under the project's
+    table lock: this run's columns merged into the table as it is now, not as it was when the run started (hours
+    ago; another run may have written its own columns since). ``attempted``: each task this run attempted and when
+    its run ended (``ended_now``); a column written by a later run of that task stays (``merge_results``). Tasks
+    refused because another run held them are not attempted: their columns are that run's to write. ``outcome``:
+    this run's (failed, skipped) tasks. With ``keep_earlier`` false, the table holds this run's tasks only.
+    ``warn`` hears of an unreadable table and of a wait for another writer. Returns the table written."""
+    paths = Paths.at(root)
+    owner = f"`{command or 'distilflow glue'}` (writing the GLUE table)"
+
+    def waiting(holder: LockHolder | None) -> None:
+        if warn is not None:
+            warn(f"waiting for {holder.describe() if holder else 'another run'} to finish writing the GLUE table")
+
+    lock = workspace_lock(root, owner, TABLE_LOCK_TIMEOUT_S, poll_s=0.2, on_wait=waiting, name=TABLE_LOCK_NAME)
+    with lock:
+        earlier: dict[str, dict[str, Any]] = {}
+        if keep_earlier:
+            try:
+                earlier = earlier_results(paths.glue_metrics_file)
+            except (ValueError, KeyError, TypeError) as error:
+                if warn is not None:
+                    warn(f"{paths.glue_metrics_file} unreadable ({error}): the new table holds this run's tasks only")
+        columns = merge_results(this_run, earlier, attempted, ended=attempted)
+        table = build_glue_table(columns, references, *outcome, command)
+        text = json.dumps(table, indent=2, sort_keys=True) + "\n"
+        _replace(paths.glue_metrics_file, lambda file: file.write_text(text, encoding="utf-8"))
+        markdown = render_markdown(table, command)
+        _replace(paths.glue_report_file, lambda file: file.write_text(markdown, encoding="utf-8"))
+        _replace(paths.glue_plot_file, lambda file: draw(table, file))
+    return table
+
+
+def summary_lines(
+    results: Mapping[str, Any],
+    failed: Mapping[str, str],
+    skipped: Mapping[str, str],
+    kept: Mapping[str, Mapping[str, Any]] | None = None,
+    refused: Mapping[str, str] | None = None,
+) -> list[str]:
+    """One line per task: what ran and was registered, what failed and why, what was refused because another run
+    holds it, what was skipped, what the table kept from an earlier (or another) run."""
+    lines = []
+    for name, result in results.items():
+        registered = result["registered"]
+        promoted = "promoted to @champion" if registered["promoted"] else "not promoted"
+        lines.append(f"{name}: ok, {registered['model']} v{registered['version']} registered ({promoted})")
+    lines += [f"{name}: FAILED: {reason}" for name, reason in failed.items()]
+    lines += [f"{name}: REFUSED: {reason}" for name, reason in (refused or {}).items()]
+    lines += [f"{name}: skipped: {reason}" for name, reason in skipped.items()]
+    for name, run in (kept or {}).items():
+        lines.append(f"{name}: kept in the table from an earlier run (commit {run.get('commit') or 'not recorded'})")
+    return lines

@@ -1,0 +1,1 @@
+"""The networks: teacher and student loading, batching, inference, devices."""

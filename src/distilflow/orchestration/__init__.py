@@ -1,0 +1,1 @@
+"""Many stage runs: the DVC plan, flow settings, reports and retries, scratch project copies."""

@@ -1,0 +1,2 @@
+"""The MLflow model registry: registration, the promotion gate, aliases, the promotion lock, lineage, model cards,
+packaging."""

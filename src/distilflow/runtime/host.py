@@ -1,0 +1,490 @@
+"""A warm process that forks stage runs with the heavy libraries already imported.
+
+Each ``distilflow stage NAME`` is a fresh process, and before this module about 6 s of each one went to importing
+torch, transformers, datasets and MLflow (``bench/results/pipeline.json``: 7.8 s median before a stage's MLflow run
+opened). A flow run starts one host for all its stages: the host imports those libraries once, then forks a child
+per ``distilflow stage`` call, which runs the stage with the caller's working folder, environment, arguments and
+standard streams (passed over a Unix socket), so DVC sees the same command, output and exit code as a cold run.
+
+What keeps a warm run equal to a cold one:
+- The host imports third-party libraries only, never ``distilflow`` code, so each child imports this project's
+  modules from disk: an edit between two stages is in the next stage, as ``dvc.yaml``'s deps promise.
+- The host serves only callers whose environment matches its own (libraries read many settings, such as
+  ``HF_HUB_OFFLINE`` or ``OMP_NUM_THREADS``, at import time), and only the source of this module it was started
+  from. Any difference, or no host, and the caller runs the stage itself: slower, never different.
+- A child dies with its caller: it watches the caller's end of the socket and kills itself when it closes, as
+  ``kill -9`` of the flow takes ``dvc`` and the stage with it. The caller forwards SIGINT, SIGTERM and SIGHUP.
+
+No heavy import here: ``distilflow stage`` imports this module before deciding whether to run cold.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from distilflow.runtime import env_vars
+
+HOST_ENV = "DISTILFLOW_STAGE_HOST"
+"""``PID:SOCKET`` of the host a ``distilflow stage`` call should hand its run to."""
+PRELOAD = (
+    "torch",
+    "transformers",
+    "datasets",
+    "evaluate",
+    "mlflow",
+    "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store",  # ~1 s more per stage: the sqlite store every stage run opens
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "git",  # GitPython, which MLflow's run context imports to tag the commit (~1 s)
+    "sqlalchemy",
+    "alembic",
+    "pandas",
+    "pydantic",
+    "yaml",
+    "typer",
+    "sklearn.metrics",
+    "matplotlib.pyplot",
+    "great_expectations",
+)
+# Keys a caller's environment may differ in, because no import reads them (the child runs with the caller's whole
+# environment, so what is read later sees the caller's value): set per command by a shell or per test by pytest
+# (MLflow checks PYTEST_CURRENT_TEST per session), an id (MLflow's telemetry session), or read only by code the
+# host never imports (this project's DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
+VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST", "_MLFLOW_TELEMETRY_SESSION_ID"})
+VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_", "PREFECT_")
+READY_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 10.0
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STREAMS = 3  # stdin, stdout, stderr
+
+
+def source_digest() -> str:
+    """This module's source: a host started from an older copy must not serve a newer caller. (Its children import
+    the rest of distilflow from disk afresh; a workspace whose own src/ differs runs with it on PYTHONPATH, which the
+    host refuses as another environment: distilflow.runtime.own_code.)"""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+
+
+def comparable_env(env: Mapping[str, str]) -> dict[str, str]:
+    # The libraries' bar switches differ between a caller on a terminal and one in a log; the child sets them
+    # through the libraries' own functions (_progress_bars_as), which work because the host never sets them.
+    from distilflow.runtime.progress import LIBRARY_BARS_OFF
+
+    ignored = VOLATILE_ENV | LIBRARY_BARS_OFF.keys()
+    return {k: v for k, v in env.items() if k not in ignored and not k.startswith(VOLATILE_PREFIXES)}
+
+
+def env_difference(host: Mapping[str, str], caller: Mapping[str, str]) -> list[str]:
+    """The keys (never the values: they may be secrets) in which two environments differ."""
+    mine, theirs = comparable_env(host), comparable_env(caller)
+    return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
+
+# ---------------------------------------------------------------------------------------------- wire format
+
+
+def send_message(conn: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = len(payload := json.dumps(message).encode()).to_bytes(8, "big") + payload
+    if fds:
+        # A signal can cut a large sendmsg short: the descriptors went with the first part, the rest follows.
+        sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        data = data[sent:]
+    if data:  # even an empty send fails once the other side has read everything and closed
+        conn.sendall(data)
+
+
+def receive_message(conn: socket.socket, with_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
+    """One message; raises EOFError when the other side closed first."""
+    fds: list[int] = []
+    data = b""
+    if with_fds:
+        chunk, ancillary, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(with_fds * array.array("i").itemsize))
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(array.array("i", raw[: len(raw) - len(raw) % array.array("i").itemsize]))
+        data = chunk
+    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "big"):
+        chunk = conn.recv(1 << 16)
+        if not chunk:
+            for fd in fds:
+                os.close(fd)
+            raise EOFError("the other side closed the connection")
+        data += chunk
+    size = int.from_bytes(data[:8], "big")
+    return json.loads(data[8 : 8 + size]), fds
+
+
+# ---------------------------------------------------------------------------------------------- caller side
+
+
+def delegate(argv: list[str]) -> int | None:
+    """Run ``argv`` (a ``distilflow`` command line) in the host named by $DISTILFLOW_STAGE_HOST.
+
+    Returns the command's exit code, or None when there is no usable host and the caller should run it itself.
+    """
+    address = os.environ.get(HOST_ENV)
+    if not address:
+        return None
+    from distilflow.runtime.locking import die_with_parent
+    from distilflow.runtime.progress import quiet_library_bars_off_terminal
+
+    die_with_parent()  # as a cold stage does: kill -9 of the flow takes dvc, us and (through the socket) the child
+    quiet_library_bars_off_terminal()  # what the stage would set before its imports; the host did the same
+    conn = connect(address)
+    if conn is None:
+        return None
+    with conn:
+        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "source": source_digest()}
+        try:
+            send_message(conn, request, fds=list(range(STREAMS)))
+            reply, _ = receive_message(conn)
+        except BROKEN as error:  # the host died, or closed us in its idle-timeout race: nothing ran yet
+            reply = {"refused": f"the connection broke before the stage started ({type(error).__name__})"}
+        if "started" not in reply:
+            why = reply.get("refused", "the host answered something else")
+            print(f"stage host: {why}; running the stage in this process", file=sys.stderr)
+            return None
+        return _outcome(conn, int(reply["started"]))
+
+
+BROKEN = (OSError, EOFError, ValueError)  # BrokenPipeError, ConnectionResetError, EOF, a garbled message
+
+
+def _outcome(conn: socket.socket, child: int) -> int:
+    """The exit status of the stage that ``child`` started; the caller's signals go to it meanwhile.
+
+    From here on a broken connection never means a second run: the child sent "started" before doing anything
+    else, so the stage may have written outputs, checkpoints or an MLflow run, and a copy of it may still be
+    writing. Rerunning it here would run it twice, overlapping, under the same workspace lock token; the call
+    fails instead, and whoever runs the pipeline (DVC, the flow's retries) decides about a rerun.
+    """
+    forward = lambda number, _frame: _forward(child, number)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        outcome, _ = receive_message(conn)
+        return int(outcome["status"])
+    except (*BROKEN, KeyError, TypeError) as error:
+        print(
+            f"stage host: the connection broke after the stage started (pid {child}, {type(error).__name__}); "
+            "its outcome is unknown, so this call fails rather than run the stage a second time",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _forward(pid: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, number)
+
+
+def connect(address: str) -> socket.socket | None:
+    """A connection to the host, waiting while it is still importing; None when it is gone or never came up."""
+    pid_text, _, path = address.partition(":")
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(path)
+            return conn
+        except OSError:
+            conn.close()
+        if not _alive(int(pid_text)) or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs. A host that died but is not yet reaped by its starter (a zombie) does not: ``kill(pid,
+    0)`` still succeeds for it, and every stage would wait ``READY_TIMEOUT_S`` for it before running cold."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:  # no /proc (not Linux), or the process was reaped meanwhile
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows the command name in brackets
+
+
+# ---------------------------------------------------------------------------------------------- host side
+
+
+def serve(path: str, idle_timeout_s: float, starter: int | None = None) -> None:
+    """Import the heavy libraries, then fork a child per request until idle for ``idle_timeout_s``.
+
+    ``starter``: the pid of the process that started us. If it died before we could ask the kernel to kill us with
+    it (a flow killed while we were starting), we are an orphan already and leave at once.
+    """
+    from distilflow.runtime.locking import die_with_parent
+
+    die_with_parent()  # the flow that started us
+    if starter is not None and os.getppid() != starter:
+        return
+    host_env, digest = dict(os.environ), source_digest()
+    for name in PRELOAD:
+        with contextlib.suppress(ImportError):
+            __import__(name)
+    # Some imports set variables for themselves (KMP_INIT_AT_FORK, MLflow's telemetry session): a cold stage
+    # would have them too, so children get them on top of the caller's environment.
+    import_env = {k: v for k, v in os.environ.items() if k not in host_env}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path + ".part")
+    listener.listen(16)
+    os.rename(path + ".part", path)  # callers connect only once the imports are done
+    waiting: dict[int, socket.socket] = {}  # child pid -> its caller's connection
+    last_activity = time.monotonic()
+    while waiting or time.monotonic() - last_activity < idle_timeout_s:
+        readable, _, _ = select.select([listener], [], [], 0.2)
+        if readable:
+            conn, _ = listener.accept()
+            last_activity = time.monotonic()
+            pid = _start(conn, host_env, import_env, digest, listener)
+            if pid is not None:
+                waiting[pid] = conn
+        for pid, status in _reaped(list(waiting)):
+            conn = waiting.pop(pid)
+            with contextlib.suppress(OSError):
+                send_message(conn, {"status": status})
+            conn.close()
+            last_activity = time.monotonic()
+    listener.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _reaped(pids: list[int]) -> Iterator[tuple[int, int]]:
+    for pid in pids:
+        done, raw = os.waitpid(pid, os.WNOHANG)
+        if done:
+            yield pid, os.waitstatus_to_exitcode(raw) if not os.WIFSIGNALED(raw) else 128 + os.WTERMSIG(raw)
+
+
+def refusal_for(
+    request: dict[str, Any], host_env: dict[str, str], import_env: dict[str, str], digest: str
+) -> str | None:
+    """Why the host cannot run ``request`` exactly as a fresh process would; None when it can.
+
+    A variable the host's imports set for themselves (``import_env``) may be in the caller's environment too (a
+    caller that imported the same libraries, a flow or a test process) as long as it holds the value the imports
+    chose: a fresh process would end up with that value either way.
+    """
+    if request.get("source") != digest:
+        return "it runs an older distilflow.runtime.host"
+    if differing := env_difference({**host_env, **import_env}, {**import_env, **request["env"]}):
+        return f"the environment differs in {', '.join(differing[:8])}"
+    return None
+
+
+def _start(
+    conn: socket.socket, host_env: dict[str, str], import_env: dict[str, str], digest: str, listener: socket.socket
+) -> int | None:
+    """Fork the child for one request; returns its pid, or None when the request was refused."""
+    conn.settimeout(REQUEST_TIMEOUT_S)  # a caller sends its request at once; one that does not must not stall us
+    try:
+        request, fds = receive_message(conn, with_fds=STREAMS)
+    except (EOFError, OSError, ValueError):
+        conn.close()
+        return None
+    conn.settimeout(None)
+    refusal = refusal_for(request, host_env, import_env, digest)
+    if refusal is None and not request.get("probe") and len(fds) != STREAMS:
+        refusal = "the standard streams did not arrive"
+    if refusal:  # on the host's stderr: a log (warm_host's ``log``) shows which callers ran cold and why
+        kind = "probe" if request.get("probe") else " ".join(request.get("argv", [])[1:3])
+        print(f"refused {kind} in {request.get('cwd')}: {refusal}", file=sys.stderr, flush=True)
+    if refusal or request.get("probe"):
+        for fd in fds:
+            os.close(fd)
+        send_message(conn, {"refused": refusal} if refusal else {"ok": True})
+        conn.close()
+        return None
+    pid = os.fork()
+    if pid == 0:  # the child never returns
+        listener.close()
+        _run_child(conn, request, fds, import_env)
+    for fd in fds:
+        os.close(fd)
+    return pid  # the child says "started" itself: only then does the caller know the stage may have run
+
+
+def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], import_env: dict[str, str]) -> None:
+    try:
+        # Before anything else: a caller that never reads this runs the stage itself, so nothing may have run yet.
+        send_message(conn, {"started": os.getpid()})
+    except OSError:
+        os._exit(1)
+    status = 1
+    try:
+        for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.setpgid(0, 0)  # its own group: a signal meant for the host's group does not reach it
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(import_env)
+        os.environ.update({k: v for k, v in request["env"].items() if k != HOST_ENV})
+        _progress_bars_as(os.environ)
+        sys.argv = list(request["argv"])
+        # sys.path[0] as a cold console script has it (its own folder), not the host's working folder.
+        sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+        _die_with_caller(conn)
+        # The host imported a few of this project's modules for itself: the stage gets them fresh from disk.
+        for name in [m for m in sys.modules if m == "distilflow" or m.startswith("distilflow.")]:
+            del sys.modules[name]
+        from distilflow.cli import app
+
+        app(args=sys.argv[1:], prog_name="distilflow")
+        status = 0
+    except SystemExit as exit_:
+        status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except BaseException:  # the child reports every failure as a cold run would
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        with contextlib.suppress(Exception):  # the caller's answer even if the host died meanwhile
+            send_message(conn, {"status": status})
+        os._exit(status)
+
+
+def _progress_bars_as(env: Mapping[str, str]) -> None:
+    """What the bar switches in ``env`` would have done at import time, done through the libraries' functions."""
+    with contextlib.suppress(ImportError):
+        import datasets.utils
+        import huggingface_hub.utils
+
+        for key, module in (
+            ("HF_HUB_DISABLE_PROGRESS_BARS", huggingface_hub.utils),
+            ("HF_DATASETS_DISABLE_PROGRESS_BARS", datasets.utils),
+        ):
+            off = env.get(key, "").upper() in {"1", "ON", "YES", "TRUE"}
+            (module.disable_progress_bars if off else module.enable_progress_bars)()
+
+
+def _die_with_caller(conn: socket.socket) -> None:
+    """The caller sends nothing after its request: a readable socket means it closed, so it died."""
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            select.select([conn], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="die-with-caller", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------------- lifetime
+
+
+@contextlib.contextmanager
+def warm_host(env: dict[str, str], idle_timeout_s: float = 3600.0, log: Path | None = None) -> Iterator[str]:
+    """A host for the commands run inside the block, started with ``env``; yields the value for $DISTILFLOW_STAGE_HOST.
+
+    The host starts in the background: the first stage waits for its imports rather than doing them twice.
+    ``log``: a file for the host's messages (a line per caller it refused, with the reason).
+    """
+    folder = tempfile.mkdtemp(prefix="distilflow-host-")
+    path = os.path.join(folder, "host.sock")
+    with open(log or os.devnull, "a") as messages:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "distilflow.runtime.host", path, str(idle_timeout_s), str(os.getpid())],
+            env={k: v for k, v in env.items() if k != HOST_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=messages,
+        )
+    try:
+        yield f"{process.pid}:{path}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for leftover in (path, path + ".part"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def shared_host(env: dict[str, str]) -> contextlib.AbstractContextManager[str]:
+    """The host this process was pointed at ($DISTILFLOW_STAGE_HOST: ``distilflow warm``, a parent flow, the test
+    session) if it serves callers with ``env``, else a new one for the block."""
+    existing = os.environ.get(HOST_ENV)
+    if existing and probe(existing, env) is None:
+        return contextlib.nullcontext(existing)
+    return warm_host(env)
+
+
+def probe(address: str, env: dict[str, str]) -> str | None:
+    """Whether the host at ``address`` would serve a caller with ``env``: None if so, else why not."""
+    conn = connect(address)
+    if conn is None:
+        return "no host is listening"
+    with conn:
+        try:
+            send_message(conn, {"probe": True, "env": env, "source": source_digest()})
+            reply, _ = receive_message(conn)
+        except BROKEN:
+            return "the host closed the connection"
+    return reply.get("refused")
+
+
+def exported(address: str | None) -> contextlib.AbstractContextManager[str | None]:
+    """$DISTILFLOW_STAGE_HOST set to ``address`` (None: unset) in this process for the block, so every child
+    inherits it."""
+    return env_vars.exported(HOST_ENV, address)
+
+
+def run_warm(command: list[str]) -> int:
+    """``command`` with a host for the ``distilflow stage`` calls it makes (``distilflow warm dvc repro``)."""
+    env = dict(os.environ)
+    with warm_host(env) as address:
+        try:
+            return subprocess.run(command, env={**env, HOST_ENV: address}).returncode
+        except KeyboardInterrupt:
+            return 130
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the stage through its caller; warm_host stops us
+    serve(argv[0], float(argv[1]) if len(argv) > 1 else 600.0, int(argv[2]) if len(argv) > 2 else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

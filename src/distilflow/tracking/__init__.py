@@ -1,0 +1,1 @@
+"""MLflow: one run per stage (``runs``), the tag keys (``tags``), the store's health."""

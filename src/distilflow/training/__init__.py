@@ -1,0 +1,1 @@
+"""The training loop, its checkpoints and curves, the dev scorer it calls, what pretrain leaves."""

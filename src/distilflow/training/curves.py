@@ -1,0 +1,39 @@
+"""A training run's learning curves, published twice: CSVs for ``dvc plots`` and per-step MLflow metrics."""
+
+from __future__ import annotations
+
+import time
+
+from distilflow.paths import Paths
+from distilflow.tracking.runs import StageRun
+from distilflow.training.loop import LoopResult
+
+
+def log_history(tracked: StageRun, result: LoopResult) -> None:
+    """Per-step curves in batches of 1,000 values: one MLflow call per point would cost minutes on sqlite."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    now = int(time.time() * 1000)
+    points = [
+        Metric(key, float(value), now, int(point["step"]))
+        for point in result.history
+        for key, value in point.items()
+        if key != "step"
+    ]
+    client = MlflowClient()
+    for start in range(0, len(points), 1000):
+        client.log_batch(tracked.run_id, metrics=points[start : start + 1000], synchronous=True)
+
+
+def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
+    """A CSV per curve for `dvc plots`: train loss every step, dev metrics at each evaluation."""
+    import pandas as pd
+
+    paths.plots_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(result.history)
+    frame.to_csv(paths.plots_dir / f"{name}_train.csv", index=False, columns=["step", "train_loss", "learning_rate"])
+    dev_columns = [c for c in frame.columns if c.startswith("dev_")]
+    frame.dropna(subset=dev_columns).to_csv(
+        paths.plots_dir / f"{name}_dev.csv", index=False, columns=["step", *dev_columns]
+    )
