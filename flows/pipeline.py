@@ -56,8 +56,9 @@ from distilflow.orchestration.reports import (
 )
 from distilflow.paths import Paths
 from distilflow.runtime.dvc_files import lock_out_md5, read_lock
-from distilflow.runtime.host import HOST_ENV, shared_host
+from distilflow.runtime.host import shared_host
 from distilflow.runtime.locking import LOCK_DIR, LockHolder, workspace_lock
+from distilflow.runtime.warm import HOST_ENV
 from distilflow.tracking.runs import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

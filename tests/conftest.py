@@ -27,7 +27,8 @@ from distilflow.orchestration.scratch_workspace import (
     write_params,
 )
 from distilflow.paths import Paths
-from distilflow.runtime.host import HOST_ENV, warm_host
+from distilflow.runtime.host import warm_host
+from distilflow.runtime.warm import HOST_ENV
 
 # What the tests import from here (deep_update and write_params live in distilflow.orchestration.scratch_workspace).
 __all__ = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,31 +34,10 @@ def stage(
     params_file: Annotated[Path | None, typer.Option("--params", help="default: ROOT/params.yaml")] = None,
 ) -> None:
     """Run one pipeline stage with the settings in params.yaml (this is what dvc.yaml calls)."""
-    from distilflow.runtime.host import delegate
+    from distilflow.runtime.dispatch import stage_command
 
-    _run_the_code_dvc_hashed(root)
-    warm = delegate(sys.argv)  # a flow run's warm host, if one is up and fits; None: run it here
-    if warm is not None:
-        raise typer.Exit(warm)
-    from distilflow.config.params import ParamsError
-    from distilflow.runtime.dispatch import UnknownStage, run_stage
-    from distilflow.runtime.locking import WorkspaceLocked
-
-    if name == "evaluate" and model is None:
-        model = "teacher"
-    try:
-        run_stage(name, root, params_file, model)
-    except (UnknownStage, ParamsError, WorkspaceLocked, FileNotFoundError) as error:
-        _fail(str(error), 2)
-    except Exception as error:
-        from distilflow.tracking.store_health import store_fault
-
-        if _is_user_error(error):
-            _fail(f"{name} failed: {error}")
-        fault = store_fault(error)
-        if fault is not None:
-            _fail(f"{name} failed: {fault}")
-        raise
+    params = str(params_file) if params_file is not None else None
+    raise typer.Exit(stage_command(name, str(root), params, model))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -74,43 +52,6 @@ def warm(ctx: typer.Context) -> None:
     if not ctx.args:
         _fail("give the command to run, e.g. distilflow warm dvc repro", 2)
     raise typer.Exit(run_warm(list(ctx.args)))
-
-
-def _run_the_code_dvc_hashed(root: Path) -> None:
-    """Re-execute this command on the workspace's own ``src/`` when it differs from the imported package."""
-    import os
-
-    from distilflow.runtime.host import HOST_ENV
-    from distilflow.runtime.own_code import OWN_CODE_ENV, foreign_code
-
-    copy = foreign_code(root)
-    if copy is None:
-        return
-    if os.environ.get(OWN_CODE_ENV):
-        _fail(f"cannot import the workspace's own distilflow from {copy} (PYTHONPATH is not honoured?)", 2)
-    env = {key: value for key, value in os.environ.items() if key != HOST_ENV}  # the warm host runs other code
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(copy.parent), env.get("PYTHONPATH")]))
-    env[OWN_CODE_ENV] = "1"
-    print(f"distilflow: running this workspace's own code ({copy}), not the installed package's", file=sys.stderr)
-    sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "distilflow", *sys.argv[1:]], env)
-
-
-def _is_user_error(error: Exception) -> bool:
-    """Problems with the user's data, settings or registry get a clean message; bugs keep their traceback."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(
-        names
-        & {
-            "DataValidationError",
-            "IngestError",
-            "ParamsError",
-            "RegistryError",
-            "RegistryUnavailable",
-            "RegistryBusy",
-            "StoreUnavailable",
-        }
-    )
 
 
 @app.command()
@@ -149,8 +90,8 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
 
     from distilflow.config.params import ParamsError, load_params
     from distilflow.registry.aliases import model_name
+    from distilflow.runtime.store_health import StoreUnavailable
     from distilflow.tracking.runs import configure_mlflow
-    from distilflow.tracking.store_health import StoreUnavailable
 
     if role not in ("student", "teacher"):
         _fail(f"--role must be student or teacher, not {role!r}", 2)

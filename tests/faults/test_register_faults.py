@@ -19,7 +19,7 @@ import pytest
 from mlflow import MlflowClient
 
 from distilflow.paths import Paths
-from distilflow.runtime.host import HOST_ENV
+from distilflow.runtime.warm import HOST_ENV
 from distilflow.tasks import get_task
 from distilflow.tracking.tags import (
     CHAMPION_MOVING_TAG,

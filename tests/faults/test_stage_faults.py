@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from distilflow.registry.registration import weights_hash
-from distilflow.runtime.host import HOST_ENV
+from distilflow.runtime.warm import HOST_ENV
 from tests.conftest import committed_copy, run, test_env
 from tests.faults.test_register_faults import INJECT
 from tests.reliability_record import record

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distilflow.runtime.host import HOST_ENV
+from distilflow.runtime.warm import HOST_ENV
 from distilflow.tasks import LINE
 from distilflow.training.checkpoints import FINGERPRINT_FILE, ResumeRefused, prepare
 from distilflow.training.loop import schedule_fingerprint

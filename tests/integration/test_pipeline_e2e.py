@@ -63,6 +63,37 @@ def test_repro_registers_a_champion_that_predicts(pipeline_workspace: Path) -> N
     assert evaluation["parameters"] < json.loads((root / "metrics" / "eval_teacher.json").read_text())["parameters"]
 
 
+def test_each_stage_run_logs_exactly_the_params_dvc_tracks_for_it(pipeline_workspace: Path) -> None:
+    """What a stage logs to MLflow is read from its dvc.yaml ``params:``, so the two never disagree."""
+    root = pipeline_workspace
+    dvc_yaml = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("distilflow-sst2").experiment_id])
+    seen = set()
+    for run_ in runs:
+        stage = run_.data.tags[STAGE_TAG].split("-")[0]  # evaluate-teacher: dvc.yaml's foreach stage evaluate
+        spec = dvc_yaml[stage].get("do", dvc_yaml[stage])
+        expected = set()
+        for key in spec["params"]:
+            value = params
+            for part in key.split("."):
+                value = value[part]
+            expected |= {key} if not isinstance(value, dict) else {name for name in flat_keys(value, key)}
+        assert set(run_.data.params) == expected, stage
+        seen.add(stage)
+    assert set(dvc_yaml) - seen == {"pretrain"}  # disabled in params.yaml, so it opens no MLflow run
+
+
+def flat_keys(mapping: dict[str, object], prefix: str) -> set[str]:
+    keys: set[str] = set()
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}"
+        keys |= flat_keys(value, name) if isinstance(value, dict) and value else {name}
+    return keys
+
+
 def test_second_repro_skips_everything_and_param_change_reruns_only_dependants(
     pipeline_workspace: Path, tmp_path: Path
 ) -> None:

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from distilflow.orchestration.scratch_workspace import subprocess_env
-from distilflow.runtime.host import HOST_ENV, connect, env_difference, probe, refusal_for, source_digest, warm_host
+from distilflow.runtime.host import env_difference, probe, refusal_for, warm_host
 from distilflow.runtime.locking import workspace_lock
+from distilflow.runtime.warm import HOST_ENV, connect, source_digest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "distilflow.cli"]
@@ -220,7 +221,7 @@ def test_a_warm_stage_sees_the_hub_mode_a_cold_one_sees(tmp_path: Path) -> None:
 # format, so the caller meets what a dying host or the idle-timeout race gives it.
 FAULTY_HOST = """
 import os, socket, sys
-from distilflow.runtime.host import STREAMS, receive_message, send_message
+from distilflow.runtime.warm import STREAMS, receive_message, send_message
 
 path, moment = sys.argv[1], sys.argv[2]
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

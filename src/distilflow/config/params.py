@@ -4,6 +4,7 @@ so a typo such as ``distill.temprature`` fails with the key and the file named i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from distilflow.config import yaml_io
+from distilflow.errors import UserError
 from distilflow.paths import Paths
 from distilflow.tasks import TASKS
 
@@ -407,7 +409,7 @@ class Params(Section):
         return value
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """params.yaml is missing, not YAML, or has unknown or ill-typed keys."""
 
 
@@ -454,7 +456,11 @@ def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def section_dict(params: Params, section: str) -> dict[str, Any]:
-    """A section as flat ``section.key`` pairs, the form MLflow params take."""
-    value = params.model_dump(by_alias=True)[section]
-    return {key: item for key, item in flatten({section: value}).items() if item != {}}
+def params_at(params: Params, keys: Iterable[str]) -> dict[str, Any]:
+    """The settings under dvc.yaml ``params:`` keys (a whole section, or one dotted key) as flat ``section.key``
+    pairs, the form MLflow params take: a stage logs exactly what DVC tracks for it."""
+    wanted = tuple(keys)
+    flat = flatten(params.model_dump(by_alias=True))
+    return {
+        name: value for name, value in flat.items() if any(name == key or name.startswith(f"{key}.") for key in wanted)
+    }

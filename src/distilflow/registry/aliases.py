@@ -32,6 +32,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from distilflow.errors import UserError
 from distilflow.tracking.tags import (
     CHAMPION_MOVING_TAG,
     CHAMPION_SET_TAG,
@@ -49,11 +50,11 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError, ValueError):
     """A registry operation a person asked for cannot be done (unknown version, nothing to roll back to)."""
 
 
-class RegistryUnavailable(RuntimeError):
+class RegistryUnavailable(UserError, RuntimeError):
     """The registry could not be read or written (locked, unreachable, refused): nothing was changed."""
 
 

@@ -24,14 +24,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from distilflow.tracking.store_health import sqlite_path
+from distilflow.errors import UserError
+from distilflow.runtime.store_health import sqlite_path
 
 LOCK_FILE = Path(".distilflow") / "registry.lock"
 LEASE_S = 120.0  # a dead holder's slot frees itself after this; a live one renews it
 WAIT_S = 600.0  # how long a promotion waits for another to finish before it gives up
 
 
-class RegistryBusy(RuntimeError):
+class RegistryBusy(UserError, RuntimeError):
     """Another promotion of the same model held the registry lock for longer than this one would wait."""
 
 

@@ -95,7 +95,6 @@ from distilflow.tracking.tags import (
     WEIGHTS_HASH_TAG,
 )
 
-SECTIONS = ("register",)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/distilflow: the code a registered version carries
 MODEL_CODE = PACKAGE_DIR / "serving" / "pyfunc_model.py"
 
@@ -329,7 +328,7 @@ def register(params: Params, paths: Paths, write_outputs: bool = True) -> dict[s
     task = get_task(params.task)
     evaluations = {role: json.loads(paths.metrics_file(f"eval_{role}").read_text()) for role in ("teacher", "student")}
     roles = ("teacher", "student") if params.register_.register_teacher else ("student",)
-    with stage_run("register", params, paths, SECTIONS) as tracked, tempfile.TemporaryDirectory() as tmp:
+    with stage_run("register", params, paths) as tracked, tempfile.TemporaryDirectory() as tmp:
         client = mlflow.MlflowClient()
         dev = dev_scoring.load_dev(task, paths.validated_dir)
         baseline, baseline_model = dev_scoring.baseline_metric(task, dev) if dev is not None else (math.nan, "-")

@@ -20,10 +20,7 @@ No heavy import here: ``distilflow stage`` imports this module before deciding w
 
 from __future__ import annotations
 
-import array
 import contextlib
-import hashlib
-import json
 import os
 import select
 import signal
@@ -38,9 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.runtime import env_vars
+from distilflow.runtime.warm import (
+    BROKEN,
+    FORWARDED_SIGNALS,
+    HOST_ENV,
+    STREAMS,
+    connect,
+    receive_message,
+    send_message,
+    source_digest,
+)
 
-HOST_ENV = "DISTILFLOW_STAGE_HOST"
-"""``PID:SOCKET`` of the host a ``distilflow stage`` call should hand its run to."""
 PRELOAD = (
     "torch",
     "transformers",
@@ -67,17 +72,7 @@ PRELOAD = (
 # host never imports (this project's DISTILFLOW_* settings, DVC's and Prefect's), which each child imports fresh.
 VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "PYTEST_CURRENT_TEST", "_MLFLOW_TELEMETRY_SESSION_ID"})
 VOLATILE_PREFIXES = ("DVC_", "DISTILFLOW_", "PREFECT_")
-READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 10.0
-FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-STREAMS = 3  # stdin, stdout, stderr
-
-
-def source_digest() -> str:
-    """This module's source: a host started from an older copy must not serve a newer caller. (Its children import
-    the rest of distilflow from disk afresh; a workspace whose own src/ differs runs with it on PYTHONPATH, which the
-    host refuses as another environment: distilflow.runtime.own_code.)"""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
 
 
 def comparable_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -93,142 +88,6 @@ def env_difference(host: Mapping[str, str], caller: Mapping[str, str]) -> list[s
     """The keys (never the values: they may be secrets) in which two environments differ."""
     mine, theirs = comparable_env(host), comparable_env(caller)
     return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-
-
-# ---------------------------------------------------------------------------------------------- wire format
-
-
-def send_message(conn: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = len(payload := json.dumps(message).encode()).to_bytes(8, "big") + payload
-    if fds:
-        # A signal can cut a large sendmsg short: the descriptors went with the first part, the rest follows.
-        sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-        data = data[sent:]
-    if data:  # even an empty send fails once the other side has read everything and closed
-        conn.sendall(data)
-
-
-def receive_message(conn: socket.socket, with_fds: int = 0) -> tuple[dict[str, Any], list[int]]:
-    """One message; raises EOFError when the other side closed first."""
-    fds: list[int] = []
-    data = b""
-    if with_fds:
-        chunk, ancillary, _flags, _addr = conn.recvmsg(1 << 16, socket.CMSG_SPACE(with_fds * array.array("i").itemsize))
-        for level, kind, raw in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.extend(array.array("i", raw[: len(raw) - len(raw) % array.array("i").itemsize]))
-        data = chunk
-    while len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "big"):
-        chunk = conn.recv(1 << 16)
-        if not chunk:
-            for fd in fds:
-                os.close(fd)
-            raise EOFError("the other side closed the connection")
-        data += chunk
-    size = int.from_bytes(data[:8], "big")
-    return json.loads(data[8 : 8 + size]), fds
-
-
-# ---------------------------------------------------------------------------------------------- caller side
-
-
-def delegate(argv: list[str]) -> int | None:
-    """Run ``argv`` (a ``distilflow`` command line) in the host named by $DISTILFLOW_STAGE_HOST.
-
-    Returns the command's exit code, or None when there is no usable host and the caller should run it itself.
-    """
-    address = os.environ.get(HOST_ENV)
-    if not address:
-        return None
-    from distilflow.runtime.locking import die_with_parent
-    from distilflow.runtime.progress import quiet_library_bars_off_terminal
-
-    die_with_parent()  # as a cold stage does: kill -9 of the flow takes dvc, us and (through the socket) the child
-    quiet_library_bars_off_terminal()  # what the stage would set before its imports; the host did the same
-    conn = connect(address)
-    if conn is None:
-        return None
-    with conn:
-        request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "source": source_digest()}
-        try:
-            send_message(conn, request, fds=list(range(STREAMS)))
-            reply, _ = receive_message(conn)
-        except BROKEN as error:  # the host died, or closed us in its idle-timeout race: nothing ran yet
-            reply = {"refused": f"the connection broke before the stage started ({type(error).__name__})"}
-        if "started" not in reply:
-            why = reply.get("refused", "the host answered something else")
-            print(f"stage host: {why}; running the stage in this process", file=sys.stderr)
-            return None
-        return _outcome(conn, int(reply["started"]))
-
-
-BROKEN = (OSError, EOFError, ValueError)  # BrokenPipeError, ConnectionResetError, EOF, a garbled message
-
-
-def _outcome(conn: socket.socket, child: int) -> int:
-    """The exit status of the stage that ``child`` started; the caller's signals go to it meanwhile.
-
-    From here on a broken connection never means a second run: the child sent "started" before doing anything
-    else, so the stage may have written outputs, checkpoints or an MLflow run, and a copy of it may still be
-    writing. Rerunning it here would run it twice, overlapping, under the same workspace lock token; the call
-    fails instead, and whoever runs the pipeline (DVC, the flow's retries) decides about a rerun.
-    """
-    forward = lambda number, _frame: _forward(child, number)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    try:
-        outcome, _ = receive_message(conn)
-        return int(outcome["status"])
-    except (*BROKEN, KeyError, TypeError) as error:
-        print(
-            f"stage host: the connection broke after the stage started (pid {child}, {type(error).__name__}); "
-            "its outcome is unknown, so this call fails rather than run the stage a second time",
-            file=sys.stderr,
-        )
-        return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _forward(pid: int, number: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, number)
-
-
-def connect(address: str) -> socket.socket | None:
-    """A connection to the host, waiting while it is still importing; None when it is gone or never came up."""
-    pid_text, _, path = address.partition(":")
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(path)
-            return conn
-        except OSError:
-            conn.close()
-        if not _alive(int(pid_text)) or time.monotonic() > deadline:
-            return None
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs. A host that died but is not yet reaped by its starter (a zombie) does not: ``kill(pid,
-    0)`` still succeeds for it, and every stage would wait ``READY_TIMEOUT_S`` for it before running cold."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:  # no /proc (not Linux), or the process was reaped meanwhile
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]  # the state follows the command name in brackets
 
 
 # ---------------------------------------------------------------------------------------------- host side
@@ -315,7 +174,7 @@ def _start(
     if refusal is None and not request.get("probe") and len(fds) != STREAMS:
         refusal = "the standard streams did not arrive"
     if refusal:  # on the host's stderr: a log (warm_host's ``log``) shows which callers ran cold and why
-        kind = "probe" if request.get("probe") else " ".join(request.get("argv", [])[1:3])
+        kind = "probe" if request.get("probe") else f"stage {request.get('call', {}).get('name')}"
         print(f"refused {kind} in {request.get('cwd')}: {refusal}", file=sys.stderr, flush=True)
     if refusal or request.get("probe"):
         for fd in fds:
@@ -359,10 +218,9 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int], imp
         # The host imported a few of this project's modules for itself: the stage gets them fresh from disk.
         for name in [m for m in sys.modules if m == "distilflow" or m.startswith("distilflow.")]:
             del sys.modules[name]
-        from distilflow.cli import app
+        from distilflow.runtime.dispatch import stage_command
 
-        app(args=sys.argv[1:], prog_name="distilflow")
-        status = 0
+        status = stage_command(**request["call"])
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except BaseException:  # the child reports every failure as a cold run would

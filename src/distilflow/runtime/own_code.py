@@ -11,6 +11,8 @@ records is what ran.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # src/distilflow
@@ -37,3 +39,23 @@ def foreign_code(root: Path) -> Path | None:
     if code == PACKAGE_DIR or code_digest(code) == code_digest():
         return None
     return code
+
+
+def run_own_code(root: Path) -> None:
+    """Re-execute this command on the workspace's own ``src/`` when it differs from the imported package; return
+    when they are the same code. The warm host's address is dropped: that host imports the other package."""
+    from distilflow.runtime.warm import HOST_ENV
+
+    copy = foreign_code(root)
+    if copy is None:
+        return
+    if os.environ.get(OWN_CODE_ENV):
+        message = f"cannot import the workspace's own distilflow from {copy} (PYTHONPATH is not honoured?)"
+        print(message, file=sys.stderr)
+        raise SystemExit(2)
+    env = {key: value for key, value in os.environ.items() if key != HOST_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(copy.parent), env.get("PYTHONPATH")]))
+    env[OWN_CODE_ENV] = "1"
+    print(f"distilflow: running this workspace's own code ({copy}), not the installed package's", file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "distilflow", *sys.argv[1:]], env)

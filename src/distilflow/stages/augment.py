@@ -27,7 +27,6 @@ from distilflow.paths import Paths
 from distilflow.tasks import get_task
 from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
-SECTIONS = ("augment",)
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
 
 
@@ -98,7 +97,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(paths.teacher_dir))
     teacher = load_classifier(paths.teacher_dir)
-    with stage_run("augment", params, paths, SECTIONS) as tracked:
+    with stage_run("augment", params, paths) as tracked:
         transfer, stats = build_transfer_set(data["train"], teacher, tokenizer, params)
         out = paths.transfer_dir
         tmp = out.with_name(out.name + ".tmp")

@@ -36,7 +36,6 @@ from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, LossFn, train
 from distilflow.training.pretrained import read_summary
 
-SECTIONS = ("distill",)
 EXPORT_DIR = "export"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -268,7 +267,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     teacher = load_classifier(paths.teacher_dir)
     settings = loop_settings(config, task, params)
     dev = data[task.dev_splits[0]]
-    with stage_run("distill", params, paths, SECTIONS) as tracked:
+    with stage_run("distill", params, paths) as tracked:
         student, pretrained = starting_student(teacher, params, task, paths.student_pretrained_dir)
         needs_teacher = config.hidden_weight > 0 or config.attention_weight > 0
         student, result = distill(

@@ -39,7 +39,6 @@ from distilflow.paths import Paths
 from distilflow.tasks import LINE, GlueTask, get_task
 from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
-SECTIONS = ("evaluate",)
 MODELS = ("teacher", "student")
 ID = "id"  # the validated frames' id column (distilflow.data.glue_io.ID), for tasks whose files carry one
 
@@ -300,7 +299,7 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(folder))
     model: torch.nn.Module = load_classifier(folder)
-    with stage_run(f"evaluate-{which}", params, paths, SECTIONS) as tracked:
+    with stage_run("evaluate", params, paths, instance=which) as tracked:
         # Scoring runs where training does (a GPU, when there is one: MNLI's and QQP's dev sets are large);
         # the speed measurement below is on CPU, which is where the latency budget applies.
         model.to(choose_device(params.finetune.device))

@@ -37,8 +37,6 @@ from distilflow.training.curves import log_history, write_curve
 from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import LoopSettings, schedule_fingerprint, train
 
-SECTIONS = ("model", "finetune")
-
 
 def supervised_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     loss: torch.Tensor = model(**batch).loss
@@ -82,7 +80,7 @@ def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[Stage
     if rank != 0:
         yield None
         return
-    with stage_run("finetune", params, paths, SECTIONS) as tracked:
+    with stage_run("finetune", params, paths) as tracked:
         yield tracked
 
 

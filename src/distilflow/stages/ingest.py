@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from distilflow.config.params import Params
+from distilflow.errors import UserError
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import dvc_directory_md5, stage_run, write_json, write_lineage
 from distilflow.tracking.tags import DATA_TAG
 
-SECTIONS = ("data",)
 
-
-class IngestError(RuntimeError):
+class IngestError(UserError, RuntimeError):
     """The data source is missing or cannot be read."""
 
 
@@ -107,7 +106,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    with stage_run("ingest", params, paths, SECTIONS) as tracked:
+    with stage_run("ingest", params, paths) as tracked:
         if params.data.source == "hub":
             rows, revision = from_hub(task, target, params)
             origin = f"hub:nyu-mll/glue/{task.name}@{revision}"

@@ -30,7 +30,6 @@ from distilflow.training.curves import log_history
 from distilflow.training.loop import EvalFn, LoopSettings, LossFn, train
 from distilflow.training.pretrained import SUMMARY_FILE
 
-SECTIONS = ("pretrain", "distill")
 PRIMARY_METRIC = "mlm_accuracy"
 
 
@@ -211,7 +210,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     transfer = load_from_disk(str(paths.transfer_dir))
     tokenizer = load_tokenizer(str(paths.teacher_dir))
     teacher = load_classifier(paths.teacher_dir)
-    with stage_run("pretrain", params, paths, SECTIONS) as tracked:
+    with stage_run("pretrain", params, paths) as tracked:
         student = build_student(teacher, params.distill.student, task, params.seed)
         del teacher
         model, outcome = pretrain_student(student, transfer, tokenizer, params)

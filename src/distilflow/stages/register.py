@@ -12,9 +12,9 @@ from typing import Any
 
 from distilflow.config.params import Params
 from distilflow.paths import Paths
-from distilflow.registry.registration import SECTIONS, register
+from distilflow.registry.registration import register
 
-__all__ = ["SECTIONS", "run"]
+__all__ = ["run"]
 
 
 def run(params: Params, paths: Paths, write_outputs: bool = True) -> dict[str, Any]:

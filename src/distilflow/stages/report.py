@@ -28,8 +28,6 @@ from distilflow.paths import Paths
 from distilflow.tasks import get_task
 from distilflow.tracking.runs import stage_run, write_json
 
-SECTIONS = ("evaluate",)
-
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
@@ -44,7 +42,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     dev = data[task.dev_splits[0]]
     pad_id = load_tokenizer(str(paths.teacher_dir)).pad_token_id
     models = {"teacher": load_classifier(paths.teacher_dir), "student": load_classifier(paths.student_dir)}
-    with stage_run("report", params, paths, SECTIONS) as tracked:
+    with stage_run("report", params, paths) as tracked:
         speed = measure_speed_together(models, dev, pad_id, settings)
         comparison = build_comparison(task, evaluations, speed, settings.throughput_batch_size)
         conditions = measurement_conditions(min(settings.latency_examples, len(dev)), settings.throughput_batches)

@@ -25,8 +25,6 @@ from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
 from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
-SECTIONS = ("model", "tokenize")
-
 
 def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "") -> str:
     """Hash of exactly what determines the output: the text and labels, the vocabulary and the settings."""
@@ -82,7 +80,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             "meta": json.loads(meta_file.read_text()),
             "reused": True,
         }
-    with stage_run("tokenize", params, paths, SECTIONS) as tracked:
+    with stage_run("tokenize", params, paths) as tracked:
         tokenizer = load_tokenizer(tokenizer_dir)
         splits = DatasetDict(
             {split: encode(frame, task, tokenizer, params.tokenize.max_length) for split, frame in frames.items()}

@@ -18,8 +18,6 @@ from distilflow.paths import Paths
 from distilflow.tasks import get_task
 from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
 
-SECTIONS = ("data", "validate")
-
 
 def stage_metrics(report: ValidationReport) -> dict[str, float]:
     """Flat numbers for MLflow: the DVC metric (verdict, counts, rows), class shares per split, rules hit, time."""
@@ -92,7 +90,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         if (limit := params.data.max_train_rows if split == "train" else params.data.max_dev_rows) is not None
     }
     # A failing validation is still a run worth keeping: MLflow marks it FAILED, with the report attached.
-    with stage_run("validate", params, paths, SECTIONS) as tracked:
+    with stage_run("validate", params, paths) as tracked:
         report = validate_folder(task, paths.raw_dir, settings, report_dir=reports, max_rows=max_rows)
         # validate_folder wrote the full summary (per rule, per split) beside the report; the DVC metric stays a
         # few flat columns, so `dvc exp show` is not flooded with one column per rule.

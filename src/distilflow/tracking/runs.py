@@ -18,10 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from distilflow.config.params import Params, section_dict
+from distilflow.config.params import Params, params_at
 from distilflow.paths import Paths
+from distilflow.runtime.dvc_files import stages
 from distilflow.runtime.env_vars import environment_kept
-from distilflow.tracking.store_health import check_store
+from distilflow.runtime.store_health import check_store
 from distilflow.tracking.tags import (
     DATA_TAG,
     EXPERIMENT_KIND,
@@ -197,25 +198,34 @@ class StageRun:
 
 
 @contextmanager
-def stage_run(stage: str, params: Params, paths: Paths, sections: tuple[str, ...] = ()) -> Iterator[StageRun]:
-    """One MLflow run for one stage, tagged with the pipeline id, git commit, data and params hashes."""
+def stage_run(stage: str, params: Params, paths: Paths, instance: str | None = None) -> Iterator[StageRun]:
+    """One MLflow run for dvc.yaml's stage ``stage`` (``instance``: a ``foreach`` key, e.g. evaluate's teacher),
+    tagged with the pipeline id, git commit, data and params hashes. Its params are what dvc.yaml's ``params:``
+    tracks for the stage, read from there: the two cannot disagree."""
     import mlflow
 
     configure_mlflow(params, paths)
+    name = f"{stage}-{instance}" if instance else stage
     tags = {
-        STAGE_TAG: stage,
+        STAGE_TAG: name,
         TASK_TAG: params.task,
         PIPELINE_ID_TAG: pipeline_id(),
         GIT_COMMIT_TAG: git_commit(paths.root),
         DATA_TAG: dvc_lock_data_hash(paths.root),
         PARAMS_HASH_TAG: params_hash(params),
     }
-    with mlflow.start_run(run_name=f"{stage}-{tags[PIPELINE_ID_TAG]}", tags=tags) as run:
-        logged: dict[str, Any] = {"task": params.task, "seed": params.seed}
-        for section in sections:
-            logged.update(section_dict(params, section))
+    with mlflow.start_run(run_name=f"{name}-{tags[PIPELINE_ID_TAG]}", tags=tags) as run:
+        logged = params_at(params, tracked_params(paths.root, stage))
         mlflow.log_params({key: str(value)[:500] for key, value in logged.items()})
         yield StageRun(run.info.run_id)
+
+
+def tracked_params(root: Path, stage: str) -> tuple[str, ...]:
+    """dvc.yaml's ``params:`` of ``stage``."""
+    spec = next((spec for spec in stages(root) if spec.name == stage), None)
+    if spec is None:
+        raise ValueError(f"{stage!r} is not a stage of {root / 'dvc.yaml'}")
+    return spec.params
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from distilflow.config.rules import ERROR, RULES, WARNING
 from distilflow.data.glue_io import RowProblem
+from distilflow.errors import UserError
 
 
 def shown(path: Path) -> str:
@@ -27,7 +28,7 @@ def shown(path: Path) -> str:
     return str(path)
 
 
-class DataValidationError(Exception):
+class DataValidationError(UserError):
     """The data failed an error-severity rule; ``str()`` is the message a person acts on."""
 
     def __init__(

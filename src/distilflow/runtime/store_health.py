@@ -14,12 +14,14 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from distilflow.errors import UserError
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 PROBE_TIMEOUT_S = 5.0
 PROBE_TRIES = 3
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(UserError, RuntimeError):
     """The MLflow store cannot be used (corrupt, unreachable): nothing was written to it."""
 
 
