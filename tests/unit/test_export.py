@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from datasets import Dataset
-from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+from transformers import BertForSequenceClassification, BertTokenizerFast
 
 from distilflow.config.params import ExportParams
 from distilflow.export.student import (
@@ -23,6 +22,7 @@ from distilflow.export.student import (
     torch_forward,
 )
 from distilflow.tasks import get_task
+from tests.tiny_bert import tiny_bert
 
 WORDS = [f"w{i}" for i in range(200)]
 
@@ -34,17 +34,7 @@ def setup(
     folder = tmp_path_factory.mktemp("export")
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tokenizer = BertTokenizerFast.from_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    model = BertForSequenceClassification(config).eval()
+    model = tiny_bert(vocab_size=len(WORDS) + 5).eval()
     # Labels the model itself predicts, with rows of very different lengths so batches carry padding.
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 30)))) for _ in range(96)]
