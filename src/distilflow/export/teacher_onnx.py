@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 
 from distilflow.export.student import INPUT_NAMES, export_onnx, onnx_session
-from distilflow.models.batching import Columns, pad_columns
+from distilflow.models.batching import logits_by_length
 from distilflow.models.inference import predict_logits
 
 LOGIT_TOLERANCE = 1e-3
@@ -74,16 +74,11 @@ def cached_teacher_session(model: Any, folder: Path, threads: int | None = None)
 
 def onnx_logits(session: Any, dataset: Dataset, batch_size: int, pad_id: int) -> np.ndarray:
     """Logits in the dataset's row order, from length-sorted batches (little padding), like predict_logits."""
-    columns = Columns(dataset, names=("input_ids", "token_type_ids"))
-    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
-    outputs: list[np.ndarray] = []
-    for start in range(0, len(order), batch_size):
-        batch = pad_columns(columns.take(order[start : start + batch_size].tolist()), pad_id, regression=False)
-        outputs.append(session.run(["logits"], {name: batch[name].numpy() for name in INPUT_NAMES})[0])
-    stacked = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
+
+    def run_batch(batch: dict[str, torch.Tensor]) -> np.ndarray:
+        return np.asarray(session.run(["logits"], {name: batch[name].numpy() for name in INPUT_NAMES})[0])
+
+    return logits_by_length(dataset, batch_size, pad_id, run_batch)
 
 
 def compare_on_sample(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -31,6 +30,7 @@ from distilflow.config.params import Params
 from distilflow.evaluation.references import Reference
 from distilflow.glue.table import build_glue_table, draw, merge_results, render_markdown, results_from_table
 from distilflow.orchestration.scratch_workspace import (
+    copy_items,
     deep_update,
     git_commit,
     make_workspace,
@@ -228,14 +228,7 @@ def prepare_workspace(root: Path, workspace: Path, overrides: dict[str, Any]) ->
     if not (workspace / "dvc.yaml").is_file():
         make_workspace(root, workspace, overrides)
     else:
-        for item in workspace_items(root):
-            origin, target = root / item, workspace / item
-            if origin.is_dir():
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-            elif origin.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(origin, target)
+        copy_items(root, workspace, workspace_items(root))
         write_params(workspace, overrides)
     (workspace / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
     if _git_changed(workspace):

@@ -7,7 +7,7 @@ function of (seed, epoch) and a resumed run replays exactly the batches an unint
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,3 +156,30 @@ class Collator:
 
     def columns(self, columns: dict[str, list[Any]]) -> dict[str, torch.Tensor]:
         return pad_columns(columns, self.pad_id, self.regression, self.mask_if_full)
+
+
+def logits_by_length(
+    dataset: Any,
+    batch_size: int,
+    pad_id: int,
+    run_batch: Callable[[dict[str, torch.Tensor]], np.ndarray],
+    on_batch: Callable[[int], object] | None = None,
+) -> np.ndarray:
+    """``run_batch``'s logits over ``dataset``, in its row order, from batches of rows sorted by length.
+
+    Sorting first means each batch pads to a length close to all of its rows, so little time goes on padding;
+    the eager model (``inference.predict_logits``) and ONNX Runtime (``teacher_onnx.onnx_logits``) share it.
+    ``on_batch`` hears each batch's row count (a progress bar).
+    """
+    columns = Columns(dataset, names=("input_ids", "token_type_ids"))
+    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
+    outputs: list[np.ndarray] = []
+    for start in range(0, len(order), batch_size):
+        batch = pad_columns(columns.take(order[start : start + batch_size].tolist()), pad_id, regression=False)
+        outputs.append(run_batch(batch))
+        if on_batch is not None:
+            on_batch(len(batch["input_ids"]))
+    stacked = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
+    result = np.empty_like(stacked)
+    result[order] = stacked
+    return result

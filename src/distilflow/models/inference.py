@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from distilflow.models.batching import Columns, pad_columns
+from distilflow.models.batching import logits_by_length
 from distilflow.runtime.progress import progress_bar
 from distilflow.tasks import GlueTask
 
@@ -27,21 +27,17 @@ def predict_logits(
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    columns = Columns(dataset, names=("input_ids", "token_type_ids"))
-    order = np.argsort(np.asarray(dataset["length"]), kind="stable")
-    outputs: list[np.ndarray] = []
-    bar = progress_bar(total=len(order), desc=progress or "", unit="row", disable=progress is None)
-    for start in range(0, len(order), batch_size):
-        batch = pad_columns(columns.take(order[start : start + batch_size].tolist()), pad_id, regression=False)
+    bar = progress_bar(total=len(dataset), desc=progress or "", unit="row", disable=progress is None)
+
+    def run_batch(batch: dict[str, torch.Tensor]) -> np.ndarray:
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
-        outputs.append(logits.float().cpu().numpy())
-        bar.update(len(batch["input_ids"]))
-    bar.close()
-    model.train(was_training)
-    stacked = np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32)
-    result = np.empty_like(stacked)
-    result[order] = stacked
-    return result
+        return np.asarray(logits.float().cpu().numpy())
+
+    try:
+        return logits_by_length(dataset, batch_size, pad_id, run_batch, on_batch=bar.update)
+    finally:
+        bar.close()
+        model.train(was_training)
 
 
 def logits_to_predictions(logits: np.ndarray, task: GlueTask) -> np.ndarray:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +94,31 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+class CommandFailed(RuntimeError):
+    """A command a scratch or GLUE workspace needs (git, dvc, a stage) exited non-zero: a failure of the run, not of
+    the user's input, so it keeps its traceback. Carries the command, its exit code and the tail of its output."""
+
+    def __init__(self, command: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.command = command
+        self.returncode = returncode
+        self.output_tail = f"{stdout[-OUTPUT_TAIL_CHARS:]}\n{stderr[-OUTPUT_TAIL_CHARS:]}"
+        super().__init__(f"{' '.join(command)} exited {returncode}\n{self.output_tail}")
+
+
+OUTPUT_TAIL_CHARS = 4000
+"""Of each of stdout and stderr, kept in a ``CommandFailed`` message: enough for DVC's or a stage's error."""
+
+
 def run_checked(
     cmd: list[str], cwd: Path, env: dict[str, str] | None = None, check: bool = True, timeout: int = 900
 ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` in ``cwd`` (default environment: ``subprocess_env()``); with ``check``, a failure raises
-    ``AssertionError`` with the command's last output."""
+    ``CommandFailed`` with the command's last output."""
     process = subprocess.run(
         cmd, cwd=cwd, env=env or subprocess_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and process.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} exited {process.returncode}\n{process.stdout[-4000:]}\n{process.stderr[-4000:]}"
-        )
+        raise CommandFailed(cmd, process.returncode, process.stdout, process.stderr)
     return process
 
 
@@ -114,17 +128,25 @@ def git_commit(root: Path, message: str) -> None:
     run_checked(["git", *GIT_IDENTITY, "commit", "-qm", message], root)
 
 
+def copy_items(source: Path, target: Path, items: Iterable[str]) -> None:
+    """Copy each of ``items`` (relative paths) from ``source`` to ``target``, replacing what ``target`` holds there:
+    a folder is copied whole (no bytecode or build metadata), so a file deleted in ``source`` goes in ``target`` too.
+    An item ``source`` lacks is left out."""
+    for item in items:
+        origin, copy = source / item, target / item
+        if origin.is_dir():
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(origin, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif origin.is_file():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, copy)
+
+
 def make_workspace(source: Path, target: Path, params_overrides: dict[str, Any]) -> Path:
     """A git + DVC project in ``target`` holding ``source``'s pipeline, its params.yaml changed by
     ``params_overrides`` (e.g. the smoke profile)."""
     target.mkdir(parents=True, exist_ok=True)
-    for item in workspace_items(source):
-        origin = source / item
-        if origin.is_dir():
-            shutil.copytree(origin, target / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif origin.is_file():
-            (target / item).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(origin, target / item)
+    copy_items(source, target, workspace_items(source))
     write_params(target, params_overrides)
     run_checked(["git", "init", "-q"], target)
     git_commit(target, "workspace")
