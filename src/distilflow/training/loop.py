@@ -13,7 +13,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 
-from distilflow.config.params import TrainingParams
+from distilflow.config.training_params import TrainingParams
 from distilflow.models.batching import Collator, Columns, LengthGroupedBatches
 from distilflow.models.devices import (
     barrier,
@@ -132,6 +132,30 @@ def _cycle(
 
 
 @dataclass
+class RunState:
+    """Where a run stands: what a checkpoint saves (``state.json``'s ``progress``) and a resumed run continues from."""
+
+    step: int = 0
+    # The next batch to draw, so a resumed run continues with exactly that batch.
+    epoch: int = 0
+    batch: int = 0
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0  # evaluations since the best one, for early stopping
+    samples: int = 0
+    seconds: float = 0.0  # training time only: evaluations and checkpoints are left out
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_checkpoint(cls, progress: dict[str, Any]) -> RunState:
+        """The state a checkpoint recorded (its keys are these fields' names)."""
+        return cls(**progress)
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class _Run:
     """What one call of :func:`train` works with, built once by :func:`_setup`."""
 
@@ -196,27 +220,16 @@ def _setup(model: torch.nn.Module, train_set: Dataset, settings: LoopSettings) -
     return _Run(model, net, device, dtype, rank, world, batches_per_epoch, total, optimizer, scheduler, scaler, sampler)
 
 
-def _resume(run: _Run, checkpoint_dir: Path | None) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """The progress to continue from (a fresh one without a checkpoint) and the best weights so far."""
-    # "epoch"/"batch": the next batch to draw, so a resumed run continues with exactly that batch.
-    progress: dict[str, Any] = {
-        "step": 0,
-        "epoch": 0,
-        "batch": 0,
-        "best": None,
-        "best_step": 0,
-        "bad_evals": 0,
-        "samples": 0,
-        "seconds": 0.0,
-        "history": [],
-    }
+def _resume(run: _Run, checkpoint_dir: Path | None) -> tuple[RunState, dict[str, torch.Tensor] | None]:
+    """The state to continue from (a fresh one without a checkpoint) and the best weights so far."""
+    state = RunState()
     last = _readable(checkpoint_dir / "last") if checkpoint_dir else None
     if last is not None:
-        progress = load_checkpoint(last, run.model, run.optimizer, run.scheduler, run.scaler)
+        state = RunState.from_checkpoint(load_checkpoint(last, run.model, run.optimizer, run.scheduler, run.scaler))
     best_dir = checkpoint_dir / "best" if checkpoint_dir else None
-    best_saved = _readable(best_dir) if best_dir is not None and progress["step"] else None
+    best_saved = _readable(best_dir) if best_dir is not None and state.step else None
     # It may be newer than the checkpoint; the replayed steps then rewrite it with the same weights.
-    return progress, load_file(best_saved / "model.safetensors") if best_saved is not None else None
+    return state, load_file(best_saved / "model.safetensors") if best_saved is not None else None
 
 
 def _optimizer_step(
@@ -224,7 +237,7 @@ def _optimizer_step(
     batches: Iterator[tuple[int, int, dict[str, torch.Tensor]]],
     loss_fn: LossFn,
     settings: LoopSettings,
-    progress: dict[str, Any],
+    state: RunState,
 ) -> torch.Tensor:
     """One optimizer step over ``grad_accum_steps`` micro-batches; returns the last one's (scaled) loss tensor."""
     pin = run.device.type == "cuda"
@@ -239,16 +252,16 @@ def _optimizer_step(
             with torch.autocast(run.device.type, dtype=run.dtype or torch.float32, enabled=run.dtype is not None):
                 loss = loss_fn(run.net, batch) / settings.grad_accum_steps
             run.scaler.scale(loss).backward()
-        progress["samples"] += len(batch["input_ids"]) * run.world
+        state.samples += len(batch["input_ids"]) * run.world
     run.scaler.unscale_(run.optimizer)
     torch.nn.utils.clip_grad_norm_(run.model.parameters(), settings.max_grad_norm)
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
     run.scheduler.step()
-    progress["step"] += 1
+    state.step += 1
     done = index + 1 >= run.batches_per_epoch
-    progress["epoch"], progress["batch"] = (epoch + 1, 0) if done else (epoch, index + 1)
+    state.epoch, state.batch = (epoch + 1, 0) if done else (epoch, index + 1)
     return loss.detach()
 
 
@@ -256,7 +269,7 @@ def _evaluate(
     run: _Run,
     eval_fn: EvalFn,
     settings: LoopSettings,
-    progress: dict[str, Any],
+    state: RunState,
     point: dict[str, float],
     best_dir: Path | None,
 ) -> tuple[dict[str, torch.Tensor] | None, bool]:
@@ -267,15 +280,15 @@ def _evaluate(
     point.update({f"dev_{k}": v for k, v in scores.items()})
     metric = scores[settings.primary_metric]
     sign = 1.0 if settings.greater_is_better else -1.0
-    if progress["best"] is None or sign * metric > sign * progress["best"]:
-        progress.update(best=metric, best_step=progress["step"], bad_evals=0)
-        best_state = {k: v.clone() for k, v in _cpu_state(run.model).items()}  # .cpu() of a CPU tensor aliases
+    if state.best is None or sign * metric > sign * state.best:
+        state.best, state.best_step, state.bad_evals = metric, state.step, 0
+        best_weights = {k: v.clone() for k, v in _cpu_state(run.model).items()}  # .cpu() of a CPU tensor aliases
         if best_dir is not None and run.rank == 0:
-            save_best(best_dir, best_state, progress["step"], metric)
-        return best_state, False
-    progress["bad_evals"] += 1
+            save_best(best_dir, best_weights, state.step, metric)
+        return best_weights, False
+    state.bad_evals += 1
     patience = settings.early_stopping_patience
-    return None, patience > 0 and progress["bad_evals"] >= patience
+    return None, patience > 0 and state.bad_evals >= patience
 
 
 class _Losses:
@@ -297,14 +310,14 @@ class _Losses:
 
 
 def _log_step(
-    run: _Run, loss: torch.Tensor, progress: dict[str, Any], settings: LoopSettings, bar: Any, losses: _Losses
+    run: _Run, loss: torch.Tensor, state: RunState, settings: LoopSettings, bar: Any, losses: _Losses
 ) -> dict[str, float]:
     """The history point of the step just taken; its train_loss is read now, or later when ``lazy_loss``."""
     point: dict[str, float] = {
-        "step": progress["step"],
+        "step": state.step,
         "train_loss": float("nan"),
         "learning_rate": float(run.scheduler.get_last_lr()[0]),
-        "samples_per_s": progress["samples"] / progress["seconds"],
+        "samples_per_s": state.samples / state.seconds,
     }
     bar.update(1)
     if settings.lazy_loss:
@@ -334,50 +347,51 @@ def train(
     call that finds it there continues from it; the result equals that of an uninterrupted run.
     """
     run = _setup(model, train_set, settings)
-    progress, best_state = _resume(run, checkpoint_dir)
-    resumed_from = progress["step"]
+    state, best_weights = _resume(run, checkpoint_dir)
+    resumed_from = state.step
     best_dir = checkpoint_dir / "best" if checkpoint_dir else None
     collate = Collator(pad_id, regression, mask_if_full=not settings.drop_full_mask)
-    batches = _cycle(Columns(train_set), run.sampler, collate, progress["epoch"], progress["batch"])
-    bar = progress_bar(run.total, progress["step"], description, disable=run.rank != 0)
+    batches = _cycle(Columns(train_set), run.sampler, collate, state.epoch, state.batch)
+    bar = progress_bar(run.total, state.step, description, disable=run.rank != 0)
     losses = _Losses(settings.grad_accum_steps)
     run.net.train()
-    started = time.perf_counter() - progress["seconds"]
+    started = time.perf_counter() - state.seconds
     stop = False
-    while progress["step"] < run.total and not stop:
-        loss = _optimizer_step(run, batches, loss_fn, settings, progress)
-        progress["seconds"] = time.perf_counter() - started
-        point = _log_step(run, loss, progress, settings, bar, losses)
-        step = progress["step"]
+    while state.step < run.total and not stop:
+        loss = _optimizer_step(run, batches, loss_fn, settings, state)
+        state.seconds = time.perf_counter() - started
+        point = _log_step(run, loss, state, settings, bar, losses)
+        step = state.step
         if step % settings.eval_every == 0 or step == run.total:
             losses.flush()
-            new_best, stop = _evaluate(run, eval_fn, settings, progress, point, best_dir)
-            best_state = new_best if new_best is not None else best_state
+            new_best, stop = _evaluate(run, eval_fn, settings, state, point, best_dir)
+            best_weights = new_best if new_best is not None else best_weights
             if on_eval is not None and run.rank == 0:
                 on_eval(step, point)
-        progress["history"].append(point)
+        state.history.append(point)
         if checkpoint_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
             losses.flush()
             if run.rank == 0:
+                progress = state.to_checkpoint()
                 save_checkpoint(checkpoint_dir / "last", model, run.optimizer, run.scheduler, progress, run.scaler)
             barrier()  # no rank runs ahead of a checkpoint it might have to resume from
         # Evaluation and checkpoints are not training: keep them out of samples/s (the Trainer comparison does too).
-        started = time.perf_counter() - progress["seconds"]
+        started = time.perf_counter() - state.seconds
     losses.flush()
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
     model.to("cpu")
-    return model, _result(progress, resumed_from)
+    return model, _result(state, resumed_from)
 
 
-def _result(progress: dict[str, Any], resumed_from: int) -> LoopResult:
+def _result(state: RunState, resumed_from: int) -> LoopResult:
     return LoopResult(
-        best_metric=float(progress["best"]) if progress["best"] is not None else float("nan"),
-        best_step=progress["best_step"],
-        steps=progress["step"],
-        samples=progress["samples"],
-        train_seconds=progress["seconds"],
-        history=progress["history"],
+        best_metric=float(state.best) if state.best is not None else float("nan"),
+        best_step=state.best_step,
+        steps=state.step,
+        samples=state.samples,
+        train_seconds=state.seconds,
+        history=state.history,
         resumed_from_step=resumed_from,
     )
