@@ -111,7 +111,6 @@ def comparison_rows(
 
     Quality is shown x 100, the way GLUE and the papers print it, so the published rows line up.
     """
-    throughput = throughput_key(batch_size)
     columns = quality_columns(task)
     header = [
         "model",
@@ -123,50 +122,54 @@ def comparison_rows(
         "p95 latency (ms)",
         f"throughput (ex/s, batch {batch_size})",
     ]
-    rows = []
-    for role in ROLES:
-        values = comparison[role]
-        rows.append(
-            [
-                f"**{role}** (this run)",
-                "dev",
-                *(_cell(values.get(key), 100) for key, _ in columns),
-                _cell(values["parameters"], 1e-6, 2),
-                _cell(values["size_mb"]),
-                _cell(values["latency_p50_ms"], digits=2),
-                _cell(values["latency_p95_ms"], digits=2),
-                _cell(values[throughput], digits=0),
-            ]
-        )
-    teacher, student = comparison["teacher"], comparison["student"]
-    ratios = comparison["ratios"]
-    rows.append(
-        [
-            "student ÷ teacher",
-            "dev",
-            *(_percent(_ratio(student.get(key, math.nan), teacher.get(key, math.nan))) for key, _ in columns),
-            _times(_ratio(student["parameters"], teacher["parameters"])),
-            _times(_ratio(student["size_mb"], teacher["size_mb"])),
-            _times(_ratio(student["latency_p50_ms"], teacher["latency_p50_ms"])),
-            _times(_ratio(student["latency_p95_ms"], teacher["latency_p95_ms"])),
-            _times(ratios.get("throughput_speedup_x")),
-        ]
-    )
-    for reference in references:
-        scores = reference.scores.get(task.name, {})
-        rows.append(
-            [
-                f"{reference.model} (published)",
-                reference.split,
-                *(_cell(scores.get(key)) for key, _ in columns),
-                _cell(reference.parameters_millions, digits=1),
-                "–",
-                "–",
-                "–",
-                "–",
-            ]
-        )
+    rows = [_run_row(role, comparison[role], columns, throughput_key(batch_size)) for role in ROLES]
+    rows.append(_ratio_row(comparison, columns))
+    rows += [_published_row(reference, task, columns) for reference in references]
     return header, rows
+
+
+def _run_row(role: str, values: Mapping[str, float], columns: list[tuple[str, str]], throughput: str) -> list[str]:
+    """One of this run's models: quality x 100, size, latency and throughput."""
+    return [
+        f"**{role}** (this run)",
+        "dev",
+        *(_cell(values.get(key), 100) for key, _ in columns),
+        _cell(values["parameters"], 1e-6, 2),
+        _cell(values["size_mb"]),
+        _cell(values["latency_p50_ms"], digits=2),
+        _cell(values["latency_p95_ms"], digits=2),
+        _cell(values[throughput], digits=0),
+    ]
+
+
+def _ratio_row(comparison: Mapping[str, Mapping[str, float]], columns: list[tuple[str, str]]) -> list[str]:
+    """Student ÷ teacher: quality as a percentage, the rest as a factor."""
+    teacher, student = comparison["teacher"], comparison["student"]
+    return [
+        "student ÷ teacher",
+        "dev",
+        *(_percent(_ratio(student.get(key, math.nan), teacher.get(key, math.nan))) for key, _ in columns),
+        _times(_ratio(student["parameters"], teacher["parameters"])),
+        _times(_ratio(student["size_mb"], teacher["size_mb"])),
+        _times(_ratio(student["latency_p50_ms"], teacher["latency_p50_ms"])),
+        _times(_ratio(student["latency_p95_ms"], teacher["latency_p95_ms"])),
+        _times(comparison["ratios"].get("throughput_speedup_x")),
+    ]
+
+
+def _published_row(reference: Reference, task: GlueTask, columns: list[tuple[str, str]]) -> list[str]:
+    """A published model: its scores (already x 100) and size; papers report no latency comparable to ours."""
+    scores = reference.scores.get(task.name, {})
+    return [
+        f"{reference.model} (published)",
+        reference.split,
+        *(_cell(scores.get(key)) for key, _ in columns),
+        _cell(reference.parameters_millions, digits=1),
+        "–",
+        "–",
+        "–",
+        "–",
+    ]
 
 
 def _percent(value: float | None) -> str:

@@ -132,20 +132,8 @@ def model_card(
 ) -> str:
     # MLflow's UI renders a newline inside a paragraph as a line break and tables without borders: so one line
     # per paragraph, and lists where a table would be.
-    primary = task.primary_metric
-    validation = paths.metrics_file("validate")
-    counts = json.loads(validation.read_text()) if validation.is_file() else {}
-    rows = {key.removeprefix("rows_"): count for key, count in counts.items() if key.startswith("rows_")}
-    row_text = ", ".join(f"{split} {count}" for split, count in rows.items()) or "see metrics/validate.json"
-    listing = "\n".join(
-        f"- {key}: {readable_number(value)}"
-        for key, value in sorted(metrics.items())
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    )
-    columns = " and ".join(f"`{name}`" for name in task.fields)
     output = "`score` (0..5)" if task.is_regression else "`label` and `score` (softmax confidence)"
     serving, speed = serving_text(choice)
-    port = params.register_.serving.port
     aliases = f"\n## Aliases\n{ALIASES_TEXT}\n" if role == "student" else ""
     return f"""{summary_line(task, role, metrics, serving.split(" (")[0])}
 
@@ -153,35 +141,61 @@ def model_card(
 
 **Task**: GLUE {task.name} ({task.kind}); output {output}{"; labels " + ", ".join(task.labels) if task.labels else ""}.
 {aliases}
-## Data
-- source `{params.data.source}`{f" ({params.data.path})" if params.data.path else ""}; rows: {row_text}
-- DVC md5 of data/raw: `{dvc_lock_data_hash(paths.root)}`
+{_data_section(params, paths)}
 
-## Metrics (dev)
-- **{primary}: {metrics.get(primary, float("nan")):.4f}**
-- size: {readable_number(metrics.get("parameters", "?"))} parameters, \
-{readable_number(metrics.get("size_mb", "?"))} MB of weights
-- latency (batch 1, forward pass, CPU): p50 {readable_number(metrics.get("latency_p50_ms", "?"))} ms, \
-p95 {readable_number(metrics.get("latency_p95_ms", "?"))} ms
-- served as: {serving}{speed}
+{_metrics_section(task, metrics, serving + speed)}
 
-Every metric the evaluate stage recorded:
-
-{listing}
-
-## Input
-Raw text, columns {columns}{" (or `sentence1`/`sentence2`)" if config.aliases else ""}, at most {config.max_rows} \
-rows per request. Texts longer than {config.max_length} tokens (or {config.max_chars} characters) are truncated, \
-and the response says so in `truncated`. Example request to `mlflow models serve`:
-
-    curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' \\
-         -d '{request_example(task)}'
+{_input_section(task, config, params.register_.serving.port)}
 
 ## Limits
 - Trained on GLUE {task.name} only ({params.data.source} data); English, lower-cased WordPiece vocabulary.
 - Scores are uncalibrated; see the evaluate stage's reliability diagram before thresholding them.
 - Dev-set metrics; the GLUE test labels are not public, so no test score is claimed.
 """
+
+
+def _data_section(params: Params, paths: Paths) -> str:
+    """Where the data came from, its rows per split (the validate stage's counts) and its DVC hash."""
+    validation = paths.metrics_file("validate")
+    counts = json.loads(validation.read_text()) if validation.is_file() else {}
+    rows = {key.removeprefix("rows_"): count for key, count in counts.items() if key.startswith("rows_")}
+    row_text = ", ".join(f"{split} {count}" for split, count in rows.items()) or "see metrics/validate.json"
+    return f"""## Data
+- source `{params.data.source}`{f" ({params.data.path})" if params.data.path else ""}; rows: {row_text}
+- DVC md5 of data/raw: `{dvc_lock_data_hash(paths.root)}`"""
+
+
+def _metrics_section(task: GlueTask, metrics: dict[str, Any], served_as: str) -> str:
+    """The headline metric, size and latency, how it is served, then every number the evaluate stage recorded."""
+    primary = task.primary_metric
+    listing = "\n".join(
+        f"- {key}: {readable_number(value)}"
+        for key, value in sorted(metrics.items())
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    )
+    return f"""## Metrics (dev)
+- **{primary}: {metrics.get(primary, float("nan")):.4f}**
+- size: {readable_number(metrics.get("parameters", "?"))} parameters, \
+{readable_number(metrics.get("size_mb", "?"))} MB of weights
+- latency (batch 1, forward pass, CPU): p50 {readable_number(metrics.get("latency_p50_ms", "?"))} ms, \
+p95 {readable_number(metrics.get("latency_p95_ms", "?"))} ms
+- served as: {served_as}
+
+Every metric the evaluate stage recorded:
+
+{listing}"""
+
+
+def _input_section(task: GlueTask, config: ServingConfig, port: int) -> str:
+    """What a request carries, the serving limits, and an example request."""
+    columns = " and ".join(f"`{name}`" for name in task.fields)
+    return f"""## Input
+Raw text, columns {columns}{" (or `sentence1`/`sentence2`)" if config.aliases else ""}, at most {config.max_rows} \
+rows per request. Texts longer than {config.max_length} tokens (or {config.max_chars} characters) are truncated, \
+and the response says so in `truncated`. Example request to `mlflow models serve`:
+
+    curl -s http://127.0.0.1:{port}/invocations -H 'Content-Type: application/json' \\
+         -d '{request_example(task)}'"""
 
 
 def lineage_section(client: Any, lineage: dict[str, str], root: Path) -> str:

@@ -141,30 +141,8 @@ def workspace_lock(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout_s
-        announced = False
-        while not _try_lock(fd):
-            holder = read_holder(root, name)
-            if not announced and on_wait is not None:
-                on_wait(holder)
-            announced = True
-            if time.monotonic() >= deadline:
-                who = holder.describe() if holder else "another run (holder not recorded yet)"
-                raise WorkspaceLocked(
-                    f"workspace {Path(root).resolve()} is locked by {who}; gave up after waiting {timeout_s:g} s. "
-                    f"Wait for that run to finish (or cancel it), or raise the lock timeout. Lock file: {path}",
-                    holder,
-                )
-            time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
-        me = LockHolder(
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            owner=owner,
-            since=datetime.now(UTC).isoformat(timespec="seconds"),
-            token=secrets.token_hex(16),
-        )
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
+        _wait_for_lock(fd, root, name, timeout_s, poll_s, on_wait)
+        me = _record_holder(fd, owner)
         try:
             with exported(TOKEN_ENV, me.token):
                 yield me
@@ -175,6 +153,48 @@ def workspace_lock(
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _wait_for_lock(
+    fd: int,
+    root: str | Path,
+    name: str,
+    timeout_s: float,
+    poll_s: float,
+    on_wait: Callable[[LockHolder | None], None] | None,
+) -> None:
+    """Take the lock on ``fd``, polling every ``poll_s`` seconds; ``WorkspaceLocked`` naming the holder after
+    ``timeout_s``. ``on_wait`` hears of the holder once, the first time the lock turns out to be taken."""
+    deadline = time.monotonic() + timeout_s
+    announced = False
+    while not _try_lock(fd):
+        holder = read_holder(root, name)
+        if not announced and on_wait is not None:
+            on_wait(holder)
+        announced = True
+        if time.monotonic() >= deadline:
+            who = holder.describe() if holder else "another run (holder not recorded yet)"
+            raise WorkspaceLocked(
+                f"workspace {Path(root).resolve()} is locked by {who}; gave up after waiting {timeout_s:g} s. "
+                f"Wait for that run to finish (or cancel it), or raise the lock timeout. "
+                f"Lock file: {lock_path(root, name)}",
+                holder,
+            )
+        time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
+
+
+def _record_holder(fd: int, owner: str) -> LockHolder:
+    """Write who holds the lock (this process, now, a fresh token for its children) into the locked file."""
+    me = LockHolder(
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        owner=owner,
+        since=datetime.now(UTC).isoformat(timespec="seconds"),
+        token=secrets.token_hex(16),
+    )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(asdict(me)) + "\n").encode(), 0)
+    return me
 
 
 def die_with_parent() -> None:
