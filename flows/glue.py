@@ -45,8 +45,10 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 import glue_pool  # noqa: E402  # flows/glue_pool.py
 from distilflow.config.params import load_params  # noqa: E402
 from distilflow.evaluation.references import REFERENCES  # noqa: E402
+from distilflow.glue import recipes as glue_recipes  # noqa: E402
 from distilflow.glue import suite as glue_suite  # noqa: E402
 from distilflow.glue import table as glue_report  # noqa: E402
+from distilflow.glue import table_file as glue_table_file  # noqa: E402
 from distilflow.paths import Paths  # noqa: E402
 from distilflow.runtime.env_vars import environment_kept  # noqa: E402
 from distilflow.runtime.host import exported, shared_host  # noqa: E402
@@ -63,10 +65,10 @@ REASON_LINES = 4
 @task(name="prepare task workspace", cache_policy=NO_CACHE)
 def prepare(task_name: str, folder: str, root: str, workspace: str, profile: str | None) -> str:
     project = Path(root)
-    overrides = glue_suite.task_overrides(
+    overrides = glue_recipes.task_overrides(
         load_params(Paths.at(project).params_file), task_name, Path(folder), project, profile
     )
-    glue_suite.share_artifact_store(task_name, overrides["register"]["tracking_uri"], project)
+    glue_recipes.share_artifact_store(task_name, overrides["register"]["tracking_uri"], project)
     made = glue_suite.prepare_workspace(project, Path(workspace), overrides)
     run_logger().info("%s: workspace %s (data %s)", task_name, made, overrides["data"]["path"])
     return str(made)
@@ -256,14 +258,14 @@ def glue(
     paths = Paths.at(project)
     settings = load_params(paths.params_file).glue
     glue_root = Path(glue_dir) if glue_dir else project / settings.root
-    present, absent = glue_suite.find_task_folders(glue_root, list(tasks or settings.tasks))
-    skipped = {name: glue_suite.absent_reason(glue_root, get_task(name)) for name in absent}
+    present, absent = glue_recipes.find_task_folders(glue_root, list(tasks or settings.tasks))
+    skipped = {name: glue_recipes.absent_reason(glue_root, get_task(name)) for name in absent}
     for name, reason in skipped.items():
         logger.warning("%s skipped: %s", name, reason)
     earlier: dict[str, dict[str, Any]] = {}
     if keep_earlier:  # checked before hours of training, so an unreadable table is reported at the start
         try:
-            earlier = glue_suite.earlier_results(paths.glue_metrics_file)
+            earlier = glue_table_file.earlier_results(paths.glue_metrics_file)
         except (ValueError, KeyError, TypeError) as error:
             logger.warning(
                 "%s unreadable (%s): the new table holds this run's tasks only", paths.glue_metrics_file, error
@@ -276,12 +278,12 @@ def glue(
     runs = {name: entry["run"] for name, entry in glue_report.merge_results({}, earlier, attempted=done.ended).items()}
     if done.results:  # read again and merged under the table lock: other runs may have written columns meanwhile
         outcome = (done.failed, skipped)
-        table = glue_suite.write_table(
+        table = glue_table_file.write_table(
             project, done.results, done.ended, REFERENCES, outcome, command, keep_earlier, warn=logger.warning
         )
         markdown = glue_report.render_markdown(table, command)
         create_markdown_artifact(markdown, key="glue-table", description="GLUE: one row per model, one column per task")
-        runs = {name: entry["run"] for name, entry in table["per_task"].items()}
+        runs = {name: entry.run.as_dict() for name, entry in table.per_task.items()}
     kept = {name: run for name, run in runs.items() if name not in done.results}
     summary = glue_suite.summary_lines(done.results, done.failed, skipped, kept, done.refused)
     for line in summary:

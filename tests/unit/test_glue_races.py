@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 
 from distilflow.glue.suite import (
-    TABLE_LOCK_NAME,
     TaskRunning,
     code_commit,
     prepare_workspace,
@@ -28,9 +27,9 @@ from distilflow.glue.suite import (
     source_record,
     summary_lines,
     task_lock,
-    write_table,
 )
 from distilflow.glue.table import build_glue_table
+from distilflow.glue.table_file import TABLE_LOCK_NAME, write_table
 from distilflow.paths import Paths
 from distilflow.runtime.locking import TOKEN_ENV, workspace_lock
 from tests.conftest import REPO_ROOT
@@ -47,7 +46,7 @@ with task_lock(sys.argv[1], Path(sys.argv[2]), sys.argv[3]):
 WRITE_COLUMN = """
 import json, sys, time
 from pathlib import Path
-from distilflow.glue.suite import write_table
+from distilflow.glue.table_file import write_table
 root, task, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 result = json.loads(sys.argv[4])
 print("ready", flush=True)
@@ -165,7 +164,7 @@ def test_a_writer_reads_the_table_once_it_holds_the_lock_not_before(tmp_path: Pa
         assert "waiting for `glue --tasks sst2` (writing the GLUE table) (pid" in waiting
         table = build_glue_table({"sst2": column("sst2", "accuracy", "glue --tasks sst2")}, [])
         paths.glue_metrics_file.parent.mkdir(parents=True)
-        paths.glue_metrics_file.write_text(json.dumps(table))  # what the holder writes while the other waits
+        paths.glue_metrics_file.write_text(table.to_json())  # what the holder writes while the other waits
     _, errors = writer.communicate(timeout=120)
     assert writer.returncode == 0, errors
     merged = json.loads(paths.glue_metrics_file.read_text())
@@ -178,11 +177,11 @@ def test_the_table_is_read_at_write_time_and_an_unreadable_one_is_reported(tmp_p
     write_table(tmp_path, {"sst2": first}, {"sst2": "2026-12-02T10:00:00Z"}, [])
     # A run that started before that write (and read no SST-2 then) still keeps it: it reads the table as it is now.
     table = write_table(tmp_path, {"cola": column("cola", "matthews_correlation", "glue cola")}, {"cola": "x"}, [])
-    assert table["tasks"] == ["sst2", "cola"] and table["per_task"]["sst2"]["run"]["kept"] is True
+    assert table.tasks == ["sst2", "cola"] and table.per_task["sst2"].run.kept is True
     Paths.at(tmp_path).glue_metrics_file.write_text('{"tasks": [')
     warnings: list[str] = []
     again = write_table(tmp_path, {"sst2": first}, {"sst2": "y"}, [], warn=warnings.append)
-    assert again["tasks"] == ["sst2"] and "unreadable" in warnings[0]
+    assert again.tasks == ["sst2"] and "unreadable" in warnings[0]
 
 
 def git(root: Path, *args: str) -> str:

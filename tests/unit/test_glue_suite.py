@@ -9,16 +9,9 @@ import pandas as pd
 import pytest
 
 from distilflow.config.params import GlueParams, Params, ParamsError, load_params, parse_params
-from distilflow.glue.suite import (
-    baseline_scores,
-    code_commit,
-    data_path,
-    earlier_results,
-    find_task_folders,
-    recipe,
-    run_record,
-    task_overrides,
-)
+from distilflow.glue.recipes import data_path, find_task_folders, recipe, task_overrides
+from distilflow.glue.suite import baseline_scores, code_commit, run_record
+from distilflow.glue.table_file import earlier_results
 from distilflow.paths import Paths
 from distilflow.registry.served_scoring import baseline_metric, word_overlap_metric
 from distilflow.tasks import LABEL, TASKS, get_task

@@ -2,16 +2,17 @@
 
 A task's workspace holds what a clone holds (``scratch_workspace.workspace_items``) with the project's full
 params.yaml changed, in this order, by: the task and its data folder, the task's recipe
-(``flows/profiles/glue/<task>.yaml``), then ``glue.profile`` (e.g. smoke). Every workspace shares the project's
-MLflow store (so each task's student is registered as ``distilflow-<task>-student`` beside the project's own models)
-and the project's DVC cache (so identical outputs are stored once). docs/glue.md says why a workspace per task and
-not a DVC experiment per task. Nothing here knows about Prefect: flows/glue.py calls it.
+(``flows/profiles/glue/<task>.yaml``), then ``glue.profile`` (e.g. smoke); ``glue.recipes`` makes those changes.
+Every workspace shares the project's MLflow store (so each task's student is registered as
+``distilflow-<task>-student`` beside the project's own models) and the project's DVC cache (so identical outputs
+are stored once). docs/glue.md says why a workspace per task and not a DVC experiment per task. Nothing here knows
+about Prefect: flows/glue.py calls it.
 
 Runs that overlap (docs/glue.md, "Running the suite while someone else does"): a task's run holds its workspace's
 task lock from before ``prepare_workspace`` until its results are read, and a second run of that task is refused at
-once (``TaskRunning``) naming the first; the table is written by one writer at a time (``write_table``), merged
-with the table as it is at that moment; a column's run record names the commit its code was copied from
-(``SOURCE_FILE`` in the workspace), not the project's commit when the task finished.
+once (``TaskRunning``) naming the first; the table is written by one writer at a time
+(``glue.table_file.write_table``), merged with the table as it is at that moment; a column's run record names the
+commit its code was copied from (``SOURCE_FILE`` in the workspace), not the project's commit when the task finished.
 """
 
 from __future__ import annotations
@@ -20,28 +21,22 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from distilflow.config import yaml_io
-from distilflow.config.params import Params
-from distilflow.evaluation.references import Reference
-from distilflow.glue.table import build_glue_table, draw, merge_results, render_markdown, results_from_table
 from distilflow.orchestration.scratch_workspace import (
     copy_items,
-    deep_update,
     git_commit,
     make_workspace,
     workspace_items,
     write_params,
 )
-from distilflow.orchestration.settings import read_profile
 from distilflow.paths import Paths
 from distilflow.registry.lock import SlotTaken, server_slot
 from distilflow.runtime.locking import LockHolder, WorkspaceLocked, workspace_lock
-from distilflow.tasks import GlueTask, get_task, task_folder
+from distilflow.tasks import GlueTask, get_task
 from distilflow.team.settings import DVC_REMOTE_ENV
 
 # params.yaml sections the flows read and no stage does (this module's `glue`): `dvc exp run -S glue.tasks=...`
@@ -57,86 +52,11 @@ TASK_LOCK_NAME = "glue-task.lock"
 TASK_SLOT_PREFIX = "distilflow-glue-"
 """With a Prefect server (PREFECT_API_URL): the global concurrency limit ``distilflow-glue-<task>`` holds a task for
 one run across every machine and worker, as the file lock does on one machine."""
-TABLE_LOCK_NAME = "glue-table.lock"
-"""In the project's lock folder: apart from the pipeline's, so a table write never waits for `make pipeline`."""
-TABLE_LOCK_TIMEOUT_S = 600.0
-"""A writer holds the table for seconds (read, merge, three files); waiting this long means something is stuck."""
 
 
 class TaskRunning(RuntimeError):
     """Another run holds this task's workspace. Refused at once, not queued: the queued run would rewrite the
     workspace's params and code right after the first run's results, for a reason nobody remembers by then."""
-
-
-def find_task_folders(glue_root: Path, tasks: Sequence[str]) -> tuple[dict[str, Path], list[str]]:
-    """The tasks whose folder exists under ``glue_root`` (in ``tasks``' order), and the absent ones."""
-    present: dict[str, Path] = {}
-    absent: list[str] = []
-    for name in tasks:
-        folder = task_folder(glue_root, get_task(name))
-        if folder is None:
-            absent.append(name)
-        else:
-            present[name] = folder
-    return present, absent
-
-
-def absent_reason(glue_root: Path, task: GlueTask) -> str:
-    names = " or ".join(f"{glue_root / name}/train.tsv" for name in task.folder_names)
-    return f"no {names}"
-
-
-def recipe(task: str, root: Path) -> dict[str, Any]:
-    """The task's recipe: the params ``flows/profiles/glue/<task>.yaml`` changes (each value's source in a comment)."""
-    file = Paths.at(root).glue_recipes_dir / f"{task}.yaml"
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: no recipe for GLUE task {task}")
-    data: dict[str, Any] = yaml_io.load(file.read_text(encoding="utf-8")) or {}
-    return data
-
-
-def data_path(folder: Path, root: Path) -> str:
-    """How the task workspace's params.yaml names the data: the embedded demos travel with the workspace (relative),
-    anything else is read where it lies (absolute)."""
-    demo = Paths.at(root).demo_dir
-    folder = folder.resolve()
-    if folder.is_relative_to(demo):
-        return folder.relative_to(Paths.at(root).root).as_posix()
-    return str(folder)
-
-
-GLUE_MODEL_PREFIX = "distilflow-glue"
-
-
-def task_overrides(params: Params, task: str, folder: Path, root: Path, profile: str | None) -> dict[str, Any]:
-    """What the task's workspace changes in the project's params.yaml: task and data, recipe, then the profile."""
-    overrides: dict[str, Any] = {"task": task, "data": {"source": "local", "path": data_path(folder, root)}}
-    overrides = deep_update(overrides, recipe(task, root))
-    if profile:
-        overrides = deep_update(overrides, read_profile(profile, root))
-    # The project's store by absolute URI (a team server if params.yaml names one); MLFLOW_TRACKING_URI still wins.
-    shared = params.register_.tracking_uri or f"sqlite:///{Paths.at(root).mlflow_db}"
-    # Its own registered names (GLUE_MODEL_PREFIX-<task>-student): the project's pipeline on the same task registers
-    # distilflow-<task>-student, and the two must never gate against, serve or roll back each other's models.
-    overrides = deep_update(overrides, {"register": {"tracking_uri": shared, "model_prefix": GLUE_MODEL_PREFIX}})
-    return overrides
-
-
-def share_artifact_store(task: str, tracking: str, root: Path) -> None:
-    """Create the task's MLflow experiment in the project's sqlite store with the project's artifact folder, before
-    a stage does: otherwise the first stage would put its artifacts (the registered models' files) inside the task's
-    workspace, and removing the workspace would break the registry. A server keeps its own artifacts: nothing to do.
-    """
-    if not tracking.startswith("sqlite") or os.environ.get("MLFLOW_TRACKING_URI"):
-        return
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    client = MlflowClient(tracking_uri=tracking)
-    name = f"distilflow-{task}"  # tracking.configure_mlflow's experiment name
-    if client.get_experiment_by_name(name) is None:
-        with contextlib.suppress(MlflowException):  # a concurrent run may create it first
-            client.create_experiment(name, artifact_location=Paths.at(root).mlflow_artifacts.as_uri())
 
 
 def _share_dvc_cache(workspace: Path, root: Path) -> None:
@@ -333,68 +253,6 @@ def run_record(
     on a work pool (``where``), the worker and the flow run."""
     record = {"command": command, "commit": (source or {}).get("commit"), "finished_at": ended_now()}
     return {**record, **(where or {})}
-
-
-def earlier_results(table_file: Path) -> dict[str, dict[str, Any]]:
-    """The per-task results of the table a previous run wrote (none when there is no table yet)."""
-    if not table_file.is_file():
-        return {}
-    return results_from_table(json.loads(table_file.read_text(encoding="utf-8")))
-
-
-def _replace(file: Path, write: Callable[[Path], object]) -> None:
-    """Write ``file`` through a temporary file beside it and rename it into place: a reader that does not take the
-    table lock (the start-of-run check) sees the old file or the new one, never half of one."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.with_name(f".{file.stem}-{os.getpid()}.tmp{file.suffix}")  # the suffix picks the plot format
-    try:
-        write(temporary)
-        os.replace(temporary, file)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_table(
-    root: Path,
-    this_run: Mapping[str, Mapping[str, Any]],
-    attempted: Mapping[str, str],
-    references: Sequence[Reference],
-    outcome: tuple[Mapping[str, str], Mapping[str, str]] = ({}, {}),
-    command: str | None = None,
-    keep_earlier: bool = True,
-    warn: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Write the GLUE table (``metrics/glue.json``, ``reports/glue.md``, ``plots/glue.png``) under the project's
-    table lock: this run's columns merged into the table as it is now, not as it was when the run started (hours
-    ago; another run may have written its own columns since). ``attempted``: each task this run attempted and when
-    its run ended (``ended_now``); a column written by a later run of that task stays (``merge_results``). Tasks
-    refused because another run held them are not attempted: their columns are that run's to write. ``outcome``:
-    this run's (failed, skipped) tasks. With ``keep_earlier`` false, the table holds this run's tasks only.
-    ``warn`` hears of an unreadable table and of a wait for another writer. Returns the table written."""
-    paths = Paths.at(root)
-    owner = f"`{command or 'distilflow glue'}` (writing the GLUE table)"
-
-    def waiting(holder: LockHolder | None) -> None:
-        if warn is not None:
-            warn(f"waiting for {holder.describe() if holder else 'another run'} to finish writing the GLUE table")
-
-    lock = workspace_lock(root, owner, TABLE_LOCK_TIMEOUT_S, poll_s=0.2, on_wait=waiting, name=TABLE_LOCK_NAME)
-    with lock:
-        earlier: dict[str, dict[str, Any]] = {}
-        if keep_earlier:
-            try:
-                earlier = earlier_results(paths.glue_metrics_file)
-            except (ValueError, KeyError, TypeError) as error:
-                if warn is not None:
-                    warn(f"{paths.glue_metrics_file} unreadable ({error}): the new table holds this run's tasks only")
-        columns = merge_results(this_run, earlier, attempted, ended=attempted)
-        table = build_glue_table(columns, references, *outcome, command)
-        text = json.dumps(table, indent=2, sort_keys=True) + "\n"
-        _replace(paths.glue_metrics_file, lambda file: file.write_text(text, encoding="utf-8"))
-        markdown = render_markdown(table, command)
-        _replace(paths.glue_report_file, lambda file: file.write_text(markdown, encoding="utf-8"))
-        _replace(paths.glue_plot_file, lambda file: draw(table, file))
-    return table
 
 
 def summary_lines(

@@ -5,7 +5,7 @@ student's size and speed ratios and each task's trivial baseline.
 ``metrics/eval.json``, its baseline and its registration, with the run that made them) and the published rows
 (``evaluation/references.py``); it returns ``metrics/glue.json``'s content. ``render_markdown`` turns that into
 ``reports/glue.md``; ``draw`` into ``plots/glue.png``. Scores are x 100, as GLUE and the papers print them, so
-distilflow's rows and the published ones line up.
+distilflow's rows and the published ones line up. The table's type is ``table_schema.GlueTable``.
 
 A run of some tasks keeps the other tasks of the table before it (``results_from_table`` reads them back,
 ``merge_results`` combines): a column is replaced only by a run of its task, and each column names its run. An
@@ -21,6 +21,16 @@ from typing import Any
 
 from distilflow.evaluation.markdown import markdown_table
 from distilflow.evaluation.references import Reference
+from distilflow.glue.table_schema import (
+    STUDENT_MODEL,
+    TEACHER_MODEL,
+    Column,
+    GlueTable,
+    Registered,
+    Row,
+    RunRecord,
+    TaskEntry,
+)
 from distilflow.tasks import TASKS, GlueTask, get_task
 
 RATIO_KEYS = (
@@ -30,10 +40,6 @@ RATIO_KEYS = (
     ("latency_p95_speedup_x", "p95 latency speed-up"),
     ("throughput_speedup_x", "throughput speed-up"),
 )
-TEACHER_MODEL = "teacher (distilflow)"
-STUDENT_MODEL = "student (distilflow)"
-LEGACY_MODELS = {"teacher (this run)": TEACHER_MODEL, "student (this run)": STUDENT_MODEL}
-"""Row names of tables written before runs were kept across tables: read back under today's names."""
 RUN_SOURCE = "distilflow: each task workspace's metrics/eval.json (dev), from the run its column names"
 BASELINE_MODEL = "trivial baseline"
 BASELINE_SOURCE = (
@@ -80,7 +86,7 @@ def _task_score(scores: Mapping[str, float], task: GlueTask) -> float | None:
 
 def _row(
     model: str, kind: str, split: str, source: str, scores: Mapping[str, Mapping[str, float]], tasks: Sequence[str]
-) -> dict[str, Any]:
+) -> Row:
     kept: dict[str, dict[str, float]] = {}
     task_scores: dict[str, float] = {}
     for name in tasks:
@@ -96,16 +102,16 @@ def _row(
             if score is not None:
                 task_scores[name] = score
     complete = bool(tasks) and len(task_scores) == len(tasks)
-    return {
-        "model": model,
-        "kind": kind,
-        "split": split,
-        "source": source,
-        "scores": kept,
-        "task_scores": task_scores,
-        "average": sum(task_scores.values()) / len(task_scores) if complete else None,
-        "tasks_scored": len(task_scores),
-    }
+    return Row(
+        model=model,
+        kind=kind,
+        split=split,
+        source=source,
+        scores=kept,
+        task_scores=task_scores,
+        average=sum(task_scores.values()) / len(task_scores) if complete else None,
+        tasks_scored=len(task_scores),
+    )
 
 
 def _percent(value: Any) -> float | None:
@@ -126,7 +132,7 @@ def build_glue_table(
     failed: Mapping[str, str] | None = None,
     skipped: Mapping[str, str] | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> GlueTable:
     """``metrics/glue.json`` (every score x 100): the tasks that ran, the rows (teacher, student, trivial baseline,
     then every published row with a score for a task that ran), per-task details and the suite's outcome.
 
@@ -137,6 +143,28 @@ def build_glue_table(
     its official metrics, as GLUE averages them); a row that lacks one of those tasks has none.
     """
     tasks = list(results)
+    rows = _model_rows(results, references, tasks)
+    compared = next((row for row in rows if row.model == f"{COMPARED_REFERENCE} (published)"), None)
+    return GlueTable(
+        command=command,
+        tasks=tasks,
+        columns=[
+            Column(task=name, metric=key, heading=heading)
+            for name in tasks
+            for key, heading in official_columns(get_task(name))
+        ],
+        rows=rows,
+        average={row.model: row.average for row in rows if row.kind != "published"},
+        per_task={name: _task_entry(get_task(name), result, compared) for name, result in results.items()},
+        failed=dict(failed or {}),
+        skipped=dict(skipped or {}),
+    )
+
+
+def _model_rows(
+    results: Mapping[str, Mapping[str, Any]], references: Sequence[Reference], tasks: Sequence[str]
+) -> list[Row]:
+    """Teacher, student and trivial baseline of this suite, then each published row that scored a task that ran."""
     rows = [
         _row(TEACHER_MODEL, "run", "dev", RUN_SOURCE, _scaled(results, "teacher"), tasks),
         _row(STUDENT_MODEL, "run", "dev", RUN_SOURCE, _scaled(results, "student"), tasks),
@@ -145,64 +173,52 @@ def build_glue_table(
     for reference in references:
         row = _row(f"{reference.model} (published)", "published", reference.split, reference.source,
                    reference.scores, tasks)  # fmt: skip
-        if row["scores"]:
-            row["parameters_millions"] = reference.parameters_millions
+        if row.scores:
+            row.parameters_millions = reference.parameters_millions
             rows.append(row)
-    per_task: dict[str, Any] = {}
-    compared = next((row for row in rows if row["model"] == f"{COMPARED_REFERENCE} (published)"), None)
-    for name, result in results.items():
-        task = get_task(name)
-        primary = task.primary_metric if len(task.dev_splits) == 1 else f"{task.dev_splits[0]}_{task.primary_metric}"
-        teacher = _percent(result["teacher"].get(primary))
-        student = _percent(result["student"].get(primary))
-        baseline = _percent(result["baseline"].get(primary))
-        per_task[name] = {
-            "metric": primary,
-            "teacher": teacher,
-            "student": student,
-            "baseline": baseline,
-            "student_minus_baseline": None if student is None or baseline is None else student - baseline,
-            "published_bert_tiny": None if compared is None else compared["scores"].get(name, {}).get(primary),
-            "ratios": {key: float(result["ratios"][key]) for key, _ in RATIO_KEYS if key in result["ratios"]},
-            "registered": dict(result.get("registered", {})),
-            "run": dict(result.get("run") or {}),
-        }
-    return {
-        "command": command,
-        "tasks": tasks,
-        "columns": [
-            {"task": name, "metric": key, "heading": heading}
-            for name in tasks
-            for key, heading in official_columns(get_task(name))
-        ],
-        "rows": rows,
-        "average": {row["model"]: row["average"] for row in rows if row["kind"] != "published"},
-        "per_task": per_task,
-        "failed": dict(failed or {}),
-        "skipped": dict(skipped or {}),
-    }
+    return rows
 
 
-def results_from_table(table: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _task_entry(task: GlueTask, result: Mapping[str, Any], compared: Row | None) -> TaskEntry:
+    """The task's headline metric for each model (x 100), the student's ratios, its registration and its run."""
+    primary = task.primary_metric if len(task.dev_splits) == 1 else f"{task.dev_splits[0]}_{task.primary_metric}"
+    teacher = _percent(result["teacher"].get(primary))
+    student = _percent(result["student"].get(primary))
+    baseline = _percent(result["baseline"].get(primary))
+    registered = dict(result.get("registered", {}))
+    if registered.get("version") is not None:
+        registered["version"] = str(registered["version"])  # MLflow's versions are strings; a test may write 1
+    return TaskEntry(
+        metric=primary,
+        teacher=teacher,
+        student=student,
+        baseline=baseline,
+        student_minus_baseline=None if student is None or baseline is None else student - baseline,
+        published_bert_tiny=None if compared is None else compared.scores.get(task.name, {}).get(primary),
+        ratios={key: float(result["ratios"][key]) for key, _ in RATIO_KEYS if key in result["ratios"]},
+        registered=Registered(**registered),
+        run=RunRecord(**dict(result.get("run") or {})),
+    )
+
+
+def results_from_table(table: GlueTable) -> dict[str, dict[str, Any]]:
     """The per-task results ``table`` was built from, as ``build_glue_table`` takes them (scores back to 0..1):
     the official metrics of teacher, student and baseline, the ratios, the registration and the run. Building a
     table from them gives ``table``'s rows and per-task entries again (a unit test holds it)."""
-    rows: dict[str, Mapping[str, Any]] = {LEGACY_MODELS.get(row["model"], row["model"]): row for row in table["rows"]}
+    rows = {row.model: row for row in table.rows}
     roles = {"teacher": TEACHER_MODEL, "student": STUDENT_MODEL, "baseline": BASELINE_MODEL}
-    # Tables before per-task runs recorded one command for all their columns. In a later table that command is the
-    # last run's, and a column kept from before it (no command of its own) did not come from it.
-    legacy = not any("run" in entry for entry in table["per_task"].values())
     results: dict[str, dict[str, Any]] = {}
-    for name in table["tasks"]:
-        entry = table["per_task"].get(name, {})
+    for name in table.tasks:
+        entry = table.per_task.get(name)
         result: dict[str, Any] = {
-            role: {key: value / 100 for key, value in rows[model]["scores"].get(name, {}).items()}
+            role: {key: value / 100 for key, value in rows[model].scores.get(name, {}).items()} if model in rows else {}
             for role, model in roles.items()
         }
-        run = dict(entry.get("run") or {})
-        if legacy and table.get("command"):
-            run["command"] = table["command"]
-        result.update(ratios=dict(entry.get("ratios", {})), registered=dict(entry.get("registered", {})), run=run)
+        result.update(
+            ratios=dict(entry.ratios) if entry else {},
+            registered=entry.registered.model_dump() if entry else {},
+            run=entry.run.as_dict() if entry else {},
+        )
         results[name] = result
     return results
 
@@ -232,19 +248,19 @@ def merge_results(
     return dict(sorted(combined.items(), key=lambda item: order.index(item[0])))
 
 
-def run_lines(table: Mapping[str, Any]) -> list[str]:
+def run_lines(table: GlueTable) -> list[str]:
     """Per task, the run its column comes from: this run's command, or the earlier run it was kept from."""
     lines = []
-    for name, entry in table["per_task"].items():
-        run = entry.get("run") or {}
-        where = "kept from an earlier run" if run.get("kept") else "this run"
-        details = [f"`{run['command']}`" if run.get("command") else "command not recorded"]
-        if run.get("commit"):
-            details.append(f"commit {run['commit']}")
-        if run.get("finished_at"):
-            details.append(f"finished {run['finished_at']}")
-        if run.get("worker"):
-            details.append(f"on {run['worker']} (flow run {run.get('flow_run', '?')})")
+    for name, entry in table.per_task.items():
+        run = entry.run
+        where = "kept from an earlier run" if run.kept else "this run"
+        details = [f"`{run.command}`" if run.command else "command not recorded"]
+        if run.commit:
+            details.append(f"commit {run.commit}")
+        if run.finished_at:
+            details.append(f"finished {run.finished_at}")
+        if run.worker:
+            details.append(f"on {run.worker} (flow run {run.flow_run or '?'})")
         lines.append(f"- {get_task(name).dir_name}: {where}: {', '.join(details)}")
     return lines
 
@@ -257,19 +273,19 @@ def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
 
-def main_table(table: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def main_table(table: GlueTable) -> tuple[list[str], list[list[str]]]:
     """One row per model, one column per task and metric, then the GLUE average."""
-    columns = table["columns"]
-    header = ["model", "split", *(column["heading"] for column in columns), f"GLUE avg ({len(table['tasks'])} tasks)"]
+    columns = table.columns
+    header = ["model", "split", *(column.heading for column in columns), f"GLUE avg ({len(table.tasks)} tasks)"]
     body = []
-    for row in table["rows"]:
-        cells = [_cell(row["scores"].get(column["task"], {}).get(column["metric"])) for column in columns]
-        average = _cell(row["average"]) if row["average"] is not None else f"– ({row['tasks_scored']} scored)"
-        body.append([row["model"], row["split"], *cells, average])
+    for row in table.rows:
+        cells = [_cell(row.scores.get(column.task, {}).get(column.metric)) for column in columns]
+        average = _cell(row.average) if row.average is not None else f"– ({row.tasks_scored} scored)"
+        body.append([row.model, row.split, *cells, average])
     return header, body
 
 
-def task_table(table: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def task_table(table: GlueTable) -> tuple[list[str], list[list[str]]]:
     """Per task: the headline metric of teacher, student, trivial baseline and published BERT-Tiny, the student's
     ratios against the teacher, and the registered student."""
     header = [
@@ -284,31 +300,31 @@ def task_table(table: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
         "registered student",
     ]
     body = []
-    for name, entry in table["per_task"].items():
-        registered = entry["registered"]
-        gate = "champion" if registered.get("promoted") else "not promoted"
+    for name, entry in table.per_task.items():
+        registered = entry.registered
+        gate = "champion" if registered.promoted else "not promoted"
         body.append(
             [
                 get_task(name).dir_name,
-                entry["metric"],
-                _cell(entry["teacher"]),
-                _cell(entry["student"]),
-                _cell(entry["baseline"]),
-                _cell(entry["student_minus_baseline"]),
-                _cell(entry["published_bert_tiny"]),
-                *(_times(entry["ratios"].get(key)) for key, _ in RATIO_KEYS),
-                f"{registered.get('model')} v{registered.get('version')} ({gate})",
+                entry.metric,
+                _cell(entry.teacher),
+                _cell(entry.student),
+                _cell(entry.baseline),
+                _cell(entry.student_minus_baseline),
+                _cell(entry.published_bert_tiny),
+                *(_times(entry.ratios.get(key)) for key, _ in RATIO_KEYS),
+                f"{registered.model} v{registered.version} ({gate})",
             ]
         )
     return header, body
 
 
-def render_markdown(table: Mapping[str, Any], command: str | None = None) -> str:
+def render_markdown(table: GlueTable, command: str | None = None) -> str:
     header, body = main_table(table)
     task_header, task_body = task_table(table)
-    sources = sorted({row["source"] for row in table["rows"]})
-    outcome = [f"- {name}: failed: {reason}" for name, reason in table["failed"].items()]
-    outcome += [f"- {name}: skipped: {reason}" for name, reason in table["skipped"].items()]
+    sources = sorted({row.source for row in table.rows})
+    outcome = [f"- {name}: failed: {reason}" for name, reason in table.failed.items()]
+    outcome += [f"- {name}: skipped: {reason}" for name, reason in table.skipped.items()]
     return "\n".join(
         [
             "# distilflow GLUE: distilflow's teacher and student beside published models",
@@ -341,21 +357,21 @@ def render_markdown(table: Mapping[str, Any], command: str | None = None) -> str
     )
 
 
-def draw(table: Mapping[str, Any], path: Path) -> Path:
+def draw(table: GlueTable, path: Path) -> Path:
     """Grouped bars: per task, the task score of teacher, student, trivial baseline and published BERT-Tiny."""
     import numpy as np
     from matplotlib.figure import Figure
 
     from distilflow.evaluation.plots import STUDENT_COLOUR, TEACHER_COLOUR, _save
 
-    tasks = list(table["tasks"])
+    tasks = list(table.tasks)
     wanted = [
         (TEACHER_MODEL, TEACHER_COLOUR),
         (STUDENT_MODEL, STUDENT_COLOUR),
         (BASELINE_MODEL, "#8c8c8c"),
         (f"{COMPARED_REFERENCE} (published)", "#55a868"),
     ]
-    rows = {row["model"]: row for row in table["rows"]}
+    rows = {row.model: row for row in table.rows}
     series = [(name, colour) for name, colour in wanted if name in rows]
     labels = [get_task(name).dir_name for name in tasks] + ["GLUE avg"]
     figure = Figure(figsize=(max(6.4, 1.6 + 1.3 * len(labels)), 4.4))  # wide enough for the title with one task
@@ -364,8 +380,8 @@ def draw(table: Mapping[str, Any], path: Path) -> Path:
     width = 0.8 / max(len(series), 1)
     for index, (name, colour) in enumerate(series):
         row = rows[name]
-        values = [row["task_scores"].get(task, np.nan) for task in tasks]
-        values.append(row["average"] if row["average"] is not None else np.nan)
+        values = [row.task_scores.get(task, np.nan) for task in tasks]
+        values.append(row.average if row.average is not None else np.nan)
         axes.bar(positions + (index - (len(series) - 1) / 2) * width, values, width=width, color=colour, label=name)
     axes.set_xticks(positions, labels=labels)
     axes.axhline(0, color="black", linewidth=0.6)
