@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from distilflow.config.params import Params, flatten, parse_params
+from distilflow.config.loading import parse_params
+from distilflow.config.params import Params, flatten
 from distilflow.paths import Paths
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -52,7 +52,8 @@ import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets, load_from_disk
 
-from distilflow.config.params import DistillParams, Params
+from distilflow.config.params import Params
+from distilflow.config.training_params import DistillParams
 from distilflow.data.rewrites import Vocabulary, augment_rows
 from distilflow.export import student as export
 from distilflow.export.teacher_onnx import (
@@ -93,7 +94,7 @@ OVERRIDES: dict[str, Any] = {
         "eval_every": 250,
         "early_stopping_patience": 0,
     },
-    "finetune": {"device": "cpu"},
+    "run": {"device": "cpu"},
 }
 PARAM_FLAGS = (
     ParamFlag("--copies", "augment.copies", int, "rewrites per eligible training example"),

@@ -128,8 +128,8 @@ def settings_for(run: Settings, epochs: float, eval_every: int, checkpoint_every
         run.params.seed,
         grad_accum_steps=config.grad_accum_steps,
         checkpoint_every=checkpoint_every,
-        device=config.device,
-        precision=config.precision,
+        device=run.params.run.device,
+        precision=run.params.run.precision,
     )
     return dataclasses.replace(settings, epochs=epochs, eval_every=eval_every)
 
@@ -337,7 +337,9 @@ def accuracy_run(run: Settings, train_set: Dataset, dev: Dataset, tokenizer: Any
     config = run.params.finetune
     limit = run.params.data.max_train_rows
     rows = train_set if limit is None else train_set.select(range(limit))
-    recipe = {"params": run.params.model_dump(by_alias=True, include={"seed", "data", "model", "tokenize", "finetune"})}
+    recipe = {
+        "params": run.params.model_dump(by_alias=True, include={"seed", "run", "data", "model", "tokenize", "finetune"})
+    }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     checkpoints = CACHE_DIR / f"checkpoints-{key}"
     command = run.provenance()["command"]

@@ -35,7 +35,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from distilflow.config.params import load_params
+from distilflow.config.loading import load_params
 from distilflow.paths import Paths
 from distilflow.registry.aliases import model_name
 from distilflow.serving.servers import ServerStartError, free_port, serve_command, serve_env, start_server, stop_server

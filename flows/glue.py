@@ -43,7 +43,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 import glue_pool  # noqa: E402  # flows/glue_pool.py
-from distilflow.config.params import load_params  # noqa: E402
+from distilflow.config.loading import load_params  # noqa: E402
 from distilflow.evaluation.references import REFERENCES  # noqa: E402
 from distilflow.glue import recipes as glue_recipes  # noqa: E402
 from distilflow.glue import suite as glue_suite  # noqa: E402

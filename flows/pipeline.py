@@ -41,7 +41,7 @@ from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
-from distilflow.config.params import load_params
+from distilflow.config.loading import load_params
 from distilflow.orchestration.dvc_plan import StagePlan, read_plan
 from distilflow.orchestration.reports import (
     RAN,

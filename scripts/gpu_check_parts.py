@@ -83,13 +83,14 @@ def load_data(args: argparse.Namespace, work: Path, figures: dict[str, Any]) -> 
     import yaml
 
     from common import Settings, changed, read_encoded_split
-    from distilflow.config.params import flatten, load_params
+    from distilflow.config.loading import load_params
+    from distilflow.config.params import flatten
     from distilflow.models.loading import load_tokenizer, resolve_teacher
     from distilflow.runtime.process import hub_offline_by_default
     from distilflow.tasks import get_task
 
     hub_offline_by_default()
-    changes = merged(yaml.safe_load(RECIPE.read_text(encoding="utf-8")), {"finetune": {"device": args.device}})
+    changes = merged(yaml.safe_load(RECIPE.read_text(encoding="utf-8")), {"run": {"device": args.device}})
     changes = merged(changes, {"model": {"teacher": args.teacher}, **(QUICK_CHANGES if args.quick else {})})
     params = changed(load_params(ROOT / "params.yaml"), changes)
     task = get_task("sst2")

@@ -50,7 +50,7 @@ def half_teacher(target: Path) -> dict[str, Any]:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from distilflow.config.params import PACKAGED_TEACHER
+    from distilflow.config.data_params import PACKAGED_TEACHER
     from distilflow.models.loading import resolve_teacher
 
     source = Path(resolve_teacher(PACKAGED_TEACHER))

@@ -81,7 +81,7 @@ def ensure_mlflow_experiment(root: Path) -> str:
 
     Otherwise the first sweep run in a fresh clone would create it with artifacts inside DVC's temporary copy.
     """
-    from distilflow.config.params import load_params
+    from distilflow.config.loading import load_params
     from distilflow.paths import Paths
     from distilflow.tracking.runs import configure_mlflow
 

@@ -63,7 +63,8 @@ def validate(
     limit: Annotated[int, typer.Option(help="failing rows listed per rule")] = 20,
 ) -> None:
     """Check any GLUE folder with the pipeline's rules, without running the pipeline."""
-    from distilflow.config.params import ParamsError, ValidateParams, load_params
+    from distilflow.config.data_params import ValidateParams
+    from distilflow.config.loading import ParamsError, load_params
     from distilflow.data.validation import validate_folder
     from distilflow.tasks import get_task
 
@@ -88,7 +89,7 @@ def _registry(root: Path, role: str) -> tuple[Any, str, Any]:
     """The MLflow client on the project's store, the registered model name for ROLE, and the params."""
     import mlflow
 
-    from distilflow.config.params import ParamsError, load_params
+    from distilflow.config.loading import ParamsError, load_params
     from distilflow.registry.aliases import model_name
     from distilflow.runtime.store_health import StoreUnavailable
     from distilflow.tracking.runs import configure_mlflow
@@ -206,7 +207,7 @@ def models(
 @app.command("sync-registry")
 def sync_registry(root: RootOption = Path(".")) -> None:
     """Register models/student in this clone's MLflow store if it lacks it (after `dvc pull` skipped the stage)."""
-    from distilflow.config.params import ParamsError, load_params
+    from distilflow.config.loading import ParamsError, load_params
     from distilflow.registry.registration import sync
     from distilflow.runtime.process import configure_hub
 
@@ -280,7 +281,7 @@ def lineage(
 
     import mlflow
 
-    from distilflow.config.params import ParamsError, load_params
+    from distilflow.config.loading import ParamsError, load_params
     from distilflow.registry.lineage import LineageError, format_lineage, model_lineage
     from distilflow.tracking.runs import configure_mlflow
 

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distilflow.config.params import ValidateParams
+from distilflow.config.data_params import ValidateParams
 from distilflow.data.glue_io import RowProblem, read_raw, required_columns
 from distilflow.data.validation import validate_folder
 from distilflow.data.validation.accounting import keep_rows

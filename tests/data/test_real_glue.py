@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distilflow.config.params import ValidateParams
+from distilflow.config.data_params import ValidateParams
 from distilflow.data.validation import validate_folder
 from distilflow.tasks import TASKS
 from tests.data.validation_helpers import REPO, run_cli_subprocess

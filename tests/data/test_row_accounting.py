@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config.params import ValidateParams, parse_params
+from distilflow.config.data_params import ValidateParams
+from distilflow.config.loading import parse_params
 from distilflow.data.validation import validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import LINE, TASKS

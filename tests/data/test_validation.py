@@ -15,7 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config.params import Params, ParamsError, ValidateParams, parse_params
+from distilflow.config.data_params import ValidateParams
+from distilflow.config.loading import ParamsError, parse_params
+from distilflow.config.params import Params
 from distilflow.data.validation import RULES, DataValidationError, validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, TASKS

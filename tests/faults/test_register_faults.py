@@ -137,7 +137,7 @@ def test_a_rollback_is_about_the_weights_not_a_settings_change(tmp_path: Path, e
     from typer.testing import CliRunner
 
     from distilflow.cli import app
-    from distilflow.config.params import load_params
+    from distilflow.config.loading import load_params
     from distilflow.stages import register
 
     params, paths = project(tmp_path / "p", store=empty_store)

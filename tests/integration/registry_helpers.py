@@ -18,7 +18,8 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from distilflow.config.params import Params, load_params
+from distilflow.config.loading import load_params
+from distilflow.config.params import Params
 from distilflow.paths import Paths
 from distilflow.registry.bootstrap import batch_metric
 from distilflow.tasks import LABEL, GlueTask, get_task

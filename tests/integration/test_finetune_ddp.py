@@ -24,13 +24,8 @@ def test_torchrun_two_processes_on_cpu_train_one_model(workspace_factory: Any) -
         workspace_factory,
         "ddp",
         {
-            "finetune": {
-                "max_steps": STEPS,
-                "eval_every": 2,
-                "checkpoint_every": 2,
-                "batch_size": BATCH,
-                "device": "cpu",
-            }
+            "run": {"device": "cpu"},
+            "finetune": {"max_steps": STEPS, "eval_every": 2, "checkpoint_every": 2, "batch_size": BATCH},
         },
     )
     process = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "distilflow", "stage", "finetune"], root)

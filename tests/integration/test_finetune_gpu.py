@@ -33,7 +33,7 @@ def test_finetune_stage_runs_on_cuda(workspace_factory: Any, precision: str) -> 
     root = tokenized_workspace(
         workspace_factory,
         f"gpu-{precision}",
-        {"finetune": {"device": "cuda", "precision": precision, "max_steps": 6, "eval_every": 3}},
+        {"run": {"device": "cuda", "precision": precision}, "finetune": {"max_steps": 6, "eval_every": 3}},
     )
     run(["distilflow", "stage", "finetune"], root)
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())

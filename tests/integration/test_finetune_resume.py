@@ -28,7 +28,10 @@ from tests.conftest import test_env as stage_env  # aliased: pytest would collec
 from tests.loop_settings import loop_settings
 
 STEPS = 16
-SETTINGS = {"finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8, "device": "cpu"}}
+SETTINGS = {
+    "run": {"device": "cpu"},
+    "finetune": {"max_steps": STEPS, "eval_every": 4, "checkpoint_every": 4, "batch_size": 8},
+}
 
 
 def tokenized_workspace(factory: Any, name: str, overrides: dict[str, Any]) -> Path:

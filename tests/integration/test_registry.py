@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 from typer.testing import CliRunner
 
 from distilflow.cli import app
-from distilflow.config.params import PromotionParams, load_params
+from distilflow.config.loading import load_params
+from distilflow.config.release_params import PromotionParams
 from distilflow.registry.aliases import CHALLENGER, CHAMPION
 from distilflow.registry.gate import gate
 from distilflow.registry.packaging import package, serving_config
@@ -258,7 +259,7 @@ def test_export_that_failed_its_check_is_never_served(tmp_path: Path, empty_stor
 
 
 def test_params_reject_unknown_serving_export(tmp_path: Path) -> None:
-    from distilflow.config.params import ParamsError
+    from distilflow.config.loading import ParamsError
 
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"register": {"serving": {"export": "tensorrt"}}}))

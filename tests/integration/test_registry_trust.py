@@ -16,7 +16,8 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from distilflow.cli import app
-from distilflow.config.params import Params, load_params
+from distilflow.config.loading import load_params
+from distilflow.config.params import Params
 from distilflow.paths import Paths
 from distilflow.registry.aliases import CHAMPION, ChampionChanged, RegistryUnavailable, current_champion, promote
 from distilflow.registry.gate import gate_version

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilflow.config.params import load_params
+from distilflow.config.loading import load_params
 from distilflow.data.glue_io import read_split
 from distilflow.paths import Paths
 from distilflow.registry.served_scoring import word_overlap_metric

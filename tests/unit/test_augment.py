@@ -8,7 +8,8 @@ import torch
 from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from distilflow.config.params import AugmentParams, parse_params
+from distilflow.config.loading import parse_params
+from distilflow.config.training_params import AugmentParams
 from distilflow.data.rewrites import Vocabulary, augment_rows, neighbour_table, rewrite, segments, split_words
 from distilflow.export.teacher_onnx import LOGIT_TOLERANCE
 from distilflow.stages.augment import build_transfer_set

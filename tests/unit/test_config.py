@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from distilflow.config.params import Params, ParamsError, load_params, parse_params
+from distilflow.config.loading import ParamsError, load_params, parse_params
+from distilflow.config.params import Params
 from tests.conftest import REPO_ROOT, run
 
 
@@ -49,6 +50,37 @@ def test_ill_typed_value_names_the_key_and_the_value(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("old", "value", "new"), [("device", "cpu", "run.device"), ("precision", "fp32", "run.precision")]
+)
+def test_a_key_that_moved_to_run_says_where_it_lives_now(tmp_path: Path, old: str, value: str, new: str) -> None:
+    path = write(tmp_path, f"task: sst2\nfinetune:\n  {old}: {value}\n  epochs: 1\n")
+    with pytest.raises(ParamsError) as error:
+        load_params(path)
+    message = str(error.value)
+    assert f"finetune.{old} moved to {new} (docs/finetune.md#devices)" in message
+    assert str(path) in message
+    assert "### Devices" in (REPO_ROOT / "docs" / "finetune.md").read_text()  # the section the message points to
+    section, key = new.split(".")
+    moved = load_params(write(tmp_path, f"task: sst2\n{section}:\n  {key}: {value}\nfinetune:\n  epochs: 1\n"))
+    assert getattr(moved.run, key) == value
+
+
+def test_run_wide_settings_are_read_by_every_stage_that_computes_with_a_model() -> None:
+    """run.device (and run.precision where a stage trains) is tracked by DVC for each stage that reads it."""
+    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+    declared = {name: stage.get("do", stage).get("params", []) for name, stage in stages.items()}
+    for name in ("finetune", "pretrain", "distill"):
+        assert {"run.device", "run.precision"} <= set(declared[name]), name
+    assert "run.device" in declared["evaluate"]
+    assert not [
+        key
+        for keys in declared.values()
+        for key in keys
+        if str(key).startswith(("finetune.device", "finetune.precision"))
+    ]
+
+
+@pytest.mark.parametrize(
     ("raw", "key"),
     [
         ({"task": "sst3"}, "task"),
@@ -79,7 +111,7 @@ def test_cli_exits_2_with_the_message_on_a_bad_key(tmp_path: Path) -> None:
 
 
 def test_every_dvc_params_key_exists_in_the_typed_config() -> None:
-    """dvc.yaml and config/params.py must agree, or DVC would track a key the code never reads."""
+    """dvc.yaml and the typed config (config/) must agree, or DVC would track a key the code never reads."""
     params = load_params(REPO_ROOT / "params.yaml").model_dump(by_alias=True)
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():

@@ -19,7 +19,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.config.params import parse_params
+from distilflow.config.loading import parse_params
 from distilflow.models.loading import label_maps, load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import evaluate as evaluation

@@ -10,7 +10,7 @@ import pytest
 from datasets import Dataset
 from transformers import BertForSequenceClassification, BertTokenizerFast
 
-from distilflow.config.params import ExportParams
+from distilflow.config.training_params import ExportParams
 from distilflow.export.student import (
     agrees,
     export_student,

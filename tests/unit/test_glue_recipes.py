@@ -7,7 +7,8 @@ import re
 import pytest
 import yaml
 
-from distilflow.config.params import Params, flatten, load_params, parse_params
+from distilflow.config.loading import load_params, parse_params
+from distilflow.config.params import Params, flatten
 from distilflow.orchestration.scratch_workspace import deep_update
 from distilflow.paths import Paths
 from distilflow.tasks import TASKS

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from distilflow.config.params import GlueParams, Params, ParamsError, load_params, parse_params
+from distilflow.config.loading import ParamsError, load_params, parse_params
+from distilflow.config.params import Params
+from distilflow.config.release_params import GlueParams
 from distilflow.glue.recipes import data_path, find_task_folders, recipe, task_overrides
 from distilflow.glue.suite import baseline_scores, code_commit, run_record
 from distilflow.glue.table_file import earlier_results

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.config.params import PACKAGED_TEACHER
+from distilflow.config.data_params import PACKAGED_TEACHER
 from distilflow.models.loading import load_teacher_for_finetuning, load_tokenizer, resolve_teacher
 from distilflow.tasks import get_task
 

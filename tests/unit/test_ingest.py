@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distilflow.config.params import parse_params
+from distilflow.config.loading import parse_params
 from distilflow.paths import Paths
 from distilflow.stages import ingest
 from tests.conftest import REPO_ROOT

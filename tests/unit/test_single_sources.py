@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from distilflow.config.params import flatten, load_params
+from distilflow.config.loading import load_params
+from distilflow.config.params import flatten
 from distilflow.orchestration.settings import PREFECT_ENV_DEFAULTS
 from tests.conftest import REPO_ROOT, SMOKE_PROFILE
 

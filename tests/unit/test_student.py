@@ -8,7 +8,8 @@ import pytest
 import torch
 from transformers import PreTrainedModel
 
-from distilflow.config.params import StudentParams, parse_params
+from distilflow.config.loading import parse_params
+from distilflow.config.training_params import StudentParams
 from distilflow.models.loading import (
     build_student,
     load_pretrained_encoder,

@@ -13,7 +13,8 @@ from transformers import (
     PreTrainedModel,
 )
 
-from distilflow.config.params import ParamsError, StudentParams, parse_params
+from distilflow.config.loading import ParamsError, parse_params
+from distilflow.config.training_params import StudentParams
 from distilflow.models.loading import build_student, load_teacher_for_finetuning
 from distilflow.models.teacher_slicing import check_fits, default_layers, slice_teacher
 from distilflow.tasks import get_task

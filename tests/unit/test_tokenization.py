@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from distilflow.config.params import parse_params
+from distilflow.config.loading import parse_params
 from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import tokenize as tokenization

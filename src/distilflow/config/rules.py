@@ -1,6 +1,6 @@
 """The catalogue of validation rules: name, default severity and the sentence a person reads in reports.
 
-Kept free of heavy imports because ``distilflow.config.params`` checks ``validate.severity`` keys against it.
+Kept free of heavy imports because ``distilflow.config.data_params`` checks ``validate.severity`` keys against it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from distilflow.config.params import AugmentParams
+from distilflow.config.training_params import AugmentParams
 
 
 def word_token_mask(vocab: Sequence[str]) -> np.ndarray:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from distilflow.config.params import EvaluateParams, Params
+from distilflow.config.params import Params
+from distilflow.config.release_params import EvaluateParams
 from distilflow.models.batching import pad_batch
 
 

@@ -23,7 +23,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
-from distilflow.config.params import ExportParams
+from distilflow.config.training_params import ExportParams
 from distilflow.metrics import compute_glue_metrics
 from distilflow.models.batching import pad_batch
 from distilflow.models.inference import logits_to_predictions

@@ -17,7 +17,7 @@ def seed_everything(seed: int) -> None:
 
 def choose_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("finetune.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+        raise RuntimeError("run.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

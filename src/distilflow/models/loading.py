@@ -16,7 +16,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from distilflow.config.params import PACKAGED_TEACHER, StudentParams
+from distilflow.config.data_params import PACKAGED_TEACHER
+from distilflow.config.training_params import StudentParams
 from distilflow.models.teacher_slicing import default_layers, slice_teacher
 from distilflow.runtime.process import hub_offline_by_default  # noqa: F401 - re-exported for scripts
 from distilflow.tasks import GlueTask

@@ -191,7 +191,7 @@ def mlflow_view(workspace: Path) -> MlflowView:
     none (report). A store that cannot be read only costs the artifacts their links."""
     import mlflow
 
-    from distilflow.config.params import load_params
+    from distilflow.config.loading import load_params
     from distilflow.tracking.runs import configure_mlflow
 
     paths = Paths.at(workspace)
@@ -219,7 +219,7 @@ def mlflow_view(workspace: Path) -> MlflowView:
 
 def stages_off(workspace: Path) -> dict[str, str]:
     """Stages that DVC runs but that make no MLflow run with these settings, and why."""
-    from distilflow.config.params import load_params
+    from distilflow.config.loading import load_params
 
     if load_params(Paths.at(workspace).params_file).pretrain.enabled:
         return {}

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from distilflow.config.params import PACKAGED_TEACHER, ParamsError, load_params
+from distilflow.config.data_params import PACKAGED_TEACHER
+from distilflow.config.loading import ParamsError, load_params
 from distilflow.paths import Paths
 from distilflow.tracking.runs import tracking_uri
 

@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from distilflow.config import yaml_io
-from distilflow.config.params import DataParams, ParamsError, flatten, load_params
+from distilflow.config.data_params import DataParams
+from distilflow.config.loading import ParamsError, load_params
+from distilflow.config.params import flatten
 from distilflow.paths import Paths
 from distilflow.runtime.locking import LOCK_DIR
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from mlflow import MlflowClient
 
-from distilflow.config.params import PromotionParams
+from distilflow.config.release_params import PromotionParams
 from distilflow.registry import served_scoring as dev_scoring
 from distilflow.registry.aliases import all_versions, current_champion, get_version, rollback_refusal
 from distilflow.registry.bootstrap import paired_bootstrap

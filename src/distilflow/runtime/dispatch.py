@@ -37,7 +37,7 @@ class UnknownStage(UserError, ValueError):
 def run_stage(name: str, root: Path, params_file: Path | None = None, which: str | None = None) -> Any:
     """Run stage ``name`` of the project at ``root`` under the workspace lock; returns what the stage returns."""
     # pydantic and the hub settings: not imported by a caller that hands its call to the warm host
-    from distilflow.config.params import load_params
+    from distilflow.config.loading import load_params
     from distilflow.runtime.process import configure_hub
 
     die_with_parent()
@@ -75,7 +75,7 @@ def stage_command(name: str, root: str, params_file: str | None = None, which: s
     try:
         run_stage(name, Path(root), Path(params_file) if params_file else None, which)
     except Exception as error:
-        from distilflow.config.params import ParamsError
+        from distilflow.config.loading import ParamsError
 
         if isinstance(error, UnknownStage | ParamsError | WorkspaceLocked | FileNotFoundError):
             return _refused(str(error), 2)

@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from distilflow.config.params import PACKAGED_TEACHER, Params
+from distilflow.config.data_params import PACKAGED_TEACHER
+from distilflow.config.params import Params
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_EVALUATE_OFFLINE")
 

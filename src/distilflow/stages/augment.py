@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import numpy as np
-from datasets import Dataset, concatenate_datasets, load_from_disk
+from datasets import Dataset, Features, concatenate_datasets, load_from_disk
 
 from distilflow.config.params import Params
 from distilflow.data.rewrites import Vocabulary, augment_rows
@@ -30,6 +30,31 @@ from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
 
 
+def rewritten_rows(train: Dataset, teacher: Any, tokenizer: Any, params: Params, features: Features) -> Dataset | None:
+    """``augment.copies`` word-level rewrites per eligible training example, unlabelled; None when there are none."""
+    config = params.augment
+    if config.copies <= 0:
+        return None
+    rows = train["input_ids"]
+    vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, config.neighbours, used=rows)
+    ids, types, sources = augment_rows(rows, vocab, config, params.seed, params.tokenize.max_length)
+    if not ids:
+        return None
+    # Placeholder labels until the teacher has spoken; the column type must match the originals'.
+    placeholder = [0.0 if get_task(params.task).is_regression else 0] * len(ids)
+    return Dataset.from_dict(
+        {
+            "input_ids": ids,
+            "token_type_ids": types,
+            "labels": placeholder,
+            "length": [len(row) for row in ids],
+            "source": sources,
+            "augmented": [True] * len(ids),
+        },
+        features=features,
+    )
+
+
 def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Params) -> tuple[Dataset, dict[str, Any]]:
     """The training split and its rewrites, each with the teacher's logits; returns the set and its statistics."""
     task = get_task(params.task)
@@ -38,26 +63,8 @@ def build_transfer_set(train: Dataset, teacher: Any, tokenizer: Any, params: Par
     originals = train.select_columns(list(COLUMNS))
     originals = originals.add_column("source", list(range(len(originals))))
     originals = originals.add_column("augmented", [False] * len(originals))
-    parts = [originals]
-    if config.copies > 0:
-        rows = train["input_ids"]
-        vocab = Vocabulary.from_teacher(tokenizer, teacher.get_input_embeddings().weight, config.neighbours, used=rows)
-        ids, types, sources = augment_rows(rows, vocab, config, params.seed, params.tokenize.max_length)
-        if ids:
-            # Placeholder labels until the teacher has spoken (below); the column type must match the originals'.
-            placeholder = [0.0 if task.is_regression else 0] * len(ids)
-            rewrites = Dataset.from_dict(
-                {
-                    "input_ids": ids,
-                    "token_type_ids": types,
-                    "labels": placeholder,
-                    "length": [len(row) for row in ids],
-                    "source": sources,
-                    "augmented": [True] * len(ids),
-                },
-                features=originals.features,
-            )
-            parts.append(rewrites)
+    rewrites = rewritten_rows(train, teacher, tokenizer, params, originals.features)
+    parts = [originals] if rewrites is None else [originals, rewrites]
     augment_seconds = time.perf_counter() - started
     transfer = concatenate_datasets(parts)
     started = time.perf_counter()

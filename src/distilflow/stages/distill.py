@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from datasets import Dataset, load_from_disk
 from transformers import PreTrainedModel
 
-from distilflow.config.params import DistillParams, Params
+from distilflow.config.params import Params
+from distilflow.config.training_params import DistillParams
 from distilflow.export.student import export_student
 from distilflow.models.loading import (
     build_student,
@@ -35,6 +36,7 @@ from distilflow.training.curves import log_history, write_curve
 from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, LossFn, train
 from distilflow.training.pretrained import read_summary
+from distilflow.training.summary import training_metrics
 
 EXPORT_DIR = "export"
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -170,8 +172,46 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 def loop_settings(config: DistillParams, task: GlueTask, params: Params) -> LoopSettings:
     return LoopSettings.from_params(
-        config, task.primary_metric, params.seed, device=params.finetune.device, precision=params.finetune.precision
+        config, task.primary_metric, params.seed, device=params.run.device, precision=params.run.precision
     )
+
+
+def intermediate_distiller(
+    student: PreTrainedModel, teacher: PreTrainedModel | None, config: DistillParams
+) -> IntermediateDistiller:
+    """The student wrapped with the projections of TinyBERT's hidden-state and attention losses."""
+    if teacher is None:
+        raise ValueError("intermediate-layer losses need the teacher")
+    if config.attention_weight > 0:
+        # Attention maps are returned only by the eager implementation, not by SDPA's fused kernel.
+        student.set_attn_implementation("eager")
+        teacher.set_attn_implementation("eager")
+    layer_map = config.layer_map or default_layer_map(
+        student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    )
+    if len(layer_map) != student.config.num_hidden_layers or not all(
+        1 <= t <= teacher.config.num_hidden_layers for t in layer_map
+    ):
+        raise ValueError(
+            f"distill.layer_map {layer_map} must name one teacher layer (1.."
+            f"{teacher.config.num_hidden_layers}) per student layer "
+            f"({student.config.num_hidden_layers})"
+        )
+    return IntermediateDistiller(student, teacher, layer_map)
+
+
+def word_embeddings(student: PreTrainedModel, config: DistillParams) -> torch.nn.Parameter:
+    """The student's word-embedding table, frozen when ``distill.freeze_word_embeddings`` asks."""
+    # An nn.Embedding's weight: transformers types get_input_embeddings() as any module.
+    words = cast(torch.nn.Parameter, student.get_input_embeddings().weight)
+    if config.freeze_word_embeddings:
+        if config.student.init == "random":
+            raise ValueError(
+                "distill.freeze_word_embeddings would keep random word embeddings random; use it with "
+                "init teacher-projected or checkpoint:PATH"
+            )
+        words.requires_grad_(False)  # train() gives the optimizer only parameters that need gradients
+    return words
 
 
 def distill(
@@ -192,36 +232,12 @@ def distill(
     if regression:
         centre_regression_head(student, [row[0] for row in transfer["teacher_logits"]])
     if config.hidden_weight > 0 or config.attention_weight > 0:
-        if teacher is None:
-            raise ValueError("intermediate-layer losses need the teacher")
-        if config.attention_weight > 0:
-            # Attention maps are returned only by the eager implementation, not by SDPA's fused kernel.
-            student.set_attn_implementation("eager")
-            teacher.set_attn_implementation("eager")
-        layer_map = config.layer_map or default_layer_map(
-            student.config.num_hidden_layers, teacher.config.num_hidden_layers
-        )
-        if len(layer_map) != student.config.num_hidden_layers or not all(
-            1 <= t <= teacher.config.num_hidden_layers for t in layer_map
-        ):
-            raise ValueError(
-                f"distill.layer_map {layer_map} must name one teacher layer (1.."
-                f"{teacher.config.num_hidden_layers}) per student layer "
-                f"({student.config.num_hidden_layers})"
-            )
-        model = IntermediateDistiller(student, teacher, layer_map)
+        model = intermediate_distiller(student, teacher, config)
 
     def score(candidate: torch.nn.Module) -> dict[str, float]:
         return score_dev(unwrap(candidate))
 
-    words = student.get_input_embeddings().weight
-    if config.freeze_word_embeddings:
-        if config.student.init == "random":
-            raise ValueError(
-                "distill.freeze_word_embeddings would keep random word embeddings random; use it with "
-                "init teacher-projected or checkpoint:PATH"
-            )
-        words.requires_grad_(False)  # train() gives the optimizer only parameters that need gradients
+    words = word_embeddings(student, config)
     trained, result = train(
         model,
         transfer,
@@ -257,6 +273,50 @@ def starting_student(
     return student, False
 
 
+def save_student(paths: Paths, student: PreTrainedModel, tokenizer: Any, run_id: str) -> None:
+    paths.student_dir.mkdir(parents=True, exist_ok=True)
+    student.save_pretrained(str(paths.student_dir))
+    tokenizer.save_pretrained(str(paths.student_dir))
+    # The transfer set (augment) and the pre-trained start (pretrain, when enabled) made this student too.
+    chain = read_lineage(paths.teacher_dir, paths.transfer_dir, paths.student_pretrained_dir)
+    write_lineage(paths.student_dir, {**chain, "distill": run_id})
+
+
+def distill_metrics(
+    result: LoopResult,
+    task: GlueTask,
+    transfer_rows: int,
+    pretrained: bool,
+    student: PreTrainedModel,
+    exports: dict[str, Any],
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        **training_metrics(result, task.primary_metric),
+        "transfer_rows": transfer_rows,
+        "mlm_pretrained": pretrained,
+        "parameters": count_parameters(student),
+    }
+    for name, outcome in exports.items():
+        metrics[f"export_{name}_{task.primary_metric}"] = outcome["accuracy"]
+        metrics[f"export_{name}_agrees"] = outcome["agrees"]
+        metrics[f"export_{name}_speedup_vs_fp32"] = outcome["speedup_vs_fp32"]
+    return metrics
+
+
+def check_exports(exports: dict[str, Any], config: DistillParams, task: GlueTask, summary: Path) -> None:
+    """An export that disagrees with the fp32 student fails the stage or is a warning, as ``distill.export`` says."""
+    disagreeing = [name for name, outcome in exports.items() if not outcome["agrees"]]
+    if not disagreeing:
+        return
+    message = (
+        f"exports {', '.join(disagreeing)} differ from the fp32 student by more than "
+        f"{config.export.max_accuracy_drop} in dev {task.primary_metric}: see {summary}"
+    )
+    if config.export.fail_on_disagreement:
+        raise ExportMismatchError(message)
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     config = params.distill
@@ -281,12 +341,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             task.is_regression,
         )
         del teacher
-        paths.student_dir.mkdir(parents=True, exist_ok=True)
-        student.save_pretrained(str(paths.student_dir))
-        tokenizer.save_pretrained(str(paths.student_dir))
-        # The transfer set (augment) and the pre-trained start (pretrain, when enabled) made this student too.
-        chain = read_lineage(paths.teacher_dir, paths.transfer_dir, paths.student_pretrained_dir)
-        write_lineage(paths.student_dir, {**chain, "distill": tracked.run_id})
+        save_student(paths, student, tokenizer, tracked.run_id)
         exports = export_student(
             student,
             tokenizer,
@@ -296,36 +351,15 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             config.export,
             params.evaluate.throughput_batch_size,
         )
-        write_json(paths.student_dir / EXPORT_DIR / "summary.json", exports)
-        metrics: dict[str, Any] = {
-            f"best_dev_{task.primary_metric}": result.best_metric,
-            "best_step": result.best_step,
-            "steps": result.steps,
-            "train_samples_per_s": result.samples_per_s,
-            "train_seconds": result.train_seconds,
-            "transfer_rows": len(transfer),
-            "mlm_pretrained": pretrained,
-            "parameters": count_parameters(student),
-        }
-        for name, outcome in exports.items():
-            metrics[f"export_{name}_{task.primary_metric}"] = outcome["accuracy"]
-            metrics[f"export_{name}_agrees"] = outcome["agrees"]
-            metrics[f"export_{name}_speedup_vs_fp32"] = outcome["speedup_vs_fp32"]
+        summary = paths.student_dir / EXPORT_DIR / "summary.json"
+        write_json(summary, exports)
+        metrics = distill_metrics(result, task, len(transfer), pretrained, student, exports)
         write_json(paths.metrics_file("distill"), metrics)
         write_curve(paths, "distill", result)
         tracked.log_metrics({k: float(v) for k, v in metrics.items()})
         tracked.log_dict(exports, "export_summary.json")
         log_history(tracked, result)
-        disagreeing = [name for name, outcome in exports.items() if not outcome["agrees"]]
-        if disagreeing:
-            message = (
-                f"exports {', '.join(disagreeing)} differ from the fp32 student by more than "
-                f"{config.export.max_accuracy_drop} in dev {task.primary_metric}: see "
-                f"{paths.student_dir / EXPORT_DIR / 'summary.json'}"
-            )
-            if config.export.fail_on_disagreement:
-                raise ExportMismatchError(message)
-            print(f"warning: {message}", file=sys.stderr)
+        check_exports(exports, config, task, summary)
     return {"metrics": metrics, "exports": exports}
 
 

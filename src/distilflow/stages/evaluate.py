@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from datasets import Dataset, load_from_disk
 
-from distilflow.config.params import EvaluateParams, Params
+from distilflow.config.params import Params
+from distilflow.config.release_params import EvaluateParams
 from distilflow.evaluation import plots
 from distilflow.evaluation.speed import folder_megabytes, measure_speed
 from distilflow.metrics import compute_glue_metrics
@@ -302,7 +303,7 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
     with stage_run("evaluate", params, paths, instance=which) as tracked:
         # Scoring runs where training does (a GPU, when there is one: MNLI's and QQP's dev sets are large);
         # the speed measurement below is on CPU, which is where the latency budget applies.
-        model.to(choose_device(params.finetune.device))
+        model.to(choose_device(params.run.device))
         metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.finetune.eval_batch_size)
         model.to("cpu")
         frames = []

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
+from transformers import PreTrainedModel
 
 from distilflow.config.params import Params
 from distilflow.models.devices import barrier, choose_device, distributed, init_distributed, seed_everything
@@ -29,13 +30,14 @@ from distilflow.models.loading import (
     resolve_teacher,
 )
 from distilflow.paths import Paths
-from distilflow.tasks import get_task
+from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import StageRun, read_lineage, stage_run, write_json, write_lineage
 from distilflow.training.checkpoints import folder_digest, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.dev_scorer import dev_scorer
-from distilflow.training.loop import LoopSettings, schedule_fingerprint, train
+from distilflow.training.loop import LoopResult, LoopSettings, schedule_fingerprint, train
+from distilflow.training.summary import training_metrics
 
 
 def supervised_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -58,12 +60,13 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
 def fingerprint(params: Params, data_hash: str, compute: dict[str, Any]) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint it resumes.
 
-    ``compute`` (training.schedule_fingerprint) holds device and precision as resolved on this machine, so the
-    settings leave out the words they were written as (``auto`` means another thing on another machine)."""
+    ``compute`` (training.schedule_fingerprint) holds ``run.device`` and ``run.precision`` as resolved on this
+    machine, not the words they were written as (``auto`` means another thing on another machine); the ``finetune``
+    settings are the section as it was before those two moved out of it, so a checkpoint written then resumes."""
     import transformers
 
     teacher = resolve_teacher(params.model.teacher)
-    written = params.finetune.model_dump(exclude={"device", "precision"})
+    written = params.finetune.model_dump()
     return {
         "code": source_digest(),
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
@@ -84,45 +87,91 @@ def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[Stage
         yield tracked
 
 
+def loop_settings(params: Params) -> LoopSettings:
+    config = params.finetune
+    return LoopSettings.from_params(
+        config,
+        get_task(params.task).primary_metric,
+        params.seed,
+        grad_accum_steps=config.grad_accum_steps,
+        checkpoint_every=config.checkpoint_every,
+        device=params.run.device,
+        precision=params.run.precision,
+    )
+
+
+def fresh_teacher(params: Params, task: GlueTask, train_split: Dataset) -> PreTrainedModel:
+    """The pre-trained teacher with a new head for ``task``, the same head in every run."""
+    # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
+    seed_everything(params.seed)
+    model = load_teacher_for_finetuning(params.model.teacher, task)
+    if task.is_regression:
+        centre_regression_head(model, train_split["labels"])
+    if params.finetune.freeze_embeddings:
+        freeze_word_embeddings(model)
+    return model
+
+
+def publish(
+    tracked: StageRun,
+    paths: Paths,
+    model: PreTrainedModel,
+    tokenizer: Any,
+    result: LoopResult,
+    world: int,
+    task: GlueTask,
+) -> dict[str, Any]:
+    """Rank 0's outputs: models/teacher with its lineage, metrics/finetune.json, the curves, the MLflow run."""
+    paths.teacher_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
+    tokenizer.save_pretrained(str(paths.teacher_dir))
+    write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
+    metrics: dict[str, Any] = {
+        **training_metrics(result, task.primary_metric),
+        "resumed_from_step": result.resumed_from_step,
+        "parameters": count_parameters(model),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "world_size": world,
+    }
+    write_json(paths.metrics_file("finetune"), metrics)
+    write_curve(paths, "finetune", result)
+    tracked.log_metrics(metrics)
+    log_history(tracked, result)
+    return metrics
+
+
+def release_checkpoints(rank: int, world: int, checkpoints: Path) -> None:
+    barrier()  # every rank is done with the checkpoints before rank 0 removes them
+    if rank == 0:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; models/teacher holds the result
+    if world > 1:
+        torch.distributed.destroy_process_group()
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
-    config = params.finetune
     # Join the process group first (under torchrun) so each process knows whether it is rank 0.
-    init_distributed(choose_device(config.device))
+    init_distributed(choose_device(params.run.device))
     rank, world = distributed()
     data = load_from_disk(str(paths.tokenized_dir))
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
     data_hash = json.loads(paths.tokenized_meta_file.read_text())["content_hash"]
     checkpoints = paths.teacher_checkpoints_dir
-    settings = LoopSettings.from_params(
-        config,
-        task.primary_metric,
-        params.seed,
-        grad_accum_steps=config.grad_accum_steps,
-        checkpoint_every=config.checkpoint_every,
-        device=config.device,
-        precision=config.precision,
-    )
+    settings = loop_settings(params)
     if rank == 0:
         prepare_checkpoints(checkpoints, fingerprint(params, data_hash, schedule_fingerprint(settings, world)))
     barrier()
 
-    dev = data[task.dev_splits[0]]
     pad_id = tokenizer.pad_token_id
-    # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
-    seed_everything(params.seed)
-    model = load_teacher_for_finetuning(params.model.teacher, task)
-    if task.is_regression:
-        centre_regression_head(model, data["train"]["labels"])
-    if config.freeze_embeddings:
-        freeze_word_embeddings(model)
+    model = fresh_teacher(params, task, data["train"])
+    score_dev = dev_scorer(task, data[task.dev_splits[0]], params.finetune.eval_batch_size, pad_id)
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
         trained, result = train(
             model,
             data["train"],
             supervised_loss,
-            dev_scorer(task, dev, config.eval_batch_size, pad_id),
+            score_dev,
             settings,
             pad_id,
             task.is_regression,
@@ -131,28 +180,6 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         )
         assert trained is model  # trained in place, best weights loaded
         if tracked is not None:
-            paths.teacher_dir.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
-            tokenizer.save_pretrained(str(paths.teacher_dir))
-            write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
-            metrics = {
-                f"best_dev_{task.primary_metric}": result.best_metric,
-                "best_step": result.best_step,
-                "steps": result.steps,
-                "train_samples_per_s": result.samples_per_s,
-                "train_seconds": result.train_seconds,
-                "resumed_from_step": result.resumed_from_step,
-                "parameters": count_parameters(model),
-                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                "world_size": world,
-            }
-            write_json(paths.metrics_file("finetune"), metrics)
-            write_curve(paths, "finetune", result)
-            tracked.log_metrics(metrics)
-            log_history(tracked, result)
-    barrier()  # every rank is done with the checkpoints before rank 0 removes them
-    if rank == 0:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; models/teacher holds the result
-    if world > 1:
-        torch.distributed.destroy_process_group()
+            metrics = publish(tracked, paths, model, tokenizer, result, world, task)
+    release_checkpoints(rank, world, checkpoints)
     return {"metrics": metrics}

@@ -132,21 +132,10 @@ def masked_lm_student(student: PreTrainedModel) -> BertForMaskedLM:
     return model
 
 
-def pretrain_student(
-    student: PreTrainedModel,
-    transfer: Dataset,
-    tokenizer: Any,
-    params: Params,
-    description: str = "pretrain student (MLM)",
-) -> tuple[BertForMaskedLM, dict[str, Any]]:
+def pretrain_settings(params: Params) -> LoopSettings:
+    """The loop's settings from ``pretrain`` (and ``run``): no clipping beyond 1.0, no early stopping."""
     config = params.pretrain
-    order = np.random.default_rng(params.seed).permutation(len(transfer))
-    held = min(config.eval_rows, max(1, len(transfer) // 10))
-    held_out, train_rows = transfer.select(order[:held]), transfer.select(order[held:])
-    special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
-    vocab_size = student.config.vocab_size
-    model = masked_lm_student(student)
-    settings = LoopSettings(
+    return LoopSettings(
         epochs=config.epochs,
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
@@ -158,9 +147,30 @@ def pretrain_student(
         primary_metric=PRIMARY_METRIC,
         seed=params.seed,
         max_steps=config.max_steps,
-        device=params.finetune.device,
-        precision=params.finetune.precision,
+        device=params.run.device,
+        precision=params.run.precision,
     )
+
+
+def held_out_split(transfer: Dataset, params: Params) -> tuple[Dataset, Dataset]:
+    """(held-out rows for the masked-token accuracy, training rows): a seeded shuffle, at most a tenth held out."""
+    order = np.random.default_rng(params.seed).permutation(len(transfer))
+    held = min(params.pretrain.eval_rows, max(1, len(transfer) // 10))
+    return transfer.select(order[:held]), transfer.select(order[held:])
+
+
+def pretrain_student(
+    student: PreTrainedModel,
+    transfer: Dataset,
+    tokenizer: Any,
+    params: Params,
+    description: str = "pretrain student (MLM)",
+) -> tuple[BertForMaskedLM, dict[str, Any]]:
+    config = params.pretrain
+    held_out, train_rows = held_out_split(transfer, params)
+    special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
+    vocab_size = student.config.vocab_size
+    model = masked_lm_student(student)
     scorer = mlm_scorer(
         held_out,
         tokenizer.pad_token_id,
@@ -177,7 +187,7 @@ def pretrain_student(
         train_rows,
         mlm_loss(special_ids, tokenizer.mask_token_id, vocab_size, config.mask_prob),
         scorer,
-        settings,
+        pretrain_settings(params),
         tokenizer.pad_token_id,
         task.is_regression,
         description=description,
@@ -190,7 +200,7 @@ def pretrain_student(
         "best_step": result.best_step,
         "steps": result.steps,
         "train_rows": len(train_rows),
-        "held_out_rows": held,
+        "held_out_rows": len(held_out),
         "train_seconds": result.train_seconds,
         "train_samples_per_s": result.samples_per_s,
     }

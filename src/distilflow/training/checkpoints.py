@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from distilflow.config.params import ParamsError
+from distilflow.config.loading import ParamsError
 
 FINGERPRINT_FILE = "fingerprint.json"
 COMPUTE = "compute"
@@ -246,7 +246,7 @@ def _refusal(folder: Path, before: dict[str, Any], now: dict[str, Any]) -> str:
     return (
         f"not resuming from {folder}: it was written on {described(before)}; this run is on {described(now)} "
         f"({changes}), so it would continue on another schedule. To start over, delete {folder}; to continue it, "
-        f"rerun as it was written (finetune.device, finetune.precision, "
+        f"rerun as it was written (run.device, run.precision, "
         f"torchrun --nproc_per_node={before.get('world_size')}, or no torchrun for 1)."
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from distilflow.config.params import ValidateParams
+from distilflow.config.data_params import ValidateParams
 from distilflow.config.rules import ERROR, OFF, RULES, WARNING
 from distilflow.data.glue_io import RawSplit, display_column, parse_scores, read_raw, split_path
 from distilflow.data.validation.accounting import keep_rows

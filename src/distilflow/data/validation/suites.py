@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from distilflow.config.params import ValidateParams
+from distilflow.config.data_params import ValidateParams
 from distilflow.config.rules import ERROR, OFF, RULES
 from distilflow.data.glue_io import NUMBER_REGEX
 from distilflow.tasks import LABEL, LINE, GlueTask

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from distilflow.config.params import ValidateParams
+from distilflow.config.data_params import ValidateParams
 from distilflow.config.rules import ERROR, RULES, WARNING
 from distilflow.data.glue_io import RawSplit, split_path
 from distilflow.data.validation.findings import RowAccount, ValidationReport, shown
