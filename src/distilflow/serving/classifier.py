@@ -47,28 +47,34 @@ class BadRequest(MlflowException):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ServingConfig:
-    """What the server must know to turn a request into model inputs; written next to the weights."""
+    """What the server must know to turn a request into model inputs; written next to the weights.
+
+    A finished record, written whole by ``registry.packaging.serving_config``. The settings it shares with
+    ``register.serving`` (``ServingParams``) have no default here: their one declaration is there, and a default
+    here would be a second one that drifts (max_chars did: 20,000 here, 32 x max_length there). Not derived from
+    ``ServingParams`` either, since the served model reads resolved values (``max_chars: null`` already turned into
+    a number), not settings; tests/unit/test_serving_config.py ties the two."""
 
     task: str
     fields: tuple[str, ...]
     labels: tuple[str, ...] | None
     max_length: int
-    max_rows: int = 256
-    max_chars: int = 20_000
+    max_rows: int
+    max_chars: int
     """Texts are cut to this many characters before tokenizing, so a huge string cannot stall a worker."""
     backend: Backend = "torch"
     weights_file: str | None = None
     """For torch-int8 (a state dict) and onnx (a graph): the file, relative to the model folder."""
-    export: str = "none"
+    export: str
     """Which export of the student this is (none, int8, onnx, onnx-int8); recorded for people, not read."""
-    threads: int = 1
+    threads: int
     """Intra-op threads per forward pass while serving; 0 keeps the library default."""
     score_range: tuple[float, float] = (0.0, 5.0)
     aliases: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
     """Other accepted column names, e.g. sentence1/sentence2 for every pair task."""
-    max_body_bytes: int = 1_000_000
+    max_body_bytes: int
     """Inside `mlflow models serve`: a request body above this gets HTTP 413 before anything parses it."""
 
     @property
