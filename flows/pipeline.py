@@ -11,10 +11,8 @@ Without a server: ``python flows/pipeline.py --help``. Scheduled: ``make deploy`
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
-import logging
 import os
 import re
 import subprocess
@@ -34,17 +32,24 @@ from distilflow.orchestration.settings import (
 
 os.environ.update(prefect_defaults())  # before Prefect is imported: `python flows/pipeline.py` needs no started server
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
 from distilflow.config.loading import load_params
-from distilflow.orchestration.dvc_plan import StagePlan, read_plan
-from distilflow.orchestration.reports import (
+from distilflow.orchestration.dvc_output import (
     RAN,
+    RESTORED,
+    pull_failures,
+    pulled_anything,
+    repro_outcome,
+    stage_exit_code,
+)
+from distilflow.orchestration.dvc_plan import StagePlan, read_plan
+from distilflow.orchestration.registry_marker import mark_registry, registry_in_step
+from distilflow.orchestration.reports import (
     evaluation_table,
     findings_text,
     mlflow_view,
@@ -54,12 +59,12 @@ from distilflow.orchestration.reports import (
     validation_markdown,
     validation_message,
 )
+from distilflow.orchestration.stage_process import dvc_command, run_logged, run_logger, subprocess_env
 from distilflow.paths import Paths
-from distilflow.runtime.dvc_files import lock_out_md5, read_lock
 from distilflow.runtime.host import shared_host
-from distilflow.runtime.locking import LOCK_DIR, LockHolder, workspace_lock
+from distilflow.runtime.locking import LockHolder, workspace_lock
 from distilflow.runtime.warm import HOST_ENV
-from distilflow.tracking.runs import PIPELINE_ID_ENV, configure_mlflow, tracking_uri
+from distilflow.tracking.runs import configure_mlflow
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Transient failures (a hub download, a remote MLflow or DVC remote) get this many retries, 10 s, 20 s, 40 s apart.
@@ -67,61 +72,10 @@ RETRIES = 3
 BACKOFF_S = 10.0
 DEFAULT_LOCK_TIMEOUT_S = 6 * 3600.0
 SKIPPED = "skipped (up to date)"
-TAIL_LINES = 200  # of a failed command's output, kept for the error message and the validation artifact
-RESTORED = "restored from DVC's run-cache"
-UNCHANGED = "unchanged (DVC skipped it)"
-REGISTRY_MARKER = "registry.json"  # in LOCK_DIR: which student this workspace's registry was last made to hold
 
 
 class ValidationFailed(RuntimeError):
     """The data did not pass the validate stage; the message is the validation summary."""
-
-
-# ---------------------------------------------------------------------------------------------- processes
-
-
-def subprocess_env(pipeline_id: str | None) -> dict[str, str]:
-    """The stage commands need this interpreter's console scripts (``distilflow``) even when a worker runs us."""
-    env = dict(os.environ)
-    scripts = str(Path(sys.executable).parent)
-    if env.get("PATH", "").split(os.pathsep)[0] != scripts:  # once: a host started with this env must match it
-        env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}"
-    # Each progress-bar refresh becomes a log line in the UI: one every 10 s is plenty (tqdm reads TQDM_*).
-    env.setdefault("TQDM_MININTERVAL", "10")
-    # tracking.configure_mlflow sets this in our own environment once a flow task touches MLflow: set from the start,
-    # so a warm stage host started before that still serves the stages started after it.
-    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if pipeline_id:
-        env[PIPELINE_ID_ENV] = pipeline_id
-    return env
-
-
-def run_logged(command: list[str], root: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run a command, streaming every line to the Prefect log (the UI shows progress live); return code and tail."""
-    logger = run_logger()
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(
-        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    ) as process:
-        assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip()
-            if line:
-                logger.info(line)
-                tail.append(line)
-    return process.returncode, "\n".join(tail)
-
-
-def run_logger() -> Any:
-    """The flow/task run's logger (its lines reach the UI); the module logger when called outside a run."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
-def dvc_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "distilflow.orchestration.dvc_child", *args]
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -145,9 +99,7 @@ def run_experiment(root: str, overrides: list[str], name: str, pipeline_id: str 
     with shared_host(env) as host:
         code, tail = run_logged(command, workspace, {**env, HOST_ENV: host})
     if code != 0:
-        exited = re.findall(r"exited with (-?\d+)", tail)
-        stage_code = int(exited[-1]) if exited else None
-        raise StageFailed("experiment", stage_code, tail, deterministic=True)
+        raise StageFailed("experiment", stage_exit_code(tail), tail, deterministic=True)
     run_logger().info("experiment %s recorded: dvc exp show lists it, dvc exp apply %s brings it here", name, name)
     return name
 
@@ -181,14 +133,10 @@ def run_stage(
     command = dvc_command("repro", "--single-item", *(["--pull"] if pull else []), stage)
     code, tail = run_logged(command, Path(root), env)
     if code != 0:
-        exited = re.findall(r"exited with (-?\d+)", tail)
-        stage_code = int(exited[-1]) if exited else None
+        stage_code = stage_exit_code(tail)
         # distilflow exits 2 when it rejects its settings: the same settings fail the same way on every retry.
         raise StageFailed(stage, stage_code, tail, deterministic=stage_code == 2)
-    if "didn't change, skipping" in tail:
-        return UNCHANGED
-    # "is cached - skipping run, checking out outputs": restored from the run-cache; downstream stages must check.
-    return RESTORED if "is cached - skipping run" in tail else RAN
+    return repro_outcome(tail)
 
 
 @task(task_run_name="{stage}: " + SKIPPED, cache_policy=NO_CACHE)
@@ -197,20 +145,7 @@ def skip_stage(stage: str) -> str:
     return SKIPPED
 
 
-PULL_FAILED = "Checkout failed for following targets:"
 PULL_TAIL_LINES = 5
-PULLED = re.compile(r"^\d+ files? (fetched|added|modified)")  # DVC's summary when something came
-
-
-def pull_failures(lines: list[str]) -> list[str]:
-    """The outputs DVC lists after "Checkout failed for following targets:" in ``dvc pull``'s output."""
-    found = [index for index, line in enumerate(lines) if line.endswith(PULL_FAILED)]
-    targets: list[str] = []
-    for line in lines[found[0] + 1 :] if found else []:
-        if line.startswith(("Is your cache up to date?", "<http")):
-            break
-        targets.append(line)
-    return sorted(targets)
 
 
 @task(name="dvc pull", task_run_name="dvc pull", cache_policy=NO_CACHE)
@@ -233,7 +168,7 @@ def fetch_remote(root: str, remote: str) -> bool:
     # A fresh clone's first run, before anything was pushed: DVC lists every missing file and cache hash (2-3 KB
     # of warnings and an ERROR) for what is simply "not there yet". One line says it; other failures keep DVC's tail.
     missing = pull_failures(said)
-    if missing and not any(PULLED.search(line) for line in said):
+    if missing and not pulled_anything(said):
         # Nothing came: the expected first run against an empty remote, not a failure (the run pushes at the end).
         run_logger().info(
             "first run: nothing to pull yet from remote %r (it holds none of %s); dvc repro computes them",
@@ -267,8 +202,8 @@ def follow_registry(root: str, register_outcome: str) -> str:
     """This workspace's MLflow store holds the student that dvc.lock records, however register's outputs came
     to be up to date: computed here, restored from the run-cache, or pulled into a fresh clone."""
     workspace = Path(root)
-    marker = workspace / LOCK_DIR / REGISTRY_MARKER
-    if register_outcome != RAN and read_json(marker) != registry_state(workspace):
+    params = load_params(Paths.at(workspace).params_file)
+    if register_outcome != RAN and not registry_in_step(workspace, params):
         command = [str(Path(sys.executable).parent / "distilflow"), "sync-registry", "--root", root]
         code, tail = run_logged(command, workspace, subprocess_env(None))
         if code != 0:
@@ -276,20 +211,8 @@ def follow_registry(root: str, register_outcome: str) -> str:
         outcome = "synced"
     else:
         outcome = "registered by this run" if register_outcome == RAN else "already registered"
-    marker.parent.mkdir(exist_ok=True)
-    marker.write_text(json.dumps(registry_state(workspace)) + "\n", encoding="utf-8")
+    mark_registry(workspace, params)
     return outcome
-
-
-def registry_state(root: Path) -> dict[str, Any]:
-    """What the registry must reflect: dvc.lock's student weights, in this workspace's tracking store."""
-    paths = Paths.at(root)
-    lock = read_lock(root) or {}
-    return {
-        "student_md5": lock_out_md5(lock, "distill", paths.relative(paths.student_dir)),
-        "tracking_uri": tracking_uri(load_params(paths.params_file), paths),
-        "store_exists": paths.mlflow_db.exists(),
-    }
 
 
 # ---------------------------------------------------------------------------------------------- artifacts

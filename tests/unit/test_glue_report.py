@@ -248,7 +248,9 @@ def test_a_table_of_another_schema_fails_with_a_clear_message() -> None:
     with pytest.raises(UnreadableTable, match=r"schema_version 99; this distilflow reads versions 1 to"):
         GlueTable.from_json(json.dumps({**table, "schema_version": 99}))
     del table["rows"][0]["scores"]
-    with pytest.raises(UnreadableTable, match=r"glue.json: not a version-2 GLUE table \(rows.0.scores: Field required"):
+    with pytest.raises(
+        UnreadableTable, match=r"GLUE table: not a version-2 GLUE table \(rows.0.scores: Field required"
+    ):
         GlueTable.from_json(json.dumps(table))
     with pytest.raises(UnreadableTable, match="not JSON"):
         GlueTable.from_json('{"tasks": [')

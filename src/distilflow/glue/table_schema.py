@@ -107,7 +107,7 @@ class GlueTable(_Strict):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, source: str = "metrics/glue.json") -> GlueTable:
+    def from_json(cls, text: str, source: str = "the GLUE table") -> GlueTable:
         """Parse (and migrate) a table; ``UnreadableTable`` names ``source`` and what is wrong."""
         try:
             data = json.loads(text)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from distilflow.orchestration.dvc_output import DVC_NOISE, RAN
 from distilflow.paths import Paths
 from distilflow.runtime.dvc_files import lineage_order
 from distilflow.tracking.runs import read_lineage
@@ -20,7 +21,6 @@ from distilflow.tracking.tags import STAGE_TAG, ui_query
 
 MLFLOW_UI_ENV = "DISTILFLOW_MLFLOW_UI"
 DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"
-RAN = "ran"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -245,11 +245,7 @@ def findings_text(output: str, keep: int = 20) -> str:
     """The validator's own message without DVC's lines around it: the first ``keep`` failing rows, then its
     per-rule totals (the HTML report lists every row)."""
     start = output.find("validate failed:")
-    lines = [
-        line
-        for line in (output[start:] if start >= 0 else output).splitlines()
-        if not line.startswith(("ERROR: failed to reproduce", "Running stage", "> "))
-    ]
+    lines = [line for line in (output[start:] if start >= 0 else output).splitlines() if not line.startswith(DVC_NOISE)]
     headline = next((index for index, line in enumerate(lines) if line.startswith("validation of ")), len(lines))
     rows, totals = lines[:headline], lines[headline:]
     if len(rows) > keep:
