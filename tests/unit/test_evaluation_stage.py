@@ -8,6 +8,7 @@ error analysis would do.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from distilflow.stages import report as report_stage
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
 from distilflow.tracking.tags import STAGE_TAG
+from tests.conftest import REPO_ROOT
 
 WORDS = ("good", "bad", "film", "plot", "dull", "great", "slow", "fun", "cast", "score", "long", "short")
 
@@ -94,6 +96,8 @@ def spread_regression_head(model: BertForSequenceClassification, dev: Dataset) -
 def make_project(root: Path, task_name: str) -> Paths:
     task = get_task(task_name)
     paths = Paths.at(root)
+    # A stage logs its dvc.yaml params (tracking.runs.stage_run), so the project has the pipeline's dvc.yaml.
+    shutil.copy(REPO_ROOT / "dvc.yaml", root / "dvc.yaml")
     tokenizer = load_tokenizer(resolve_teacher("packaged-minilm"))
     splits = {"train": split_frame(task, 8, 0)}
     for offset, split in enumerate(task.dev_splits, start=1):
