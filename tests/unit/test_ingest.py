@@ -18,6 +18,8 @@ from tests.conftest import REPO_ROOT
 @pytest.fixture
 def project(tmp_path: Path, mlflow_store: str) -> Paths:
     shutil.copytree(REPO_ROOT / "data" / "demo", tmp_path / "data" / "demo")
+    # A stage logs its dvc.yaml params (tracking.runs.stage_run), so the project has the pipeline's dvc.yaml.
+    shutil.copy(REPO_ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     return Paths.at(tmp_path)
 
 

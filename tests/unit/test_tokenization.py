@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.stages import tokenize as tokenization
 from distilflow.tasks import LABEL, LINE, get_task
+from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,8 @@ def test_content_hash_follows_text_labels_tokenizer_settings_and_task() -> None:
 
 def test_stage_writes_arrow_meta_and_histogram_then_reuses_an_unchanged_output(tmp_path: Path) -> None:
     paths = Paths.at(tmp_path)
+    # A stage logs its dvc.yaml params (tracking.runs.stage_run), so the project has the pipeline's dvc.yaml.
+    shutil.copy(REPO_ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
     paths.validated_dir.mkdir(parents=True)
     frame = pd.DataFrame(
         {"sentence": ["a fine film", "dull , dull , dull", "it works"], LABEL: [1, 0, 1], LINE: [2, 3, 4]}
