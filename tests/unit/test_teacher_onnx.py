@@ -6,28 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from datasets import Dataset
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from distilflow.export.student import onnx_session
 from distilflow.export.teacher_onnx import LOGIT_TOLERANCE, export_teacher, onnx_logits, teacher_logits
 from distilflow.models.inference import predict_logits
+from tests.tiny_bert import tiny_bert
 
 
 @pytest.fixture(scope="module")
 def teacher() -> BertForSequenceClassification:
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config).eval()
+    return tiny_bert(vocab_size=50).eval()
 
 
 def rows(count: int, seed: int) -> Dataset:

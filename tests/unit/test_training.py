@@ -12,7 +12,7 @@ import pytest
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertForSequenceClassification
 
 from distilflow.models.devices import seed_everything
 from distilflow.models.inference import predict_logits
@@ -26,6 +26,7 @@ from distilflow.training.loop import (
     train,
 )
 from tests.loop_settings import loop_settings
+from tests.tiny_bert import tiny_bert
 
 SIGNAL = 7  # label 1 iff this token occurs: learnable in a few dozen steps
 
@@ -40,17 +41,7 @@ def _one_thread() -> Iterator[None]:
 
 
 def tiny_model(seed: int = 0) -> BertForSequenceClassification:
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=40,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(config)
+    return tiny_bert(vocab_size=40, seed=seed)
 
 
 def toy_data(rows: int, seed: int) -> Dataset:
