@@ -251,13 +251,19 @@ def _refusal(folder: Path, before: dict[str, Any], now: dict[str, Any]) -> str:
     )
 
 
+# The command line that started the stage, not the code that trains: a cold `distilflow stage` imports the CLI
+# (and the team commands it registers), a stage forked by the warm host does not, and both must resume each other.
+ENTRY_MODULES = ("distilflow.cli", "distilflow.__main__", "distilflow.team")
+
+
 def source_digest(package: str = "distilflow") -> str:
     """sha256 over the source of every ``package`` module this process has imported: the code that trains."""
     digest = hashlib.sha256()
     for name in sorted(sys.modules):
         module = sys.modules[name]
         origin = getattr(module, "__file__", None)
-        if (name == package or name.startswith(package + ".")) and origin and origin.endswith(".py"):
+        entry = any(name == prefix or name.startswith(prefix + ".") for prefix in ENTRY_MODULES)
+        if (name == package or name.startswith(package + ".")) and not entry and origin and origin.endswith(".py"):
             digest.update(name.encode())
             digest.update(Path(origin).read_bytes())
     return digest.hexdigest()
