@@ -17,7 +17,7 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export TQDM_MININTERVAL ?= 10
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pipeline glue test test-slow test-ui test-faults bench-reliability lint
+.PHONY: help setup pipeline glue test test-slow test-ui test-faults bench-reliability lint deps
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ test-faults: $(STAMP) ## kill -9, broken stores, bad input at volume; then the n
 # The figures of docs/reliability.md, from the fault and bad-input suites and bench/serve_load.py's last result.
 bench-reliability: $(STAMP) ## faults survived, bad input rejected, load held -> docs/reliability.md, bench/results/reliability.json
 	$(BIN)/python bench/reliability.py $(ARGS)
+
+deps: $(STAMP) ## rewrite the src/ deps of every stage in dvc.yaml from its imports (after adding an import to a stage)
+	$(BIN)/python -m scripts.dvc_deps
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check src tests flows bench

@@ -12,12 +12,12 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from scripts.dvc_deps import code_deps, dep_of
 
 from distilflow.runtime.dvc_files import stages
 from distilflow.runtime.locking import TOKEN_ENV, workspace_lock
 from distilflow.tracking.tags import ROLLED_BACK_TAG
 from tests.conftest import committed_copy, run, write_params
-from tests.import_closure import code_deps, dep_of
 
 
 def out_of_date(root: Path) -> set[str]:

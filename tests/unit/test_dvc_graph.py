@@ -10,12 +10,12 @@ import re
 from pathlib import Path
 
 import pytest
+from scripts.dvc_deps import code_deps as expected_code_deps
+from scripts.dvc_deps import stage_code
 
 from distilflow.paths import Paths
 from distilflow.runtime.dvc_files import lineage_order, stage_names, stages
 from tests.conftest import REPO_ROOT
-from tests.import_closure import code_deps as expected_code_deps
-from tests.import_closure import stage_code
 
 # Source loaded by path, not imported: evaluate.load() reads the shipped GLUE metric script.
 LOADED_BY_PATH = {"src/distilflow/metrics/glue/glue.py"}
@@ -33,14 +33,14 @@ def test_code_deps_are_exactly_the_import_closure(stage: str) -> None:
     missing = sorted(file for file in runs if not any(covered_by(dep, file) for dep in code_deps))
     assert not missing, (
         f"dvc.yaml stage {stage} runs these files but does not list them in deps: {missing} "
-        "(python -m tests.import_closure rewrites the code deps)"
+        "(make deps rewrites the code deps)"
     )
     for dep in code_deps:
         files = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / dep).rglob("*.py")} or {dep}
         assert files & runs, f"dvc.yaml stage {stage} lists {dep}, but the stage imports nothing from it"
     assert code_deps == expected_code_deps(stage), (
         f"dvc.yaml stage {stage}: a stage depends on its own module, the shared leaves it imports and the folders "
-        "of the packages it imports (python -m tests.import_closure rewrites the code deps)"
+        "of the packages it imports (make deps rewrites the code deps)"
     )
 
 

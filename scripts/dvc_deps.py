@@ -1,4 +1,8 @@
-"""Which project modules a stage runs, read from the source (every ``import``, at any depth), not guessed."""
+"""Which project modules a stage runs, read from the source (every ``import``, at any depth), not guessed.
+
+A developer command (``make deps``) that rewrites the ``src/`` deps of dvc.yaml's stages from their imports;
+tests/unit/test_dvc_graph.py fails when dvc.yaml and the imports disagree.
+"""
 
 from __future__ import annotations
 
@@ -99,5 +103,5 @@ def rewrite_dvc_yaml(dvc_yaml: Path) -> None:
     dvc_yaml.write_text("\n".join(result) + "\n")
 
 
-if __name__ == "__main__":  # python -m tests.import_closure: bring dvc.yaml's code deps up to date
+if __name__ == "__main__":  # python -m scripts.dvc_deps: bring dvc.yaml's code deps up to date
     rewrite_dvc_yaml(REPO_ROOT / "dvc.yaml")
