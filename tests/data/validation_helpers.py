@@ -67,6 +67,8 @@ class Project:
 def make_project(tmp_path: Path, task_dir: str) -> Project:
     project = Project(tmp_path / "project")
     shutil.copytree(FIXTURES / task_dir, project.raw)
+    # A stage logs its dvc.yaml params (tracking.runs.stage_run), so the project has the pipeline's dvc.yaml.
+    shutil.copy(REPO / "dvc.yaml", project.root / "dvc.yaml")
     # Stand-ins for the outputs of a previous successful run.
     for name, content in {
         "data/validated/train.parquet": b"previous validated split",
