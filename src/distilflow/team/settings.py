@@ -138,6 +138,9 @@ def write_pgpass(layout: Layout, port: int, password: str) -> None:
     _write_private(layout.pgpass, f"{HOST}:{port}:*:{PG_SUPERUSER}:{password}\n")
 
 
+AUTH_CACHE_TTL_S = 60
+
+
 def write_auth_ini(layout: Layout, port: int, credentials: Credentials) -> None:
     """MLflow's basic-auth configuration: READ for everyone, its users in the same PostgreSQL as the runs."""
     _write_private(
@@ -147,7 +150,11 @@ def write_auth_ini(layout: Layout, port: int, credentials: Credentials) -> None:
         f"database_uri = {database_url('mlflow_auth', port)}\n"
         f"admin_username = {credentials.mlflow_user}\n"
         f"admin_password = {credentials.mlflow_password}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # Each request's password check is a PBKDF2 hash (tens of ms of CPU): registering a model makes hundreds
+        # of requests (one per artifact file). Cached per server process for a minute, so a changed or revoked
+        # password may still pass for up to that long on a worker process that did not handle the change.
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}\n",
     )
 
 
