@@ -21,6 +21,7 @@ from typing import Any
 
 from distilflow.evaluation.markdown import markdown_table
 from distilflow.evaluation.references import Reference
+from distilflow.glue.limits import limit_lines
 from distilflow.glue.table_schema import (
     STUDENT_MODEL,
     TEACHER_MODEL,
@@ -344,6 +345,10 @@ def render_markdown(table: GlueTable, command: str | None = None) -> str:
             "- Ratios: teacher ÷ student for size and latency, student ÷ teacher for throughput (> 1 favours the "
             "student), from each task's report stage, both models timed back to back in one process.",
             *(f"- Source: {source}." for source in sources),
+            "",
+            "## What limits each task",
+            "",
+            *limit_lines(table),
             "",
             "## Runs: where each column comes from",
             "",
