@@ -312,7 +312,14 @@ def glue(
     profile: Annotated[
         str | None, typer.Option(help="applied to every task after its recipe: NAME in flows/profiles/ or a YAML path")
     ] = None,
-    root: RootOption = Path("."),
+    root: Annotated[
+        Path,
+        typer.Option(
+            "--root",
+            help="the project the suite works on: its params.yaml, recipes, MLflow store and table (the flow is "
+            "this distilflow's)",
+        ),
+    ] = Path("."),
     pool: Annotated[
         str | None,
         typer.Option(
@@ -323,8 +330,8 @@ def glue(
 ) -> None:
     """Run the pipeline on every GLUE task folder found (one Prefect subflow and workspace per task) and write
     reports/glue.md, metrics/glue.json and plots/glue.png. Exits 1 if a task failed; the summary says why."""
-    import importlib.util
-
+    # The flow is this distilflow's own (distilflow.workflows.glue); --root is only the project it works on. Each
+    # task's stages run their workspace's copy of the project's src/ (runtime.own_code); pool workers its commit.
     from distilflow.tasks import TASKS
 
     names = [name.strip() for name in (tasks or "").split(",") if name.strip()]
@@ -333,19 +340,18 @@ def glue(
         _fail(f"--tasks: unknown GLUE tasks {unknown}; known: {', '.join(TASKS)}", 2)
     if glue_dir is not None and not glue_dir.is_dir():
         _fail(f"--glue-dir {glue_dir}: not a folder", 2)
-    flow_file = Paths.at(root).root / "flows" / "glue.py"
-    if not flow_file.is_file():
-        _fail(f"{flow_file}: no GLUE flow here; point --root at a distilflow project", 2)
-    spec = importlib.util.spec_from_file_location("distilflow_glue_flow", flow_file)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    argv = ["--root", str(Paths.at(root).root)]
+    project = Paths.at(root)
+    lacking = [file.name for file in (project.root / "dvc.yaml", project.params_file) if not file.is_file()]
+    if lacking:
+        _fail(f"--root {project.root}: not a distilflow project (no {', '.join(lacking)}); point --root at one", 2)
+    from distilflow.workflows import glue as glue_flow
+
+    argv = ["--root", str(project.root)]
     argv += ["--glue-dir", str(glue_dir.resolve())] if glue_dir is not None else []
     argv += ["--tasks", ",".join(names)] if names else []
     argv += ["--profile", profile] if profile else []
     argv += ["--pool", pool] if pool else []
-    raise typer.Exit(module.main(argv))
+    raise typer.Exit(glue_flow.main(argv))
 
 
 def main() -> None:

@@ -76,6 +76,9 @@ def test_the_cli_refuses_unknown_tasks_and_missing_folders_before_starting_anyth
     missing = subprocess.run([*command, "--glue-dir", str(tmp_path / "nowhere")], capture_output=True, text=True)
     assert missing.returncode == 2
     assert "not a folder" in missing.stderr
+    elsewhere = subprocess.run([*command[:-1], str(tmp_path)], capture_output=True, text=True, check=False)
+    assert elsewhere.returncode == 2
+    assert f"--root {tmp_path.resolve()}: not a distilflow project (no dvc.yaml, params.yaml)" in elsewhere.stderr
 
 
 def test_the_earlier_table_is_read_back_or_reported(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "stages",  # one module per dvc.yaml stage
         "orchestration team",  # many stage runs; the team stack
         "glue",  # the GLUE suite
+        "workflows",  # the Prefect flows: the pipeline and the GLUE suite (flows/*.py are their entry points)
         "cli",  # parses, then calls one library function
         "__main__",  # python -m distilflow
     )
@@ -183,8 +184,7 @@ def test_nothing_in_src_runs_a_file_of_flows() -> None:
         text = file.read_text(encoding="utf-8")
         if "spec_from_file_location" in text or "run_path(" in text or "import flows" in text:
             offenders.append(str(file.relative_to(REPO_ROOT)))
-    # Open point of issue #32, kept visible here: `distilflow glue` still runs the project's flows/glue.py by path.
-    allowed = {"src/distilflow/cli.py"}
+    allowed: set[str] = set()
     assert set(offenders) <= allowed, f"{sorted(set(offenders) - allowed)} load code by path from outside src/"
 
 
@@ -196,6 +196,7 @@ def test_nothing_in_src_runs_a_file_of_flows() -> None:
         ("distilflow.data.glue_io", "from distilflow.models import batching", "-> distilflow.models.batching"),
         ("distilflow.tracking.runs", "from ..stages import ingest", "-> distilflow.stages.ingest"),
         ("distilflow.runtime.host", "from distilflow.cli import app", "-> distilflow.cli"),
+        ("distilflow.glue.suite", "from distilflow.workflows import pipeline", "-> distilflow.workflows.pipeline"),
     ],
 )
 def test_a_planted_violation_fails(module: str, source: str, expected: str) -> None:

@@ -6,7 +6,7 @@ params.yaml changed, in this order, by: the task and its data folder, the task's
 Every workspace shares the project's MLflow store (so each task's student is registered as
 ``distilflow-<task>-student`` beside the project's own models) and the project's DVC cache (so identical outputs
 are stored once). docs/glue.md says why a workspace per task and not a DVC experiment per task. Nothing here knows
-about Prefect: flows/glue.py calls it.
+about Prefect: distilflow.workflows.glue calls it.
 
 Runs that overlap (docs/glue.md, "Running the suite while someone else does"): a task's run holds its workspace's
 task lock from before ``prepare_workspace`` until its results are read, and a second run of that task is refused at

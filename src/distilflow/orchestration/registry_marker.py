@@ -2,7 +2,7 @@
 
 The register stage's outputs can be up to date without the registry having seen them (restored from DVC's
 run-cache, or pulled into a fresh clone): the flow compares the marker with what dvc.lock says and syncs when they
-differ (flows/pipeline.py ``follow_registry``).
+differ (``follow_registry`` in distilflow.workflows.pipeline).
 """
 
 from __future__ import annotations

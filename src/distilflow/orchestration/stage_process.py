@@ -1,6 +1,6 @@
 """The processes the pipeline flow starts (DVC, ``distilflow``): their environment, and their output in the run log.
 
-The flow (flows/pipeline.py) and the GLUE flows share these; nothing here decides what runs.
+The pipeline flow and the GLUE flows (distilflow.workflows) share these; nothing here decides what runs.
 """
 
 from __future__ import annotations
