@@ -251,9 +251,10 @@ def _refusal(folder: Path, before: dict[str, Any], now: dict[str, Any]) -> str:
     )
 
 
-# The command line that started the stage, not the code that trains: a cold `distilflow stage` imports the CLI
-# (and the team commands it registers), a stage forked by the warm host does not, and both must resume each other.
-ENTRY_MODULES = ("distilflow.cli", "distilflow.__main__", "distilflow.team")
+# What started the stage, not the code that trains: a cold `distilflow stage` imports the CLI (and the team commands
+# it registers), a stage forked by the warm host does not, and a process that also runs a flow in-process imports
+# the Prefect flows (distilflow.workflows); each must resume what the others wrote.
+ENTRY_MODULES = ("distilflow.cli", "distilflow.__main__", "distilflow.team", "distilflow.workflows")
 
 
 def source_digest(package: str = "distilflow") -> str:
