@@ -485,7 +485,9 @@ def test_registry_follows_dvc_when_register_is_up_to_date(
 def test_promotion_artifact_tells_gate_verdict_from_what_happened(
     tmp_path: Path, decision: dict[str, Any], headline: str
 ) -> None:
-    from flows.pipeline import RAN, SKIPPED, promotion_markdown
+    from distilflow.orchestration.dvc_output import RAN
+    from distilflow.orchestration.reports import promotion_markdown
+    from distilflow.workflows.pipeline import SKIPPED
 
     reports = tmp_path / "reports"
     (reports / "eval_student").mkdir(parents=True)
