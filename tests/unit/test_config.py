@@ -50,7 +50,12 @@ def test_ill_typed_value_names_the_key_and_the_value(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("old", "value", "new"), [("device", "cpu", "run.device"), ("precision", "fp32", "run.precision")]
+    ("old", "value", "new"),
+    [
+        ("device", "cpu", "run.device"),
+        ("precision", "fp32", "run.precision"),
+        ("eval_batch_size", 64, "run.eval_batch_size"),
+    ],
 )
 def test_a_key_that_moved_to_run_says_where_it_lives_now(tmp_path: Path, old: str, value: str, new: str) -> None:
     path = write(tmp_path, f"task: sst2\nfinetune:\n  {old}: {value}\n  epochs: 1\n")

@@ -134,7 +134,7 @@ def test_evaluate_both_models_then_report(task_name: str, tmp_path: Path, monkey
     params = parse_params(
         {
             "task": task_name,
-            "finetune": {"eval_batch_size": 8},
+            "run": {"eval_batch_size": 8},
             "evaluate": {
                 "latency_examples": 6,
                 "throughput_batch_size": 4,

@@ -15,7 +15,11 @@ from distilflow.errors import UserError
 
 # Keys that moved to another section: an old params.yaml (or a `dvc exp run -S` of the old key) gets where to
 # write it instead of a bare "unknown key".
-MOVED_KEYS = {"finetune.device": "run.device", "finetune.precision": "run.precision"}
+MOVED_KEYS = {
+    "finetune.device": "run.device",
+    "finetune.precision": "run.precision",
+    "finetune.eval_batch_size": "run.eval_batch_size",
+}
 MOVED_KEYS_DOC = "docs/finetune.md#devices"
 
 

@@ -18,6 +18,9 @@ class RunParams(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 on CUDA where supported, else fp16 with a GradScaler; fp32 on CPU"
     )
+    eval_batch_size: int = Field(
+        128, ge=1, description="rows per batch where a model only scores: dev checks while training, evaluate"
+    )
 
 
 class TrainingParams(Section):
@@ -47,7 +50,6 @@ class FinetuneParams(TrainingParams):
         epochs=2.0, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, eval_every=25, early_stopping_patience=4
     )
 
-    eval_batch_size: int = Field(128, ge=1)
     grad_accum_steps: int = Field(1, ge=1)
     checkpoint_every: int = Field(50, ge=1, description="save a resumable checkpoint every N optimizer steps")
     freeze_embeddings: bool = Field(

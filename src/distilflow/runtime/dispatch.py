@@ -18,7 +18,7 @@ from typing import Any
 
 from distilflow.errors import UserError
 from distilflow.paths import Paths
-from distilflow.runtime.dvc_files import stage_names
+from distilflow.runtime.dvc_files import stage_names, stages
 from distilflow.runtime.locking import LockHolder, WorkspaceLocked, die_with_parent, workspace_lock
 from distilflow.runtime.own_code import run_own_code
 from distilflow.runtime.progress import quiet_library_bars_off_terminal
@@ -37,6 +37,7 @@ class UnknownStage(UserError, ValueError):
 def run_stage(name: str, root: Path, params_file: Path | None = None, which: str | None = None) -> Any:
     """Run stage ``name`` of the project at ``root`` under the workspace lock; returns what the stage returns."""
     # pydantic and the hub settings: not imported by a caller that hands its call to the warm host
+    from distilflow.config.declared import declared
     from distilflow.config.loading import load_params
     from distilflow.runtime.process import configure_hub
 
@@ -44,9 +45,10 @@ def run_stage(name: str, root: Path, params_file: Path | None = None, which: str
     quiet_library_bars_off_terminal()  # before the stage imports datasets or transformers
     paths = Paths.at(root)
     params = load_params(params_file or paths.params_file)
-    known = stage_names(paths.root)
-    if name not in known:
-        raise UnknownStage(f"unknown stage {name!r}; dvc.yaml's stages: {', '.join(known)}")
+    spec = next((spec for spec in stages(paths.root) if spec.name == name), None)
+    if spec is None:
+        known = ", ".join(stage_names(paths.root))
+        raise UnknownStage(f"unknown stage {name!r}; dvc.yaml's stages: {known}")
     configure_hub(params, paths.root)
 
     def waiting(holder: LockHolder | None) -> None:
@@ -57,7 +59,8 @@ def run_stage(name: str, root: Path, params_file: Path | None = None, which: str
     with workspace_lock(paths.root, f"distilflow stage {name}", timeout_s=timeout, on_wait=waiting):
         module = importlib.import_module(f"distilflow.stages.{name}")
         kwargs: dict[str, Any] = {"which": which} if which is not None else {}
-        return module.run(params, paths, **kwargs)
+        # The stage reads only what dvc.yaml declares for it: anything else fails, naming the key to declare.
+        return module.run(declared(params, spec.params, name), paths, **kwargs)
 
 
 def stage_command(name: str, root: str, params_file: str | None = None, which: str | None = None) -> int:

@@ -31,7 +31,7 @@ from distilflow.models.loading import (
 )
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking.runs import StageRun, read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import StageRun, stage_run, write_json, write_lineage
 from distilflow.training.checkpoints import folder_digest, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
@@ -121,11 +121,11 @@ def publish(
     world: int,
     task: GlueTask,
 ) -> dict[str, Any]:
-    """Rank 0's outputs: models/teacher with its lineage, metrics/finetune.json, the curves, the MLflow run."""
+    """Rank 0's outputs: models/teacher, its lineage, metrics/finetune.json, the curves, the MLflow run."""
     paths.teacher_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(paths.teacher_dir))  # safetensors by default
     tokenizer.save_pretrained(str(paths.teacher_dir))
-    write_lineage(paths.teacher_dir, {**read_lineage(paths.tokenized_dir), "finetune": tracked.run_id})
+    write_lineage(paths, "finetune", tracked.run_id, "tokenize")
     metrics: dict[str, Any] = {
         **training_metrics(result, task.primary_metric),
         "resumed_from_step": result.resumed_from_step,
@@ -164,7 +164,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     pad_id = tokenizer.pad_token_id
     model = fresh_teacher(params, task, data["train"])
-    score_dev = dev_scorer(task, data[task.dev_splits[0]], params.finetune.eval_batch_size, pad_id)
+    score_dev = dev_scorer(task, data[task.dev_splits[0]], params.run.eval_batch_size, pad_id)
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
         trained, result = train(
