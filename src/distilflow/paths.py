@@ -128,6 +128,16 @@ class Paths:
     def metrics_file(self, stage: str) -> Path:
         return self.metrics_dir / f"{stage}.json"
 
+    @property
+    def lineage_dir(self) -> Path:
+        """One file per stage run (``KEY.json``), each a DVC out that no later stage depends on: lineage names MLflow
+        runs, which differ on every run, so inside a stage's data it would change every later stage's run-cache key."""
+        return self.reports_dir / "lineage"
+
+    def lineage_file(self, stage_key: str) -> Path:
+        """``stage_key`` as dvc_files.lineage_order writes it: a foreach instance is ``NAME_KEY``."""
+        return self.lineage_dir / f"{stage_key}.json"
+
     def dev_predictions_file(self, which: str) -> Path:
         """The evaluate stage's per-example dev predictions of the teacher or the student."""
         return self.predictions_dir / f"{which}_dev.csv"

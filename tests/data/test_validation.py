@@ -351,7 +351,7 @@ def test_stage_writes_validated_splits_report_and_metric(tmp_path: Path, mlflow_
     result = stage.run(params, paths)
     frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in ("train", "dev")}
     assert len(frames["train"]) == 12 and len(frames["dev"]) == 5
-    assert sorted(p.name for p in paths.validated_dir.iterdir()) == ["dev.parquet", "lineage.json", "train.parquet"]
+    assert sorted(p.name for p in paths.validated_dir.iterdir()) == ["dev.parquet", "train.parquet"]
     metric = json.loads(paths.metrics_file("validate").read_text())
     assert metric == {
         "ok": True,

@@ -57,7 +57,7 @@ def test_a_killed_distill_and_a_corrupt_cache_file_both_end_as_a_clean_run(
 ) -> None:
     root = committed_copy(pipeline_workspace, tmp_path / "project")
     clean_student, clean_registry = lock_out(root, "distill", "models/student"), registry(root)
-    clean_weights = weights_hash(root / "models" / "student")  # lineage.json and timings differ run to run
+    clean_weights = weights_hash(root / "models" / "student")  # export timings differ run to run
 
     # 1. kill -9 of the distill stage right after its first optimizer step (a fresh process, not the warm host).
     env = {key: value for key, value in test_env(root).items() if key != HOST_ENV}

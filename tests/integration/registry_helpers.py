@@ -159,9 +159,8 @@ def set_student(
         }
         paths.metrics_file(f"eval_{role}").parent.mkdir(parents=True, exist_ok=True)
         paths.metrics_file(f"eval_{role}").write_text(json.dumps(evaluation))
-        folder = paths.reports_dir / f"eval_{role}"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "lineage.json").write_text(json.dumps(lineage or {}))
+        paths.lineage_file(f"evaluate_{role}").parent.mkdir(parents=True, exist_ok=True)
+        paths.lineage_file(f"evaluate_{role}").write_text(json.dumps(lineage or {}))
     return metric
 
 

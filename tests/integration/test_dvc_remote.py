@@ -19,6 +19,7 @@ import pytest
 from dvc.repo import Repo
 from mlflow import MlflowClient
 
+from distilflow.orchestration import run_cache
 from distilflow.runtime.dvc_files import stages
 from distilflow.serving.servers import free_port, prefect_server_command, start_server, stop_server
 from tests import conftest
@@ -142,6 +143,54 @@ def test_push_delete_pull_then_a_fresh_clone_makes_pipeline_with_nothing_to_do(
     assert any((clone / "src" / "distilflow" / "metrics").rglob("*.pyc"))
     assert UP_TO_DATE in sh(["dvc", "status"], clone, home).stdout
     assert sh(["git", "status", "--porcelain", "--untracked-files=all"], clone, home).stdout == ""
+
+
+def test_a_second_machine_without_dvc_lock_restores_every_stage_from_the_run_cache(
+    pipeline_workspace: Path, tmp_path: Path, home: Path
+) -> None:
+    """A GLUE workspace on the next worker: same code, params and data at another path, no dvc.lock, empty cache.
+
+    What the first machine pushed with its run-cache is enough: no training or evaluation runs again, and DVC calls
+    the result up to date. Each stage's MLflow run ids (its lineage file) are an output no later stage depends on,
+    so no key differs.
+    """
+    first = committed_copy(pipeline_workspace, tmp_path / "first", home)
+    # What a GLUE workspace's flow pushes: `dvc push --run-cache` alone leaves the git-tracked metrics and plots
+    # behind, and the second machine would rerun every stage (orchestration.run_cache).
+    pushed = sh(run_cache.command(), first, home).stdout
+    assert int(re.findall(r"run-cache pushed: (\d+) files", pushed)[0]) > 0, pushed
+
+    second = make_workspace(tmp_path / "elsewhere" / "second")
+    assert not (second / "dvc.lock").exists() and not (second / ".dvc" / "cache").exists()
+    sh(["dvc", "fetch", "--run-cache"], second, home)  # the run-cache entries; each stage's outputs come with --pull
+    made = sh(["dvc", "repro", "--pull"], second, home)
+    output = made.stdout + made.stderr
+    restored = re.findall(r"Stage '([^']+)' is cached - skipping run", output)
+    # DVC keeps no run-cache entry for a stage with an output in git (cache: false, not a metric or plot): those
+    # stages, the cheap ones that write reports people read in git, run again.
+    with Repo(str(second)) as repo:
+        reported = {
+            stage.name
+            for stage in repo.index.stages
+            if any(not out.use_cache for out in stage.outs if not (out.is_metric or out.is_plot))
+        }
+    instances = [instance for spec in stages(second) for instance in spec.instances]
+    assert {"finetune", "evaluate@teacher", "distill", "evaluate@student"} <= set(restored), output
+    assert sorted(restored) == sorted(set(instances) - reported) and sorted(ran(output)) == sorted(reported), output
+    assert UP_TO_DATE in sh(["dvc", "status"], second, home).stdout
+    with Repo(str(first)) as repo_first, Repo(str(second)) as repo_second:
+        hashes = [
+            {
+                out.def_path: out.hash_info.value
+                for stage in repo.index.stages
+                if stage.name in restored
+                for out in stage.outs
+            }
+            for repo in (repo_first, repo_second)
+        ]
+    assert hashes[0] == hashes[1]
+    first_lineage = json.loads((first / "reports" / "lineage" / "distill.json").read_text())
+    assert json.loads((second / "reports" / "lineage" / "distill.json").read_text()) == first_lineage
 
 
 @pytest.mark.slow

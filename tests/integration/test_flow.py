@@ -490,7 +490,7 @@ def test_promotion_artifact_tells_gate_verdict_from_what_happened(
     from distilflow.workflows.pipeline import SKIPPED
 
     reports = tmp_path / "reports"
-    (reports / "eval_student").mkdir(parents=True)
+    (reports / "lineage").mkdir(parents=True)
     (reports / "promotion.json").write_text(
         json.dumps(
             {
@@ -503,7 +503,7 @@ def test_promotion_artifact_tells_gate_verdict_from_what_happened(
             }
         )
     )
-    (reports / "eval_student" / "lineage.json").write_text(json.dumps({"distill": "d1", "finetune": "f1"}))
+    (reports / "lineage" / "evaluate_student.json").write_text(json.dumps({"distill": "d1", "finetune": "f1"}))
     text = promotion_markdown(tmp_path, RAN)
     assert text is not None and text.startswith(f"# {STUDENT} {headline}")
     assert f"(http://127.0.0.1:5000/#/models/{STUDENT}/versions/3)" in text

@@ -32,7 +32,7 @@ def test_demo_source_is_copied_verbatim_with_a_manifest(project: Paths) -> None:
         assert manifest["files"][split] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert outputs["metrics"]["rows_train"] == 1200
     assert outputs["metrics"]["rows_dev"] == 300
-    assert "ingest" in json.loads((project.ingest_report_dir / "lineage.json").read_text())
+    assert "ingest" in json.loads(project.lineage_file("ingest").read_text())
     assert sorted(path.name for path in project.raw_dir.iterdir()) == ["dev.tsv", "manifest.json", "train.tsv"]
 
 

@@ -164,9 +164,7 @@ def promotion_markdown(
     if isinstance(serving, dict) and serving.get("backend"):
         lines.append(f"- Serving: {serving.get('export', '')} on {serving['backend']}")
     if runs is None:
-        runs = {}
-        for role in ("teacher", "student"):
-            runs.update(read_json(paths.reports_dir / f"eval_{role}" / "lineage.json") or {})
+        runs = read_lineage(paths, "evaluate_teacher", "evaluate_student")
     if runs or off:
         lines += ["", *stage_rows(root, runs, off or {}, query)]
     lines += ["", f"Links open the MLflow UI at {ui} (`make ui`); set {MLFLOW_UI_ENV} to point elsewhere."]
@@ -196,7 +194,7 @@ def mlflow_view(workspace: Path) -> MlflowView:
 
     paths = Paths.at(workspace)
     params = load_params(paths.params_file)
-    runs = read_lineage(paths.reports_dir / "eval_teacher", paths.reports_dir / "eval_student", paths.validated_dir)
+    runs = read_lineage(paths, "evaluate_teacher", "evaluate_student", "validate")
     try:
         configure_mlflow(params, paths)
         experiment = mlflow.get_experiment_by_name(f"distilflow-{params.task}")

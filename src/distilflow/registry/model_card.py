@@ -18,15 +18,13 @@ from distilflow.tracking.tags import ui_query
 
 
 def model_stage_runs(paths: Paths, role: str) -> dict[str, str]:
-    """{stage: MLflow run id} of every stage behind a role's evaluated model, from the lineage.json files DVC keeps.
+    """{stage: MLflow run id} of every stage behind a role's evaluated model, from the lineage files DVC keeps.
 
     The student's chain (through distill) reaches back through the transfer set (augment) and pretrain when it ran;
     evaluate@teacher is the teacher's score that the register stage compares the student with.
     """
-    folders = [paths.reports_dir / "eval_teacher"]
-    if role == "student":
-        folders.append(paths.reports_dir / "eval_student")
-    return read_lineage(*folders)
+    evaluated = ["evaluate_teacher", "evaluate_student"] if role == "student" else ["evaluate_teacher"]
+    return read_lineage(paths, *evaluated)
 
 
 PRETRAIN_OFF = "off in params.yaml (pretrain.enabled: false), so no MLflow run"

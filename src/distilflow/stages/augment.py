@@ -25,7 +25,7 @@ from distilflow.models.inference import logits_to_predictions
 from distilflow.models.loading import load_classifier, load_tokenizer
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 
 COLUMNS = ("input_ids", "token_type_ids", "labels", "length")
 
@@ -112,7 +112,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         transfer.save_to_disk(str(tmp))  # write aside, then swap: a kill never leaves half a transfer set
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
-        write_lineage(out, {**read_lineage(paths.teacher_dir), "augment": tracked.run_id})
+        write_lineage(paths, "augment", tracked.run_id, "finetune")
         write_json(paths.metrics_file("augment"), stats)
         tracked.log_metrics(stats)
     return {"metrics": stats}

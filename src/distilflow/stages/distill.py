@@ -31,7 +31,7 @@ from distilflow.models.loading import (
 )
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, LossFn, train
@@ -278,8 +278,7 @@ def save_student(paths: Paths, student: PreTrainedModel, tokenizer: Any, run_id:
     student.save_pretrained(str(paths.student_dir))
     tokenizer.save_pretrained(str(paths.student_dir))
     # The transfer set (augment) and the pre-trained start (pretrain, when enabled) made this student too.
-    chain = read_lineage(paths.teacher_dir, paths.transfer_dir, paths.student_pretrained_dir)
-    write_lineage(paths.student_dir, {**chain, "distill": run_id})
+    write_lineage(paths, "distill", run_id, "finetune", "augment", "pretrain")
 
 
 def distill_metrics(
@@ -334,7 +333,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             student,
             teacher if needs_teacher else None,
             transfer,
-            dev_scorer(task, dev, params.finetune.eval_batch_size, pad_id),
+            dev_scorer(task, dev, params.run.eval_batch_size, pad_id),
             config,
             settings,
             pad_id,

@@ -38,9 +38,10 @@ from distilflow.models.loading import count_parameters, load_classifier, load_to
 from distilflow.numerics import softmax
 from distilflow.paths import Paths
 from distilflow.tasks import LINE, GlueTask, get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 
 MODELS = ("teacher", "student")
+MODEL_STAGE = {"teacher": "finetune", "student": "distill"}  # the stage whose lineage each evaluated model carries
 ID = "id"  # the validated frames' id column (distilflow.data.glue_io.ID), for tasks whose files carry one
 
 
@@ -304,7 +305,7 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
         # Scoring runs where training does (a GPU, when there is one: MNLI's and QQP's dev sets are large);
         # the speed measurement below is on CPU, which is where the latency budget applies.
         model.to(choose_device(params.run.device))
-        metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.finetune.eval_batch_size)
+        metrics, logits = evaluate_model(model, task, data, tokenizer.pad_token_id, params.run.eval_batch_size)
         model.to("cpu")
         frames = []
         for split in task.dev_splits:
@@ -333,6 +334,5 @@ def run(params: Params, paths: Paths, which: str = "teacher") -> dict[str, Any]:
         tracked.log_artifact(length_file(paths, which), "plots")
         for figure in figures:
             tracked.log_artifact(figure, "plots")
-        lineage = read_lineage(folder)
-        write_lineage(paths.reports_dir / f"eval_{which}", {**lineage, f"evaluate_{which}": tracked.run_id})
+        write_lineage(paths, f"evaluate_{which}", tracked.run_id, MODEL_STAGE[which])
     return {"metrics": metrics, "predictions": out, "plots": figures}

@@ -128,7 +128,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         write_json(target / "manifest.json", content)
         manifest = {**content, "source": params.data.source, "origin": origin}
         write_json(paths.ingest_report_dir / "manifest.json", manifest)
-        write_lineage(paths.ingest_report_dir, {"ingest": tracked.run_id})
+        write_lineage(paths, "ingest", tracked.run_id)
         tracked.set_tag(DATA_TAG, dvc_directory_md5(target))  # what DVC is about to record in dvc.lock
         metrics = {f"rows_{split}": count for split, count in rows.items()}
         tracked.log_metrics(metrics)

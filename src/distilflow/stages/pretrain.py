@@ -25,7 +25,7 @@ from distilflow.models.batching import pad_batch
 from distilflow.models.loading import build_student, load_classifier, load_tokenizer
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 from distilflow.training.curves import log_history
 from distilflow.training.loop import EvalFn, LoopSettings, LossFn, train
 from distilflow.training.pretrained import SUMMARY_FILE
@@ -215,6 +215,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         summary: dict[str, Any] = {"enabled": False}
         write_json(out / SUMMARY_FILE, summary)
         write_json(paths.metrics_file("pretrain"), summary)
+        write_lineage(paths, "pretrain", None, "augment")  # no run of its own: the chain passes through
         return {"metrics": summary}
     task = get_task(params.task)
     transfer = load_from_disk(str(paths.transfer_dir))
@@ -227,7 +228,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         model.save_pretrained(str(out))
         metrics = outcome["metrics"]
         write_json(out / SUMMARY_FILE, {**metrics, "student": params.distill.student.model_dump()})
-        write_lineage(out, {**read_lineage(paths.transfer_dir), "pretrain": tracked.run_id})
+        write_lineage(paths, "pretrain", tracked.run_id, "augment")
         write_json(paths.metrics_file("pretrain"), metrics)
         tracked.log_metrics({k: float(v) for k, v in metrics.items()})
         log_history(tracked, outcome["result"])

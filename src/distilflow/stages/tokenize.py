@@ -23,7 +23,7 @@ from distilflow.config.params import Params
 from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 
 
 def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "") -> str:
@@ -103,7 +103,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             "pair_encoding": "[CLS] a [SEP] b [SEP]" if task.is_pair else "[CLS] a [SEP]",
         }
         write_json(out / paths.tokenized_meta_file.name, meta)
-        write_lineage(out, {**read_lineage(paths.validated_dir), "tokenize": tracked.run_id})
+        write_lineage(paths, "tokenize", tracked.run_id, "validate")
 
         histogram = Counter(lengths["train"])
         plot_rows = [{"tokens": length, "examples": histogram[length]} for length in sorted(histogram)]

@@ -16,7 +16,7 @@ from distilflow.config.params import Params
 from distilflow.data.validation import DataValidationError, ValidationReport, validate_folder
 from distilflow.paths import Paths
 from distilflow.tasks import get_task
-from distilflow.tracking.runs import read_lineage, stage_run, write_json, write_lineage
+from distilflow.tracking.runs import stage_run, write_json, write_lineage
 
 
 def stage_metrics(report: ValidationReport) -> dict[str, float]:
@@ -107,8 +107,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         # DVC and the flow keep a stage's output: every dropped row and warning is named there, not only on disk.
         print(report.format_findings(settings.max_errors_reported))
         _write_splits(report, paths.validated_dir)
-        # Carry the ingest run's id forward: tokenize reads lineage from data/validated. It is read from
-        # reports/ingest, which is no dvc.yaml dependency on purpose: a new ingest run of the same files is the
-        # same data version and reruns nothing; the run that first read them stays the one named.
-        write_lineage(paths.validated_dir, {**read_lineage(paths.ingest_report_dir), "validate": tracked.run_id})
+        # Carry the ingest run's id forward. Its lineage file is no dvc.yaml dependency on purpose: a new ingest run
+        # of the same files is the same data version and reruns nothing; the run that first read them stays named.
+        write_lineage(paths, "validate", tracked.run_id, "ingest")
     return {"metrics": metrics, "artifacts": artifacts, "summary": report.summary}

@@ -1,8 +1,10 @@
 """MLflow bookkeeping shared by all stages: one run per stage, lineage tags, the project's local store.
 
-Each stage writes ``lineage.json`` next to its outputs: its own MLflow run id merged with those of the
-inputs it read. The chain travels with the data through DVC, so the register stage can tag a model with
-the run of every stage that produced it, even when DVC skipped some of them this time.
+Each stage writes its lineage file (``reports/lineage/KEY.json``, one DVC out of its own): its own MLflow run id
+merged with the lineage of the stages it read from. The chain travels through DVC beside the data, so the register
+stage can tag a model with the run of every stage that produced it, even when DVC skipped some of them this time.
+It stays out of the data itself: no stage declares a lineage file as a dependency, so run ids, new on every run, never
+change a later stage's run-cache key, and a second machine restores every stage a first one ran.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from distilflow.config.declared import whole
 from distilflow.config.params import Params, params_at
 from distilflow.paths import Paths
 from distilflow.runtime.dvc_files import stages
@@ -36,13 +39,13 @@ from distilflow.tracking.tags import (
     ui_query,
 )
 
-LINEAGE_FILE = "lineage.json"
 PIPELINE_ID_ENV = "DISTILFLOW_PIPELINE_ID"
 
 
 def tracking_uri(params: Params, paths: Paths) -> str:
     """MLFLOW_TRACKING_URI wins, then params, then the project's own sqlite store."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or params.register_.tracking_uri or f"sqlite:///{paths.mlflow_db}"
+    configured = whole(params).register_.tracking_uri  # where runs go, not what a stage computes: any stage reads it
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or f"sqlite:///{paths.mlflow_db}"
 
 
 # mlflow.set_registry_uri and mlflow.set_experiment also export these for child processes. This process keeps the
@@ -138,7 +141,7 @@ def dvc_directory_md5(folder: Path) -> str:
 
 
 def params_hash(params: Params) -> str:
-    text = json.dumps(params.model_dump(by_alias=True), sort_keys=True)
+    text = json.dumps(whole(params).model_dump(by_alias=True), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -151,18 +154,23 @@ def pipeline_id() -> str:
     return value
 
 
-def read_lineage(*folders: Path) -> dict[str, str]:
+def read_lineage(paths: Paths, *stage_keys: str) -> dict[str, str]:
+    """The merged lineage of the named stages; a stage without a lineage file (not run yet) adds nothing."""
     merged: dict[str, str] = {}
-    for folder in folders:
-        file = folder / LINEAGE_FILE
+    for key in stage_keys:
+        file = paths.lineage_file(key)
         if file.is_file():
             merged.update(json.loads(file.read_text()))
     return merged
 
 
-def write_lineage(folder: Path, lineage: Mapping[str, str]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / LINEAGE_FILE).write_text(json.dumps(dict(lineage), indent=2, sort_keys=True) + "\n")
+def write_lineage(paths: Paths, stage_key: str, run_id: str | None, *upstream: str) -> dict[str, str]:
+    """Write ``stage_key``'s lineage: the upstream stages' lineage plus its own run (None: it made no run)."""
+    lineage = read_lineage(paths, *upstream) | ({stage_key: run_id} if run_id else {})
+    file = paths.lineage_file(stage_key)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(lineage, indent=2, sort_keys=True) + "\n")
+    return lineage
 
 
 class StageRun:
@@ -215,7 +223,7 @@ def stage_run(stage: str, params: Params, paths: Paths, instance: str | None = N
         PARAMS_HASH_TAG: params_hash(params),
     }
     with mlflow.start_run(run_name=f"{name}-{tags[PIPELINE_ID_TAG]}", tags=tags) as run:
-        logged = params_at(params, tracked_params(paths.root, stage))
+        logged = params_at(whole(params), tracked_params(paths.root, stage))
         mlflow.log_params({key: str(value)[:500] for key, value in logged.items()})
         yield StageRun(run.info.run_id)
 

@@ -40,6 +40,7 @@ from prefect.runtime import flow_run as current_flow_run
 from prefect.tasks import exponential_backoff
 
 from distilflow.config.loading import load_params
+from distilflow.orchestration import run_cache
 from distilflow.orchestration.dvc_output import (
     RAN,
     RESTORED,
@@ -195,9 +196,11 @@ def fetch_remote(root: str, remote: str) -> bool:
     cache_policy=NO_CACHE,
 )
 def push_remote(root: str, remote: str) -> None:
-    code, tail = run_logged(dvc_command("push", "--run-cache", "--remote", remote), Path(root), subprocess_env(None))
-    if code != 0:
-        raise RuntimeError(f"dvc push to remote {remote!r} failed:\n{tail}")
+    """This dvc.lock's outputs, then the run-cache with every file it restores (``orchestration.run_cache``)."""
+    for command in (dvc_command("push", "--remote", remote), run_cache.command(remote)):
+        code, tail = run_logged(command, Path(root), subprocess_env(None))
+        if code != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{tail}")
 
 
 @task(name="registry follows DVC", task_run_name="registry follows DVC", cache_policy=NO_CACHE)
