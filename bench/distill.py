@@ -76,7 +76,10 @@ from distilflow.runtime.process import machine_facts
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.stages.pretrain import pretrain_student
 from distilflow.tasks import get_task
-from distilflow.training.dev_scorer import dev_scorer
+from distilflow.training.loop import SCORED_PREFIX
+from distilflow.training.scorer import split_scorer
+
+SCORED = f"{SCORED_PREFIX}accuracy"  # what the training loop scored at each evaluation: dev, in this bench
 
 TASK = get_task("sst2")
 CHUNK = 2048
@@ -481,9 +484,7 @@ def run_variant(bench: Bench, variant: Variant, ctx: dict[str, Any]) -> tuple[An
         "intermediate_losses": variant.intermediate,
         "train_rows": len(rows),
         "wall_seconds": seconds,
-        "dev_curve": [
-            {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
-        ],
+        "dev_curve": [{"step": p["step"], "accuracy": p[SCORED]} for p in result.history if SCORED in p],
     }
 
 
@@ -563,7 +564,7 @@ def load_context(bench: Bench) -> dict[str, Any]:
     data_dir = bench.args.data_dir
     train = read_encoded_split(TASK, data_dir, "train", tokenizer, max_length, bench.params.data.max_train_rows)
     dev = read_encoded_split(TASK, data_dir, "dev", tokenizer, max_length, None)
-    score_dev = dev_scorer(TASK, dev, SCORE_BATCH_SIZE, pad_id)
+    score_dev = split_scorer(TASK, dev, SCORE_BATCH_SIZE, pad_id)
     teacher_dev = score_dev(teacher)["accuracy"] if bench.args.part == "all" else float("nan")
     log(f"[{bench.args.part}] teacher dev accuracy {teacher_dev:.4f}; {len(train)} training rows")
     key = transfer_key(bench, len(train))

@@ -45,7 +45,10 @@ from distilflow.orchestration.scratch_workspace import deep_update
 from distilflow.runtime.process import machine_facts
 from distilflow.stages.distill import distill, loop_settings
 from distilflow.tasks import get_task
-from distilflow.training.dev_scorer import dev_scorer
+from distilflow.training.loop import SCORED_PREFIX
+from distilflow.training.scorer import split_scorer
+
+SCORED = f"{SCORED_PREFIX}accuracy"  # what the training loop scored at each evaluation: dev, in this bench
 
 CACHE = common.CACHE_DIR / "distill-sst2"
 TASK = get_task("sst2")
@@ -269,9 +272,7 @@ def run_variant(run: Settings, name: str, ctx: dict[str, Any]) -> dict[str, Any]
         "train_rows": len(train_rows),
         "student_parameters": count_parameters(student),
         "wall_seconds": time.perf_counter() - started,
-        "dev_curve": [
-            {"step": p["step"], "accuracy": p["dev_accuracy"]} for p in result.history if "dev_accuracy" in p
-        ],
+        "dev_curve": [{"step": p["step"], "accuracy": p[SCORED]} for p in result.history if SCORED in p],
     }
     if name == "baseline":
         row["agreement_with_teacher"] = fit_to_teacher(run, student, ctx)
@@ -299,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         "pad_id": pad_id,
         "dev": dev,
         "teacher_dev_logits": teacher_dev_logits,
-        "score_dev": dev_scorer(TASK, dev, common.SCORE_BATCH_SIZE, pad_id),
+        "score_dev": split_scorer(TASK, dev, common.SCORE_BATCH_SIZE, pad_id),
         "transfer": transfer,
         "splice_stats": {},
     }

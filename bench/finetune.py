@@ -48,8 +48,10 @@ from distilflow.runtime.process import hub_offline_by_default, machine_facts
 from distilflow.stages.finetune import freeze_word_embeddings, supervised_loss
 from distilflow.stages.tokenize import encode
 from distilflow.tasks import LABEL, LINE, get_task
-from distilflow.training.dev_scorer import dev_scorer
-from distilflow.training.loop import LoopResult, LoopSettings, train
+from distilflow.training.loop import SCORED_PREFIX, LoopResult, LoopSettings, train
+from distilflow.training.scorer import split_scorer
+
+SCORED = f"{SCORED_PREFIX}accuracy"  # what the training loop scored at each evaluation: dev, in this bench
 
 # What this benchmark changes from params.yaml: a shorter warm-up, dev evaluations (and checkpoints) every 300
 # steps, no early stopping.
@@ -154,7 +156,7 @@ def run_ours(
     on_best: Callable[[torch.nn.Module, int, float], None] | None = None,
     lever: str = "ours",
 ) -> tuple[torch.nn.Module, LoopResult]:
-    score = dev_scorer(get_task("sst2"), dev, SCORE_BATCH_SIZE, pad_id)
+    score = split_scorer(get_task("sst2"), dev, SCORE_BATCH_SIZE, pad_id)
     overrides = dict(LEVERS[lever])
     threads = overrides.pop("threads", None)
     settings = dataclasses.replace(settings_for(run, epochs, eval_every, checkpoint_every), **overrides)
@@ -165,9 +167,9 @@ def run_ours(
     best = [float("-inf")]
 
     def on_eval(step: int, point: dict[str, float]) -> None:
-        if on_best is not None and point["dev_accuracy"] > best[0]:
-            best[0] = point["dev_accuracy"]
-            on_best(model, step, point["dev_accuracy"])
+        if on_best is not None and point[SCORED] > best[0]:
+            best[0] = point[SCORED]
+            on_best(model, step, point[SCORED])
 
     try:
         return train(
@@ -353,9 +355,7 @@ def accuracy_run(run: Settings, train_set: Dataset, dev: Dataset, tokenizer: Any
     every = config.eval_every
     model, full = run_ours(run, rows, dev, config.epochs, every, pad_id, checkpoints, every, on_best=keep_best)
     curve = [
-        {k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")}
-        for p in full.history
-        if "dev_accuracy" in p
+        {k: v for k, v in p.items() if k in ("step", "dev_accuracy", "train_loss")} for p in full.history if SCORED in p
     ]
     save_to = run.args.save_to
     save_teacher(

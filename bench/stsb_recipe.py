@@ -52,7 +52,7 @@ PARAM_FLAGS = (
 
 
 def best_row(curve: Path, step: int) -> dict[str, float]:
-    """The dev curve's row at ``step`` (the best one), as numbers."""
+    """The held-out curve's row at ``step`` (the best one), as numbers."""
     with curve.open(encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
             if int(row["step"]) == step:
@@ -60,12 +60,27 @@ def best_row(curve: Path, step: int) -> dict[str, float]:
     raise SystemExit(f"{curve}: no row for step {step}")
 
 
+def dev_scores(workspace: Path, model: str) -> dict[str, float]:
+    """The trained model scored once on dev (training chose its checkpoint on the held-out slice of train)."""
+    from datasets import load_from_disk
+
+    from distilflow.models.loading import load_classifier, load_tokenizer
+    from distilflow.training.scorer import split_scorer
+
+    dev = load_from_disk(str(workspace / "data" / "tokenized"))["dev"]
+    pad_id = load_tokenizer(str(workspace / "models" / model)).pad_token_id
+    return split_scorer(get_task("stsb"), dev, 64, pad_id)(load_classifier(workspace / "models" / model))
+
+
 def scores(workspace: Path, stage: str) -> dict[str, Any]:
     metrics = json.loads((workspace / "metrics" / f"{stage}.json").read_text(encoding="utf-8"))
-    row = best_row(workspace / "plots" / f"{stage}_dev.csv", int(metrics["best_step"]))
+    row = best_row(workspace / "plots" / f"{stage}_heldout.csv", int(metrics["best_step"]))
+    on_dev = dev_scores(workspace, "teacher" if stage == "finetune" else "student")
     return {
-        "dev_pearson": metrics["best_dev_pearson"],
-        "dev_spearman": row["dev_spearmanr"],
+        "dev_pearson": on_dev["pearson"],
+        "dev_spearman": on_dev["spearmanr"],
+        "heldout_pearson": metrics["best_heldout_pearson"],
+        "heldout_spearman": row["heldout_spearmanr"],
         "best_step": metrics["best_step"],
         "steps": metrics["steps"],
         "train_seconds": metrics["train_seconds"],

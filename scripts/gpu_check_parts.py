@@ -197,8 +197,8 @@ def run_teacher(ctx: Context, figures: dict[str, Any]) -> None:
     from transformers import PreTrainedModel
 
     from distilflow.stages.finetune import supervised_loss
-    from distilflow.training.dev_scorer import dev_scorer
     from distilflow.training.loop import train
+    from distilflow.training.scorer import split_scorer
     from finetune import fresh_model, settings_for
 
     config = ctx.params.finetune
@@ -208,7 +208,7 @@ def run_teacher(ctx: Context, figures: dict[str, Any]) -> None:
     ctx.teacher = model  # trained in place: a part stopped by its budget leaves its latest weights for labelling
     figures.update(weights_dtype=str(next(model.parameters()).dtype), epochs=config.epochs, max_steps=config.max_steps)
     metric = ctx.task.primary_metric
-    score = watched(dev_scorer(ctx.task, ctx.dev, config.eval_batch_size, ctx.pad_id), metric, figures)
+    score = watched(split_scorer(ctx.task, ctx.dev, ctx.params.run.eval_batch_size, ctx.pad_id), metric, figures)
     _, result = train(model, ctx.train, supervised_loss, score, settings, ctx.pad_id, False, description="teacher")
     figures.update(dev_accuracy=result.best_metric, best_step=result.best_step, steps=result.steps)
     figures.update(samples_per_s=result.samples_per_s, train_seconds=result.train_seconds)
@@ -234,7 +234,7 @@ def run_label(ctx: Context, figures: dict[str, Any]) -> None:
 def run_distill(ctx: Context, figures: dict[str, Any]) -> None:
     from distilflow.models.loading import build_student, count_parameters
     from distilflow.stages.distill import distill, loop_settings, training_rows
-    from distilflow.training.dev_scorer import dev_scorer
+    from distilflow.training.scorer import split_scorer
 
     assert ctx.teacher is not None and ctx.transfer is not None
     config = ctx.params.distill
@@ -244,7 +244,7 @@ def run_distill(ctx: Context, figures: dict[str, Any]) -> None:
     needs_teacher = config.hidden_weight > 0 or config.attention_weight > 0
     rows = training_rows(ctx.transfer, config)
     metric = ctx.task.primary_metric
-    score = watched(dev_scorer(ctx.task, ctx.dev, ctx.params.finetune.eval_batch_size, ctx.pad_id), metric, figures)
+    score = watched(split_scorer(ctx.task, ctx.dev, ctx.params.run.eval_batch_size, ctx.pad_id), metric, figures)
     settings = loop_settings(config, ctx.task, ctx.params)
     figures.update(init=config.student.init, transfer_rows=len(rows), max_steps=config.max_steps)
     student, result = distill(

@@ -118,7 +118,7 @@ def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(workspace_factory
 
     metrics, weights = finetune(root, env=one_thread_env(root))
     assert metrics["resumed_from_step"] >= checkpointed
-    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert metrics["best_heldout_accuracy"] == expected_metrics["best_heldout_accuracy"]
     assert (metrics["best_step"], metrics["steps"]) == (expected_metrics["best_step"], expected_metrics["steps"])
     assert weights.keys() == expected_weights.keys()
     for name, value in expected_weights.items():
@@ -143,7 +143,7 @@ def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspa
     assert "is corrupt (checksum mismatch in model.safetensors)" in messages[-1]
     assert (root / "checkpoints" / "teacher-last.corrupt" / "model.safetensors").read_bytes() == bytes(data)
     assert metrics["resumed_from_step"] == 0
-    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert metrics["best_heldout_accuracy"] == expected_metrics["best_heldout_accuracy"]
     assert all(torch.equal(weights[name], value) for name, value in expected_weights.items())
 
     # A checkpoint another run wrote (here: other settings in its fingerprint) is never resumed.
@@ -156,7 +156,7 @@ def test_untrusted_checkpoints_are_set_aside_and_the_fresh_start_matches(workspa
     assert "not resuming from" in messages[-1] and "written with another settings" in messages[-1]
     assert (root / "checkpoints" / "teacher.set-aside" / "last" / "state.json").is_file()
     assert metrics["resumed_from_step"] == 0
-    assert metrics["best_dev_accuracy"] == expected_metrics["best_dev_accuracy"]
+    assert metrics["best_heldout_accuracy"] == expected_metrics["best_heldout_accuracy"]
     assert all(torch.equal(weights[name], value) for name, value in expected_weights.items())
 
 

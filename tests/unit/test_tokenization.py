@@ -94,11 +94,14 @@ def test_stage_writes_arrow_meta_and_histogram_then_reuses_an_unchanged_output(t
     first = tokenization.run(params, paths)
     assert first["reused"] is False
     data = load_from_disk(str(paths.tokenized_dir))
-    assert data["train"].num_rows == 3 and data["dev"].num_rows == 2
+    # One positive row is held out (the lone negative stays in train, where a model can learn it); dev is whole.
+    assert data["train"].num_rows == 2 and data["holdout"].num_rows == 1 and data["dev"].num_rows == 2
+    assert data["holdout"]["labels"] == [1] and sorted([*data["train"]["line"], *data["holdout"]["line"]]) == [2, 3, 4]
     meta = json.loads((paths.tokenized_meta_file).read_text())
     assert meta["content_hash"] == first["meta"]["content_hash"] and meta["max_length"] == 32
+    assert meta["holdout"]["lines"] == list(data["holdout"]["line"]) and meta["holdout"]["seed"] == params.seed
     histogram = pd.read_csv(paths.plots_dir / "token_lengths.csv")
-    assert histogram["examples"].sum() == 3 and list(histogram.columns) == ["tokens", "examples"]
+    assert histogram["examples"].sum() == 2 and list(histogram.columns) == ["tokens", "examples"]
     written = (paths.tokenized_dir / "dataset_dict.json").stat().st_mtime_ns
 
     again = tokenization.run(params, paths)

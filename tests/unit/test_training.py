@@ -149,9 +149,9 @@ def test_the_loop_learns_and_returns_the_best_weights() -> None:
     assert result.best_metric >= 0.9
     assert accuracy_on(dev)(model)["accuracy"] == pytest.approx(result.best_metric)
     assert result.samples == 3 * 256 and result.samples_per_s > 0
-    dev_points = [p for p in result.history if "dev_accuracy" in p]
+    dev_points = [p for p in result.history if "heldout_accuracy" in p]
     assert [p["step"] for p in dev_points] == list(range(4, 49, 4))
-    assert max(p["dev_accuracy"] for p in dev_points) == result.best_metric
+    assert max(p["heldout_accuracy"] for p in dev_points) == result.best_metric
 
 
 class Crash(RuntimeError):

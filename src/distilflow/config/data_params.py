@@ -77,3 +77,7 @@ class ModelParams(Section):
 
 class TokenizeParams(Section):
     max_length: int = Field(128, ge=8, le=512)
+    holdout_share: float = Field(
+        0.1, gt=0, lt=0.5, description="share of train held out for training to score itself on; dev stays unread"
+    )
+    holdout_max_rows: int = Field(1000, ge=1, description="cap on the held-out slice: it is scored at every evaluation")

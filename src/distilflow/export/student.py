@@ -1,7 +1,7 @@
 """Deployable forms of the student: torch dynamic int8, ONNX (onnxruntime) and ONNX dynamic int8.
 
-Each export is checked against the fp32 student on the dev split — its metric must be within
-``max_accuracy_drop`` — and timed at the same batch size in the same process, so the numbers compare.
+Each export is checked against the fp32 student on the held-out slice of train (not dev: serving it is a choice),
+its metric within ``max_accuracy_drop``, and timed at the same batch size in the same process, so the numbers compare.
 Layout under the export folder (``models/student/export``)::
 
     int8/model.pt + config.json        torch state dict of the dynamically quantized model (load_int8)
@@ -189,7 +189,7 @@ def agrees(
     fp32_predictions: np.ndarray,
     max_drop: float,
 ) -> bool:
-    """Within ``max_drop`` of fp32's dev metric; for regression also when every score is within tolerance of fp32's."""
+    """Within ``max_drop`` of fp32's metric; for regression also when every score is within tolerance of fp32's."""
     if abs(metric - fp32_metric) <= max_drop:
         return True
     if task.is_regression:
@@ -200,16 +200,17 @@ def agrees(
 def export_student(
     model: PreTrainedModel,
     tokenizer: Any,
-    dev: Dataset,
+    rows: Dataset,
     task: GlueTask,
     folder: Path,
     config: ExportParams,
     batch_size: int,
 ) -> dict[str, Any]:
-    """Write every format in ``config.formats``, check each against fp32 on ``dev`` and time it."""
+    """Write every format in ``config.formats``, check each against fp32 on ``rows`` (the held-out slice of train:
+    whether an export may be served is a choice, and dev is read once, by evaluate) and time it."""
     pad_id = tokenizer.pad_token_id
-    batches, order = numpy_batches(dev, batch_size, pad_id)
-    references = dev["labels"]
+    batches, order = numpy_batches(rows, batch_size, pad_id)
+    references = rows["labels"]
     fp32 = torch_forward(model.eval())
     fp32_logits = run_batches(fp32, batches, order)
     fp32_metric = score(task, fp32_logits, references)

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 
 from distilflow.config.params import Params
 from distilflow.config.training_params import DistillParams
+from distilflow.data.holdout import HOLDOUT
 from distilflow.export.student import export_student
 from distilflow.models.loading import (
     build_student,
@@ -33,9 +34,9 @@ from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import stage_run, write_json, write_lineage
 from distilflow.training.curves import log_history, write_curve
-from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, LossFn, train
 from distilflow.training.pretrained import read_summary
+from distilflow.training.scorer import split_scorer
 from distilflow.training.summary import training_metrics
 
 EXPORT_DIR = "export"
@@ -325,7 +326,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     pad_id = tokenizer.pad_token_id
     teacher = load_classifier(paths.teacher_dir)
     settings = loop_settings(config, task, params)
-    dev = data[task.dev_splits[0]]
+    held_out = data[HOLDOUT]  # what the student scores itself on; dev is evaluate's alone
     with stage_run("distill", params, paths) as tracked:
         student, pretrained = starting_student(teacher, params, task, paths.student_pretrained_dir)
         needs_teacher = config.hidden_weight > 0 or config.attention_weight > 0
@@ -333,7 +334,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             student,
             teacher if needs_teacher else None,
             transfer,
-            dev_scorer(task, dev, params.run.eval_batch_size, pad_id),
+            split_scorer(task, held_out, params.run.eval_batch_size, pad_id),
             config,
             settings,
             pad_id,
@@ -344,7 +345,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         exports = export_student(
             student,
             tokenizer,
-            dev,
+            held_out,
             task,
             paths.student_dir / EXPORT_DIR,
             config.export,

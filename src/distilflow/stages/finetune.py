@@ -21,6 +21,7 @@ from datasets import Dataset, load_from_disk
 from transformers import PreTrainedModel
 
 from distilflow.config.params import Params
+from distilflow.data.holdout import HOLDOUT
 from distilflow.models.devices import barrier, choose_device, distributed, init_distributed, seed_everything
 from distilflow.models.loading import (
     centre_regression_head,
@@ -35,8 +36,8 @@ from distilflow.tracking.runs import StageRun, stage_run, write_json, write_line
 from distilflow.training.checkpoints import folder_digest, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
-from distilflow.training.dev_scorer import dev_scorer
 from distilflow.training.loop import LoopResult, LoopSettings, schedule_fingerprint, train
+from distilflow.training.scorer import split_scorer
 from distilflow.training.summary import training_metrics
 
 
@@ -164,14 +165,14 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
 
     pad_id = tokenizer.pad_token_id
     model = fresh_teacher(params, task, data["train"])
-    score_dev = dev_scorer(task, data[task.dev_splits[0]], params.run.eval_batch_size, pad_id)
+    score_held_out = split_scorer(task, data[HOLDOUT], params.run.eval_batch_size, pad_id)  # dev is evaluate's alone
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
         trained, result = train(
             model,
             data["train"],
             supervised_loss,
-            score_dev,
+            score_held_out,
             settings,
             pad_id,
             task.is_regression,

@@ -5,6 +5,8 @@ No padding here: batches are padded to their own longest row at training time, w
 Pair tasks are encoded as ``[CLS] a [SEP] b [SEP]`` with token type ids 0 then 1. ``meta.json`` records a
 hash of everything the output depends on (text, labels, vocabulary, settings); DVC skips the stage when
 those are unchanged, and a manual rerun that finds the same hash on disk reuses the output as it is.
+A stratified, seeded slice of train becomes the ``holdout`` split (data.holdout): finetune and distill score
+themselves on it, and dev is read only by evaluate. ``meta.json`` names the held-out source lines.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 
 from distilflow.config.params import Params
+from distilflow.data.holdout import HOLDOUT, holdout_rows
 from distilflow.models.loading import load_tokenizer, resolve_teacher
 from distilflow.paths import Paths
 from distilflow.tasks import LABEL, LINE, GlueTask, get_task
 from distilflow.tracking.runs import stage_run, write_json, write_lineage
 
 
-def content_hash(frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "") -> str:
+def content_hash(
+    frames: dict[str, pd.DataFrame], tokenizer_dir: str, max_length: int, task: str = "", holdout: str = ""
+) -> str:
     """Hash of exactly what determines the output: the text and labels, the vocabulary and the settings."""
     digest = hashlib.sha256()
-    digest.update(f"task={task}".encode())
+    digest.update(f"task={task};holdout={holdout}".encode())
     for split in sorted(frames):
         digest.update(split.encode())
         digest.update(pd.util.hash_pandas_object(frames[split], index=False).values.tobytes())
@@ -63,11 +68,33 @@ def encode(frame: pd.DataFrame, task: GlueTask, tokenizer: Any, max_length: int)
     return Dataset.from_dict(columns)
 
 
+def hold_out(splits: DatasetDict, task: GlueTask, params: Params) -> tuple[DatasetDict, dict[str, Any]]:
+    """Train split in two: ``holdout`` (data.holdout) and the rest, still ``train``; returns them and the record of
+    which source lines were held out."""
+    settings = params.tokenize
+    train = splits["train"]
+    rows = holdout_rows(
+        train["labels"], settings.holdout_share, settings.holdout_max_rows, params.seed, task.is_regression
+    )
+    held = set(rows.tolist())
+    kept = [row for row in range(len(train)) if row not in held]
+    record = {
+        "rows": len(rows),
+        "share": settings.holdout_share,
+        "max_rows": settings.holdout_max_rows,
+        "seed": params.seed,
+        "stratified_by": "score quintile" if task.is_regression else "label",
+        "lines": list(train.select(rows)[LINE]),  # the source file's line numbers, so anyone can tell which rows
+    }
+    return DatasetDict({**splits, "train": train.select(kept), HOLDOUT: train.select(rows)}), record
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in task.splits}
     tokenizer_dir = resolve_teacher(params.model.teacher)
-    digest = content_hash(frames, tokenizer_dir, params.tokenize.max_length, task.name)
+    holdout = f"{params.tokenize.holdout_share}:{params.tokenize.holdout_max_rows}:{params.seed}"
+    digest = content_hash(frames, tokenizer_dir, params.tokenize.max_length, task.name, holdout)
     meta_file = paths.tokenized_meta_file
     complete = meta_file.is_file() and (paths.tokenized_dir / "dataset_dict.json").is_file()
     if (
@@ -82,8 +109,12 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         }
     with stage_run("tokenize", params, paths) as tracked:
         tokenizer = load_tokenizer(tokenizer_dir)
-        splits = DatasetDict(
-            {split: encode(frame, task, tokenizer, params.tokenize.max_length) for split, frame in frames.items()}
+        splits, held_out = hold_out(
+            DatasetDict(
+                {split: encode(frame, task, tokenizer, params.tokenize.max_length) for split, frame in frames.items()}
+            ),
+            task,
+            params,
         )
         out = paths.tokenized_dir
         if out.exists():
@@ -101,6 +132,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             "rows": {split: len(dataset) for split, dataset in splits.items()},
             "fast_tokenizer": True,
             "pair_encoding": "[CLS] a [SEP] b [SEP]" if task.is_pair else "[CLS] a [SEP]",
+            HOLDOUT: held_out,
         }
         write_json(out / paths.tokenized_meta_file.name, meta)
         write_lineage(paths, "tokenize", tracked.run_id, "validate")
@@ -113,6 +145,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         train_lengths = pd.Series(lengths["train"])
         metrics = {
             "train_rows": len(splits["train"]),
+            "holdout_rows": len(splits[HOLDOUT]),
             "tokens_mean": float(train_lengths.mean()),
             "tokens_p95": float(train_lengths.quantile(0.95)),
             "tokens_max": int(train_lengths.max()),

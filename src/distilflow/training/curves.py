@@ -6,7 +6,7 @@ import time
 
 from distilflow.paths import Paths
 from distilflow.tracking.runs import StageRun
-from distilflow.training.loop import LoopResult
+from distilflow.training.loop import SCORED_PREFIX, LoopResult
 
 
 def log_history(tracked: StageRun, result: LoopResult) -> None:
@@ -27,13 +27,11 @@ def log_history(tracked: StageRun, result: LoopResult) -> None:
 
 
 def write_curve(paths: Paths, name: str, result: LoopResult) -> None:
-    """A CSV per curve for `dvc plots`: train loss every step, dev metrics at each evaluation."""
+    """A CSV per curve for `dvc plots`: train loss every step, held-out metrics at each evaluation."""
     import pandas as pd
 
     paths.plots_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(result.history)
     frame.to_csv(paths.plots_dir / f"{name}_train.csv", index=False, columns=["step", "train_loss", "learning_rate"])
-    dev_columns = [c for c in frame.columns if c.startswith("dev_")]
-    frame.dropna(subset=dev_columns).to_csv(
-        paths.plots_dir / f"{name}_dev.csv", index=False, columns=["step", *dev_columns]
-    )
+    scored = [c for c in frame.columns if c.startswith(SCORED_PREFIX)]
+    frame.dropna(subset=scored).to_csv(paths.plots_dir / f"{name}_heldout.csv", index=False, columns=["step", *scored])

@@ -37,6 +37,8 @@ from distilflow.training.checkpoints import _cpu_state, _readable, load_checkpoi
 
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[torch.nn.Module], dict[str, float]]
+# The key prefix of what each evaluation scores: the held-out slice of train (data.holdout), never dev.
+SCORED_PREFIX = "heldout_"
 
 
 @dataclass(frozen=True)
@@ -273,11 +275,12 @@ def _evaluate(
     point: dict[str, float],
     best_dir: Path | None,
 ) -> tuple[dict[str, torch.Tensor] | None, bool]:
-    """Score on dev, add the scores to ``point``; returns (new best weights or None, whether to stop early)."""
+    """Score the held-out slice, add the scores to ``point``; returns (new best weights or None, whether to stop
+    early)."""
     run.net.eval()
     scores = eval_fn(run.model)
     run.net.train()
-    point.update({f"dev_{k}": v for k, v in scores.items()})
+    point.update({f"{SCORED_PREFIX}{k}": v for k, v in scores.items()})
     metric = scores[settings.primary_metric]
     sign = 1.0 if settings.greater_is_better else -1.0
     if state.best is None or sign * metric > sign * state.best:

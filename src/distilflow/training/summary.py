@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from distilflow.training.loop import LoopResult
+from distilflow.training.loop import SCORED_PREFIX, LoopResult
 
 
 def training_metrics(result: LoopResult, primary_metric: str) -> dict[str, Any]:
-    """The best dev score and when it came, and how long and how fast the loop trained; a stage adds its own."""
+    """The best held-out score and when it came, and how long and how fast the loop trained; a stage adds its own."""
     return {
-        f"best_dev_{primary_metric}": result.best_metric,
+        f"best_{SCORED_PREFIX}{primary_metric}": result.best_metric,
         "best_step": result.best_step,
         "steps": result.steps,
         "train_samples_per_s": result.samples_per_s,
