@@ -45,6 +45,25 @@ class TrainingParams(Section):
         return {**cls.RECIPE, **data} if isinstance(data, dict) else data
 
 
+class SearchParams(Section):
+    """The selection protocol (training.search): settings chosen by Optuna on the held-out slice of train."""
+
+    trials: int = Field(0, ge=0, description="0: train once with the settings as written; N: N trials choose first")
+    learning_rates: list[float] = Field(
+        default_factory=lambda: [2e-5, 5e-5, 1e-4, 2e-4, 5e-4],
+        description="BERT's grid reaches 5e-5; small models want larger rates, so the grid goes on to 5e-4",
+    )
+    epochs: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0])
+    trial_share: float = Field(0.5, gt=0, le=1, description="each trial trains this share of a full run's steps")
+
+    @field_validator("learning_rates", "epochs")
+    @classmethod
+    def _not_empty(cls, values: list[float]) -> list[float]:
+        if not values or any(value <= 0 for value in values):
+            raise ValueError("needs at least one value, each above 0")
+        return values
+
+
 class FinetuneParams(TrainingParams):
     RECIPE: ClassVar[dict[str, Any]] = dict(
         epochs=2.0, batch_size=32, learning_rate=1e-4, warmup_ratio=0.1, eval_every=25, early_stopping_patience=4
@@ -55,6 +74,7 @@ class FinetuneParams(TrainingParams):
     freeze_embeddings: bool = Field(
         True, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
     )
+    search: SearchParams = SearchParams()
 
 
 STUDENT_INITS = ("random", "teacher-projected", "teacher-layers")

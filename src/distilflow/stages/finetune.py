@@ -21,6 +21,7 @@ from datasets import Dataset, load_from_disk
 from transformers import PreTrainedModel
 
 from distilflow.config.params import Params
+from distilflow.config.training_params import FinetuneParams
 from distilflow.data.holdout import HOLDOUT
 from distilflow.models.devices import barrier, choose_device, distributed, init_distributed, seed_everything
 from distilflow.models.loading import (
@@ -36,8 +37,9 @@ from distilflow.tracking.runs import StageRun, stage_run, write_json, write_line
 from distilflow.training.checkpoints import folder_digest, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
-from distilflow.training.loop import LoopResult, LoopSettings, schedule_fingerprint, train
+from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, schedule_fingerprint, train
 from distilflow.training.scorer import split_scorer
+from distilflow.training.search import Report, SearchResult, run_search, trial_steps
 from distilflow.training.summary import training_metrics
 
 
@@ -58,7 +60,9 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
     return weight.numel()
 
 
-def fingerprint(params: Params, data_hash: str, compute: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(
+    params: Params, data_hash: str, compute: dict[str, Any], config: FinetuneParams | None = None
+) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint it resumes.
 
     ``compute`` (training.schedule_fingerprint) holds ``run.device`` and ``run.precision`` as resolved on this
@@ -67,7 +71,7 @@ def fingerprint(params: Params, data_hash: str, compute: dict[str, Any]) -> dict
     import transformers
 
     teacher = resolve_teacher(params.model.teacher)
-    written = params.finetune.model_dump()
+    written = (config or params.finetune).model_dump()  # a search's choice included: the run trains with it
     return {
         "code": source_digest(),
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
@@ -88,8 +92,9 @@ def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[Stage
         yield tracked
 
 
-def loop_settings(params: Params) -> LoopSettings:
-    config = params.finetune
+def loop_settings(params: Params, config: FinetuneParams | None = None) -> LoopSettings:
+    """``config``: the finetune settings to train with (default: params.yaml's; a search trial's or choice's)."""
+    config = config or params.finetune
     return LoopSettings.from_params(
         config,
         get_task(params.task).primary_metric,
@@ -121,6 +126,7 @@ def publish(
     result: LoopResult,
     world: int,
     task: GlueTask,
+    search: SearchResult | None = None,
 ) -> dict[str, Any]:
     """Rank 0's outputs: models/teacher, its lineage, metrics/finetune.json, the curves, the MLflow run."""
     paths.teacher_dir.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,7 @@ def publish(
     metrics: dict[str, Any] = {
         **training_metrics(result, task.primary_metric),
         "resumed_from_step": result.resumed_from_step,
+        **(search.summary("") if search is not None else {}),
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "world_size": world,
@@ -139,6 +146,38 @@ def publish(
     tracked.log_metrics(metrics)
     log_history(tracked, result)
     return metrics
+
+
+def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int) -> SearchResult:
+    """The selection protocol (training.search): short Optuna trials of the teacher, each scored on the held-out
+    slice, choose ``learning_rate`` and ``epochs``; dev is not read."""
+    config, train_rows = params.finetune, data["train"]
+
+    def run_trial(choice: dict[str, Any], report: Report) -> float:
+        share = config.search.trial_share
+        steps = trial_steps(len(train_rows), config.batch_size, config.grad_accum_steps, choice["epochs"], share)
+        trial = config.model_copy(update={**choice, "max_steps": min(steps, config.max_steps or steps)})
+
+        def scored(model: torch.nn.Module) -> dict[str, float]:
+            scores = score(model)
+            report(scores[task.primary_metric])
+            return scores
+
+        model = fresh_teacher(params, task, train_rows)
+        settings = loop_settings(params, trial)
+        _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
+        return result.best_metric
+
+    space = {"learning_rate": config.search.learning_rates, "epochs": config.search.epochs}
+    return run_search(space, run_trial, config.search.trials, params.seed, greater_is_better=True)
+
+
+def log_search(tracked: StageRun, search: SearchResult) -> None:
+    """Each trial as an MLflow run nested under the stage's, and the whole search as a JSON artifact."""
+    for trial in search.trials:
+        score = {"heldout_best": trial.score} if trial.score is not None else {}
+        tracked.log_child(f"trial-{trial.number}", trial.settings, score, trial.state)
+    tracked.log_dict(search.as_dict(), "search.json")
 
 
 def release_checkpoints(rank: int, world: int, checkpoints: Path) -> None:
@@ -158,16 +197,18 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     tokenizer = load_tokenizer(str(paths.tokenized_dir / "tokenizer"))
     data_hash = json.loads(paths.tokenized_meta_file.read_text())["content_hash"]
     checkpoints = paths.teacher_checkpoints_dir
-    settings = loop_settings(params)
-    if rank == 0:
-        prepare_checkpoints(checkpoints, fingerprint(params, data_hash, schedule_fingerprint(settings, world)))
-    barrier()
-
     pad_id = tokenizer.pad_token_id
-    model = fresh_teacher(params, task, data["train"])
     score_held_out = split_scorer(task, data[HOLDOUT], params.run.eval_batch_size, pad_id)  # dev is evaluate's alone
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
+        search = search_settings(params, task, data, score_held_out, pad_id) if params.finetune.search.trials else None
+        config = params.finetune.model_copy(update=search.chosen) if search else params.finetune
+        settings = loop_settings(params, config)
+        if rank == 0:
+            compute = schedule_fingerprint(settings, world)
+            prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config))
+        barrier()
+        model = fresh_teacher(params, task, data["train"])
         trained, result = train(
             model,
             data["train"],
@@ -181,6 +222,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         )
         assert trained is model  # trained in place, best weights loaded
         if tracked is not None:
-            metrics = publish(tracked, paths, model, tokenizer, result, world, task)
+            if search is not None:
+                log_search(tracked, search)
+            metrics = publish(tracked, paths, model, tokenizer, result, world, task, search)
     release_checkpoints(rank, world, checkpoints)
     return {"metrics": metrics}

@@ -204,6 +204,15 @@ class StageRun:
 
         mlflow.log_dict(data, file_name)
 
+    def log_child(self, name: str, params: Mapping[str, Any], metrics: Mapping[str, float], status: str) -> str:
+        """A finished run nested under this one (a search trial, say), shown under it in the MLflow UI."""
+        import mlflow
+
+        with mlflow.start_run(run_name=name, nested=True, tags={"distilflow.trial_state": status}) as child:
+            mlflow.log_params({key: str(value) for key, value in params.items()})
+            self.log_metrics(metrics)
+        return str(child.info.run_id)
+
 
 @contextmanager
 def stage_run(stage: str, params: Params, paths: Paths, instance: str | None = None) -> Iterator[StageRun]:

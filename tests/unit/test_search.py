@@ -1,0 +1,40 @@
+"""training.search: Optuna's choice over a grid, with successive-halving pruning, seeded and recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distilflow.training.search import Report, run_search, trial_steps
+
+
+def curve(settings: dict[str, Any], report: Report) -> float:
+    """A stand-in trial: scores rise towards 1 - |log10(lr) + 4| / 10 over four evaluations (best at lr 1e-4)."""
+    import math
+
+    ceiling = 1 - abs(math.log10(settings["learning_rate"]) + 4) / 10
+    scores = [ceiling * step / 4 for step in range(1, 5)]
+    for score in scores:
+        report(score)
+    return max(scores)
+
+
+SPACE = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2]}
+
+
+def test_the_best_value_wins_every_trial_is_recorded_and_the_seed_repeats_the_search() -> None:
+    result = run_search(SPACE, curve, trials=12, seed=0, greater_is_better=True)
+    assert result.chosen == {"learning_rate": 1e-4} and result.best_score == 1.0
+    assert [trial.number for trial in sorted(result.trials, key=lambda t: t.number)] == list(range(12))
+    assert {trial.state for trial in result.trials} <= {"COMPLETE", "PRUNED"}
+    pruned = [trial for trial in result.trials if trial.state == "PRUNED"]
+    assert pruned and all(trial.score is not None and trial.score < result.best_score for trial in pruned)
+    again = run_search(SPACE, curve, trials=12, seed=0, greater_is_better=True)
+    assert [(t.settings, t.state) for t in again.trials] == [(t.settings, t.state) for t in result.trials]
+    summary = result.summary("")
+    assert summary["selected_learning_rate"] == 1e-4 and summary["search_trials"] == 12
+    assert summary["search_pruned"] == len(pruned)
+
+
+def test_a_trial_is_a_share_of_a_full_run() -> None:
+    assert trial_steps(rows=1000, batch_size=32, grad_accum_steps=1, epochs=3.0, share=0.5) == 48  # 32 × 3 / 2
+    assert trial_steps(rows=10, batch_size=32, grad_accum_steps=1, epochs=1.0, share=0.1) == 1
