@@ -118,6 +118,10 @@ BENCH_FINETUNE_ARGS ?= --epochs 3 --batch-size 32 --learning-rate 5e-5 --warmup-
 bench-finetune: $(STAMP) ## SST-2: teacher accuracy + speed vs transformers.Trainer -> bench/results/finetune-sst2.json
 	nice -n 5 $(BIN)/python bench/finetune.py $(BENCH_FINETUNE_ARGS) $(ARGS)
 
+.PHONY: bench-search
+bench-search: $(STAMP) ## the teacher's selection protocol vs its recipe as written, per seed, on a demo -> bench/results/search-TASK.json
+	nice -n 5 $(BIN)/python bench/search.py $(ARGS)
+
 # --- Distillation benchmark (docs/distillation.md); needs bench/cache/teacher-sst2 from bench-finetune ----------------
 .PHONY: bench-distill
 BENCH_DISTILL_ARGS ?= --copies 8 --max-source-rows 30000 --min-words 5 --main-steps 12000 --ablation-steps 1500 --mlm-steps 800 --intermediate-steps 400 --eval-every 500 --threads 1 --workers 2

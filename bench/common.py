@@ -176,6 +176,20 @@ class Settings:
         }
 
 
+def dev_scores(workspace: Path, model: str, task: str) -> dict[str, float]:
+    """A workspace's trained model (``models/MODEL``) scored once on its tokenized dev split: training chose its
+    checkpoint on the held-out slice of train, so this is the number it never saw."""
+    from datasets import load_from_disk
+
+    from distilflow.models.loading import load_classifier, load_tokenizer
+    from distilflow.tasks import get_task
+    from distilflow.training.scorer import split_scorer
+
+    dev = load_from_disk(str(workspace / "data" / "tokenized"))["dev"]
+    pad_id = load_tokenizer(str(workspace / "models" / model)).pad_token_id
+    return split_scorer(get_task(task), dev, 64, pad_id)(load_classifier(workspace / "models" / model))
+
+
 def write_result(path: Path, result: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")

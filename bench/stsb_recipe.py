@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from common import RESULTS_DIR, ROOT, ParamFlag, Settings, log, write_result
+from common import RESULTS_DIR, ROOT, ParamFlag, Settings, dev_scores, log, write_result
 from distilflow.data.glue_io import read_split
 from distilflow.orchestration.scratch_workspace import deep_update, make_workspace, run_checked, subprocess_env
 from distilflow.paths import Paths
@@ -60,22 +60,10 @@ def best_row(curve: Path, step: int) -> dict[str, float]:
     raise SystemExit(f"{curve}: no row for step {step}")
 
 
-def dev_scores(workspace: Path, model: str) -> dict[str, float]:
-    """The trained model scored once on dev (training chose its checkpoint on the held-out slice of train)."""
-    from datasets import load_from_disk
-
-    from distilflow.models.loading import load_classifier, load_tokenizer
-    from distilflow.training.scorer import split_scorer
-
-    dev = load_from_disk(str(workspace / "data" / "tokenized"))["dev"]
-    pad_id = load_tokenizer(str(workspace / "models" / model)).pad_token_id
-    return split_scorer(get_task("stsb"), dev, 64, pad_id)(load_classifier(workspace / "models" / model))
-
-
 def scores(workspace: Path, stage: str) -> dict[str, Any]:
     metrics = json.loads((workspace / "metrics" / f"{stage}.json").read_text(encoding="utf-8"))
     row = best_row(workspace / "plots" / f"{stage}_heldout.csv", int(metrics["best_step"]))
-    on_dev = dev_scores(workspace, "teacher" if stage == "finetune" else "student")
+    on_dev = dev_scores(workspace, "teacher" if stage == "finetune" else "student", "stsb")
     return {
         "dev_pearson": on_dev["pearson"],
         "dev_spearman": on_dev["spearmanr"],

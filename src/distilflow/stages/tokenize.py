@@ -89,6 +89,24 @@ def hold_out(splits: DatasetDict, task: GlueTask, params: Params) -> tuple[Datas
     return DatasetDict({**splits, "train": train.select(kept), HOLDOUT: train.select(rows)}), record
 
 
+def length_summary(splits: DatasetDict, max_length: int, paths: Paths) -> dict[str, Any]:
+    """The training split's token lengths: the histogram plot DVC draws, and the numbers metrics/tokenize.json holds."""
+    lengths = pd.Series(splits["train"]["length"])
+    histogram = Counter(lengths.tolist())
+    plot_rows = [{"tokens": length, "examples": histogram[length]} for length in sorted(histogram)]
+    paths.plots_dir.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(plot_rows).to_csv(paths.plots_dir / "token_lengths.csv", index=False)
+    return {
+        "train_rows": len(splits["train"]),
+        "holdout_rows": len(splits[HOLDOUT]),
+        "tokens_mean": float(lengths.mean()),
+        "tokens_p95": float(lengths.quantile(0.95)),
+        "tokens_max": int(lengths.max()),
+        "truncated_train": int((lengths >= max_length).sum()),
+        "padding_saved_pct": float(100 * (1 - lengths.mean() / max_length)),
+    }
+
+
 def run(params: Params, paths: Paths) -> dict[str, Any]:
     task = get_task(params.task)
     frames = {split: pd.read_parquet(paths.validated_dir / f"{split}.parquet") for split in task.splits}
@@ -121,10 +139,6 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             shutil.rmtree(out)
         splits.save_to_disk(str(out))
         tokenizer.save_pretrained(str(out / "tokenizer"))
-        lengths = {split: splits[split]["length"] for split in splits}
-        truncated = {
-            split: sum(length >= params.tokenize.max_length for length in values) for split, values in lengths.items()
-        }
         meta = {
             "content_hash": digest,
             "tokenizer": tokenizer_dir if params.model.teacher != "packaged-minilm" else "packaged-minilm",
@@ -137,21 +151,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         write_json(out / paths.tokenized_meta_file.name, meta)
         write_lineage(paths, "tokenize", tracked.run_id, "validate")
 
-        histogram = Counter(lengths["train"])
-        plot_rows = [{"tokens": length, "examples": histogram[length]} for length in sorted(histogram)]
-        paths.plots_dir.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(plot_rows).to_csv(paths.plots_dir / "token_lengths.csv", index=False)
-
-        train_lengths = pd.Series(lengths["train"])
-        metrics = {
-            "train_rows": len(splits["train"]),
-            "holdout_rows": len(splits[HOLDOUT]),
-            "tokens_mean": float(train_lengths.mean()),
-            "tokens_p95": float(train_lengths.quantile(0.95)),
-            "tokens_max": int(train_lengths.max()),
-            "truncated_train": truncated["train"],
-            "padding_saved_pct": float(100 * (1 - train_lengths.mean() / params.tokenize.max_length)),
-        }
+        metrics = length_summary(splits, params.tokenize.max_length, paths)
         write_json(paths.metrics_file("tokenize"), metrics)
         tracked.log_metrics(metrics)
         tracked.log_dict(meta, "tokenize_meta.json")
