@@ -1,7 +1,8 @@
 """The selection protocol on the teacher (issue #33): Optuna trials on the held-out slice choose its settings.
 
 A tiny workspace with ``finetune.search.trials: 3`` runs ``dvc repro finetune``: the metrics name the chosen learning
-rate and epochs, MLflow holds one run per trial nested under the stage's run, and the teacher trained with the choice.
+rate, epochs and pooling, MLflow holds one run per trial nested under the stage's run, and the teacher trained with
+the choice.
 Then dev's labels are shuffled and the same search runs again: it never reads dev, so it chooses the same.
 """
 
@@ -24,6 +25,8 @@ def test_the_search_chooses_on_held_out_rows_records_each_trial_and_ignores_dev(
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())
     assert metrics["search_trials"] == 3 and metrics["selected_learning_rate"] in (1e-5, 2e-4)
     assert metrics["selected_epochs"] in (1.0, 2.0) and 0.0 <= metrics["search_best_heldout"] <= 1.0
+    teacher_config = json.loads((root / "models" / "teacher" / "config.json").read_text())
+    assert teacher_config.get("distilflow_pooling", "cls") == metrics["selected_pooling"], "trained as chosen"
 
     uri = f"sqlite:///{root / 'mlruns.db'}"
     client = MlflowClient(tracking_uri=uri)
@@ -39,5 +42,6 @@ def test_the_search_chooses_on_held_out_rows_records_each_trial_and_ignores_dev(
     dev.assign(label=1 - dev["label"]).to_csv(dev_file, sep="\t", index=False, quoting=3)  # every dev label wrong
     run(["dvc", "repro", "finetune"], root)
     again = json.loads((root / "metrics" / "finetune.json").read_text())
-    chosen = ("selected_learning_rate", "selected_epochs", "search_best_heldout", "best_heldout_accuracy")
+    chosen = ("selected_learning_rate", "selected_epochs", "selected_pooling", "search_best_heldout")
+    chosen += ("best_heldout_accuracy",)
     assert {key: again[key] for key in chosen} == {key: metrics[key] for key in chosen}

@@ -24,7 +24,8 @@ LAYERS: tuple[frozenset[str], ...] = tuple(
         "config",  # params.yaml typed; imports only the leaves
         "runtime",  # one stage process
         "tracking",  # MLflow runs and tags
-        "data models metrics serving",  # what the jobs work on
+        "data models metrics",  # what the jobs work on
+        "serving",  # the served pyfunc: loads what models/ builds
         "training evaluation export registry",  # the jobs a stage calls
         "stages",  # one module per dvc.yaml stage
         "orchestration team",  # many stage runs; the team stack

@@ -18,12 +18,12 @@ def curve(settings: dict[str, Any], report: Report) -> float:
     return max(scores)
 
 
-SPACE = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2]}
+SPACE = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2], "pooling": ["cls", "mean", "a", "b"]}  # 16 > 12 trials: TPE
 
 
 def test_the_best_value_wins_every_trial_is_recorded_and_the_seed_repeats_the_search() -> None:
     result = run_search(SPACE, curve, trials=12, seed=0, greater_is_better=True)
-    assert result.chosen == {"learning_rate": 1e-4} and result.best_score == 1.0
+    assert result.chosen["learning_rate"] == 1e-4 and result.best_score == 1.0 and result.sampler == "tpe"
     assert [trial.number for trial in sorted(result.trials, key=lambda t: t.number)] == list(range(12))
     assert {trial.state for trial in result.trials} <= {"COMPLETE", "PRUNED"}
     pruned = [trial for trial in result.trials if trial.state == "PRUNED"]
@@ -32,9 +32,23 @@ def test_the_best_value_wins_every_trial_is_recorded_and_the_seed_repeats_the_se
     assert [(t.settings, t.state) for t in again.trials] == [(t.settings, t.state) for t in result.trials]
     summary = result.summary("")
     assert summary["selected_learning_rate"] == 1e-4 and summary["search_trials"] == 12
-    assert summary["search_pruned"] == len(pruned)
+    assert summary["search_pruned"] == len(pruned) and summary["search_grid"] is False
+
+
+def test_trials_that_can_cover_the_whole_space_run_each_combination_once() -> None:
+    space = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2], "pooling": ["cls", "mean"]}
+    result = run_search(space, curve, trials=12, seed=3, greater_is_better=True)
+    assert result.sampler == "grid" and len(result.trials) == 8  # not 12: a grid point twice would teach nothing
+    assert sorted((t.settings["learning_rate"], t.settings["pooling"]) for t in result.trials) == sorted(
+        (lr, pooling) for lr in space["learning_rate"] for pooling in space["pooling"]
+    )
+    assert result.chosen["learning_rate"] == 1e-4
+    again = run_search(space, curve, trials=12, seed=3, greater_is_better=True)
+    assert [t.settings for t in again.trials] == [t.settings for t in result.trials]
 
 
 def test_a_trial_is_a_share_of_a_full_run() -> None:
     assert trial_steps(rows=1000, batch_size=32, grad_accum_steps=1, epochs=3.0, share=0.5) == 48  # 32 × 3 / 2
     assert trial_steps(rows=10, batch_size=32, grad_accum_steps=1, epochs=1.0, share=0.1) == 1
+    # A recipe's max_steps caps the full run, and so the trial: half of 60 steps, not half of 96.
+    assert trial_steps(rows=1000, batch_size=32, grad_accum_steps=1, epochs=3.0, share=0.5, max_steps=60) == 30

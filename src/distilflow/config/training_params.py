@@ -45,6 +45,17 @@ class TrainingParams(Section):
         return {**cls.RECIPE, **data} if isinstance(data, dict) else data
 
 
+POOLINGS = ("cls", "mean")  # the classifiers models/pooling.py builds
+POOLING_SETTINGS = (*POOLINGS, "checkpoint")  # checkpoint: the pooling its sentence-transformers files name
+
+
+def _poolings(values: list[str]) -> list[str]:
+    unknown = [value for value in values if value not in POOLING_SETTINGS]
+    if unknown or not values:
+        raise ValueError(f"pooling {unknown or values}: each must be one of {', '.join(POOLING_SETTINGS)}")
+    return values
+
+
 class SearchParams(Section):
     """The selection protocol (training.search): settings chosen by Optuna on the held-out slice of train."""
 
@@ -54,7 +65,15 @@ class SearchParams(Section):
         description="BERT's grid reaches 5e-5; small models want larger rates, so the grid goes on to 5e-4",
     )
     epochs: list[float] = Field(default_factory=lambda: [2.0, 3.0, 4.0])
+    poolings: list[str] = Field(
+        default_factory=lambda: ["cls", "mean"], description="[CLS] pooler or mean of tokens (models/pooling.py)"
+    )
     trial_share: float = Field(0.5, gt=0, le=1, description="each trial trains this share of a full run's steps")
+
+    @field_validator("poolings")
+    @classmethod
+    def _known_poolings(cls, values: list[str]) -> list[str]:
+        return _poolings(values)
 
     @field_validator("learning_rates", "epochs")
     @classmethod
@@ -74,7 +93,15 @@ class FinetuneParams(TrainingParams):
     freeze_embeddings: bool = Field(
         True, description="keep the word-embedding table fixed: much faster on CPU, usually within 0.3 points"
     )
+    pooling: str = Field(
+        "checkpoint", description="cls | mean | checkpoint (the pooling the teacher checkpoint was trained with)"
+    )
     search: SearchParams = SearchParams()
+
+    @field_validator("pooling")
+    @classmethod
+    def _known_pooling(cls, value: str) -> str:
+        return _poolings([value])[0]
 
 
 STUDENT_INITS = ("random", "teacher-projected", "teacher-layers")

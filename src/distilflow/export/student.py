@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
 from distilflow.config.training_params import ExportParams
 from distilflow.metrics import compute_glue_metrics
+from distilflow.models import pooling as poolings
 from distilflow.models.batching import pad_batch
 from distilflow.models.inference import logits_to_predictions
 from distilflow.numerics import quantize_dynamic_int8
@@ -68,7 +69,7 @@ def load_int8(folder: str | Path) -> torch.nn.Module:
     """Rebuild the architecture from config.json, quantize it the same way, then load the int8 weights."""
     folder = Path(folder)
     config = AutoConfig.from_pretrained(str(folder))
-    skeleton = AutoModelForSequenceClassification.from_config(config).eval()
+    skeleton = poolings.from_config(config).eval()
     model = quantize_dynamic_int8(skeleton)
     model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
     return model

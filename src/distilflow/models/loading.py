@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForSequenceClassification,
@@ -18,6 +17,7 @@ from transformers import (
 
 from distilflow.config.data_params import PACKAGED_TEACHER
 from distilflow.config.training_params import StudentParams
+from distilflow.models import pooling as poolings
 from distilflow.models.teacher_slicing import default_layers, slice_teacher
 from distilflow.runtime.process import hub_offline_by_default  # noqa: F401 - re-exported for scripts
 from distilflow.tasks import GlueTask
@@ -53,11 +53,13 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(name_or_path)
 
 
-def load_teacher_for_finetuning(name: str, task: GlueTask) -> PreTrainedModel:
-    """A fresh classification head on the pre-trained encoder."""
+def load_teacher_for_finetuning(name: str, task: GlueTask, pooling: str = "cls") -> PreTrainedModel:
+    """A fresh classification head on the pre-trained encoder; ``pooling`` as finetune.pooling (models.pooling)."""
     id2label, label2id = label_maps(task)
-    model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-        resolve_teacher(name),
+    source = resolve_teacher(name)
+    return poolings.from_pretrained(
+        source,
+        poolings.resolve(pooling, source),
         num_labels=task.num_labels,
         id2label=id2label,
         label2id=label2id,
@@ -66,11 +68,11 @@ def load_teacher_for_finetuning(name: str, task: GlueTask) -> PreTrainedModel:
         # AdamW on fp16 weights under bf16 autocast (no GradScaler) loses small updates and underflows gradients.
         dtype=torch.float32,
     )
-    return model
 
 
 def load_classifier(path: str | Path) -> PreTrainedModel:
-    model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(str(path))
+    """A trained classifier, with the pooling its config.json records."""
+    model = poolings.from_pretrained(path)
     model.eval()
     return model
 
@@ -151,10 +153,9 @@ def build_student(teacher: PreTrainedModel, student: StudentParams, task: GlueTa
     if student.init.startswith("checkpoint:"):
         path = student.init.removeprefix("checkpoint:")
         id2label, label2id = label_maps(task)
-        model: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
-            resolve_teacher(path), num_labels=task.num_labels, id2label=id2label, label2id=label2id, dtype=torch.float32
+        return poolings.from_pretrained(
+            resolve_teacher(path), None, torch.float32, num_labels=task.num_labels, id2label=id2label, label2id=label2id
         )
-        return model
     model = BertForSequenceClassification(student_config(teacher.config, student, task))
     if student.init in ("teacher-projected", "teacher-layers"):
         directions = project_embeddings(teacher, model)

@@ -156,15 +156,17 @@ class TextClassifier(PythonModel):
             self.input_names = [name for name in self.input_names if name in declared]
             return
         import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig
+
+        from distilflow.models import pooling
 
         if self.backend == "torch-int8":
             # Rebuild the architecture, quantize it the way the export did, then load the int8 weights.
-            skeleton = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(str(folder)))
+            skeleton = pooling.from_config(AutoConfig.from_pretrained(str(folder)))
             self.model = quantize_dynamic_int8(skeleton.eval())
             self.model.load_state_dict(torch.load(folder / self._weights_file(), weights_only=True))
         else:
-            self.model = AutoModelForSequenceClassification.from_pretrained(str(folder))
+            self.model = pooling.from_pretrained(folder)
         self.model.eval()
         # torch's thread count is process-wide, so only a serving process (or an explicit env) changes it:
         # many small concurrent requests are faster on one thread each than fighting over all cores.

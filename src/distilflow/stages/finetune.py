@@ -106,14 +106,17 @@ def loop_settings(params: Params, config: FinetuneParams | None = None) -> LoopS
     )
 
 
-def fresh_teacher(params: Params, task: GlueTask, train_split: Dataset) -> PreTrainedModel:
-    """The pre-trained teacher with a new head for ``task``, the same head in every run."""
+def fresh_teacher(
+    params: Params, task: GlueTask, train_split: Dataset, config: FinetuneParams | None = None
+) -> PreTrainedModel:
+    """The pre-trained teacher with a new head for ``task``, the same head in every run; ``config`` as loop_settings."""
+    config = config or params.finetune
     # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
     seed_everything(params.seed)
-    model = load_teacher_for_finetuning(params.model.teacher, task)
+    model = load_teacher_for_finetuning(params.model.teacher, task, config.pooling)
     if task.is_regression:
         centre_regression_head(model, train_split["labels"])
-    if params.finetune.freeze_embeddings:
+    if config.freeze_embeddings:
         freeze_word_embeddings(model)
     return model
 
@@ -150,26 +153,33 @@ def publish(
 
 def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int) -> SearchResult:
     """The selection protocol (training.search): short Optuna trials of the teacher, each scored on the held-out
-    slice, choose ``learning_rate`` and ``epochs``; dev is not read."""
+    slice, choose ``learning_rate``, ``epochs`` and ``pooling``; dev is not read."""
     config, train_rows = params.finetune, data["train"]
 
+    def steps_of(choice: dict[str, Any]) -> int:
+        share, epochs = config.search.trial_share, choice["epochs"]
+        return trial_steps(len(train_rows), config.batch_size, config.grad_accum_steps, epochs, share, config.max_steps)
+
     def run_trial(choice: dict[str, Any], report: Report) -> float:
-        share = config.search.trial_share
-        steps = trial_steps(len(train_rows), config.batch_size, config.grad_accum_steps, choice["epochs"], share)
-        trial = config.model_copy(update={**choice, "max_steps": min(steps, config.max_steps or steps)})
+        trial = config.model_copy(update={**choice, "max_steps": steps_of(choice)})
 
         def scored(model: torch.nn.Module) -> dict[str, float]:
             scores = score(model)
             report(scores[task.primary_metric])
             return scores
 
-        model = fresh_teacher(params, task, train_rows)
+        model = fresh_teacher(params, task, train_rows, trial)
         settings = loop_settings(params, trial)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
         return result.best_metric
 
-    space = {"learning_rate": config.search.learning_rates, "epochs": config.search.epochs}
-    return run_search(space, run_trial, config.search.trials, params.seed, greater_is_better=True)
+    space: dict[str, list[Any]] = {
+        "learning_rate": config.search.learning_rates,
+        "epochs": config.search.epochs,
+        "pooling": config.search.poolings,
+    }
+    evaluations = steps_of({"epochs": min(config.search.epochs)}) // config.eval_every
+    return run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
 
 
 def log_search(tracked: StageRun, search: SearchResult) -> None:
@@ -208,7 +218,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             compute = schedule_fingerprint(settings, world)
             prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config))
         barrier()
-        model = fresh_teacher(params, task, data["train"])
+        model = fresh_teacher(params, task, data["train"], config)
         trained, result = train(
             model,
             data["train"],
