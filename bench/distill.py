@@ -73,9 +73,10 @@ from distilflow.models.loading import (
     load_tokenizer,
 )
 from distilflow.runtime.process import machine_facts
-from distilflow.stages.distill import distill, loop_settings
+from distilflow.stages.distill import loop_settings
 from distilflow.stages.pretrain import pretrain_student
 from distilflow.tasks import get_task
+from distilflow.training.distillation import distill
 from distilflow.training.loop import SCORED_PREFIX
 from distilflow.training.scorer import split_scorer
 

@@ -43,8 +43,9 @@ from distilflow.models.inference import predict_logits
 from distilflow.models.loading import build_student, count_parameters, load_classifier, load_tokenizer, pca_directions
 from distilflow.orchestration.scratch_workspace import deep_update
 from distilflow.runtime.process import machine_facts
-from distilflow.stages.distill import distill, loop_settings
+from distilflow.stages.distill import loop_settings
 from distilflow.tasks import get_task
+from distilflow.training.distillation import distill
 from distilflow.training.loop import SCORED_PREFIX
 from distilflow.training.scorer import split_scorer
 

@@ -233,7 +233,8 @@ def run_label(ctx: Context, figures: dict[str, Any]) -> None:
 
 def run_distill(ctx: Context, figures: dict[str, Any]) -> None:
     from distilflow.models.loading import build_student, count_parameters
-    from distilflow.stages.distill import distill, loop_settings, training_rows
+    from distilflow.stages.distill import loop_settings, training_rows
+    from distilflow.training.distillation import distill
     from distilflow.training.scorer import split_scorer
 
     assert ctx.teacher is not None and ctx.transfer is not None

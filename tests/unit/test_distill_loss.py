@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from distilflow.stages.distill import (
+from distilflow.training.distillation import (
     IntermediateDistiller,
     default_layer_map,
     grouped_attention,

@@ -56,10 +56,22 @@ def _poolings(values: list[str]) -> list[str]:
     return values
 
 
-class SearchParams(Section):
-    """The selection protocol (training.search): settings chosen by Optuna on the held-out slice of train."""
+class SearchBudget(Section):
+    """What every selection protocol spends (training.search): trials, each a share of a full run."""
 
     trials: int = Field(0, ge=0, description="0: train once with the settings as written; N: N trials choose first")
+    trial_share: float = Field(0.5, gt=0, le=1, description="each trial trains this share of a full run's steps")
+
+
+def _positive(values: list[float]) -> list[float]:
+    if not values or any(value <= 0 for value in values):
+        raise ValueError("needs at least one value, each above 0")
+    return values
+
+
+class SearchParams(SearchBudget):
+    """The teacher's selection protocol: settings chosen by Optuna on the held-out slice of train."""
+
     learning_rates: list[float] = Field(
         default_factory=lambda: [2e-5, 5e-5, 1e-4, 2e-4, 5e-4],
         description="BERT's grid reaches 5e-5; small models want larger rates, so the grid goes on to 5e-4",
@@ -68,7 +80,6 @@ class SearchParams(Section):
     poolings: list[str] = Field(
         default_factory=lambda: ["cls", "mean"], description="[CLS] pooler or mean of tokens (models/pooling.py)"
     )
-    trial_share: float = Field(0.5, gt=0, le=1, description="each trial trains this share of a full run's steps")
 
     @field_validator("poolings")
     @classmethod
@@ -78,9 +89,7 @@ class SearchParams(Section):
     @field_validator("learning_rates", "epochs")
     @classmethod
     def _not_empty(cls, values: list[float]) -> list[float]:
-        if not values or any(value <= 0 for value in values):
-            raise ValueError("needs at least one value, each above 0")
-        return values
+        return _positive(values)
 
 
 class FinetuneParams(TrainingParams):
@@ -207,6 +216,39 @@ class ExportParams(Section):
     )
 
 
+class DistillSearchParams(SearchBudget):
+    """The student's selection protocol, as the teacher's: trials scored on the held-out slice of train."""
+
+    learning_rates: list[float] = Field(default_factory=lambda: [2e-4, 5e-4, 1e-3, 2e-3])
+    temperatures: list[float] = Field(default_factory=lambda: [1.0, 2.0, 4.0])
+    alphas: list[float] = Field(
+        default_factory=lambda: [0.5, 0.9], description="soft-target weight; 1 - alpha on the gold labels"
+    )
+    inits: list[str] = Field(
+        default_factory=lambda: ["teacher-projected", "teacher-layers"], description="where the student starts"
+    )
+    trial_share: float = Field(0.25, gt=0, le=1, description="each trial trains this share of a full run's steps")
+
+    @field_validator("learning_rates", "temperatures")
+    @classmethod
+    def _not_empty(cls, values: list[float]) -> list[float]:
+        return _positive(values)
+
+    @field_validator("alphas")
+    @classmethod
+    def _weights(cls, values: list[float]) -> list[float]:
+        if not values or any(not 0 <= value <= 1 for value in values):
+            raise ValueError("needs at least one value, each from 0 to 1")
+        return values
+
+    @field_validator("inits")
+    @classmethod
+    def _known_inits(cls, values: list[str]) -> list[str]:
+        if not values or any(value not in STUDENT_INITS for value in values):
+            raise ValueError(f"needs at least one of {', '.join(STUDENT_INITS)}")
+        return values
+
+
 class DistillParams(TrainingParams):
     RECIPE: ClassVar[dict[str, Any]] = dict(
         epochs=6.0, batch_size=32, learning_rate=5e-4, warmup_ratio=0.1, eval_every=40, early_stopping_patience=6
@@ -233,3 +275,4 @@ class DistillParams(TrainingParams):
         "they are ~90% of BERT-tiny's weights, so a step costs about half",
     )
     export: ExportParams = ExportParams()
+    search: DistillSearchParams = DistillSearchParams()

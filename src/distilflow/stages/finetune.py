@@ -39,7 +39,7 @@ from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, schedule_fingerprint, train
 from distilflow.training.scorer import split_scorer
-from distilflow.training.search import Report, SearchResult, run_search, trial_steps
+from distilflow.training.search import Report, SearchResult, log_search, reporting, run_search, trial_steps
 from distilflow.training.summary import training_metrics
 
 
@@ -162,14 +162,9 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
 
     def run_trial(choice: dict[str, Any], report: Report) -> float:
         trial = config.model_copy(update={**choice, "max_steps": steps_of(choice)})
-
-        def scored(model: torch.nn.Module) -> dict[str, float]:
-            scores = score(model)
-            report(scores[task.primary_metric])
-            return scores
-
         model = fresh_teacher(params, task, train_rows, trial)
         settings = loop_settings(params, trial)
+        scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
         return result.best_metric
 
@@ -180,14 +175,6 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
     }
     evaluations = steps_of({"epochs": min(config.search.epochs)}) // config.eval_every
     return run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
-
-
-def log_search(tracked: StageRun, search: SearchResult) -> None:
-    """Each trial as an MLflow run nested under the stage's, and the whole search as a JSON artifact."""
-    for trial in search.trials:
-        score = {"heldout_best": trial.score} if trial.score is not None else {}
-        tracked.log_child(f"trial-{trial.number}", trial.settings, score, trial.state)
-    tracked.log_dict(search.as_dict(), "search.json")
 
 
 def release_checkpoints(rank: int, world: int, checkpoints: Path) -> None:

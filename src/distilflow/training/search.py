@@ -13,7 +13,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distilflow.tracking.runs import StageRun
 
 Report = Callable[[float], None]  # a trial's score at one evaluation, in order; may stop the trial
 TrialFn = Callable[[dict[str, Any], Report], float]  # settings, report → the trial's best held-out score
@@ -52,6 +55,20 @@ class SearchResult:
         return asdict(self)
 
 
+Scorer = Callable[[Any], dict[str, float]]  # a model → its scores on the held-out slice (training.loop.EvalFn)
+
+
+def reporting(score: Scorer, metric: str, report: Report) -> Scorer:
+    """A trial's scorer: scores as ``score`` does, and reports ``metric`` to the search (which may stop the trial)."""
+
+    def scored(model: Any) -> dict[str, float]:
+        scores = score(model)
+        report(scores[metric])
+        return scores
+
+    return scored
+
+
 def trial_steps(
     rows: int, batch_size: int, grad_accum_steps: int, epochs: float, share: float, max_steps: int | None = None
 ) -> int:
@@ -59,6 +76,36 @@ def trial_steps(
     per_epoch = math.ceil(rows / (batch_size * grad_accum_steps))
     full = math.ceil(epochs * per_epoch)
     return max(1, math.ceil(share * min(full, max_steps or full)))
+
+
+def _study(space: dict[str, list[Any]], trials: int, seed: int, maximize: bool, evaluations: int) -> Any:
+    """An Optuna study: the grid sampler when ``trials`` cover the space, else TPE; successive-halving pruning."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if math.prod(len(values) for values in space.values()) <= trials:
+        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(space, seed=seed)
+    else:  # TPE samples its first trials at random (10 by default); half the budget leaves it room to learn
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, trials // 2))
+    return optuna.create_study(
+        direction="maximize" if maximize else "minimize",
+        sampler=sampler,
+        pruner=optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=max(1, evaluations // 4) if evaluations else "auto", reduction_factor=3
+        ),
+    )
+
+
+def _announce(record: TrialRecord, trials: int) -> TrialRecord:
+    """One line per trial as it ends, so a person watching a long search sees where it stands."""
+    settings = ", ".join(f"{name} {value}" for name, value in record.settings.items())
+    fate = "pruned" if record.state == "PRUNED" else "complete"
+    print(
+        f"search: trial {record.number + 1}/{trials} ({settings}): held-out {record.score:.4f}, "
+        f"{fate} after {record.evaluations} evaluations",
+        flush=True,
+    )
+    return record
 
 
 def run_search(
@@ -76,18 +123,9 @@ def run_search(
     first evaluation): a score after a few warm-up steps says more about the learning rate's speed than its end."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    combinations = math.prod(len(values) for values in space.values())
-    grid = combinations <= trials
-    sampler = optuna.samplers.GridSampler(space, seed=seed) if grid else optuna.samplers.TPESampler(seed=seed)
-    trials = min(trials, combinations)
-    study = optuna.create_study(
-        direction="maximize" if greater_is_better else "minimize",
-        sampler=sampler,
-        pruner=optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=max(1, evaluations_per_trial // 4) if evaluations_per_trial else "auto", reduction_factor=3
-        ),
-    )
+    study = _study(space, trials, seed, greater_is_better, evaluations_per_trial)
+    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+    trials = min(trials, math.prod(len(values) for values in space.values()))
     records: list[TrialRecord] = []
 
     def objective(trial: optuna.Trial) -> float:
@@ -98,29 +136,27 @@ def run_search(
             scores.append(score)
             trial.report(score, len(scores))
             if trial.should_prune():
-                records.append(announce(TrialRecord(trial.number, settings, "PRUNED", score, len(scores))))
+                records.append(_announce(TrialRecord(trial.number, settings, "PRUNED", score, len(scores)), trials))
                 raise optuna.TrialPruned()
 
         best = run_trial(settings, report)
-        records.append(announce(TrialRecord(trial.number, settings, "COMPLETE", best, len(scores))))
+        records.append(_announce(TrialRecord(trial.number, settings, "COMPLETE", best, len(scores)), trials))
         return best
-
-    def announce(record: TrialRecord) -> TrialRecord:
-        """One line per trial as it ends, so a person watching a long search sees where it stands."""
-        settings = ", ".join(f"{name} {value}" for name, value in record.settings.items())
-        fate = "pruned" if record.state == "PRUNED" else "complete"
-        print(
-            f"search: trial {record.number + 1}/{trials} ({settings}): held-out {record.score:.4f}, "
-            f"{fate} after {record.evaluations} evaluations",
-            flush=True,
-        )
-        return record
 
     started = time.perf_counter()
     study.optimize(objective, n_trials=trials)
-    completed = [record for record in records if record.state == "COMPLETE"]
-    if not completed:
+    if not any(record.state == "COMPLETE" for record in records):
         raise RuntimeError(f"all {trials} search trials were pruned: raise the trial count or trial_share")
     best = study.best_trial
     seconds = round(time.perf_counter() - started, 1)
     return SearchResult(dict(best.params), float(best.value or 0.0), records, seconds, "grid" if grid else "tpe")
+
+
+def log_search(tracked: StageRun, search: SearchResult) -> None:
+    """Each trial as an MLflow run nested under the stage's, the choice as tags, the whole search as a JSON file."""
+    for trial in search.trials:
+        score = {"heldout_best": trial.score} if trial.score is not None else {}
+        tracked.log_child(f"trial-{trial.number}", trial.settings, score, trial.state)
+    for name, value in search.chosen.items():
+        tracked.set_tag(f"distilflow.selected.{name}", str(value))  # a pooling or an init is no metric
+    tracked.log_dict(search.as_dict(), "search.json")
