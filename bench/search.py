@@ -1,14 +1,17 @@
-"""The teacher's selection protocol (issue #33) against its recipe as written, on an embedded demo, per seed.
+"""The teacher's selection protocol (issue #33) against its recipe as written, per seed.
 
-For each seed, a scratch workspace (what a clone holds) with the task's demo and its GLUE recipe
-(``flows/profiles/glue/TASK.yaml``) runs ``distilflow stage`` ingest, validate and tokenize, then finetune twice:
-once as the recipe writes it (``finetune.search.trials: 0``), once with the search choosing ``learning_rate`` and
-``epochs`` on the held-out slice of train (``--trials``). Each teacher is scored once on dev afterwards. Several seeds
-give the run-to-run spread of the recipe as written, the noise a gain must clear. The result records the command,
-every override, both dev scores per seed, what the search chose, how many trials it pruned, and the CPU seconds of
-each finetune.
+For each seed, a scratch workspace (what a clone holds) with the task's data (an embedded demo, or ``--data-dir``, a
+real GLUE folder) and its GLUE recipe (``flows/profiles/glue/TASK.yaml``) runs ``distilflow stage`` ingest, validate
+and tokenize, then finetune twice: once as the recipe writes it with no search (``finetune.search.trials: 0``;
+``--as-written-pooling``, ``cls`` by default, the [CLS] pooler every teacher read before the protocol), once with the
+search choosing ``learning_rate``, ``epochs`` and ``pooling`` on the held-out slice of train (``--trials``). Each
+teacher is scored once on dev afterwards. Several seeds give the run-to-run spread, the noise a gain must clear; with
+``--search-once`` only the first seed searches and the others train with its choice, so the spread is training's
+alone and the cost is one search. The result records the command, every override, both dev scores per seed, what the
+search chose, how many trials it pruned, and the CPU seconds of each finetune.
 
     python bench/search.py [--task mrpc] [--trials 6] [--seeds 1,2] [--out bench/results/search-mrpc.json]
+    python bench/search.py --task cola --data-dir ../shared/data/glue/CoLA --trials 10 --seeds 1,2,3 --search-once
 """
 
 from __future__ import annotations
@@ -34,15 +37,20 @@ from distilflow.tasks import get_task
 PREPARE = ("ingest", "validate", "tokenize")
 
 
-def overrides(task: str) -> dict[str, Any]:
-    """The demo, its recipe, no student work (only the teacher is compared)."""
+def overrides(task: str, data_dir: Path | None) -> dict[str, Any]:
+    """The data, the task's recipe, no student work (only the teacher is compared)."""
     recipe = yaml.safe_load((Paths.at(ROOT).glue_recipes_dir / f"{task}.yaml").read_text(encoding="utf-8")) or {}
-    return {**recipe, "task": task, "data": {"path": f"data/demo/{task}"}}
+    data = str(data_dir.resolve()) if data_dir else f"data/demo/{task}"
+    return {**recipe, "task": task, "data": {"path": data}}
 
 
-def finetune(workspace: Path, env: dict[str, str], params: dict[str, Any], trials: int) -> dict[str, Any]:
-    """``distilflow stage finetune`` with ``finetune.search.trials`` set; its metrics, seconds and dev score."""
-    params["finetune"].setdefault("search", {})["trials"] = trials
+def finetune(
+    workspace: Path, env: dict[str, str], params: dict[str, Any], trials: int, pinned: dict[str, Any]
+) -> dict[str, Any]:
+    """``distilflow stage finetune`` with ``finetune.search.trials`` and ``pinned`` finetune settings; its metrics,
+    seconds and dev score."""
+    params = {**params, "finetune": {**params["finetune"], **pinned}}
+    params["finetune"]["search"] = {**params["finetune"]["search"], "trials": trials}
     Paths.at(workspace).params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     began = time.perf_counter()
     run_checked(["distilflow", "stage", "finetune"], workspace, env=env, timeout=3600)
@@ -53,7 +61,12 @@ def finetune(workspace: Path, env: dict[str, str], params: dict[str, Any], trial
     return {"dev": dev, "seconds": seconds, "metrics": metrics}
 
 
-def one_seed(settings: Settings, seed: int, trials: int) -> dict[str, Any]:
+SELECTED = ("learning_rate", "epochs", "pooling")
+
+
+def one_seed(settings: Settings, seed: int, trials: int, choice: dict[str, Any] | None) -> dict[str, Any]:
+    """The recipe as written and the protocol, one seed; ``choice``: the protocol's settings from an earlier seed's
+    search, trained again without searching."""
     scratch = Path(tempfile.mkdtemp(prefix=f"search-{seed}-"))
     try:
         workspace = make_workspace(ROOT, scratch, {})
@@ -63,28 +76,45 @@ def one_seed(settings: Settings, seed: int, trials: int) -> dict[str, Any]:
         env["PYTHONPATH"] = str(workspace / "src") + os.pathsep + env.get("PYTHONPATH", "")
         for stage in PREPARE:
             run_checked(["distilflow", "stage", stage], workspace, env=env, timeout=1800)
-        as_written = finetune(workspace, env, params, 0)
+        as_written = finetune(workspace, env, params, 0, {"pooling": settings.args.as_written_pooling})
         log(f"seed {seed}: recipe as written dev {as_written['dev']:.4f} in {as_written['seconds']} s")
-        searched = finetune(workspace, env, params, trials)
+        searched = (
+            finetune(workspace, env, params, 0, choice) if choice else finetune(workspace, env, params, trials, {})
+        )
         chosen = {k: v for k, v in searched["metrics"].items() if k.startswith(("selected_", "search_"))}
-        log(f"seed {seed}: searched dev {searched['dev']:.4f} in {searched['seconds']} s, {chosen}")
-        return {"seed": seed, "as_written": as_written, "searched": searched, "search": chosen}
+        log(f"seed {seed}: searched dev {searched['dev']:.4f} in {searched['seconds']} s, {chosen or choice}")
+        return {"seed": seed, "as_written": as_written, "searched": searched, "search": chosen, "pinned": choice}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def spread(scores: list[float]) -> dict[str, float]:
+    """Mean, range and sample standard deviation over seeds: the run-to-run noise."""
+    stdev = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return {"mean": statistics.fmean(scores), "spread": max(scores) - min(scores), "stdev": stdev}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="mrpc", help="an embedded demo: sst2, mrpc or stsb")
+    parser.add_argument("--task", default="mrpc", help="a GLUE task: its embedded demo unless --data-dir")
+    parser.add_argument("--data-dir", type=Path, default=None, help="the task's folder (train.tsv, dev.tsv)")
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seeds", default="1,2", help="comma-separated; the spread across them is the noise")
+    parser.add_argument("--search-once", action="store_true", help="later seeds retrain the first seed's choice")
+    parser.add_argument("--as-written-pooling", default="cls", help="finetune.pooling of the recipe as written")
     parser.add_argument("--out", type=Path, default=None)
     known, _ = parser.parse_known_args(argv)
-    settings = Settings.parse("search.py", parser, argv, (), overrides(known.task))
+    settings = Settings.parse("search.py", parser, argv, (), overrides(known.task, known.data_dir))
     args = settings.args
-    out = args.out or RESULTS_DIR / f"search-{args.task}.json"
+    suffix = "-real" if args.data_dir else ""
+    out = args.out or RESULTS_DIR / f"search-{args.task}{suffix}.json"
     started = time.perf_counter()
-    runs = [one_seed(settings, int(seed), args.trials) for seed in args.seeds.split(",")]
+    runs: list[dict[str, Any]] = []
+    for seed in args.seeds.split(","):
+        choice = None
+        if args.search_once and runs:
+            choice = {name: runs[0]["search"][f"selected_{name}"] for name in SELECTED}
+        runs.append(one_seed(settings, int(seed), args.trials, choice))
     written = [run["as_written"]["dev"] for run in runs]
     searched = [run["searched"]["dev"] for run in runs]
     result = {
@@ -94,9 +124,11 @@ def main(argv: list[str] | None = None) -> None:
         "metric": get_task(args.task).primary_metric,
         "trials": args.trials,
         "runs": runs,
-        "dev_as_written": {"mean": statistics.fmean(written), "spread": max(written) - min(written)},
-        "dev_searched": {"mean": statistics.fmean(searched), "spread": max(searched) - min(searched)},
-        "cost_ratio": statistics.fmean(r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs),
+        "dev_as_written": spread(written),
+        "dev_searched": spread(searched),
+        "cost_ratio": statistics.fmean(
+            r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs if r["pinned"] is None
+        ),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     write_result(out, result)

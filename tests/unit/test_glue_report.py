@@ -144,6 +144,7 @@ def run(command: str, commit: str) -> dict[str, str]:
 
 def test_a_table_gives_back_the_results_it_was_built_from() -> None:
     results = {name: {**entry, "run": run("distilflow glue", "abc")} for name, entry in RESULTS.items()}
+    results["sst2"]["settings"] = {"teacher": "learning rate 0.0002, pooling mean (10 trials)", "student": "as written"}
     table = build_glue_table(results, [TINY, FULL], command="distilflow glue")
     again = build_glue_table(results_from_table(table), [TINY, FULL], command="distilflow glue")
     assert again.tasks == table.tasks
@@ -153,6 +154,8 @@ def test_a_table_gives_back_the_results_it_was_built_from() -> None:
             assert getattr(back, key) == pytest.approx(getattr(entry, key)), (name, key)
         assert back.ratios == pytest.approx(entry.ratios)
         assert (back.metric, back.registered, back.run) == (entry.metric, entry.registered, entry.run)
+        assert back.settings == entry.settings
+    assert "teacher: learning rate 0.0002, pooling mean (10 trials); student: as written" in render_markdown(table)
     for before, after in zip(table.rows, again.rows, strict=True):
         assert after.model == before.model
         assert after.task_scores == pytest.approx(before.task_scores)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ from distilflow.config.loading import ParamsError, load_params, parse_params
 from distilflow.config.params import Params
 from distilflow.config.release_params import GlueParams
 from distilflow.glue.recipes import data_path, find_task_folders, recipe, task_overrides
-from distilflow.glue.suite import baseline_scores, code_commit, run_record
+from distilflow.glue.suite import baseline_scores, chosen_settings, code_commit, run_record
 from distilflow.glue.table_file import earlier_results
 from distilflow.paths import Paths
 from distilflow.registry.served_scoring import baseline_metric, word_overlap_metric
@@ -130,3 +131,15 @@ def test_the_tables_baseline_is_the_strongest_cheap_model_the_gate_knows(
         assert scores["pearson"] > 0.3  # the mean score's Pearson is 0: it said nothing
     else:
         assert scores[task.primary_metric] == pytest.approx(baseline_metric(task, dev)[0])
+
+
+def test_the_table_names_what_each_protocol_chose_or_that_the_recipe_stood(tmp_path: Path) -> None:
+    metrics = Paths.at(tmp_path).metrics_file("finetune")
+    metrics.parent.mkdir(parents=True)
+    chosen = {"selected_learning_rate": 2e-4, "selected_epochs": 3.0, "selected_pooling": "mean", "search_trials": 10}
+    metrics.write_text(json.dumps({"best_step": 40, **chosen}))
+    Paths.at(tmp_path).metrics_file("distill").write_text(json.dumps({"best_step": 90}))
+    assert chosen_settings(tmp_path) == {
+        "teacher": "learning rate 0.0002, epochs 3, pooling mean (10 trials)",
+        "student": "as the recipe writes",
+    }

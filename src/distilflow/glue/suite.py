@@ -218,6 +218,25 @@ def cheap_predictions(task: GlueTask, dev: Any) -> Any:
     return baseline_predictions(task, dev[LABEL].to_numpy())
 
 
+SEARCHED_STAGES = {"teacher": "finetune", "student": "distill"}
+
+
+def chosen_settings(workspace: Path) -> dict[str, str]:
+    """Per model, in words: what its stage's selection protocol chose on the held-out slice (the ``selected_*`` of
+    its metrics file) and from how many trials, or that it trained as its recipe wrote."""
+    settings = {}
+    for model, stage in SEARCHED_STAGES.items():
+        file = Paths.at(workspace).metrics_file(stage)
+        metrics = _read_json(file) if file.is_file() else {}
+        chosen = {key.removeprefix("selected_"): value for key, value in metrics.items() if key.startswith("selected_")}
+        words = ", ".join(
+            f"{name.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{name} {value}"
+            for name, value in chosen.items()
+        )
+        settings[model] = f"{words} ({metrics.get('search_trials')} trials)" if chosen else "as the recipe writes"
+    return settings
+
+
 def task_results(task: str, workspace: Path) -> dict[str, Any]:
     """What the table needs from one task's finished workspace: the report stage's ``metrics/eval.json`` (teacher,
     student, ratios), the trivial baseline on the same dev rows, and the register stage's decision."""
@@ -235,6 +254,7 @@ def task_results(task: str, workspace: Path) -> dict[str, Any]:
             "promoted": bool(promotion.get("promoted")),
             "reasons": list(promotion.get("reasons", []))[:3],
         },
+        "settings": chosen_settings(workspace),
         "workspace": str(workspace),
         "source": source_record(workspace),
     }

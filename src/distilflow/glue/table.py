@@ -199,6 +199,7 @@ def _task_entry(task: GlueTask, result: Mapping[str, Any], compared: Row | None)
         ratios={key: float(result["ratios"][key]) for key, _ in RATIO_KEYS if key in result["ratios"]},
         registered=Registered(**registered),
         run=RunRecord(**dict(result.get("run") or {})),
+        settings=dict(result.get("settings") or {}),
     )
 
 
@@ -219,6 +220,7 @@ def results_from_table(table: GlueTable) -> dict[str, dict[str, Any]]:
             ratios=dict(entry.ratios) if entry else {},
             registered=entry.registered.model_dump() if entry else {},
             run=entry.run.as_dict() if entry else {},
+            settings=dict(entry.settings) if entry else {},
         )
         results[name] = result
     return results
@@ -299,6 +301,7 @@ def task_table(table: GlueTable) -> tuple[list[str], list[list[str]]]:
         f"{COMPARED_REFERENCE} (published)",
         *(label for _, label in RATIO_KEYS),
         "registered student",
+        "settings chosen on held-out train rows",
     ]
     body = []
     for name, entry in table.per_task.items():
@@ -315,6 +318,7 @@ def task_table(table: GlueTable) -> tuple[list[str], list[list[str]]]:
                 _cell(entry.published_bert_tiny),
                 *(_times(entry.ratios.get(key)) for key, _ in RATIO_KEYS),
                 f"{registered.model} v{registered.version} ({gate})",
+                "; ".join(f"{model}: {words}" for model, words in entry.settings.items()) or "-",
             ]
         )
     return header, body

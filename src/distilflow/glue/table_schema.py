@@ -85,6 +85,7 @@ class TaskEntry(_Strict):
     ratios: dict[str, float]
     registered: Registered
     run: RunRecord
+    settings: dict[str, str] = Field(default_factory=dict)  # per model: what its selection protocol chose
 
 
 class GlueTable(_Strict):
