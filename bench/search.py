@@ -7,8 +7,9 @@ and tokenize, then finetune twice: once as the recipe writes it with no search (
 search choosing ``learning_rate``, ``epochs`` and ``pooling`` on the held-out slice of train (``--trials``). Each
 teacher is scored once on dev afterwards. Several seeds give the run-to-run spread, the noise a gain must clear; with
 ``--search-once`` only the first seed searches and the others train with its choice, so the spread is training's
-alone and the cost is one search. The result records the command, every override, both dev scores per seed, what the
-search chose, how many trials it pruned, and the CPU seconds of each finetune.
+alone and the cost is one search; with ``--choice`` no seed searches (a protocol run elsewhere chose). The result
+records the command, every override, both dev scores per seed, what the search chose, how many trials it pruned, and
+the CPU seconds of each finetune.
 
     python bench/search.py [--task mrpc] [--trials 6] [--seeds 1,2] [--out bench/results/search-mrpc.json]
     python bench/search.py --task cola --data-dir ../shared/data/glue/CoLA --trials 10 --seeds 1,2,3 --search-once
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -101,6 +103,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--seeds", default="1,2", help="comma-separated; the spread across them is the noise")
     parser.add_argument("--search-once", action="store_true", help="later seeds retrain the first seed's choice")
+    parser.add_argument(
+        "--choice",
+        default=None,
+        help="no search: every seed trains these settings, e.g. learning_rate=2e-4,epochs=3,pooling=mean "
+        "(what a protocol run chose: its metrics/finetune.json selected_*)",
+    )
     parser.add_argument("--as-written-pooling", default="cls", help="finetune.pooling of the recipe as written")
     parser.add_argument("--out", type=Path, default=None)
     known, _ = parser.parse_known_args(argv)
@@ -110,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or RESULTS_DIR / f"search-{args.task}{suffix}.json"
     started = time.perf_counter()
     runs: list[dict[str, Any]] = []
+    given = dict(pair.split("=", 1) for pair in args.choice.split(",")) if args.choice else None
     for seed in args.seeds.split(","):
-        choice = None
+        choice = {name: yaml.safe_load(value) for name, value in given.items()} if given else None
         if args.search_once and runs:
             choice = {name: runs[0]["search"][f"selected_{name}"] for name in SELECTED}
         runs.append(one_seed(settings, int(seed), args.trials, choice))
@@ -127,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "dev_as_written": spread(written),
         "dev_searched": spread(searched),
         "cost_ratio": statistics.fmean(
-            r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs if r["pinned"] is None
+            [r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs if r["pinned"] is None] or [math.nan]
         ),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
