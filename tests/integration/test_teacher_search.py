@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from tests.conftest import make_workspace, run
 
-SEARCH = {"finetune": {"search": {"trials": 3, "learning_rates": [1e-5, 2e-4], "epochs": [1.0, 2.0]}}}
+SEARCH = {"finetune": {"search": {"trials": 3, "learning_rates": [1e-5, 2e-4], "epochs": [1.0, 2.0], "restarts": 2}}}
 
 
 def test_the_search_chooses_on_held_out_rows_records_each_trial_and_ignores_dev(tmp_path: Path) -> None:
@@ -25,6 +25,7 @@ def test_the_search_chooses_on_held_out_rows_records_each_trial_and_ignores_dev(
     metrics = json.loads((root / "metrics" / "finetune.json").read_text())
     assert metrics["search_trials"] == 3 and metrics["selected_learning_rate"] in (1e-5, 2e-4)
     assert metrics["selected_epochs"] in (1.0, 2.0) and 0.0 <= metrics["search_best_heldout"] <= 1.0
+    assert metrics["selected_restart"] in (0, 1)  # a seed offset: restarts are part of the space
     teacher_config = json.loads((root / "models" / "teacher" / "config.json").read_text())
     assert teacher_config.get("distilflow_pooling", "cls") == metrics["selected_pooling"], "trained as chosen"
 
@@ -42,6 +43,12 @@ def test_the_search_chooses_on_held_out_rows_records_each_trial_and_ignores_dev(
     dev.assign(label=1 - dev["label"]).to_csv(dev_file, sep="\t", index=False, quoting=3)  # every dev label wrong
     run(["dvc", "repro", "finetune"], root)
     again = json.loads((root / "metrics" / "finetune.json").read_text())
-    chosen = ("selected_learning_rate", "selected_epochs", "selected_pooling", "search_best_heldout")
+    chosen = (
+        "selected_learning_rate",
+        "selected_epochs",
+        "selected_pooling",
+        "selected_restart",
+        "search_best_heldout",
+    )
     chosen += ("best_heldout_accuracy",)
     assert {key: again[key] for key in chosen} == {key: metrics[key] for key in chosen}

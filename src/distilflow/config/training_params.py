@@ -80,6 +80,9 @@ class SearchParams(SearchBudget):
     poolings: list[str] = Field(
         default_factory=lambda: ["cls", "mean"], description="[CLS] pooler or mean of tokens (models/pooling.py)"
     )
+    restarts: int = Field(
+        1, ge=1, description="seeds per setting (seed, seed + 1, ...): BERT §4.1's restarts for small, unstable tasks"
+    )
 
     @field_validator("poolings")
     @classmethod

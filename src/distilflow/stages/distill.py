@@ -4,7 +4,9 @@ Soft targets come from the transfer set (``data/transfer``, the augment stage): 
 training split and its rewrites, computed once. The teacher runs inside the loop only when an
 intermediate-layer loss (TinyBERT's hidden-state or attention loss) is switched on, since those need its
 hidden states, which are too large to cache. The starting point is ``distill.student.init``, replaced
-by the MLM-pre-trained encoder when the pretrain stage ran.
+by the MLM-pre-trained encoder when the pretrain stage ran. With ``distill.search.trials`` set, short distillations
+scored on the held-out slice of train choose the learning rate, temperature, alpha and starting point first
+(training.search, as finetune's teacher search does). The method itself is training.distillation's.
 """
 
 from __future__ import annotations

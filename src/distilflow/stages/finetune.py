@@ -60,8 +60,16 @@ def freeze_word_embeddings(model: torch.nn.Module) -> int:
     return weight.numel()
 
 
+def seed_of(params: Params, seed: int | None) -> int:
+    return params.seed if seed is None else seed
+
+
 def fingerprint(
-    params: Params, data_hash: str, compute: dict[str, Any], config: FinetuneParams | None = None
+    params: Params,
+    data_hash: str,
+    compute: dict[str, Any],
+    config: FinetuneParams | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Everything a resumed run must share with the run that wrote the checkpoint it resumes.
 
@@ -76,7 +84,11 @@ def fingerprint(
         "code": source_digest(),
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
         "data": data_hash,
-        "settings": {"finetune": written, "teacher": params.model.teacher, "seed": params.seed},
+        "settings": {
+            "finetune": written,
+            "teacher": params.model.teacher,
+            "seed": seed_of(params, seed),
+        },
         "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
         "compute": compute,
     }
@@ -92,13 +104,14 @@ def _tracked_on_rank0(rank: int, params: Params, paths: Paths) -> Iterator[Stage
         yield tracked
 
 
-def loop_settings(params: Params, config: FinetuneParams | None = None) -> LoopSettings:
-    """``config``: the finetune settings to train with (default: params.yaml's; a search trial's or choice's)."""
+def loop_settings(params: Params, config: FinetuneParams | None = None, seed: int | None = None) -> LoopSettings:
+    """``config``: the finetune settings to train with (default: params.yaml's; a search trial's or choice's);
+    ``seed``: params.yaml's unless a search chose a restart."""
     config = config or params.finetune
     return LoopSettings.from_params(
         config,
         get_task(params.task).primary_metric,
-        params.seed,
+        seed_of(params, seed),
         grad_accum_steps=config.grad_accum_steps,
         checkpoint_every=config.checkpoint_every,
         device=params.run.device,
@@ -107,12 +120,13 @@ def loop_settings(params: Params, config: FinetuneParams | None = None) -> LoopS
 
 
 def fresh_teacher(
-    params: Params, task: GlueTask, train_split: Dataset, config: FinetuneParams | None = None
+    params: Params, task: GlueTask, train_split: Dataset, config: FinetuneParams | None = None, seed: int | None = None
 ) -> PreTrainedModel:
-    """The pre-trained teacher with a new head for ``task``, the same head in every run; ``config`` as loop_settings."""
+    """The pre-trained teacher with a new head for ``task``, the same head in every run of a seed; ``config`` and
+    ``seed`` as loop_settings."""
     config = config or params.finetune
     # The fresh classification head is drawn from torch's generator: seed it, or two runs start apart.
-    seed_everything(params.seed)
+    seed_everything(seed_of(params, seed))
     model = load_teacher_for_finetuning(params.model.teacher, task, config.pooling)
     if task.is_regression:
         centre_regression_head(model, train_split["labels"])
@@ -153,7 +167,8 @@ def publish(
 
 def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int) -> SearchResult:
     """The selection protocol (training.search): short Optuna trials of the teacher, each scored on the held-out
-    slice, choose ``learning_rate``, ``epochs`` and ``pooling``; dev is not read."""
+    slice, choose ``learning_rate``, ``epochs`` and ``pooling`` (and a ``restart``, an offset to ``seed``, when
+    ``search.restarts`` > 1); dev is not read."""
     config, train_rows = params.finetune, data["train"]
 
     def steps_of(choice: dict[str, Any]) -> int:
@@ -161,9 +176,10 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
         return trial_steps(len(train_rows), config.batch_size, config.grad_accum_steps, epochs, share, config.max_steps)
 
     def run_trial(choice: dict[str, Any], report: Report) -> float:
-        trial = config.model_copy(update={**choice, "max_steps": steps_of(choice)})
-        model = fresh_teacher(params, task, train_rows, trial)
-        settings = loop_settings(params, trial)
+        trial, seed = with_choice(params, choice)
+        trial = trial.model_copy(update={"max_steps": steps_of(choice)})
+        model = fresh_teacher(params, task, train_rows, trial, seed)
+        settings = loop_settings(params, trial, seed)
         scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
         return result.best_metric
@@ -173,8 +189,16 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
         "epochs": config.search.epochs,
         "pooling": config.search.poolings,
     }
+    if config.search.restarts > 1:
+        space["restart"] = list(range(config.search.restarts))
     evaluations = steps_of({"epochs": min(config.search.epochs)}) // config.eval_every
     return run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
+
+
+def with_choice(params: Params, choice: dict[str, Any]) -> tuple[FinetuneParams, int]:
+    """The finetune settings and the seed a search's ``choice`` trains with."""
+    settings = {name: value for name, value in choice.items() if name != "restart"}
+    return params.finetune.model_copy(update=settings), params.seed + int(choice.get("restart", 0))
 
 
 def release_checkpoints(rank: int, world: int, checkpoints: Path) -> None:
@@ -199,13 +223,13 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
         search = search_settings(params, task, data, score_held_out, pad_id) if params.finetune.search.trials else None
-        config = params.finetune.model_copy(update=search.chosen) if search else params.finetune
-        settings = loop_settings(params, config)
+        config, seed = with_choice(params, search.chosen if search else {})
+        settings = loop_settings(params, config, seed)
         if rank == 0:
             compute = schedule_fingerprint(settings, world)
-            prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config))
+            prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config, seed))
         barrier()
-        model = fresh_teacher(params, task, data["train"], config)
+        model = fresh_teacher(params, task, data["train"], config, seed)
         trained, result = train(
             model,
             data["train"],
