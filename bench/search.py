@@ -90,6 +90,14 @@ def one_seed(settings: Settings, seed: int, trials: int, choice: dict[str, Any] 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def number_or_word(text: str) -> float | str:
+    """``1e-4`` is a number (YAML 1.1 would read it as a string); ``cls`` is a word."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def spread(scores: list[float]) -> dict[str, float]:
     """Mean, range and sample standard deviation over seeds: the run-to-run noise."""
     stdev = statistics.stdev(scores) if len(scores) > 1 else 0.0
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: list[dict[str, Any]] = []
     given = dict(pair.split("=", 1) for pair in args.choice.split(",")) if args.choice else None
     for seed in args.seeds.split(","):
-        choice = {name: yaml.safe_load(value) for name, value in given.items()} if given else None
+        choice = {name: number_or_word(value) for name, value in given.items()} if given else None
         if args.search_once and runs:
             choice = {name: runs[0]["search"][f"selected_{name}"] for name in SELECTED}
         runs.append(one_seed(settings, int(seed), args.trials, choice))

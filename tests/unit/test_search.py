@@ -52,3 +52,21 @@ def test_a_trial_is_a_share_of_a_full_run() -> None:
     assert trial_steps(rows=10, batch_size=32, grad_accum_steps=1, epochs=1.0, share=0.1) == 1
     # A recipe's max_steps caps the full run, and so the trial: half of 60 steps, not half of 96.
     assert trial_steps(rows=1000, batch_size=32, grad_accum_steps=1, epochs=3.0, share=0.5, max_steps=60) == 30
+
+
+def test_a_combination_drawn_again_is_not_trained_again() -> None:
+    space = {"learning_rate": [1e-6, 1e-5, 1e-4], "pooling": ["cls", "mean", "x"]}  # 9 > 8 trials: TPE draws
+    trained: list[dict[str, Any]] = []
+
+    def counted(settings: dict[str, Any], report: Report) -> float:
+        trained.append(dict(settings))
+        return curve(settings, report)
+
+    result = run_search(space, counted, trials=8, seed=1, greater_is_better=True)
+    keys = [tuple(sorted(t.settings.items())) for t in sorted(result.trials, key=lambda t: t.number)]
+    assert len(trained) == len({tuple(sorted(s.items())) for s in trained}), "each combination trained once"
+    repeats = [t for t in result.trials if t.evaluations == 0]
+    assert len(keys) == 8 and len(trained) + len(repeats) == 8
+    for repeat in repeats:
+        first = next(t for t in result.trials if t.settings == repeat.settings and t.evaluations > 0)
+        assert (repeat.state, repeat.score) == (first.state, first.score)

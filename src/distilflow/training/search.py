@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class SearchResult:
             f"{prefix}search_best_heldout": self.best_score,
             f"{prefix}search_trials": len(self.trials),
             f"{prefix}search_pruned": pruned,
+            f"{prefix}search_repeats": sum(trial.evaluations == 0 for trial in self.trials),  # drawn again, not trained
             f"{prefix}search_seconds": self.seconds,
             f"{prefix}search_grid": self.sampler == "grid",
         }
@@ -96,15 +97,15 @@ def _study(space: dict[str, list[Any]], trials: int, seed: int, maximize: bool, 
     )
 
 
-def _announce(record: TrialRecord, trials: int) -> TrialRecord:
+def _announce(record: TrialRecord, trials: int, repeats: int | None = None) -> TrialRecord:
     """One line per trial as it ends, so a person watching a long search sees where it stands."""
     settings = ", ".join(f"{name} {value}" for name, value in record.settings.items())
     fate = "pruned" if record.state == "PRUNED" else "complete"
-    print(
-        f"search: trial {record.number + 1}/{trials} ({settings}): held-out {record.score:.4f}, "
-        f"{fate} after {record.evaluations} evaluations",
-        flush=True,
-    )
+    how = f"after {record.evaluations} evaluations"
+    if repeats is not None:
+        how = f"as trial {repeats + 1}, not trained again"
+    line = f"search: trial {record.number + 1}/{trials} ({settings}): held-out {record.score:.4f}, {fate} {how}"
+    print(line, flush=True)
     return record
 
 
@@ -130,6 +131,12 @@ def run_search(
 
     def objective(trial: optuna.Trial) -> float:
         settings = {name: trial.suggest_categorical(name, values) for name, values in space.items()}
+        earlier = next((record for record in records if record.settings == settings), None)
+        if earlier is not None:  # TPE may draw a combination again: the same seed would train the same model
+            records.append(_announce(replace(earlier, number=trial.number, evaluations=0), trials, earlier.number))
+            if earlier.state == "PRUNED" or earlier.score is None:
+                raise optuna.TrialPruned()
+            return earlier.score
         scores: list[float] = []
 
         def report(score: float) -> None:
