@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -98,6 +97,11 @@ def number_or_word(text: str) -> float | str:
         return text
 
 
+def searched_cost_ratios(runs: list[dict[str, Any]]) -> list[float]:
+    """Searched finetune seconds over the recipe's, for the seeds that searched (a pinned choice costs no search)."""
+    return [r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs if r["pinned"] is None]
+
+
 def spread(scores: list[float]) -> dict[str, float]:
     """Mean, range and sample standard deviation over seeds: the run-to-run noise."""
     stdev = statistics.stdev(scores) if len(scores) > 1 else 0.0
@@ -143,9 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
         "dev_as_written": spread(written),
         "dev_searched": spread(searched),
-        "cost_ratio": statistics.fmean(
-            [r["searched"]["seconds"] / r["as_written"]["seconds"] for r in runs if r["pinned"] is None] or [math.nan]
-        ),
+        "cost_ratio": statistics.fmean(ratios) if (ratios := searched_cost_ratios(runs)) else None,
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     write_result(out, result)
