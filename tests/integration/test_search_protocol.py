@@ -1,0 +1,74 @@
+"""The selection protocol (issue #33): Optuna trials on the held-out slice of train choose the teacher's and the
+student's settings, each trial is recorded, and dev is never read.
+
+One tiny workspace with ``finetune.search`` and ``distill.search`` on runs ``dvc repro distill``: the metrics name
+what each search chose, MLflow holds one run per trial nested under its stage's run and tags the choice, and the
+teacher was trained with the chosen pooling. Then every dev label is flipped and both searches run again: they
+never read dev, so they choose the same (issue #33's plant of a dev file with shuffled labels).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from tests.conftest import make_workspace, run
+
+TEACHER_SPACE = {"learning_rates": [1e-5, 2e-4], "epochs": [1.0, 2.0], "restarts": 2}  # 16 combinations: TPE
+STUDENT_SPACE = {
+    "learning_rates": [5e-4, 2e-3],
+    "temperatures": [2.0],
+    "alphas": [0.5, 0.9],
+    "inits": ["teacher-projected", "teacher-layers"],
+}
+SEARCH = {
+    "finetune": {"max_steps": None, "search": {"trials": 3, **TEACHER_SPACE}},
+    "distill": {"search": {"trials": 3, **STUDENT_SPACE}},
+}
+
+
+CHOSEN = ("selected_", "best_heldout", "search_best")  # what the search chose, and the held-out scores it chose by
+
+
+def choices(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in metrics.items() if key.startswith(CHOSEN)}
+
+
+def test_both_searches_choose_on_held_out_rows_record_each_trial_and_ignore_dev(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path / "ws", SEARCH)
+    run(["dvc", "repro", "distill"], root)
+    teacher = json.loads((root / "metrics" / "finetune.json").read_text())
+    student = json.loads((root / "metrics" / "distill.json").read_text())
+    assert teacher["search_trials"] == 3 and teacher["selected_learning_rate"] in TEACHER_SPACE["learning_rates"]
+    assert teacher["selected_epochs"] in (1.0, 2.0) and teacher["selected_restart"] in (0, 1)  # a seed offset
+    assert 0.0 <= teacher["search_best_heldout"] <= 1.0
+    teacher_config = json.loads((root / "models" / "teacher" / "config.json").read_text())
+    assert teacher_config.get("distilflow_pooling", "cls") == teacher["selected_pooling"], "trained as chosen"
+    assert student["search_trials"] == 3 and student["search_grid"] is False
+    assert student["selected_learning_rate"] in STUDENT_SPACE["learning_rates"]
+    assert student["selected_alpha"] in STUDENT_SPACE["alphas"] and student["selected_init"] in STUDENT_SPACE["inits"]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlruns.db'}")
+    runs = client.search_runs(client.get_experiment_by_name("distilflow-sst2").experiment_id)
+    for stage, metrics in (("finetune", teacher), ("distill", student)):
+        parent = next(r for r in runs if r.info.run_name.startswith(f"{stage}-"))
+        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert sorted(r.info.run_name for r in trials) == ["trial-0", "trial-1", "trial-2"], stage
+        assert {r.data.tags["distilflow.trial_state"] for r in trials} <= {"COMPLETE", "PRUNED"}
+        assert parent.data.params[f"{stage}.search.trials"] == "3"
+        assert parent.data.tags["distilflow.selected.learning_rate"] == str(metrics["selected_learning_rate"])
+    student_trials = [r for r in runs if r.data.params.get("init")]
+    assert {r.data.params["init"] for r in student_trials} <= set(STUDENT_SPACE["inits"])
+
+    dev_file = root / "data" / "demo" / "sst2" / "dev.tsv"
+    dev = pd.read_csv(dev_file, sep="\t", quoting=3)
+    dev.assign(label=1 - dev["label"]).to_csv(dev_file, sep="\t", index=False, quoting=3)  # every dev label wrong
+    ran = run(["dvc", "repro", "distill"], root).stdout
+    assert "Running stage 'finetune'" in ran and "Running stage 'distill'" in ran, ran  # searched again
+    for stage, before in (("finetune", teacher), ("distill", student)):
+        after = json.loads((root / "metrics" / f"{stage}.json").read_text())
+        assert choices(after) == choices(before), stage
