@@ -23,7 +23,7 @@ from distilflow.orchestration import run_cache
 from distilflow.runtime.dvc_files import stages
 from distilflow.serving.servers import free_port, prefect_server_command, start_server, stop_server
 from tests import conftest
-from tests.conftest import make_workspace
+from tests.conftest import make_workspace, run
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
 UP_TO_DATE = "Data and pipelines are up to date."
@@ -146,24 +146,28 @@ def test_push_delete_pull_then_a_fresh_clone_makes_pipeline_with_nothing_to_do(
 
 
 def test_a_second_machine_without_dvc_lock_restores_every_stage_from_the_run_cache(
-    pipeline_workspace: Path, tmp_path: Path, home: Path
+    pipeline_workspace: Path, tmp_path: Path
 ) -> None:
     """A GLUE workspace on the next worker: same code, params and data at another path, no dvc.lock, empty cache.
 
     What the first machine pushed with its run-cache is enough: no training or evaluation runs again, and DVC calls
     the result up to date. Each stage's MLflow run ids (its lineage file) are an output no later stage depends on,
-    so no key differs.
+    so no key differs. Both machines name the shared remote in their own .dvc/config.local, as a team's would (the
+    default remote under HOME is the test above's): the stages that run again keep the session's warm host.
     """
-    first = committed_copy(pipeline_workspace, tmp_path / "first", home)
+    remote = tmp_path / "team-remote"
+    first = conftest.committed_copy(pipeline_workspace, tmp_path / "first")
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], first)
     # What a GLUE workspace's flow pushes: `dvc push --run-cache` alone leaves the git-tracked metrics and plots
     # behind, and the second machine would rerun every stage (orchestration.run_cache).
-    pushed = sh(run_cache.command(), first, home).stdout
+    pushed = run(run_cache.command(), first).stdout
     assert int(re.findall(r"run-cache pushed: (\d+) files", pushed)[0]) > 0, pushed
 
     second = make_workspace(tmp_path / "elsewhere" / "second")
     assert not (second / "dvc.lock").exists() and not (second / ".dvc" / "cache").exists()
-    sh(["dvc", "fetch", "--run-cache"], second, home)  # the run-cache entries; each stage's outputs come with --pull
-    made = sh(["dvc", "repro", "--pull"], second, home)
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(remote)], second)
+    run(["dvc", "fetch", "--run-cache"], second)  # the run-cache entries; each stage's outputs come with --pull
+    made = run(["dvc", "repro", "--pull"], second)
     output = made.stdout + made.stderr
     restored = re.findall(r"Stage '([^']+)' is cached - skipping run", output)
     # DVC keeps no run-cache entry for a stage with an output in git (cache: false, not a metric or plot): those
@@ -177,7 +181,7 @@ def test_a_second_machine_without_dvc_lock_restores_every_stage_from_the_run_cac
     instances = [instance for spec in stages(second) for instance in spec.instances]
     assert {"finetune", "evaluate@teacher", "distill", "evaluate@student"} <= set(restored), output
     assert sorted(restored) == sorted(set(instances) - reported) and sorted(ran(output)) == sorted(reported), output
-    assert UP_TO_DATE in sh(["dvc", "status"], second, home).stdout
+    assert UP_TO_DATE in run(["dvc", "status"], second).stdout
     with Repo(str(first)) as repo_first, Repo(str(second)) as repo_second:
         hashes = [
             {

@@ -3,8 +3,9 @@ student's settings, each trial is recorded, and dev is never read.
 
 One tiny workspace with ``finetune.search`` and ``distill.search`` on runs ``dvc repro distill``: the metrics name
 what each search chose, MLflow holds one run per trial nested under its stage's run and tags the choice, and the
-teacher was trained with the chosen pooling. Then every dev label is flipped and both searches run again: they
-never read dev, so they choose the same (issue #33's plant of a dev file with shuffled labels).
+teacher was trained with the chosen pooling (its trials are whole runs, so the chosen one is the teacher). Then
+every dev label is flipped and both searches run again: they never read dev, so they choose the same (issue #33's
+plant of a dev file with shuffled labels).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mlflow import MlflowClient
 from tests.conftest import make_workspace, run
 
 TEACHER_SPACE = {"learning_rates": [1e-5, 2e-4], "epochs": [1.0, 2.0], "restarts": 2}  # 16 combinations: TPE
+# Each teacher trial is a whole run (as in the small tasks' recipes): the chosen one is kept, not trained again.
 STUDENT_SPACE = {
     "learning_rates": [5e-4, 2e-3],
     "temperatures": [2.0],
@@ -26,7 +28,7 @@ STUDENT_SPACE = {
     "inits": ["teacher-projected", "teacher-layers"],
 }
 SEARCH = {
-    "finetune": {"max_steps": None, "search": {"trials": 3, **TEACHER_SPACE}},
+    "finetune": {"max_steps": None, "search": {"trials": 3, "trial_share": 1.0, **TEACHER_SPACE}},
     "distill": {"search": {"trials": 3, **STUDENT_SPACE}},
 }
 
@@ -48,6 +50,8 @@ def test_both_searches_choose_on_held_out_rows_record_each_trial_and_ignore_dev(
     assert 0.0 <= teacher["search_best_heldout"] <= 1.0
     teacher_config = json.loads((root / "models" / "teacher" / "config.json").read_text())
     assert teacher_config.get("distilflow_pooling", "cls") == teacher["selected_pooling"], "trained as chosen"
+    # The served teacher is the chosen trial's model itself: its held-out best is the one the search chose by.
+    assert teacher["search_trial_kept"] is True and teacher["best_heldout_accuracy"] == teacher["search_best_heldout"]
     assert student["search_trials"] == 3 and student["search_grid"] is False
     assert student["selected_learning_rate"] in STUDENT_SPACE["learning_rates"]
     assert student["selected_alpha"] in STUDENT_SPACE["alphas"] and student["selected_init"] in STUDENT_SPACE["inits"]

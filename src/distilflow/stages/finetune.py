@@ -13,6 +13,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,7 @@ def publish(
     world: int,
     task: GlueTask,
     search: SearchResult | None = None,
+    trial_kept: bool = False,
 ) -> dict[str, Any]:
     """Rank 0's outputs: models/teacher, its lineage, metrics/finetune.json, the curves, the MLflow run."""
     paths.teacher_dir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +156,7 @@ def publish(
         **training_metrics(result, task.primary_metric),
         "resumed_from_step": result.resumed_from_step,
         **(search.summary("") if search is not None else {}),
+        **({"search_trial_kept": trial_kept} if search is not None else {}),
         "parameters": count_parameters(model),
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "world_size": world,
@@ -165,11 +168,26 @@ def publish(
     return metrics
 
 
-def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int) -> SearchResult:
-    """The selection protocol (training.search): short Optuna trials of the teacher, each scored on the held-out
-    slice, choose ``learning_rate``, ``epochs`` and ``pooling`` (and a ``restart``, an offset to ``seed``, when
-    ``search.restarts`` > 1); dev is not read."""
+@dataclass
+class KeptTrial:
+    """A full-length trial (``trial_share`` 1): the very run the choice would train again, weights and record."""
+
+    choice: dict[str, Any]
+    score: float
+    model: PreTrainedModel
+    result: LoopResult
+
+
+def search_settings(
+    params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int
+) -> tuple[SearchResult, KeptTrial | None]:
+    """The selection protocol (training.search): Optuna trials of the teacher, each scored on the held-out slice,
+    choose ``learning_rate``, ``epochs`` and ``pooling`` (and a ``restart``, an offset to ``seed``, when
+    ``search.restarts`` > 1); dev is not read. When each trial is a whole run (``trial_share`` 1) the best one's
+    model is kept: the final run would train the same settings on the same rows again."""
     config, train_rows = params.finetune, data["train"]
+    full_length = config.search.trial_share >= 1
+    kept: list[KeptTrial] = []  # the best completed trial so far, when trials are full length
 
     def steps_of(choice: dict[str, Any]) -> int:
         share, epochs = config.search.trial_share, choice["epochs"]
@@ -177,11 +195,14 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
 
     def run_trial(choice: dict[str, Any], report: Report) -> float:
         trial, seed = with_choice(params, choice)
-        trial = trial.model_copy(update={"max_steps": steps_of(choice)})
+        if not full_length:  # a whole run's trial trains exactly as the final run would
+            trial = trial.model_copy(update={"max_steps": steps_of(choice)})
         model = fresh_teacher(params, task, train_rows, trial, seed)
         settings = loop_settings(params, trial, seed)
         scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
+        if full_length and (not kept or result.best_metric > kept[0].score):  # ties: the first, as Optuna's best
+            kept[:] = [KeptTrial(dict(choice), result.best_metric, model, result)]
         return result.best_metric
 
     space: dict[str, list[Any]] = {
@@ -192,7 +213,9 @@ def search_settings(params: Params, task: GlueTask, data: Any, score: EvalFn, pa
     if config.search.restarts > 1:
         space["restart"] = list(range(config.search.restarts))
     evaluations = steps_of({"epochs": min(config.search.epochs)}) // config.eval_every
-    return run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
+    search = run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
+    chosen = next((trial for trial in kept if trial.choice == search.chosen), None)
+    return search, chosen
 
 
 def with_choice(params: Params, choice: dict[str, Any]) -> tuple[FinetuneParams, int]:
@@ -222,29 +245,36 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     score_held_out = split_scorer(task, data[HOLDOUT], params.run.eval_batch_size, pad_id)  # dev is evaluate's alone
     metrics: dict[str, Any] = {}
     with _tracked_on_rank0(rank, params, paths) as tracked:
-        search = search_settings(params, task, data, score_held_out, pad_id) if params.finetune.search.trials else None
+        search, kept = (None, None)
+        if params.finetune.search.trials:
+            search, kept = search_settings(params, task, data, score_held_out, pad_id)
+            kept = kept if world == 1 else None  # under DDP the final run trains again, checkpointed
         config, seed = with_choice(params, search.chosen if search else {})
-        settings = loop_settings(params, config, seed)
-        if rank == 0:
-            compute = schedule_fingerprint(settings, world)
-            prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config, seed))
-        barrier()
-        model = fresh_teacher(params, task, data["train"], config, seed)
-        trained, result = train(
-            model,
-            data["train"],
-            supervised_loss,
-            score_held_out,
-            settings,
-            pad_id,
-            task.is_regression,
-            checkpoint_dir=checkpoints,
-            description="finetune teacher",
-        )
-        assert trained is model  # trained in place, best weights loaded
+        if kept is not None:
+            print("finetune: the chosen trial was a whole run on these rows: kept, not trained again", flush=True)
+            model, result = kept.model, kept.result
+        else:
+            settings = loop_settings(params, config, seed)
+            if rank == 0:
+                compute = schedule_fingerprint(settings, world)
+                prepare_checkpoints(checkpoints, fingerprint(params, data_hash, compute, config, seed))
+            barrier()
+            model = fresh_teacher(params, task, data["train"], config, seed)
+            trained, result = train(
+                model,
+                data["train"],
+                supervised_loss,
+                score_held_out,
+                settings,
+                pad_id,
+                task.is_regression,
+                checkpoint_dir=checkpoints,
+                description="finetune teacher",
+            )
+            assert trained is model  # trained in place, best weights loaded
         if tracked is not None:
             if search is not None:
                 log_search(tracked, search)
-            metrics = publish(tracked, paths, model, tokenizer, result, world, task, search)
+            metrics = publish(tracked, paths, model, tokenizer, result, world, task, search, kept is not None)
     release_checkpoints(rank, world, checkpoints)
     return {"metrics": metrics}
