@@ -72,6 +72,7 @@ from distilflow.models.loading import (
     load_pretrained_encoder,
     load_tokenizer,
 )
+from distilflow.models.pooling import load_int8
 from distilflow.runtime.process import machine_facts
 from distilflow.stages.distill import loop_settings
 from distilflow.stages.pretrain import pretrain_student
@@ -608,7 +609,7 @@ def measure_speed(bench: Bench, student: Any, exports: dict[str, Any], ctx: dict
     forwards = {"teacher_fp32": export.torch_forward(ctx["teacher"]), "student_fp32": export.torch_forward(student)}
     for name in exports:
         if name == "int8":
-            forwards["student_int8"] = export.torch_forward(export.load_int8(export_dir / name))
+            forwards["student_int8"] = export.torch_forward(load_int8(export_dir / name))
         else:
             session = export.onnx_session(export_dir / name / "model.onnx")
             forwards["student_" + name.replace("-", "_")] = export.onnx_forward(session)

@@ -6,60 +6,22 @@ tests/unit/test_dvc_graph.py fails when dvc.yaml and the imports disagree.
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from distilflow.runtime.imports import PACKAGE, closure
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"
-PACKAGE = "distilflow"
 # What every `distilflow stage NAME` runs before the stage module: the CLI dispatches to this (see runtime/dispatch.py).
 ENTRY_MODULE = "distilflow.runtime.dispatch"
 # Modules a stage runs without importing them: register logs the served pyfunc as a model from code (by path).
 RUN_BY_PATH = {"register": ("distilflow.serving.pyfunc_model",)}
 
 
-def module_file(module: str) -> Path | None:
-    base = SRC.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imported(file: Path) -> set[str]:
-    """Project modules ``file`` imports; ``from distilflow import plots`` names the module plots."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.split(".")[0] == PACKAGE}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == PACKAGE:
-            found.add(node.module)
-            found |= {f"{node.module}.{a.name}" for a in node.names if module_file(f"{node.module}.{a.name}")}
-    return found
-
-
-def closure(*modules: str) -> set[Path]:
-    """The files of ``modules`` and of everything they import within the package, parent packages included."""
-    seen: set[str] = set()
-    pending = list(modules)
-    while pending:
-        module = pending.pop()
-        parts = module.split(".")
-        for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
-            name = ".".join(parts[:depth])
-            if name in seen or module_file(name) is None:
-                continue
-            seen.add(name)
-            file = module_file(name)
-            assert file is not None
-            pending += sorted(_imported(file))
-    return {file for name in seen if (file := module_file(name)) is not None}
-
-
 def stage_code(stage: str) -> set[str]:
     """Repo-relative paths of every project source file ``distilflow stage STAGE`` runs."""
     modules = (f"{PACKAGE}.stages.{stage}", ENTRY_MODULE, *RUN_BY_PATH.get(stage, ()))
-    return {str(path.relative_to(REPO_ROOT)) for path in closure(*modules)}
+    return {str(path.relative_to(REPO_ROOT)) for path in closure(*modules, src=SRC)}
 
 
 def dep_of(file: str) -> str:

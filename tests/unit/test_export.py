@@ -14,13 +14,13 @@ from distilflow.config.training_params import ExportParams
 from distilflow.export.student import (
     agrees,
     export_student,
-    load_int8,
     numpy_batches,
     onnx_forward,
     onnx_session,
     run_batches,
     torch_forward,
 )
+from distilflow.models.pooling import load_int8
 from distilflow.tasks import get_task
 from tests.tiny_bert import tiny_bert
 

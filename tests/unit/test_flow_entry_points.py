@@ -85,18 +85,29 @@ def test_a_copys_entry_point_runs_the_copys_code_and_takes_the_copy_for_its_proj
     }
 
 
-def test_the_flows_are_left_out_of_the_training_source_digest(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stage resumes what another process wrote whether or not that process had also imported the flows."""
-    from distilflow.training import checkpoints
+def test_the_training_source_digest_is_the_stages_import_closure(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A stage resumes what another process wrote whatever else either process imported (the CLI, the flows, the
+    warm host's own modules); an edit to code the stage runs sets the checkpoint aside, an edit elsewhere does not."""
+    from distilflow.training.checkpoints import source_digest
 
-    def with_module(name: str) -> str:
+    stage = "distilflow.stages.finetune"
+    before = source_digest(stage)
+    for name in ("distilflow.workflows.planted", "distilflow.training.planted"):
         module = types.ModuleType(name)
         module.__file__ = str(REPO_ROOT / "flows" / "glue.py")
         monkeypatch.setitem(sys.modules, name, module)
-        digest = checkpoints.source_digest()
-        monkeypatch.delitem(sys.modules, name)
-        return digest
+    import distilflow.cli
+    import distilflow.runtime.host  # noqa: F401 - what a stage the warm host forked has imported
 
-    before = checkpoints.source_digest()
-    assert with_module("distilflow.workflows.planted") == before
-    assert with_module("distilflow.training.planted") != before  # a module that trains does count
+    assert source_digest(stage) == before
+    src = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "src", src, ignore=shutil.ignore_patterns("__pycache__"))
+    assert source_digest(stage, src=src) == before  # the same code elsewhere: a clone or a GLUE workspace
+    with (src / "distilflow" / "workflows" / "glue.py").open("a") as file:
+        file.write("# an edit to the flows\n")
+    assert source_digest(stage, src=src) == before
+    with (src / "distilflow" / "training" / "loop.py").open("a") as file:
+        file.write("# an edit to the training loop\n")
+    assert source_digest(stage, src=src) != before

@@ -14,7 +14,6 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from distilflow.export.student import (
     export_onnx,
-    load_int8,
     numpy_batches,
     onnx_forward,
     onnx_session,
@@ -24,6 +23,7 @@ from distilflow.export.student import (
 )
 from distilflow.models import pooling
 from distilflow.models.loading import load_classifier, load_teacher_for_finetuning, resolve_teacher
+from distilflow.models.pooling import load_int8
 from distilflow.numerics import quantize_dynamic_int8
 from distilflow.tasks import get_task
 

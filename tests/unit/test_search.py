@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distilflow.training.search import Report, run_search, trial_steps
+from distilflow.training.search import Report, read_summary, run_search, trial_steps
 
 
 def curve(settings: dict[str, Any], report: Report) -> float:
@@ -33,6 +33,10 @@ def test_the_best_value_wins_every_trial_is_recorded_and_the_seed_repeats_the_se
     summary = result.summary("")
     assert summary["selected_learning_rate"] == 1e-4 and summary["search_trials"] == 12
     assert summary["search_pruned"] == len(pruned) and summary["search_grid"] is False
+    # What a metrics file holds is read back as the choice and its trial count (the GLUE table's settings column).
+    assert read_summary({**summary, "best_step": 40}) == (result.chosen, 12)
+    assert read_summary({f"student_{key}": value for key, value in summary.items()}, "student_") == (result.chosen, 12)
+    assert read_summary({"best_step": 40}) == ({}, None)  # trained as written
 
 
 def test_trials_that_can_cover_the_whole_space_run_each_combination_once() -> None:

@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
 from distilflow.config.training_params import ExportParams
 from distilflow.metrics import compute_glue_metrics
-from distilflow.models import pooling as poolings
 from distilflow.models.batching import pad_batch
 from distilflow.models.inference import logits_to_predictions
+from distilflow.models.pooling import load_int8
 from distilflow.numerics import quantize_dynamic_int8
 from distilflow.tasks import GlueTask
 
@@ -63,16 +63,6 @@ def save_int8(model: PreTrainedModel, quantized: torch.nn.Module, folder: Path) 
     folder.mkdir(parents=True, exist_ok=True)
     model.config.save_pretrained(str(folder))
     torch.save(quantized.state_dict(), folder / "model.pt")
-
-
-def load_int8(folder: str | Path) -> torch.nn.Module:
-    """Rebuild the architecture from config.json, quantize it the same way, then load the int8 weights."""
-    folder = Path(folder)
-    config = AutoConfig.from_pretrained(str(folder))
-    skeleton = poolings.from_config(config).eval()
-    model = quantize_dynamic_int8(skeleton)
-    model.load_state_dict(torch.load(folder / "model.pt", weights_only=True))
-    return model
 
 
 def export_onnx(model: PreTrainedModel, path: Path, opset: int = 17) -> Path:

@@ -38,6 +38,7 @@ from distilflow.registry.lock import SlotTaken, server_slot
 from distilflow.runtime.locking import LockHolder, WorkspaceLocked, workspace_lock
 from distilflow.tasks import GlueTask, get_task
 from distilflow.team.settings import DVC_REMOTE_ENV
+from distilflow.training.search import read_summary
 
 # params.yaml sections the flows read and no stage does (this module's `glue`): `dvc exp run -S glue.tasks=...`
 # reruns nothing, by design; a test checks that every other key feeds a stage, and that no stage lists these.
@@ -228,12 +229,12 @@ def chosen_settings(workspace: Path) -> dict[str, str]:
     for model, stage in SEARCHED_STAGES.items():
         file = Paths.at(workspace).metrics_file(stage)
         metrics = _read_json(file) if file.is_file() else {}
-        chosen = {key.removeprefix("selected_"): value for key, value in metrics.items() if key.startswith("selected_")}
+        chosen, trials = read_summary(metrics)
         words = ", ".join(
             f"{name.replace('_', ' ')} {value:g}" if isinstance(value, float) else f"{name} {value}"
             for name, value in chosen.items()
         )
-        settings[model] = f"{words} ({metrics.get('search_trials')} trials)" if chosen else "as the recipe writes"
+        settings[model] = f"{words} ({trials} trials)" if chosen else "as the recipe writes"
     return settings
 
 

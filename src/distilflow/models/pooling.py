@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertFor
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from distilflow.config.training_params import POOLING_SETTINGS, POOLINGS
+from distilflow.numerics import quantize_dynamic_int8
 
 CONFIG_KEY = "distilflow_pooling"  # in config.json; absent means the architecture's own ([CLS]) pooling
 CLS, MEAN = POOLINGS
@@ -118,15 +119,18 @@ def from_pretrained(
 ) -> PreTrainedModel:
     """A classifier from a checkpoint. ``pooling`` None keeps what the checkpoint's config says (a trained model);
     ``cls`` or ``mean`` sets it (a fresh head). ``config``: config fields to set, such as ``num_labels``."""
-    if pooling is None:
-        pooling = of(AutoConfig.from_pretrained(str(source)))
+    settings = AutoConfig.from_pretrained(str(source), **config)  # read once: it names the pooling too
+    pooling = of(settings) if pooling is None else pooling
     weights: dict[str, Any] = {} if dtype is None else {"dtype": dtype}
     if pooling == MEAN:
-        settings = AutoConfig.from_pretrained(str(source), **config)
         setattr(settings, CONFIG_KEY, MEAN)  # after: from_pretrained drops keyword fields the config does not know
         model: PreTrainedModel = _mean_pooled_class(settings).from_pretrained(str(source), config=settings, **weights)
         return model
-    loaded: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(str(source), **config, **weights)
+    if hasattr(settings, CONFIG_KEY):  # a mean-pooled checkpoint given a [CLS] head: its config must say so
+        delattr(settings, CONFIG_KEY)
+    loaded: PreTrainedModel = AutoModelForSequenceClassification.from_pretrained(
+        str(source), config=settings, **weights
+    )
     return loaded
 
 
@@ -135,4 +139,13 @@ def from_config(config: Any) -> PreTrainedModel:
     if of(config) == MEAN:
         return _mean_pooled_class(config)(config)
     model: PreTrainedModel = AutoModelForSequenceClassification.from_config(config)
+    return model
+
+
+def load_int8(folder: str | Path, weights_file: str = "model.pt") -> torch.nn.Module:
+    """A dynamic-int8 state dict back in its model: the architecture config.json names (pooling included), quantized
+    as the export quantized it, then the int8 weights. The export's check and the served model both load this way."""
+    skeleton = from_config(AutoConfig.from_pretrained(str(folder))).eval()
+    model: torch.nn.Module = quantize_dynamic_int8(skeleton)
+    model.load_state_dict(torch.load(Path(folder) / weights_file, weights_only=True))
     return model

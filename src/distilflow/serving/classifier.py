@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-from distilflow.numerics import quantize_dynamic_int8, softmax
+from distilflow.numerics import softmax
 
 SERVING_CONFIG = "distilflow_serving.json"
 MODEL_ARTIFACT = "model"
@@ -156,15 +156,11 @@ class TextClassifier(PythonModel):
             self.input_names = [name for name in self.input_names if name in declared]
             return
         import torch
-        from transformers import AutoConfig
 
         from distilflow.models import pooling
 
         if self.backend == "torch-int8":
-            # Rebuild the architecture, quantize it the way the export did, then load the int8 weights.
-            skeleton = pooling.from_config(AutoConfig.from_pretrained(str(folder)))
-            self.model = quantize_dynamic_int8(skeleton.eval())
-            self.model.load_state_dict(torch.load(folder / self._weights_file(), weights_only=True))
+            self.model = pooling.load_int8(folder, self._weights_file())
         else:
             self.model = pooling.from_pretrained(folder)
         self.model.eval()

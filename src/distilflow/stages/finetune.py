@@ -82,7 +82,7 @@ def fingerprint(
     teacher = resolve_teacher(params.model.teacher)
     written = (config or params.finetune).model_dump()  # a search's choice included: the run trains with it
     return {
-        "code": source_digest(),
+        "code": source_digest("distilflow.stages.finetune"),  # this stage and what it imports, not what else the process loaded
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
         "data": data_hash,
         "settings": {

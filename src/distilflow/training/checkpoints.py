@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from distilflow.config.loading import ParamsError
+from distilflow.runtime.imports import SRC, closure
 
 FINGERPRINT_FILE = "fingerprint.json"
 COMPUTE = "compute"
@@ -251,22 +252,13 @@ def _refusal(folder: Path, before: dict[str, Any], now: dict[str, Any]) -> str:
     )
 
 
-# What started the stage, not the code that trains: a cold `distilflow stage` imports the CLI (and the team commands
-# it registers), a stage forked by the warm host does not, and a process that also runs a flow in-process imports
-# the Prefect flows (distilflow.workflows); each must resume what the others wrote.
-ENTRY_MODULES = ("distilflow.cli", "distilflow.__main__", "distilflow.team", "distilflow.workflows")
-
-
-def source_digest(package: str = "distilflow") -> str:
-    """sha256 over the source of every ``package`` module this process has imported: the code that trains."""
+def source_digest(*modules: str, src: Path = SRC) -> str:
+    """sha256 over the source of ``modules`` and of everything they import within distilflow (runtime.imports): the
+    code that trains, the same whichever process runs it (a cold `distilflow stage`, the warm host's fork, a flow run
+    in-process), whatever else that process has imported."""
     digest = hashlib.sha256()
-    for name in sorted(sys.modules):
-        module = sys.modules[name]
-        origin = getattr(module, "__file__", None)
-        entry = any(name == prefix or name.startswith(prefix + ".") for prefix in ENTRY_MODULES)
-        if (name == package or name.startswith(package + ".")) and not entry and origin and origin.endswith(".py"):
-            digest.update(name.encode())
-            digest.update(Path(origin).read_bytes())
+    for file in sorted(closure(*modules, src=src)):
+        digest.update(file.relative_to(src).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from distilflow.tracking.runs import StageRun
 
+SELECTED = "selected_"  # a metrics file's key prefix for what a search chose (summary, read_summary)
 Report = Callable[[float], None]  # a trial's score at one evaluation, in order; may stop the trial
 TrialFn = Callable[[dict[str, Any], Report], float]  # settings, report → the trial's best held-out score
 
@@ -43,7 +44,7 @@ class SearchResult:
         """Flat numbers for a stage's metrics file: the chosen values, the best score, the trials' fate."""
         pruned = sum(trial.state == "PRUNED" for trial in self.trials)
         return {
-            **{f"{prefix}selected_{name}": value for name, value in self.chosen.items()},
+            **{f"{prefix}{SELECTED}{name}": value for name, value in self.chosen.items()},
             f"{prefix}search_best_heldout": self.best_score,
             f"{prefix}search_trials": len(self.trials),
             f"{prefix}search_pruned": pruned,
@@ -54,6 +55,17 @@ class SearchResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def read_summary(metrics: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], int | None]:
+    """What :meth:`SearchResult.summary` wrote in a metrics file, read back: the chosen values and the number of
+    trials (empty and None when the stage trained as written)."""
+    chosen = {
+        key.removeprefix(f"{prefix}{SELECTED}"): value
+        for key, value in metrics.items()
+        if key.startswith(f"{prefix}{SELECTED}")
+    }
+    return chosen, metrics.get(f"{prefix}search_trials")
 
 
 Scorer = Callable[[Any], dict[str, float]]  # a model → its scores on the held-out slice (training.loop.EvalFn)
