@@ -3,9 +3,9 @@ a Prefect subflow and workspace, real `dvc repro`, real MLflow in the project's 
 broken, and the absent tasks.
 
 One run (the module fixture) serves every test. The suite across tasks and workers (the table's columns and
-average, the classification demos, a rerun that keeps the other columns, a worker killed mid-task) is the team
-journey's, `tests/team/test_glue_pool.py`, which runs the three demos on a work pool: that run made this module's
-three-demo run redundant, and the two would not fit the test budget together.
+average, the classification demos, a worker killed mid-task) is the team journey's, `tests/team/test_glue_pool.py`,
+which runs SST-2 and MRPC on a work pool; the regression task's column, baseline and served model are checked here
+alone.
 """
 
 from __future__ import annotations
@@ -189,3 +189,19 @@ def test_the_regression_demo_passes_end_to_end(suite: Suite) -> None:
     shown = json.loads(run(["dvc", "plots", "show", "--json", *targets, "plots/comparison.png"], root).stdout)
     assert not shown.get("errors"), shown.get("errors")
     assert f"plots/eval_student/{'scatter' if regression else 'reliability'}.png" in shown["data"]
+
+
+def test_the_regression_column_is_pearson_and_spearman_beside_the_word_overlap_baseline(suite: Suite) -> None:
+    table = read_json(Paths.at(suite.root).glue_metrics_file)
+    assert [(column["task"], column["metric"]) for column in table["columns"]] == [
+        ("stsb", "pearson"),
+        ("stsb", "spearmanr"),
+    ]
+    rows = {row["model"]: row for row in table["rows"]}
+    for model in ("teacher (distilflow)", "student (distilflow)", "trivial baseline"):
+        assert set(rows[model]["task_scores"]) == {"stsb"}, model
+    # STS-B's trivial baseline is the overlap of the two sentences' words, not the mean score (whose Pearson is 0)
+    assert rows["trivial baseline"]["scores"]["stsb"]["pearson"] > 50
+    report = Paths.at(suite.root).glue_report_file.read_text()
+    for heading in ("STS-B Pearson", "STS-B Spearman"):
+        assert heading in report
