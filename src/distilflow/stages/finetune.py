@@ -82,7 +82,8 @@ def fingerprint(
     teacher = resolve_teacher(params.model.teacher)
     written = (config or params.finetune).model_dump()  # a search's choice included: the run trains with it
     return {
-        "code": source_digest("distilflow.stages.finetune"),  # this stage and what it imports, not what else the process loaded
+        # this stage and what it imports, not whatever else the process has loaded (the CLI, the warm host)
+        "code": source_digest("distilflow.stages.finetune"),
         "teacher_weights": folder_digest(Path(teacher)) if Path(teacher).is_dir() else teacher,
         "data": data_hash,
         "settings": {
