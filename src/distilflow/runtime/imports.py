@@ -37,16 +37,16 @@ def imported(file: Path, src: Path = SRC) -> set[str]:
 
 def closure(*modules: str, src: Path = SRC) -> set[Path]:
     """The files of ``modules`` and of everything they import within the package, parent packages included."""
-    seen: set[str] = set()
+    files: dict[str, Path | None] = {}  # every module name met, and its file (None: not a module of the package)
     pending = list(modules)
     while pending:
         module = pending.pop()
         parts = module.split(".")
         for depth in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__.py and a/b/__init__.py
             name = ".".join(parts[:depth])
-            file = module_file(name, src)
-            if name in seen or file is None:
+            if name in files:
                 continue
-            seen.add(name)
-            pending += sorted(imported(file, src))
-    return {file for name in seen if (file := module_file(name, src)) is not None}
+            file = files[name] = module_file(name, src)
+            if file is not None:
+                pending += sorted(imported(file, src))
+    return {file for file in files.values() if file is not None}

@@ -174,20 +174,20 @@ class KeptTrial:
     """A full-length trial (``trial_share`` 1): the very run the choice would train again, weights and record."""
 
     choice: dict[str, Any]
-    score: float
     model: PreTrainedModel
     result: LoopResult
 
 
 def search_settings(
-    params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int
+    params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int, keep_best: bool = True
 ) -> tuple[SearchResult, KeptTrial | None]:
     """The selection protocol (training.search): Optuna trials of the teacher, each scored on the held-out slice,
     choose ``learning_rate``, ``epochs`` and ``pooling`` (and a ``restart``, an offset to ``seed``, when
-    ``search.restarts`` > 1); dev is not read. When each trial is a whole run (``trial_share`` 1) the best one's
-    model is kept: the final run would train the same settings on the same rows again."""
+    ``search.restarts`` > 1); dev is not read. When each trial is a whole run (``trial_share`` 1) and ``keep_best``,
+    the best one's model is kept: the final run would train the same settings on the same rows again."""
     config, train_rows = params.finetune, data["train"]
     full_length = config.search.trial_share >= 1
+    keep = full_length and keep_best
     kept: list[KeptTrial] = []  # the best completed trial so far, when trials are full length
 
     def steps_of(choice: dict[str, Any]) -> int:
@@ -202,8 +202,8 @@ def search_settings(
         settings = loop_settings(params, trial, seed)
         scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
-        if full_length and (not kept or result.best_metric > kept[0].score):  # ties: the first, as Optuna's best
-            kept[:] = [KeptTrial(dict(choice), result.best_metric, model, result)]
+        if keep and (not kept or result.best_metric > kept[0].result.best_metric):  # ties: the first
+            kept[:] = [KeptTrial(dict(choice), model, result)]
         return result.best_metric
 
     space: dict[str, list[Any]] = {
@@ -248,8 +248,8 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     with _tracked_on_rank0(rank, params, paths) as tracked:
         search, kept = (None, None)
         if params.finetune.search.trials:
-            search, kept = search_settings(params, task, data, score_held_out, pad_id)
-            kept = kept if world == 1 else None  # under DDP the final run trains again, checkpointed
+            # Under DDP the final run trains again, checkpointed: no trial's model is kept.
+            search, kept = search_settings(params, task, data, score_held_out, pad_id, keep_best=world == 1)
         config, seed = with_choice(params, search.chosen if search else {})
         if kept is not None:
             print("finetune: the chosen trial was a whole run on these rows: kept, not trained again", flush=True)
