@@ -86,6 +86,12 @@ class Paths:
         return self.root / "checkpoints" / "teacher"
 
     @property
+    def teacher_search_dir(self) -> Path:
+        """The teacher's search: its journal of finished trials and the best whole-run trial's model, kept apart
+        from the final run's checkpoints, whose settings only the search decides."""
+        return self.root / "checkpoints" / "teacher-search"
+
+    @property
     def student_dir(self) -> Path:
         return self.root / "models" / "student"
 

@@ -5,19 +5,26 @@ One tiny workspace with ``finetune.search`` and ``distill.search`` on runs ``dvc
 what each search chose, MLflow holds one run per trial nested under its stage's run and tags the choice, and the
 teacher was trained with the chosen pooling (its trials are whole runs, so the chosen one is the teacher). Then
 every dev label is flipped and both searches run again: they never read dev, so they choose the same (issue #33's
-plant of a dev file with shuffled labels).
+plant of a dev file with shuffled labels). That second teacher search is killed (``kill -9``) as its second trial
+starts; the rerun reads the finished first trial back from the search's journal, goes on from the second, and ends
+on the very teacher an unbroken search chose.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
 
-from tests.conftest import make_workspace, run
+from distilflow.registry.registration import weights_hash
+from distilflow.runtime.warm import HOST_ENV
+from tests.conftest import make_workspace, run, test_env
+from tests.faults.test_register_faults import INJECT
 
 TEACHER_SPACE = {"learning_rates": [1e-5, 2e-4], "epochs": [1.0, 2.0], "restarts": 2}  # 16 combinations: TPE
 # Each teacher trial is a whole run (as in the small tasks' recipes): the chosen one is kept, not trained again.
@@ -71,8 +78,20 @@ def test_both_searches_choose_on_held_out_rows_record_each_trial_and_ignore_dev(
     dev_file = root / "data" / "demo" / "sst2" / "dev.tsv"
     dev = pd.read_csv(dev_file, sep="\t", quoting=3)
     dev.assign(label=1 - dev["label"]).to_csv(dev_file, sep="\t", index=False, quoting=3)  # every dev label wrong
+    teacher_weights = weights_hash(root / "models" / "teacher")
+    # kill -9 of the teacher's search as its second trial starts (a fresh process, not the warm host)
+    env = {key: value for key, value in test_env(root).items() if key != HOST_ENV}
+    env.update(PYTHONPATH=os.pathsep.join([str(INJECT), env.get("PYTHONPATH", "")]))
+    env.update(DISTILFLOW_KILL_AFTER="distilflow.stages.finetune:fresh_teacher", DISTILFLOW_KILL_ON_CALL="2")
+    killed = subprocess.run(["dvc", "repro", "distill"], cwd=root, env=env, capture_output=True, text=True)
+    assert killed.returncode != 0 and "SIGKILL after distilflow.stages.finetune" in killed.stderr, killed.stdout
+    assert not (root / "models" / "teacher").exists() or weights_hash(root / "models" / "teacher") != teacher_weights
     ran = run(["dvc", "repro", "distill"], root).stdout
     assert "Running stage 'finetune'" in ran and "Running stage 'distill'" in ran, ran  # searched again
+    resumed = ran.split("Running stage 'augment'")[0]
+    assert "search: 1 of 3 trials finished before, read back from" in resumed, ran
+    assert "search: trial 1/3" not in resumed and "search: trial 2/3" in resumed, ran  # on from the second
+    assert weights_hash(root / "models" / "teacher") == teacher_weights  # the unbroken search's teacher
     for stage, before in (("finetune", teacher), ("distill", student)):
         after = json.loads((root / "metrics" / f"{stage}.json").read_text())
         assert choices(after) == choices(before), stage

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from distilflow.training.search import Report, read_summary, run_search, trial_steps
 
@@ -74,3 +77,78 @@ def test_a_combination_drawn_again_is_not_trained_again() -> None:
     for repeat in repeats:
         first = next(t for t in result.trials if t.settings == repeat.settings and t.evaluations > 0)
         assert (repeat.state, repeat.score) == (first.state, first.score)
+
+
+class Killed(BaseException):
+    """A kill in the middle of a trial: not an Exception, so nothing on the way may swallow it."""
+
+
+def killed_after(trained: int, trial: Any = curve) -> Any:
+    """A trial function that trains ``trained`` trials, then dies half-way through the next one."""
+    count = [0]
+
+    def run(settings: dict[str, Any], report: Report) -> float:
+        count[0] += 1
+        if count[0] > trained:
+            report(0.99)  # a rung value the killed trial must not leave behind for the pruner
+            raise Killed
+        return float(trial(settings, report))
+
+    return run
+
+
+def outcome(result: Any) -> list[tuple[int, dict[str, Any], str, float | None, int]]:
+    return [(t.number, t.settings, t.state, t.score, t.evaluations) for t in result.trials]
+
+
+@pytest.mark.parametrize(
+    ("space", "trials"),
+    [
+        ({"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2], "pooling": ["cls", "mean"]}, 8),  # the grid
+        (SPACE, 12),  # TPE, with its random start and its learned draws on either side of the kill
+    ],
+)
+def test_a_search_killed_mid_trial_resumes_from_its_journal_and_chooses_as_an_unbroken_one(
+    tmp_path: Path, space: dict[str, list[Any]], trials: int
+) -> None:
+    unbroken = run_search(space, curve, trials=trials, seed=5, greater_is_better=True)
+    journal = tmp_path / "trials.journal"
+    with pytest.raises(Killed):
+        run_search(space, killed_after(7), trials=trials, seed=5, greater_is_better=True, journal=journal)
+    trained: list[dict[str, Any]] = []
+
+    def counted(settings: dict[str, Any], report: Report) -> float:
+        trained.append(settings)
+        return curve(settings, report)
+
+    resumed = run_search(space, counted, trials=trials, seed=5, greater_is_better=True, journal=journal)
+    assert outcome(resumed) == outcome(unbroken)
+    assert (resumed.chosen, resumed.best_score) == (unbroken.chosen, unbroken.best_score)
+    assert resumed.resumed >= 7 and resumed.summary("")["search_resumed"] == resumed.resumed
+    fresh = [t for t in resumed.trials[resumed.resumed :] if t.evaluations > 0]  # drawn again: not trained
+    assert len(trained) == len(fresh) and trained == [t.settings for t in fresh]
+    # A finished search's journal answers at once: nothing trains a third time.
+    again = run_search(space, killed_after(0), trials=trials, seed=5, greater_is_better=True, journal=journal)
+    assert outcome(again) == outcome(unbroken) and again.resumed == len(unbroken.trials)
+
+
+def test_a_journal_torn_by_a_kill_mid_write_is_read_to_its_last_whole_line(tmp_path: Path) -> None:
+    space = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2], "pooling": ["cls", "mean"]}
+    journal = tmp_path / "trials.journal"
+    with pytest.raises(Killed):
+        run_search(space, killed_after(3), trials=8, seed=5, greater_is_better=True, journal=journal)
+    with journal.open("ab") as torn:
+        torn.write(b'{"op_code": 6, "worker_id": "x", "trial_id": 3, "user_at')  # no newline: cut mid-write
+    resumed = run_search(space, curve, trials=8, seed=5, greater_is_better=True, journal=journal)
+    assert resumed.resumed == 3 and outcome(resumed) == outcome(run_search(space, curve, 8, 5, True))
+
+
+def test_an_unreadable_journal_is_said_and_the_search_starts_over(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "trials.journal"
+    journal.write_bytes(b"not a journal\n{}\n")
+    space = {"learning_rate": [1e-5, 1e-4], "pooling": ["cls"]}
+    result = run_search(space, curve, trials=2, seed=5, greater_is_better=True, journal=journal)
+    assert result.resumed == 0 and len(result.trials) == 2 and result.chosen["learning_rate"] == 1e-4
+    assert "not resuming from" in capsys.readouterr().out

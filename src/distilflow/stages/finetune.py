@@ -13,7 +13,7 @@ import contextlib
 import json
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from distilflow.models.loading import (
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import StageRun, stage_run, write_json, write_lineage
-from distilflow.training.checkpoints import folder_digest, source_digest
+from distilflow.training.checkpoints import folder_digest, load_model, save_model, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, schedule_fingerprint, train
@@ -179,22 +179,28 @@ class KeptTrial:
 
 
 def search_settings(
-    params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int, keep_best: bool = True
+    params: Params, task: GlueTask, data: Any, score: EvalFn, pad_id: int, folder: Path | None = None
 ) -> tuple[SearchResult, KeptTrial | None]:
     """The selection protocol (training.search): Optuna trials of the teacher, each scored on the held-out slice,
     choose ``learning_rate``, ``epochs`` and ``pooling`` (and a ``restart``, an offset to ``seed``, when
-    ``search.restarts`` > 1); dev is not read. When each trial is a whole run (``trial_share`` 1) and ``keep_best``,
-    the best one's model is kept: the final run would train the same settings on the same rows again."""
+    ``search.restarts`` > 1); dev is not read. When each trial is a whole run (``trial_share`` 1), the best one's
+    model is kept: the final run would train the same settings on the same rows again.
+
+    ``folder`` (one process only; under DDP every trial starts afresh): the search's journal, and the kept model
+    saved as it improves, so a rerun after a kill goes on from the last finished trial."""
     config, train_rows = params.finetune, data["train"]
     full_length = config.search.trial_share >= 1
-    keep = full_length and keep_best
+    keep = full_length and folder is not None
     kept: list[KeptTrial] = []  # the best completed trial so far, when trials are full length
+    on_disk = load_model(folder / "kept") if keep and folder is not None else None
+    best_kept = on_disk[1]["result"]["best_metric"] if on_disk else None  # an interrupted attempt's best
 
     def steps_of(choice: dict[str, Any]) -> int:
         share, epochs = config.search.trial_share, choice["epochs"]
         return trial_steps(len(train_rows), config.batch_size, config.grad_accum_steps, epochs, share, config.max_steps)
 
     def run_trial(choice: dict[str, Any], report: Report) -> float:
+        nonlocal best_kept
         trial, seed = with_choice(params, choice)
         if not full_length:  # a whole run's trial trains exactly as the final run would
             trial = trial.model_copy(update={"max_steps": steps_of(choice)})
@@ -202,8 +208,10 @@ def search_settings(
         settings = loop_settings(params, trial, seed)
         scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
-        if keep and (not kept or result.best_metric > kept[0].result.best_metric):  # ties: the first
+        if keep and folder is not None and (best_kept is None or result.best_metric > best_kept):  # ties: the first
             kept[:] = [KeptTrial(dict(choice), model, result)]
+            best_kept = result.best_metric
+            save_model(folder / "kept", model, {"choice": choice, "result": asdict(result)})
         return result.best_metric
 
     space: dict[str, list[Any]] = {
@@ -214,9 +222,25 @@ def search_settings(
     if config.search.restarts > 1:
         space["restart"] = list(range(config.search.restarts))
     evaluations = steps_of({"epochs": min(config.search.epochs)}) // config.eval_every
-    search = run_search(space, run_trial, config.search.trials, params.seed, True, evaluations)
+    journal = folder / "trials.journal" if folder is not None else None
+    search = run_search(space, run_trial, config.search.trials, params.seed, True, evaluations, journal)
     chosen = next((trial for trial in kept if trial.choice == search.chosen), None)
+    if chosen is None and keep and folder is not None:
+        chosen = _kept_before(params, task, train_rows, folder, search.chosen)
     return search, chosen
+
+
+def _kept_before(
+    params: Params, task: GlueTask, train_rows: Any, folder: Path, choice: dict[str, Any]
+) -> KeptTrial | None:
+    """The chosen trial's model as an interrupted attempt kept it, or None (then the final run trains it again)."""
+    saved = load_model(folder / "kept")
+    if saved is None or saved[1]["choice"] != choice:
+        return None
+    config, seed = with_choice(params, choice)
+    model = fresh_teacher(params, task, train_rows, config, seed)
+    model.load_state_dict(saved[0])
+    return KeptTrial(dict(choice), model, LoopResult(**saved[1]["result"]))
 
 
 def with_choice(params: Params, choice: dict[str, Any]) -> tuple[FinetuneParams, int]:
@@ -225,10 +249,11 @@ def with_choice(params: Params, choice: dict[str, Any]) -> tuple[FinetuneParams,
     return params.finetune.model_copy(update=settings), params.seed + int(choice.get("restart", 0))
 
 
-def release_checkpoints(rank: int, world: int, checkpoints: Path) -> None:
+def release_checkpoints(rank: int, world: int, *checkpoints: Path) -> None:
     barrier()  # every rank is done with the checkpoints before rank 0 removes them
     if rank == 0:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # the run finished; models/teacher holds the result
+        for folder in checkpoints:  # the run finished; models/teacher holds the result
+            shutil.rmtree(folder, ignore_errors=True)
     if world > 1:
         torch.distributed.destroy_process_group()
 
@@ -248,8 +273,13 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
     with _tracked_on_rank0(rank, params, paths) as tracked:
         search, kept = (None, None)
         if params.finetune.search.trials:
-            # Under DDP the final run trains again, checkpointed: no trial's model is kept.
-            search, kept = search_settings(params, task, data, score_held_out, pad_id, keep_best=world == 1)
+            # Under DDP the trials keep no journal and the final run trains again, checkpointed: no trial's model
+            # is kept.
+            folder = paths.teacher_search_dir if world == 1 else None
+            if folder is not None:
+                compute = schedule_fingerprint(loop_settings(params), world)
+                prepare_checkpoints(folder, fingerprint(params, data_hash, compute))  # another run's: set aside
+            search, kept = search_settings(params, task, data, score_held_out, pad_id, folder)
         config, seed = with_choice(params, search.chosen if search else {})
         if kept is not None:
             print("finetune: the chosen trial was a whole run on these rows: kept, not trained again", flush=True)
@@ -277,5 +307,5 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             if search is not None:
                 log_search(tracked, search)
             metrics = publish(tracked, paths, model, tokenizer, result, world, task, search, kept is not None)
-    release_checkpoints(rank, world, checkpoints)
+    release_checkpoints(rank, world, checkpoints, paths.teacher_search_dir)
     return {"metrics": metrics}

@@ -194,6 +194,23 @@ def save_best(folder: Path, weights: dict[str, torch.Tensor], step: int, metric:
     _commit_folder(tmp, folder)
 
 
+def save_model(folder: Path, model: torch.nn.Module, record: dict[str, Any]) -> None:
+    """A finished model's weights and a JSON ``record`` of it, written as a checkpoint is (atomic, checksummed)."""
+    tmp = _atomic_folder(folder)
+    save_file(_cpu_state(model), tmp / "model.safetensors")
+    (tmp / "state.json").write_text(json.dumps({"record": record, "sha256": _checksums(tmp)}, default=float))
+    _commit_folder(tmp, folder)
+
+
+def load_model(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """What :func:`save_model` wrote: weights and record; None when there is none or no intact copy."""
+    readable = _readable(folder)
+    if readable is None:
+        return None
+    record: dict[str, Any] = json.loads((readable / "state.json").read_text())["record"]
+    return load_file(readable / "model.safetensors"), record
+
+
 def prepare(folder: Path, fingerprint: dict[str, Any]) -> None:
     """Make ``folder`` hold only checkpoints of this exact run; set others aside with a message saying why.
 

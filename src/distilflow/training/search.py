@@ -5,17 +5,25 @@ want, the score is the held-out slice's (data.holdout), and each trial is a shor
 run's steps) that Optuna's successive-halving pruner stops at an evaluation where it falls behind the others. When
 the trials can cover every combination of the space, they do (Optuna's grid sampler, in a seeded order); otherwise a
 seeded TPE sampler picks them. Either way the same data and settings choose the same values.
+
+Given a ``journal`` file, the search survives a kill: each finished trial is appended to it (Optuna's journal
+storage), and a rerun reads them back and runs only the rest, drawing what an uninterrupted search would have drawn
+(the grid in the seed's order; TPE seeded afresh before each trial from the seed and the count of finished trials).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import optuna
+
     from distilflow.tracking.runs import StageRun
 
 SELECTED = "selected_"  # a metrics file's key prefix for what a search chose (summary, read_summary)
@@ -30,6 +38,7 @@ class TrialRecord:
     state: str  # COMPLETE or PRUNED
     score: float | None  # the best held-out score it reached (pruned: the last one reported)
     evaluations: int
+    seconds: float = 0.0
 
 
 @dataclass
@@ -37,8 +46,9 @@ class SearchResult:
     chosen: dict[str, Any]
     best_score: float
     trials: list[TrialRecord] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the trials' time, those of an interrupted attempt included
     sampler: str = "tpe"  # grid when the trials cover the whole space
+    resumed: int = 0  # trials read back from the journal of an interrupted attempt
 
     def summary(self, prefix: str) -> dict[str, Any]:
         """Flat numbers for a stage's metrics file: the chosen values, the best score, the trials' fate."""
@@ -51,6 +61,7 @@ class SearchResult:
             f"{prefix}search_repeats": sum(trial.evaluations == 0 for trial in self.trials),  # drawn again, not trained
             f"{prefix}search_seconds": self.seconds,
             f"{prefix}search_grid": self.sampler == "grid",
+            f"{prefix}search_resumed": self.resumed,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,22 +102,63 @@ def trial_steps(
     return max(1, math.ceil(share * min(full, max_steps or full)))
 
 
-def _study(space: dict[str, list[Any]], trials: int, seed: int, maximize: bool, evaluations: int) -> Any:
-    """An Optuna study: the grid sampler when ``trials`` cover the space, else TPE; successive-halving pruning."""
+STUDY = "search"
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+def _sampler(space: dict[str, list[Any]], trials: int, seed: int, finished: int) -> Any:
+    """The grid sampler when ``trials`` cover the space, else TPE. The grid's order is the seed's shuffle, trial
+    number n taking its n-th point; TPE keeps no state but its random generator, seeded here from the count of
+    ``finished`` trials too, so its next draw is a function of the finished trials alone."""
+    import optuna
+
+    if math.prod(len(values) for values in space.values()) <= trials:
+        return optuna.samplers.GridSampler(space, seed=seed)
+    # TPE samples its first trials at random (10 by default); half the budget leaves it room to learn
+    return optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=max(2, trials // 2))
+
+
+def _storage(journal: Path) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+
+
+def _finished_in(journal: Path) -> list[optuna.trial.FrozenTrial]:
+    """The trials an earlier attempt finished, from its journal; none when there is none or it cannot be read."""
+    import optuna
+
+    if not journal.exists():
+        return []
+    try:
+        earlier = optuna.load_study(study_name=STUDY, storage=_storage(journal))
+    except (KeyError, ValueError) as error:  # no study in it, or a line torn by a kill mid-write
+        print(f"search: not resuming from {journal}: {error}; the search starts over", flush=True)
+        return []
+    return [t for t in earlier.get_trials(deepcopy=False) if t.state.name in FINISHED and "record" in t.user_attrs]
+
+
+def _study(journal: Path | None, maximize: bool, evaluations: int) -> Any:
+    """An Optuna study with successive-halving pruning, in memory or in ``journal`` with the trials an earlier
+    attempt finished there (a trial a kill interrupted is dropped: it runs again from its start)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if math.prod(len(values) for values in space.values()) <= trials:
-        sampler: optuna.samplers.BaseSampler = optuna.samplers.GridSampler(space, seed=seed)
-    else:  # TPE samples its first trials at random (10 by default); half the budget leaves it room to learn
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, trials // 2))
-    return optuna.create_study(
-        direction="maximize" if maximize else "minimize",
-        sampler=sampler,
-        pruner=optuna.pruners.SuccessiveHalvingPruner(
+    settings: dict[str, Any] = {
+        "direction": "maximize" if maximize else "minimize",
+        "pruner": optuna.pruners.SuccessiveHalvingPruner(
             min_resource=max(1, evaluations // 4) if evaluations else "auto", reduction_factor=3
         ),
-    )
+    }
+    if journal is None:
+        return optuna.create_study(**settings)
+    finished = _finished_in(journal)
+    fresh = journal.with_name(journal.name + ".new")  # written whole, then swapped in: a kill keeps the old one
+    fresh.unlink(missing_ok=True)
+    optuna.create_study(storage=_storage(fresh), study_name=STUDY, **settings).add_trials(finished)
+    os.replace(fresh, journal)
+    return optuna.load_study(study_name=STUDY, storage=_storage(journal), pruner=settings["pruner"])
 
 
 def _announce(record: TrialRecord, trials: int, repeats: int | None = None) -> TrialRecord:
@@ -128,24 +180,32 @@ def run_search(
     seed: int,
     greater_is_better: bool,
     evaluations_per_trial: int = 0,
+    journal: Path | None = None,
 ) -> SearchResult:
     """Up to ``trials`` Optuna trials over ``space`` (each value list a categorical choice); returns the best
     completed one. A space of at most ``trials`` combinations is run whole, each combination once.
 
     The first pruning rung is a quarter of the way into a trial (``evaluations_per_trial``; 0: Optuna's guess, the
-    first evaluation): a score after a few warm-up steps says more about the learning rate's speed than its end."""
+    first evaluation): a score after a few warm-up steps says more about the learning rate's speed than its end.
+    ``journal``: where finished trials are kept, so a rerun after a kill runs only the rest (module docstring)."""
     import optuna
 
-    study = _study(space, trials, seed, greater_is_better, evaluations_per_trial)
-    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+    study = _study(journal, greater_is_better, evaluations_per_trial)
     trials = min(trials, math.prod(len(values) for values in space.values()))
-    records: list[TrialRecord] = []
+    records = _read_back(study, trials, journal)
+    resumed = len(records)
+
+    def finish(trial: optuna.Trial, record: TrialRecord, repeats: int | None = None) -> None:
+        trial.set_user_attr("record", asdict(record))
+        records.append(_announce(record, trials, repeats))
 
     def objective(trial: optuna.Trial) -> float:
+        started = time.perf_counter()
+        number = len(records)
         settings = {name: trial.suggest_categorical(name, values) for name, values in space.items()}
         earlier = next((record for record in records if record.settings == settings), None)
         if earlier is not None:  # TPE may draw a combination again: the same seed would train the same model
-            records.append(_announce(replace(earlier, number=trial.number, evaluations=0), trials, earlier.number))
+            finish(trial, replace(earlier, number=number, evaluations=0, seconds=0.0), earlier.number)
             if earlier.state == "PRUNED" or earlier.score is None:
                 raise optuna.TrialPruned()
             return earlier.score
@@ -155,20 +215,43 @@ def run_search(
             scores.append(score)
             trial.report(score, len(scores))
             if trial.should_prune():
-                records.append(_announce(TrialRecord(trial.number, settings, "PRUNED", score, len(scores)), trials))
+                seconds = round(time.perf_counter() - started, 1)
+                finish(trial, TrialRecord(number, settings, "PRUNED", score, len(scores), seconds))
                 raise optuna.TrialPruned()
 
         best = run_trial(settings, report)
-        records.append(_announce(TrialRecord(trial.number, settings, "COMPLETE", best, len(scores)), trials))
+        seconds = round(time.perf_counter() - started, 1)
+        finish(trial, TrialRecord(number, settings, "COMPLETE", best, len(scores), seconds))
         return best
 
-    started = time.perf_counter()
-    study.optimize(objective, n_trials=trials)
+    def reseed(study: optuna.Study, _: Any = None) -> None:
+        study.sampler = _sampler(space, trials, seed, len(records))
+
+    reseed(study)
+    if trials > resumed:
+        study.optimize(objective, n_trials=trials - resumed, callbacks=[reseed])
+    return _result(study, records, resumed)
+
+
+def _read_back(study: Any, trials: int, journal: Path | None) -> list[TrialRecord]:
+    """The records of the trials an interrupted attempt finished (none for a fresh search), in order."""
+    records = sorted((TrialRecord(**t.user_attrs["record"]) for t in study.trials), key=lambda r: r.number)
+    if records:
+        print(f"search: {len(records)} of {trials} trials finished before, read back from {journal}", flush=True)
+    return records
+
+
+def _result(study: Any, records: list[TrialRecord], resumed: int) -> SearchResult:
+    import optuna
+
     if not any(record.state == "COMPLETE" for record in records):
-        raise RuntimeError(f"all {trials} search trials were pruned: raise the trial count or trial_share")
+        raise RuntimeError(f"all {len(records)} search trials were pruned: raise the trial count or trial_share")
     best = study.best_trial
-    seconds = round(time.perf_counter() - started, 1)
-    return SearchResult(dict(best.params), float(best.value or 0.0), records, seconds, "grid" if grid else "tpe")
+    grid = isinstance(study.sampler, optuna.samplers.GridSampler)
+    seconds = round(sum(record.seconds for record in records), 1)
+    return SearchResult(
+        dict(best.params), float(best.value or 0.0), records, seconds, "grid" if grid else "tpe", resumed
+    )
 
 
 def log_search(tracked: StageRun, search: SearchResult) -> None:

@@ -3,7 +3,8 @@
 Put this folder first on PYTHONPATH and set ``DISTILFLOW_KILL_AFTER=module:Qualified.name``: when ``module`` is
 imported, the function is wrapped so that the process sends itself SIGKILL right after the call returns (no
 ``finally``, no atexit, no flush: what a power cut or the OOM killer leaves). ``DISTILFLOW_KILL_WHEN_ARG=VALUE``
-kills only on a call that got VALUE among its arguments (``set_registered_model_alias(name, "champion", v)``).
+kills only on a call that got VALUE among its arguments (``set_registered_model_alias(name, "champion", v)``);
+``DISTILFLOW_KILL_ON_CALL=N`` only on the N-th such call (the third trial of a search, not its first).
 
 Production code carries no hook for this: the test names the seam from outside, as a debugger would.
 """
@@ -22,6 +23,8 @@ from typing import Any
 
 TARGET = os.environ.get("DISTILFLOW_KILL_AFTER", "")
 WHEN_ARG = os.environ.get("DISTILFLOW_KILL_WHEN_ARG")
+ON_CALL = int(os.environ.get("DISTILFLOW_KILL_ON_CALL", "1"))
+_calls = [0]
 
 
 def _killing(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,6 +32,8 @@ def _killing(function: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = function(*args, **kwargs)
         if WHEN_ARG is None or WHEN_ARG in [*map(str, args), *map(str, kwargs.values())]:
+            _calls[0] += 1
+        if _calls[0] == ON_CALL:
             sys.stderr.write(f"fault injection: SIGKILL after {TARGET}\n")
             sys.stderr.flush()
             os.kill(os.getpid(), signal.SIGKILL)
