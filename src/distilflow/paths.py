@@ -92,6 +92,11 @@ class Paths:
         return self.root / "checkpoints" / "teacher-search"
 
     @property
+    def student_search_dir(self) -> Path:
+        """The student's search: its journal of finished trials, so a rerun after a kill goes on from them."""
+        return self.root / "checkpoints" / "student-search"
+
+    @property
     def student_dir(self) -> Path:
         return self.root / "models" / "student"
 

@@ -5,9 +5,9 @@ One tiny workspace with ``finetune.search`` and ``distill.search`` on runs ``dvc
 what each search chose, MLflow holds one run per trial nested under its stage's run and tags the choice, and the
 teacher was trained with the chosen pooling (its trials are whole runs, so the chosen one is the teacher). Then
 every dev label is flipped and both searches run again: they never read dev, so they choose the same (issue #33's
-plant of a dev file with shuffled labels). That second teacher search is killed (``kill -9``) as its second trial
-starts; the rerun reads the finished first trial back from the search's journal, goes on from the second, and ends
-on the very teacher an unbroken search chose.
+plant of a dev file with shuffled labels). That second time each search is killed (``kill -9``) as its second trial
+starts; each rerun reads the finished first trial back from the search's journal and goes on from the second, and
+the teacher is the very one the unbroken search chose.
 """
 
 from __future__ import annotations
@@ -47,6 +47,17 @@ def choices(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in metrics.items() if key.startswith(CHOSEN)}
 
 
+def killed_at_second_call(root: Path, function: str) -> str:
+    """``dvc repro distill`` in a fresh process (not the warm host), sent kill -9 as ``function`` returns for the
+    second time; its output."""
+    env = {key: value for key, value in test_env(root).items() if key != HOST_ENV}
+    env.update(PYTHONPATH=os.pathsep.join([str(INJECT), env.get("PYTHONPATH", "")]))
+    env.update(DISTILFLOW_KILL_AFTER=function, DISTILFLOW_KILL_ON_CALL="2")
+    killed = subprocess.run(["dvc", "repro", "distill"], cwd=root, env=env, capture_output=True, text=True)
+    assert killed.returncode != 0 and f"SIGKILL after {function}" in killed.stderr, killed.stdout + killed.stderr
+    return killed.stdout
+
+
 def test_both_searches_choose_on_held_out_rows_record_each_trial_and_ignore_dev(tmp_path: Path) -> None:
     root = make_workspace(tmp_path / "ws", SEARCH)
     run(["dvc", "repro", "distill"], root)
@@ -79,19 +90,17 @@ def test_both_searches_choose_on_held_out_rows_record_each_trial_and_ignore_dev(
     dev = pd.read_csv(dev_file, sep="\t", quoting=3)
     dev.assign(label=1 - dev["label"]).to_csv(dev_file, sep="\t", index=False, quoting=3)  # every dev label wrong
     teacher_weights = weights_hash(root / "models" / "teacher")
-    # kill -9 of the teacher's search as its second trial starts (a fresh process, not the warm host)
-    env = {key: value for key, value in test_env(root).items() if key != HOST_ENV}
-    env.update(PYTHONPATH=os.pathsep.join([str(INJECT), env.get("PYTHONPATH", "")]))
-    env.update(DISTILFLOW_KILL_AFTER="distilflow.stages.finetune:fresh_teacher", DISTILFLOW_KILL_ON_CALL="2")
-    killed = subprocess.run(["dvc", "repro", "distill"], cwd=root, env=env, capture_output=True, text=True)
-    assert killed.returncode != 0 and "SIGKILL after distilflow.stages.finetune" in killed.stderr, killed.stdout
+    killed = killed_at_second_call(root, "distilflow.stages.finetune:fresh_teacher")  # the teacher's second trial
     assert not (root / "models" / "teacher").exists() or weights_hash(root / "models" / "teacher") != teacher_weights
-    ran = run(["dvc", "repro", "distill"], root).stdout
-    assert "Running stage 'finetune'" in ran and "Running stage 'distill'" in ran, ran  # searched again
-    resumed = ran.split("Running stage 'augment'")[0]
-    assert "search: 1 of 3 trials finished before, read back from" in resumed, ran
-    assert "search: trial 1/3" not in resumed and "search: trial 2/3" in resumed, ran  # on from the second
+    killed = killed_at_second_call(root, "distilflow.stages.distill:starting_student")  # the student's second trial
+    assert "Running stage 'finetune'" in killed and "Running stage 'distill'" in killed, killed  # searched again
+    resumed_teacher, _ = killed.split("Running stage 'augment'")
+    assert "search: 1 of 3 trials finished before, read back from" in resumed_teacher, killed
+    assert "search: trial 1/3" not in resumed_teacher and "search: trial 2/3" in resumed_teacher, killed
     assert weights_hash(root / "models" / "teacher") == teacher_weights  # the unbroken search's teacher
+    ran = run(["dvc", "repro", "distill"], root).stdout
+    assert "Running stage 'finetune'" not in ran and "search: 1 of 3 trials finished before" in ran, ran
+    assert "search: trial 1/3" not in ran and "search: trial 2/3" in ran, ran
     for stage, before in (("finetune", teacher), ("distill", student)):
         after = json.loads((root / "metrics" / f"{stage}.json").read_text())
         assert choices(after) == choices(before), stage

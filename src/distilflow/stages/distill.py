@@ -11,6 +11,8 @@ scored on the held-out slice of train choose the learning rate, temperature, alp
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,9 +34,11 @@ from distilflow.models.loading import (
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import stage_run, write_json, write_lineage
+from distilflow.training.checkpoints import folder_digest, source_digest
+from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.distillation import distill
-from distilflow.training.loop import EvalFn, LoopResult, LoopSettings
+from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, schedule_fingerprint
 from distilflow.training.pretrained import read_summary
 from distilflow.training.scorer import split_scorer
 from distilflow.training.search import Report, SearchResult, log_search, reporting, run_search, trial_steps
@@ -150,12 +154,33 @@ def with_choice(config: DistillParams, choice: dict[str, Any], max_steps: int | 
     return config.model_copy(update=update)
 
 
+def search_fingerprint(params: Params, paths: Paths) -> dict[str, Any]:
+    """Everything a student search's journal must share with the rerun that reads it back: this stage's code, the
+    teacher, the transfer set, the held-out rows, the pre-trained start, the settings, libraries and compute."""
+    import torch
+    import transformers
+
+    pretrained = paths.student_pretrained_dir
+    return {
+        "code": source_digest("distilflow.stages.distill"),
+        "teacher_weights": folder_digest(paths.teacher_dir),
+        "transfer": folder_digest(paths.transfer_dir, "*.arrow"),
+        "data": json.loads(paths.tokenized_meta_file.read_text())["content_hash"],
+        "pretrained": folder_digest(pretrained) if pretrained.is_dir() else None,
+        "settings": {"distill": params.distill.model_dump(), "seed": params.seed},
+        "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "compute": schedule_fingerprint(loop_settings(params.distill, get_task(params.task), params), 1),
+    }
+
+
 def search_student(
     params: Params, teacher: PreTrainedModel, transfer: Dataset, score: EvalFn, paths: Paths, pad_id: int
 ) -> SearchResult:
     """The selection protocol for the student (training.search): short distillations, each scored on the held-out
-    slice, choose its learning rate, temperature, alpha and starting point; dev is not read."""
+    slice, choose its learning rate, temperature, alpha and starting point; dev is not read. Finished trials are
+    journaled in ``paths.student_search_dir`` (fingerprinted): a rerun after a kill goes on from them."""
     config, task = params.distill, get_task(params.task)
+    prepare_checkpoints(paths.student_search_dir, search_fingerprint(params, paths))  # another run's: set aside
     search = config.search
     steps = trial_steps(len(transfer), config.batch_size, 1, config.epochs, search.trial_share, config.max_steps)
 
@@ -171,7 +196,8 @@ def search_student(
         "alpha": search.alphas,
         "init": search.inits,
     }
-    return run_search(space, run_trial, search.trials, params.seed, True, steps // config.eval_every)
+    journal = paths.student_search_dir / "trials.journal"
+    return run_search(space, run_trial, search.trials, params.seed, True, steps // config.eval_every, journal)
 
 
 def run(params: Params, paths: Paths) -> dict[str, Any]:
@@ -211,6 +237,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
         tracked.log_dict(exports, "export_summary.json")
         log_history(tracked, result)
         check_exports(exports, config, task, summary)
+    shutil.rmtree(paths.student_search_dir, ignore_errors=True)  # the stage finished: no rerun will read it
     return {"metrics": metrics, "exports": exports}
 
 
