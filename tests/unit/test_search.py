@@ -143,12 +143,38 @@ def test_a_journal_torn_by_a_kill_mid_write_is_read_to_its_last_whole_line(tmp_p
     assert resumed.resumed == 3 and outcome(resumed) == outcome(run_search(space, curve, 8, 5, True))
 
 
+@pytest.mark.parametrize("content", [b"not a journal\n{}\n", b"[1]\n", b'{"op_code": 99, "worker_id": "w"}\n'])
 def test_an_unreadable_journal_is_said_and_the_search_starts_over(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
 ) -> None:
     journal = tmp_path / "trials.journal"
-    journal.write_bytes(b"not a journal\n{}\n")
+    journal.write_bytes(content)
     space = {"learning_rate": [1e-5, 1e-4], "pooling": ["cls"]}
     result = run_search(space, curve, trials=2, seed=5, greater_is_better=True, journal=journal)
     assert result.resumed == 0 and len(result.trials) == 2 and result.chosen["learning_rate"] == 1e-4
     assert "not resuming from" in capsys.readouterr().out
+
+
+def test_a_trial_with_no_score_is_pruned_and_a_resumed_search_still_matches_the_unbroken_one(tmp_path: Path) -> None:
+    space = {"learning_rate": [1e-6, 1e-5, 1e-4, 1e-2], "pooling": ["cls", "mean"]}
+
+    def constant_at_1e_6(settings: dict[str, Any], report: Report) -> float:
+        """lr 1e-6 learns nothing: a regression's Pearson of constant predictions is NaN."""
+        return float("nan") if settings["learning_rate"] == 1e-6 else curve(settings, report)
+
+    unbroken = run_search(space, constant_at_1e_6, trials=8, seed=5, greater_is_better=True)
+    unscored = [t for t in unbroken.trials if t.settings["learning_rate"] == 1e-6]
+    assert unscored and all((t.state, t.score) == ("PRUNED", None) for t in unscored)
+    assert unbroken.chosen["learning_rate"] == 1e-4
+    journal = tmp_path / "trials.journal"
+    with pytest.raises(Killed):
+        run_search(space, killed_after(6, constant_at_1e_6), 8, 5, True, journal=journal)
+    resumed = run_search(space, constant_at_1e_6, trials=8, seed=5, greater_is_better=True, journal=journal)
+    assert outcome(resumed) == outcome(unbroken)
+
+
+def test_neighbouring_seeds_draw_their_own_trials() -> None:
+    """Each trial's sampler is seeded from (seed, trial): seed 2 is not seed 1's draws one trial later."""
+    one = [t.settings for t in run_search(SPACE, curve, trials=12, seed=1, greater_is_better=True).trials]
+    two = [t.settings for t in run_search(SPACE, curve, trials=12, seed=2, greater_is_better=True).trials]
+    assert two[:5] != one[1:6] and two != one

@@ -157,18 +157,31 @@ def with_choice(config: DistillParams, choice: dict[str, Any], max_steps: int | 
 def search_fingerprint(params: Params, paths: Paths) -> dict[str, Any]:
     """Everything a student search's journal must share with the rerun that reads it back: this stage's code, the
     teacher, the transfer set, the held-out rows, the pre-trained start, the settings, libraries and compute."""
+    import optuna
     import torch
     import transformers
 
     pretrained = paths.student_pretrained_dir
+    # Each trial sets these itself, and export comes after the search: changing them as written changes no trial.
+    searched: dict[str, Any] = {
+        "learning_rate": True,
+        "temperature": True,
+        "alpha": True,
+        "student": {"init"},
+        "export": True,
+    }
     return {
         "code": source_digest("distilflow.stages.distill"),
         "teacher_weights": folder_digest(paths.teacher_dir),
         "transfer": folder_digest(paths.transfer_dir, "*.arrow"),
         "data": json.loads(paths.tokenized_meta_file.read_text())["content_hash"],
         "pretrained": folder_digest(pretrained) if pretrained.is_dir() else None,
-        "settings": {"distill": params.distill.model_dump(), "seed": params.seed},
-        "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "settings": {"distill": params.distill.model_dump(exclude=searched), "seed": params.seed},
+        "libraries": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "optuna": optuna.__version__,
+        },
         "compute": schedule_fingerprint(loop_settings(params.distill, get_task(params.task), params), 1),
     }
 

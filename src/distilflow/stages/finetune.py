@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ from distilflow.models.loading import (
 from distilflow.paths import Paths
 from distilflow.tasks import GlueTask, get_task
 from distilflow.tracking.runs import StageRun, stage_run, write_json, write_lineage
-from distilflow.training.checkpoints import folder_digest, load_model, save_model, source_digest
+from distilflow.training.checkpoints import folder_digest, load_model, save_model, saved_record, source_digest
 from distilflow.training.checkpoints import prepare as prepare_checkpoints
 from distilflow.training.curves import log_history, write_curve
 from distilflow.training.loop import EvalFn, LoopResult, LoopSettings, schedule_fingerprint, train
@@ -94,6 +95,20 @@ def fingerprint(
         "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
         "compute": compute,
     }
+
+
+SET_BY_TRIALS = {"learning_rate", "epochs", "pooling", "checkpoint_every"}  # the choice, or unused by trials
+
+
+def search_fingerprint(params: Params, data_hash: str, compute: dict[str, Any]) -> dict[str, Any]:
+    """What the search's journal must share with the rerun that reads it back: as :func:`fingerprint`, less the
+    settings each trial sets for itself (changing them as written changes no trial), plus Optuna's version."""
+    import optuna
+
+    found = fingerprint(params, data_hash, compute)
+    found["settings"]["finetune"] = params.finetune.model_dump(exclude=SET_BY_TRIALS)
+    found["libraries"]["optuna"] = optuna.__version__
+    return found
 
 
 @contextlib.contextmanager
@@ -192,8 +207,8 @@ def search_settings(
     full_length = config.search.trial_share >= 1
     keep = full_length and folder is not None
     kept: list[KeptTrial] = []  # the best completed trial so far, when trials are full length
-    on_disk = load_model(folder / "kept") if keep and folder is not None else None
-    best_kept = on_disk[1]["result"]["best_metric"] if on_disk else None  # an interrupted attempt's best
+    on_disk = saved_record(folder / "kept") if keep and folder is not None else None
+    best_kept = on_disk["result"]["best_metric"] if on_disk else None  # an interrupted attempt's best
 
     def steps_of(choice: dict[str, Any]) -> int:
         share, epochs = config.search.trial_share, choice["epochs"]
@@ -208,7 +223,8 @@ def search_settings(
         settings = loop_settings(params, trial, seed)
         scored = reporting(score, task.primary_metric, report)
         _, result = train(model, train_rows, supervised_loss, scored, settings, pad_id, task.is_regression)
-        if keep and folder is not None and (best_kept is None or result.best_metric > best_kept):  # ties: the first
+        better = math.isfinite(result.best_metric) and (best_kept is None or result.best_metric > best_kept)
+        if keep and folder is not None and better:  # ties: the first
             kept[:] = [KeptTrial(dict(choice), model, result)]
             best_kept = result.best_metric
             save_model(folder / "kept", model, {"choice": choice, "result": asdict(result)})
@@ -278,7 +294,7 @@ def run(params: Params, paths: Paths) -> dict[str, Any]:
             folder = paths.teacher_search_dir if world == 1 else None
             if folder is not None:
                 compute = schedule_fingerprint(loop_settings(params), world)
-                prepare_checkpoints(folder, fingerprint(params, data_hash, compute))  # another run's: set aside
+                prepare_checkpoints(folder, search_fingerprint(params, data_hash, compute))  # another's: set aside
             search, kept = search_settings(params, task, data, score_held_out, pad_id, folder)
         config, seed = with_choice(params, search.chosen if search else {})
         if kept is not None:

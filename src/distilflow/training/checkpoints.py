@@ -207,8 +207,16 @@ def load_model(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
     readable = _readable(folder)
     if readable is None:
         return None
+    return load_file(readable / "model.safetensors"), saved_record(readable) or {}
+
+
+def saved_record(folder: Path) -> dict[str, Any] | None:
+    """The record :func:`save_model` wrote, without loading the weights; None when there is no intact copy."""
+    readable = _readable(folder)
+    if readable is None:
+        return None
     record: dict[str, Any] = json.loads((readable / "state.json").read_text())["record"]
-    return load_file(readable / "model.safetensors"), record
+    return record
 
 
 def prepare(folder: Path, fingerprint: dict[str, Any]) -> None:

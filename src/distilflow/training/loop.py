@@ -283,7 +283,7 @@ def _evaluate(
     point.update({f"{SCORED_PREFIX}{k}": v for k, v in scores.items()})
     metric = scores[settings.primary_metric]
     sign = 1.0 if settings.greater_is_better else -1.0
-    if state.best is None or sign * metric > sign * state.best:
+    if math.isfinite(metric) and (state.best is None or sign * metric > sign * state.best):  # a NaN beats nothing
         state.best, state.best_step, state.bad_evals = metric, state.step, 0
         best_weights = {k: v.clone() for k, v in _cpu_state(run.model).items()}  # .cpu() of a CPU tensor aliases
         if best_dir is not None and run.rank == 0:

@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import optuna
 
@@ -114,29 +116,39 @@ def _sampler(space: dict[str, list[Any]], trials: int, seed: int, finished: int)
 
     if math.prod(len(values) for values in space.values()) <= trials:
         return optuna.samplers.GridSampler(space, seed=seed)
+    # One generator per (seed, trial), not seed + trial: that would make seed 2's draws seed 1's, one trial later.
+    trial_seed = int(np.random.SeedSequence([seed, finished]).generate_state(1)[0])
     # TPE samples its first trials at random (10 by default); half the budget leaves it room to learn
-    return optuna.samplers.TPESampler(seed=seed + finished, n_startup_trials=max(2, trials // 2))
+    return optuna.samplers.TPESampler(seed=trial_seed, n_startup_trials=max(2, trials // 2))
 
 
 def _storage(journal: Path) -> Any:
     import optuna
     from optuna.storages.journal import JournalFileBackend
 
+    # The search is the journal's only writer: a lock a kill left behind would only stall the first write 30 s.
+    journal.with_name(journal.name + ".lock").unlink(missing_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
 
 
 def _finished_in(journal: Path) -> list[optuna.trial.FrozenTrial]:
-    """The trials an earlier attempt finished, from its journal; none when there is none or it cannot be read."""
+    """The trials an earlier attempt finished, from its journal, in order: every one that recorded its end (the
+    one a kill interrupted did not); none when there is no journal or it cannot be read. Optuna skips a last line
+    a kill tore mid-write."""
     import optuna
 
     if not journal.exists():
         return []
     try:
         earlier = optuna.load_study(study_name=STUDY, storage=_storage(journal))
-    except (KeyError, ValueError) as error:  # no study in it, or a line torn by a kill mid-write
-        print(f"search: not resuming from {journal}: {error}; the search starts over", flush=True)
+        return [t for t in earlier.get_trials(deepcopy=False) if t.state.is_finished() and "record" in t.user_attrs]
+    except Exception as error:  # whatever the file holds, the search can start over without it
+        _starting_over(journal, error)
         return []
-    return [t for t in earlier.get_trials(deepcopy=False) if t.state.name in FINISHED and "record" in t.user_attrs]
+
+
+def _starting_over(journal: Path, error: Exception) -> None:
+    print(f"search: not resuming from {journal}: {type(error).__name__} {error}; the search starts over", flush=True)
 
 
 def _study(journal: Path | None, maximize: bool, evaluations: int) -> Any:
@@ -153,10 +165,14 @@ def _study(journal: Path | None, maximize: bool, evaluations: int) -> Any:
     }
     if journal is None:
         return optuna.create_study(**settings)
-    finished = _finished_in(journal)
     fresh = journal.with_name(journal.name + ".new")  # written whole, then swapped in: a kill keeps the old one
     fresh.unlink(missing_ok=True)
-    optuna.create_study(storage=_storage(fresh), study_name=STUDY, **settings).add_trials(finished)
+    try:
+        optuna.create_study(storage=_storage(fresh), study_name=STUDY, **settings).add_trials(_finished_in(journal))
+    except Exception as error:  # a trial Optuna will not take back: start over rather than fail every rerun
+        _starting_over(journal, error)
+        fresh.unlink()
+        optuna.create_study(storage=_storage(fresh), study_name=STUDY, **settings)
     os.replace(fresh, journal)
     return optuna.load_study(study_name=STUDY, storage=_storage(journal), pruner=settings["pruner"])
 
@@ -168,7 +184,8 @@ def _announce(record: TrialRecord, trials: int, repeats: int | None = None) -> T
     how = f"after {record.evaluations} evaluations"
     if repeats is not None:
         how = f"as trial {repeats + 1}, not trained again"
-    line = f"search: trial {record.number + 1}/{trials} ({settings}): held-out {record.score:.4f}, {fate} {how}"
+    score = "no score" if record.score is None else f"{record.score:.4f}"
+    line = f"search: trial {record.number + 1}/{trials} ({settings}): held-out {score}, {fate} {how}"
     print(line, flush=True)
     return record
 
@@ -195,9 +212,13 @@ def run_search(
     records = _read_back(study, trials, journal)
     resumed = len(records)
 
-    def finish(trial: optuna.Trial, record: TrialRecord, repeats: int | None = None) -> None:
+    def finish(trial: optuna.Trial, record: TrialRecord, repeats: int | None = None) -> float:
+        """Journal and announce the trial's end; its score, or TrialPruned when it has none to choose by."""
         trial.set_user_attr("record", asdict(record))
         records.append(_announce(record, trials, repeats))
+        if record.state == "PRUNED" or record.score is None:
+            raise optuna.TrialPruned()
+        return record.score
 
     def objective(trial: optuna.Trial) -> float:
         started = time.perf_counter()
@@ -205,10 +226,7 @@ def run_search(
         settings = {name: trial.suggest_categorical(name, values) for name, values in space.items()}
         earlier = next((record for record in records if record.settings == settings), None)
         if earlier is not None:  # TPE may draw a combination again: the same seed would train the same model
-            finish(trial, replace(earlier, number=number, evaluations=0, seconds=0.0), earlier.number)
-            if earlier.state == "PRUNED" or earlier.score is None:
-                raise optuna.TrialPruned()
-            return earlier.score
+            return finish(trial, replace(earlier, number=number, evaluations=0, seconds=0.0), earlier.number)
         scores: list[float] = []
 
         def report(score: float) -> None:
@@ -217,12 +235,12 @@ def run_search(
             if trial.should_prune():
                 seconds = round(time.perf_counter() - started, 1)
                 finish(trial, TrialRecord(number, settings, "PRUNED", score, len(scores), seconds))
-                raise optuna.TrialPruned()
 
         best = run_trial(settings, report)
         seconds = round(time.perf_counter() - started, 1)
-        finish(trial, TrialRecord(number, settings, "COMPLETE", best, len(scores), seconds))
-        return best
+        if not math.isfinite(best):  # no evaluation scored (a constant regression's Pearson): nothing to choose by
+            return finish(trial, TrialRecord(number, settings, "PRUNED", None, len(scores), seconds))
+        return finish(trial, TrialRecord(number, settings, "COMPLETE", best, len(scores), seconds))
 
     def reseed(study: optuna.Study, _: Any = None) -> None:
         study.sampler = _sampler(space, trials, seed, len(records))
