@@ -179,15 +179,26 @@ class Settings:
 def dev_scores(workspace: Path, model: str, task: str) -> dict[str, float]:
     """A workspace's trained model (``models/MODEL``) scored once on its tokenized dev split: training chose its
     checkpoint on the held-out slice of train, so this is the number it never saw."""
+    from distilflow.metrics import compute_glue_metrics
+
+    predictions, references = dev_predictions(workspace, model, task)
+    return compute_glue_metrics(task, predictions.tolist(), references.tolist())
+
+
+def dev_predictions(workspace: Path, model: str, task: str) -> tuple[Any, Any]:
+    """``models/MODEL``'s answers on the workspace's tokenized dev split, and the labels (numpy arrays in dev's
+    order): what a paired bootstrap between two models of the same dev rows needs."""
+    import numpy as np
     from datasets import load_from_disk
 
+    from distilflow.models.inference import logits_to_predictions, predict_logits
     from distilflow.models.loading import load_classifier, load_tokenizer
     from distilflow.tasks import get_task
-    from distilflow.training.scorer import split_scorer
 
     dev = load_from_disk(str(workspace / "data" / "tokenized"))["dev"]
     pad_id = load_tokenizer(str(workspace / "models" / model)).pad_token_id
-    return split_scorer(get_task(task), dev, 64, pad_id)(load_classifier(workspace / "models" / model))
+    logits = predict_logits(load_classifier(workspace / "models" / model), dev, 64, pad_id)
+    return np.asarray(logits_to_predictions(logits, get_task(task))), np.asarray(dev["labels"])
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:

@@ -8,8 +8,9 @@ search choosing ``learning_rate``, ``epochs`` and ``pooling`` on the held-out sl
 teacher is scored once on dev afterwards. Several seeds give the run-to-run spread, the noise a gain must clear; with
 ``--search-once`` only the first seed searches and the others train with its choice, so the spread is training's
 alone and the cost is one search; with ``--choice`` no seed searches (a protocol run elsewhere chose). The result
-records the command, every override, both dev scores per seed, what the search chose, how many trials it pruned, and
-the CPU seconds of each finetune.
+records the command, every override, both dev scores per seed with a paired bootstrap of their difference over the
+dev rows (the dev set's own sampling noise, beside the seeds' spread), what the search chose, how many trials it
+pruned, and the CPU seconds of each finetune.
 
     python bench/search.py [--task mrpc] [--trials 6] [--seeds 1,2] [--out bench/results/search-mrpc.json]
     python bench/search.py --task cola --data-dir ../shared/data/glue/CoLA --trials 10 --seeds 1,2,3 --search-once
@@ -30,9 +31,11 @@ from typing import Any
 
 import yaml
 
-from common import RESULTS_DIR, ROOT, Settings, dev_scores, log, write_result
+from common import RESULTS_DIR, ROOT, Settings, dev_predictions, log, write_result
+from distilflow.metrics import compute_glue_metrics
 from distilflow.orchestration.scratch_workspace import make_workspace, run_checked, subprocess_env
 from distilflow.paths import Paths
+from distilflow.registry.bootstrap import paired_bootstrap
 from distilflow.tasks import get_task
 
 PREPARE = ("ingest", "validate", "tokenize")
@@ -58,8 +61,15 @@ def finetune(
     seconds = round(time.perf_counter() - began, 1)
     metrics = json.loads((workspace / "metrics" / "finetune.json").read_text(encoding="utf-8"))
     task = get_task(params["task"])
-    dev = dev_scores(workspace, "teacher", task.name)[task.primary_metric]
-    return {"dev": dev, "seconds": seconds, "metrics": metrics}
+    predictions, references = dev_predictions(workspace, "teacher", task.name)
+    dev = compute_glue_metrics(task.name, predictions.tolist(), references.tolist())[task.primary_metric]
+    return {"dev": dev, "seconds": seconds, "metrics": metrics, "dev_answers": (predictions, references)}
+
+
+def paired(task: str, searched: dict[str, Any], as_written: dict[str, Any]) -> dict[str, Any]:
+    """Searched minus as written on the same dev rows, 1,000 paired resamples: the dev set's sampling noise."""
+    (mine, references), (theirs, _) = searched.pop("dev_answers"), as_written.pop("dev_answers")
+    return paired_bootstrap(get_task(task).primary_metric, mine, theirs, references).as_dict()
 
 
 SELECTED = ("learning_rate", "epochs", "pooling")
@@ -84,7 +94,16 @@ def one_seed(settings: Settings, seed: int, trials: int, choice: dict[str, Any] 
         )
         chosen = {k: v for k, v in searched["metrics"].items() if k.startswith(("selected_", "search_"))}
         log(f"seed {seed}: searched dev {searched['dev']:.4f} in {searched['seconds']} s, {chosen or choice}")
-        return {"seed": seed, "as_written": as_written, "searched": searched, "search": chosen, "pinned": choice}
+        compared = paired(params["task"], searched, as_written)
+        log(f"seed {seed}: searched - as written {compared['difference']:+.4f}, P(better) {compared['p_better']:.3f}")
+        return {
+            "seed": seed,
+            "as_written": as_written,
+            "searched": searched,
+            "dev_paired_bootstrap": compared,
+            "search": chosen,
+            "pinned": choice,
+        }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
