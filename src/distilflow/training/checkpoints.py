@@ -207,14 +207,17 @@ def load_model(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] |
     readable = _readable(folder)
     if readable is None:
         return None
-    return load_file(readable / "model.safetensors"), saved_record(readable) or {}
+    return load_file(readable / "model.safetensors"), _record(readable)
 
 
 def saved_record(folder: Path) -> dict[str, Any] | None:
     """The record :func:`save_model` wrote, without loading the weights; None when there is no intact copy."""
     readable = _readable(folder)
-    if readable is None:
-        return None
+    return _record(readable) if readable is not None else None
+
+
+def _record(readable: Path) -> dict[str, Any]:
+    """The record of a folder :func:`_readable` already verified (its checksums are not hashed again)."""
     record: dict[str, Any] = json.loads((readable / "state.json").read_text())["record"]
     return record
 
